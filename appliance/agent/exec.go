@@ -1,0 +1,211 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+// defaultEnv is what commands see inside the image: predictable, no host
+// leakage, and DEBIAN_FRONTEND so package tools never prompt.
+var defaultEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"LANG=C.UTF-8",
+	"TERM=dumb",
+	"DEBIAN_FRONTEND=noninteractive",
+}
+
+func (a *Agent) handleExec(ctx context.Context, st *stream, raw json.RawMessage) (any, error) {
+	var args proto.ExecArgs
+	if err := json.Unmarshal(raw, &args); err != nil {
+		return nil, err
+	}
+	argv := args.Argv
+	if args.Shell != "" {
+		argv = []string{"/bin/sh", "-c", args.Shell}
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("exec: empty command")
+	}
+	root := a.sysroot
+	if args.NoChroot || !a.mounted || a.noChroot {
+		root = ""
+	}
+	if root == "" && !args.NoChroot && !a.noChroot {
+		return nil, errors.New("exec: the image is not mounted")
+	}
+	if args.TimeoutMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(args.TimeoutMS)*time.Millisecond)
+		defer cancel()
+	}
+	return a.runCommand(ctx, st, root, argv, args)
+}
+
+func (a *Agent) runCommand(ctx context.Context, st *stream, root string, argv []string, args proto.ExecArgs) (*proto.ExecResult, error) {
+	path := argv[0]
+	if root != "" {
+		// Resolve the program inside the image; exec happens after chroot,
+		// so the path must be valid there.
+		if !hasSlash(path) {
+			p, err := lookPathIn(root, path)
+			if err != nil {
+				return nil, err
+			}
+			path = p
+		}
+	} else if !hasSlash(path) {
+		p, err := lookPathIn("/", path)
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	var inR, inW *os.File
+	stdin := devNull
+	if args.Stdin {
+		if inR, inW, err = os.Pipe(); err != nil {
+			return nil, err
+		}
+		stdin = inR
+	}
+	dir := args.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	env := append(append([]string{}, defaultEnv...), args.Env...)
+	attr := &os.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []*os.File{stdin, outW, errW},
+		Sys:   &syscall.SysProcAttr{Chroot: root, Setsid: true},
+	}
+	if root == "" {
+		attr.Dir = dir
+	}
+	pid, done, err := a.reaper.start(func() (int, error) {
+		p, err := os.StartProcess(path, argv, attr)
+		if err != nil {
+			return 0, err
+		}
+		pid := p.Pid
+		_ = p.Release()
+		return pid, nil
+	})
+	outW.Close()
+	errW.Close()
+	if inR != nil {
+		inR.Close()
+	}
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+		return nil, fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go pump(&wg, outR, frameWriter{st, proto.TStdout})
+	go pump(&wg, errR, frameWriter{st, proto.TStderr})
+	if inW != nil {
+		go func() {
+			_, _ = io.Copy(inW, st)
+			inW.Close()
+		}()
+	}
+	var ws syscall.WaitStatus
+	res := &proto.ExecResult{}
+	select {
+	case ws = <-done:
+	case <-ctx.Done():
+		// The whole session (setsid) dies, so shells' children go too.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		ws = <-done
+		res.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
+	}
+	// Background children that keep the pipes open must not hang the step:
+	// give the output a moment to drain, then kill what is left of the session.
+	waitCh := make(chan struct{})
+	go func() { wg.Wait(); close(waitCh) }()
+	select {
+	case <-waitCh:
+	case <-time.After(2 * time.Second):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-waitCh
+	}
+	switch {
+	case ws.Exited():
+		res.RC = ws.ExitStatus()
+	case ws.Signaled():
+		res.RC = 128 + int(ws.Signal())
+		res.Signal = ws.Signal().String()
+	}
+	return res, nil
+}
+
+func pump(wg *sync.WaitGroup, r *os.File, w io.Writer) {
+	defer wg.Done()
+	defer r.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				_, _ = io.Copy(io.Discard, r)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func hasSlash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return true
+		}
+	}
+	return false
+}
+
+// lookPathIn finds name on the default PATH below root.
+func lookPathIn(root, name string) (string, error) {
+	for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		p := dir + "/" + name
+		fi, err := os.Stat(joinRoot(root, p))
+		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: %w", name, os.ErrNotExist)
+}
+
+func joinRoot(root, p string) string {
+	if root == "" || root == "/" {
+		return p
+	}
+	return root + p
+}

@@ -1,0 +1,461 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+const sysroot = "/sysroot"
+
+// linuxRootTypes are tried as root filesystems, in this order of preference.
+var linuxRootTypes = map[string]int{"ext4": 0, "ext3": 0, "ext2": 0, "xfs": 1, "btrfs": 2, "vfat": 9}
+
+func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
+	args, err := decode[proto.MountArgs](raw)
+	if err != nil {
+		return nil, err
+	}
+	if a.mounted {
+		return nil, errors.New("the image is already mounted")
+	}
+	a.readOnly = args.ReadOnly
+	res := &proto.MountResult{Filesystems: probeAll()}
+	if len(args.Mounts) > 0 {
+		err = a.mountExplicit(res, args.Mounts)
+	} else {
+		err = a.mountDetected(res)
+	}
+	if err != nil {
+		a.unmountAll()
+		return nil, err
+	}
+	a.bindSystemDirs(res)
+	rootfd, err := unix.Open(sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.unmountAll()
+		return nil, err
+	}
+	a.rootfd = rootfd
+	a.mounted = true
+	a.mountInfo = res
+	return res, nil
+}
+
+func (a *Agent) mountOpts(fstype string) (uintptr, string) {
+	var flags uintptr
+	data := ""
+	if a.readOnly {
+		flags |= unix.MS_RDONLY
+		switch fstype {
+		case "ext3", "ext4":
+			data = "noload" // no journal replay on a read-only open
+		case "xfs":
+			data = "norecovery"
+		}
+	}
+	return flags, data
+}
+
+// mountFS mounts dev at target, where target is an fd-resolved path.
+func (a *Agent) mountFS(dev, target, fstype string) error {
+	kt := fstype
+	if strings.HasPrefix(fstype, "ext") {
+		kt = "ext4" // the ext4 driver serves ext2 and ext3 too
+	}
+	a.ensureFSModules(kt)
+	flags, data := a.mountOpts(fstype)
+	err := unix.Mount(dev, target, kt, flags, data)
+	if err != nil && data != "" {
+		err = unix.Mount(dev, target, kt, flags, "")
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fstype, target, err)
+	}
+	return nil
+}
+
+func (a *Agent) mountDetected(res *proto.MountResult) error {
+	cands := make([]proto.Filesystem, 0, len(res.Filesystems))
+	for _, fs := range res.Filesystems {
+		if _, ok := linuxRootTypes[fs.Type]; ok {
+			cands = append(cands, fs)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return linuxRootTypes[cands[i].Type] < linuxRootTypes[cands[j].Type] })
+	if err := os.MkdirAll(sysroot, 0o755); err != nil {
+		return err
+	}
+	for _, fs := range res.Filesystems {
+		if fs.Type == "" {
+			res.Tried = append(res.Tried, fs.Device+": no filesystem recognized")
+		} else if _, ok := linuxRootTypes[fs.Type]; !ok {
+			res.Tried = append(res.Tried, fs.Device+": "+fs.Type+" (not a root filesystem)")
+		}
+	}
+	for _, fs := range cands {
+		if err := a.mountFS(fs.Device, sysroot, fs.Type); err != nil {
+			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s: %v", fs.Device, fs.Type, unwrapErrno(err)))
+			continue
+		}
+		if !hasOSRelease(sysroot) {
+			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s without /etc/os-release", fs.Device, fs.Type))
+			_ = unix.Unmount(sysroot, 0)
+			continue
+		}
+		res.Root = fs.Device
+		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: "/", Device: fs.Device, Type: fs.Type})
+		a.mounts = append(a.mounts, sysroot)
+		a.mountFstab(res)
+		return nil
+	}
+	return &NoOSError{Tried: res.Tried}
+}
+
+// NoOSError says no filesystem held an operating system.
+type NoOSError struct{ Tried []string }
+
+func (e *NoOSError) Error() string {
+	if len(e.Tried) == 0 {
+		return "no operating system found: the disk has no filesystems"
+	}
+	return "no operating system found; tried: " + strings.Join(e.Tried, "; ")
+}
+
+func hasOSRelease(root string) bool {
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		if f, err := openInRoot(fd, p, unix.O_RDONLY, 0); err == nil {
+			unix.Close(f)
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) error {
+	sorted := append([]proto.MountSpec{}, specs...)
+	for i := range sorted {
+		if sorted[i].Mountpoint == "" {
+			sorted[i].Mountpoint = "/"
+		}
+	}
+	sort.SliceStable(sorted, func(i, j int) bool {
+		return strings.Count(path.Clean(sorted[i].Mountpoint), "/") < strings.Count(path.Clean(sorted[j].Mountpoint), "/") ||
+			sorted[i].Mountpoint == "/" && sorted[j].Mountpoint != "/"
+	})
+	if sorted[0].Mountpoint != "/" {
+		return errors.New("-m: no filesystem given for /")
+	}
+	if err := os.MkdirAll(sysroot, 0o755); err != nil {
+		return err
+	}
+	byDev := map[string]proto.Filesystem{}
+	for _, fs := range res.Filesystems {
+		byDev[fs.Device] = fs
+	}
+	for i, s := range sorted {
+		dev := s.Device
+		if !strings.HasPrefix(dev, "/dev/") {
+			dev = "/dev/" + dev
+		}
+		fs, ok := byDev[dev]
+		if !ok {
+			return fmt.Errorf("-m %s: no such device (have %s)", s.Device, strings.Join(deviceNames(res.Filesystems), ", "))
+		}
+		if fs.Type == "" {
+			return fmt.Errorf("-m %s: no filesystem recognized on it", s.Device)
+		}
+		target := sysroot
+		if i > 0 {
+			t, closeT, err := a.resolveMountpoint(s.Mountpoint)
+			if err != nil {
+				return fmt.Errorf("-m %s:%s: %w", s.Device, s.Mountpoint, err)
+			}
+			target = t
+			defer closeT()
+		}
+		if err := a.mountFS(dev, target, fs.Type); err != nil {
+			return err
+		}
+		a.mounts = append(a.mounts, sysroot+path.Clean(s.Mountpoint))
+		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: path.Clean(s.Mountpoint), Device: dev, Type: fs.Type})
+		if i == 0 {
+			res.Root = dev
+		}
+	}
+	return nil
+}
+
+func deviceNames(fss []proto.Filesystem) []string {
+	var out []string
+	for _, fs := range fss {
+		out = append(out, fs.Device)
+	}
+	return out
+}
+
+// resolveMountpoint opens a directory of the mounted image in root and
+// returns a /proc/self/fd path for it: mounting there cannot be redirected by
+// a symlink in the image into the appliance.
+func (a *Agent) resolveMountpoint(mp string) (string, func(), error) {
+	rootfd, err := unix.Open(sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	defer unix.Close(rootfd)
+	fd, err := openInRoot(rootfd, mp, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	return "/proc/self/fd/" + strconv.Itoa(fd), func() { unix.Close(fd) }, nil
+}
+
+// fstabEntry is one line of /etc/fstab.
+type fstabEntry struct {
+	spec, file, vfstype, mntops string
+	line                        int
+}
+
+func parseFstab(data []byte) []fstabEntry {
+	var out []fstabEntry
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		e := fstabEntry{spec: unescapeFstab(f[0]), file: unescapeFstab(f[1]), vfstype: f[2], line: n}
+		if len(f) > 3 {
+			e.mntops = f[3]
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func unescapeFstab(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// resolveSpec maps an fstab device spec to one of our devices. Device names
+// from the original machine (sda, xvda, hda) are mapped by letter and
+// partition number onto our virtio disks, the way libguestfs does.
+func resolveSpec(spec string, fss []proto.Filesystem) (proto.Filesystem, bool) {
+	key, val, hasEq := strings.Cut(spec, "=")
+	val = strings.Trim(val, `"`)
+	for _, fs := range fss {
+		if hasEq {
+			switch key {
+			case "UUID":
+				if strings.EqualFold(fs.UUID, val) {
+					return fs, true
+				}
+			case "LABEL":
+				if fs.Label == val {
+					return fs, true
+				}
+			case "PARTUUID":
+				if fs.PartUUID != "" && strings.EqualFold(fs.PartUUID, val) {
+					return fs, true
+				}
+			case "PARTLABEL":
+				if fs.PartLabel != "" && fs.PartLabel == val {
+					return fs, true
+				}
+			}
+			continue
+		}
+		switch {
+		case strings.HasPrefix(spec, "/dev/disk/by-uuid/"):
+			return resolveSpec("UUID="+strings.TrimPrefix(spec, "/dev/disk/by-uuid/"), fss)
+		case strings.HasPrefix(spec, "/dev/disk/by-label/"):
+			return resolveSpec("LABEL="+strings.TrimPrefix(spec, "/dev/disk/by-label/"), fss)
+		case strings.HasPrefix(spec, "/dev/disk/by-partuuid/"):
+			return resolveSpec("PARTUUID="+strings.TrimPrefix(spec, "/dev/disk/by-partuuid/"), fss)
+		case strings.HasPrefix(spec, "/dev/disk/by-partlabel/"):
+			return resolveSpec("PARTLABEL="+strings.TrimPrefix(spec, "/dev/disk/by-partlabel/"), fss)
+		}
+		if fs.Device == mapDeviceName(spec) {
+			return fs, true
+		}
+	}
+	return proto.Filesystem{}, false
+}
+
+func mapDeviceName(spec string) string {
+	name := strings.TrimPrefix(spec, "/dev/")
+	for _, p := range []string{"xvd", "sd", "hd", "vd"} {
+		if strings.HasPrefix(name, p) {
+			return "/dev/vd" + strings.TrimPrefix(name, p)
+		}
+	}
+	return spec
+}
+
+// skipFstabTypes are never mounted from the image's fstab: pseudo
+// filesystems the appliance provides itself, swap, and network mounts.
+var skipFstabTypes = map[string]bool{
+	"swap": true, "none": true, "proc": true, "sysfs": true, "devpts": true, "tmpfs": true,
+	"devtmpfs": true, "nfs": true, "nfs4": true, "cifs": true, "smbfs": true, "auto": false,
+	"securityfs": true, "cgroup": true, "cgroup2": true, "debugfs": true, "fuse": true, "9p": true,
+	"virtiofs": true, "bind": true, "efivarfs": true, "hugetlbfs": true, "mqueue": true,
+}
+
+func (a *Agent) mountFstab(res *proto.MountResult) {
+	rootfd, err := unix.Open(sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		res.Warnings = append(res.Warnings, "cannot open the root: "+err.Error())
+		return
+	}
+	data, err := readFileAt(rootfd, "/etc/fstab", 1<<20)
+	unix.Close(rootfd)
+	if err != nil {
+		res.Warnings = append(res.Warnings, "no /etc/fstab in the image: only / is mounted")
+		return
+	}
+	entries := parseFstab(data)
+	// Parents before children: /boot before /boot/efi.
+	sort.SliceStable(entries, func(i, j int) bool {
+		return strings.Count(path.Clean(entries[i].file), "/") < strings.Count(path.Clean(entries[j].file), "/")
+	})
+	for _, e := range entries {
+		mp := path.Clean(e.file)
+		if mp == "/" || !strings.HasPrefix(mp, "/") || skipFstabTypes[e.vfstype] || hasOpt(e.mntops, "bind") {
+			continue
+		}
+		fs, ok := resolveSpec(e.spec, res.Filesystems)
+		if !ok {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.line, e.spec, mp))
+			continue
+		}
+		if fs.Type == "" || fs.Type == "swap" || fs.Type == "LVM2_member" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s (%s) has no mountable filesystem", e.line, e.spec, fs.Device))
+			continue
+		}
+		target, closeT, err := a.resolveMountpoint(mp)
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: mountpoint %s: %v", e.line, mp, unwrapErrno(err)))
+			continue
+		}
+		err = a.mountFS(fs.Device, target, fs.Type)
+		closeT()
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %v", e.line, err))
+			continue
+		}
+		a.mounts = append(a.mounts, sysroot+mp)
+		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: mp, Device: fs.Device, Type: fs.Type})
+	}
+}
+
+func hasOpt(opts, o string) bool {
+	for _, x := range strings.Split(opts, ",") {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// bindSystemDirs makes /proc, /sys and /dev of the appliance visible in the
+// image once, so chrooted commands work.
+func (a *Agent) bindSystemDirs(res *proto.MountResult) {
+	for _, d := range []string{"/proc", "/sys", "/dev"} {
+		target, closeT, err := a.resolveMountpoint(d)
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("image has no %s directory: commands may fail", d))
+			continue
+		}
+		err = unix.Mount(d, target, "", unix.MS_BIND|unix.MS_REC, "")
+		closeT()
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("bind %s: %v", d, err))
+			continue
+		}
+		a.mounts = append(a.mounts, sysroot+d)
+	}
+}
+
+// unmountAll unmounts everything below /sysroot in reverse mount order.
+// The list comes from /proc/self/mountinfo, which shows the real paths even
+// when a mountpoint was reached through the image's symlinks.
+func (a *Agent) unmountAll() []string {
+	var problems []string
+	if a.rootfd > 0 {
+		unix.Close(a.rootfd)
+		a.rootfd = -1
+	}
+	mps := mountsBelow(sysroot)
+	for i := len(mps) - 1; i >= 0; i-- {
+		m := mps[i]
+		rel := strings.TrimPrefix(m, sysroot)
+		flags := 0
+		if rel == "/proc" || rel == "/sys" || rel == "/dev" || strings.HasPrefix(rel, "/proc/") ||
+			strings.HasPrefix(rel, "/sys/") || strings.HasPrefix(rel, "/dev/") {
+			flags = unix.MNT_DETACH
+		}
+		if err := unix.Unmount(m, flags); err != nil {
+			problems = append(problems, fmt.Sprintf("unmount %s: %v", m, err))
+			_ = unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+	a.mounts = nil
+	a.mounted = false
+	return problems
+}
+
+func mountsBelow(prefix string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeFstab(f[4])
+		if mp == prefix || strings.HasPrefix(mp, prefix+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}

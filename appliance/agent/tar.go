@@ -1,0 +1,276 @@
+package agent
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+func fileFromFD(fd int, name string) *os.File { return os.NewFile(uintptr(fd), name) }
+
+// handleTarIn extracts the host's tar stream into a directory of the image.
+// Entry names are confined to the destination; the host side is trusted for
+// content but not for path syntax.
+func (a *Agent) handleTarIn(_ context.Context, st *stream, raw json.RawMessage) (any, error) {
+	args, err := decode[proto.TarInArgs](raw)
+	if err != nil {
+		return nil, err
+	}
+	rootfd, err := a.root()
+	if err != nil {
+		return nil, err
+	}
+	dest, err := cleanImagePath(args.Dest)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.extractTar(rootfd, dest, st)
+	// Consume the rest so the stream stays in sync after an error.
+	_, _ = io.Copy(io.Discard, st)
+	return res, err
+}
+
+func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResult, error) {
+	var res proto.TarResult
+	if _, err := mkdirAll(rootfd, dest, 0o755, true); err != nil {
+		return res, err
+	}
+	tr := tar.NewReader(r)
+	buf := make([]byte, 1<<20)
+	type dirMeta struct {
+		path  string
+		mode  uint32
+		mtime unix.Timespec
+	}
+	var dirs []dirMeta
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("reading tar stream: %w", err)
+		}
+		rel := path.Clean(strings.TrimLeft(h.Name, "/"))
+		if rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		full := path.Join(dest, rel)
+		dirfd, base, err := openParent(rootfd, full)
+		if err != nil {
+			return res, err
+		}
+		mode := uint32(h.Mode) & 0o7777
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && err != unix.EEXIST {
+				unix.Close(dirfd)
+				return res, &pathError{"mkdir", full, err}
+			}
+			_ = unix.Fchownat(dirfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+			dirs = append(dirs, dirMeta{full, mode, unix.NsecToTimespec(h.ModTime.UnixNano())})
+		case tar.TypeReg:
+			n, err := writeRegular(dirfd, base, tr, buf, mode, h.Uid, h.Gid)
+			if err != nil {
+				unix.Close(dirfd)
+				return res, &pathError{"write", full, err}
+			}
+			ts := unix.NsecToTimespec(h.ModTime.UnixNano())
+			_ = unix.UtimesNanoAt(dirfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+			res.Files++
+			res.Bytes += n
+		case tar.TypeSymlink:
+			_ = unix.Unlinkat(dirfd, base, 0)
+			if err := unix.Symlinkat(h.Linkname, dirfd, base); err != nil {
+				unix.Close(dirfd)
+				return res, &pathError{"symlink", full, err}
+			}
+			_ = unix.Fchownat(dirfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+			res.Files++
+		default:
+			// Devices, fifos and hard links are not copied in.
+		}
+		unix.Close(dirfd)
+	}
+	// Directory modes last, so a read-only directory can still be filled.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		fd, err := openInRoot(rootfd, d.path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			continue
+		}
+		_ = unix.Fchmod(fd, d.mode)
+		_ = unix.UtimesNanoAt(fd, "", []unix.Timespec{d.mtime, d.mtime}, unix.AT_EMPTY_PATH)
+		unix.Close(fd)
+	}
+	return res, nil
+}
+
+func writeRegular(dirfd int, base string, r io.Reader, buf []byte, mode uint32, uid, gid int) (int64, error) {
+	// Replace rather than write through: an existing symlink at the target
+	// must not redirect the data.
+	if err := unix.Unlinkat(dirfd, base, 0); err != nil && err != unix.ENOENT {
+		if err == unix.EISDIR {
+			return 0, unix.EISDIR
+		}
+	}
+	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	f := fileFromFD(fd, base)
+	defer f.Close()
+	n, err := io.CopyBuffer(f, r, buf)
+	if err != nil {
+		return n, unwrapErrno(err)
+	}
+	_ = f.Chown(uid, gid)
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// handleTarOut streams a file or directory tree as tar. Symlinks are sent as
+// symlinks, never followed (except the top path itself, resolved in root).
+func (a *Agent) handleTarOut(_ context.Context, st *stream, raw json.RawMessage) (any, error) {
+	args, err := decode[proto.TarOutArgs](raw)
+	if err != nil {
+		return nil, err
+	}
+	rootfd, err := a.root()
+	if err != nil {
+		return nil, err
+	}
+	src, err := cleanImagePath(args.Path)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openInRoot(rootfd, src, unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, &pathError{"open", src, err}
+	}
+	name := path.Base(src)
+	if src == "/" {
+		name = "."
+	}
+	// Aggregate tar's 512-byte headers into large frames.
+	bw := bufio.NewWriterSize(frameWriter{st, proto.TData}, proto.ChunkSize)
+	tw := tar.NewWriter(bw)
+	var res proto.TarResult
+	buf := make([]byte, 1<<20)
+	err = tarWalk(tw, fd, name, &res, buf)
+	if cerr := tw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	if err := st.closeWrite(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func timeFromTimespec(ts unix.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }
+
+// tarWalk writes fd (already open, owned by tarWalk) as name.
+func tarWalk(tw *tar.Writer, fd int, name string, res *proto.TarResult, buf []byte) error {
+	f := fileFromFD(fd, name)
+	defer f.Close()
+	var s unix.Stat_t
+	if err := unix.Fstat(fd, &s); err != nil {
+		return err
+	}
+	h := &tar.Header{
+		Name:    name,
+		Mode:    int64(s.Mode & 0o7777),
+		Uid:     int(s.Uid),
+		Gid:     int(s.Gid),
+		ModTime: timeFromTimespec(s.Mtim),
+		Format:  tar.FormatPAX,
+	}
+	switch s.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		h.Typeflag = tar.TypeReg
+		h.Size = s.Size
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		n, err := io.CopyBuffer(tw, io.LimitReader(f, s.Size), buf)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+		if n != s.Size {
+			return fmt.Errorf("reading %s: file shrank while copying", name)
+		}
+		res.Files++
+		res.Bytes += n
+		return nil
+	case unix.S_IFDIR:
+		h.Typeflag = tar.TypeDir
+		h.Name = name + "/"
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		for {
+			names, rerr := f.Readdirnames(512)
+			for _, n := range names {
+				if err := tarChild(tw, fd, n, path.Join(name, n), res, buf); err != nil {
+					return err
+				}
+			}
+			if rerr != nil {
+				if errors.Is(rerr, io.EOF) {
+					return nil
+				}
+				return rerr
+			}
+		}
+	default:
+		return nil
+	}
+}
+
+func tarChild(tw *tar.Writer, dirfd int, base, name string, res *proto.TarResult, buf []byte) error {
+	var s unix.Stat_t
+	if err := unix.Fstatat(dirfd, base, &s, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	switch s.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		target := make([]byte, 4096)
+		n, err := unix.Readlinkat(dirfd, base, target)
+		if err != nil {
+			return err
+		}
+		res.Files++
+		return tw.WriteHeader(&tar.Header{
+			Typeflag: tar.TypeSymlink, Name: name, Linkname: string(target[:n]),
+			Mode: 0o777, Uid: int(s.Uid), Gid: int(s.Gid), ModTime: timeFromTimespec(s.Mtim), Format: tar.FormatPAX,
+		})
+	case unix.S_IFREG, unix.S_IFDIR:
+		fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return &pathError{"open", name, err}
+		}
+		return tarWalk(tw, fd, name, res, buf)
+	default:
+		return nil // devices, sockets and fifos are not copied out
+	}
+}

@@ -1,0 +1,50 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"net"
+)
+
+// Disk is one image attached to the appliance. Format is always explicit:
+// QEMU must never probe it.
+type Disk struct {
+	Path     string
+	Format   string // "raw" or "qcow2"
+	ReadOnly bool
+}
+
+// MachineSpec is everything a backend needs to start the appliance VM.
+type MachineSpec struct {
+	Kernel    string
+	Initramfs string
+	Append    string // kernel command line
+	MemoryMB  int
+	Disks     []Disk
+	Dir       string // private 0700 directory for sockets and logs
+	Accel     string // "kvm" or "tcg"
+}
+
+// Machine is a running appliance VM as a backend exposes it.
+type Machine interface {
+	// Channel is the connected agent channel (virtio-serial port).
+	Channel() net.Conn
+	// Done is closed when the VM has exited and been reaped.
+	Done() <-chan struct{}
+	// Err is the VM's exit status once Done is closed.
+	Err() error
+	// Kill stops the VM at once and reaps it.
+	Kill()
+	// ConsoleLog is the path of the kernel console log.
+	ConsoleLog() string
+}
+
+// Backend starts appliance VMs: the embedded QEMU backend by default, a
+// libvirt one later, both behind this interface.
+type Backend interface {
+	Name() string
+	Start(ctx context.Context, spec MachineSpec) (Machine, error)
+}
+
+// ErrApplianceDied means the VM went away while we were talking to it.
+var ErrApplianceDied = errors.New("the appliance VM exited unexpectedly")

@@ -1,0 +1,433 @@
+package appliance
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+//go:embed agentbin
+var agentFS embed.FS
+
+// ErrNoKernel means no usable kernel was found or it cannot be read.
+var ErrNoKernel = errors.New("no usable appliance kernel")
+
+// ErrNoAgent means this imgbake binary was built without its agent.
+var ErrNoAgent = errors.New("imgbake was built without its appliance agent (build it with `make`)")
+
+// AgentBinary returns the static agent: $IMGBAKE_AGENT if set, else the copy
+// embedded at build time.
+func AgentBinary() ([]byte, error) {
+	if p := os.Getenv("IMGBAKE_AGENT"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("IMGBAKE_AGENT: %w", err)
+		}
+		return b, nil
+	}
+	b, err := agentFS.ReadFile("agentbin/imgbake-agent")
+	if err != nil {
+		return nil, ErrNoAgent
+	}
+	return b, nil
+}
+
+// moduleGroups are the kernel modules the appliance may need, by the group
+// the agent loads them in: "boot" at start, the others on first use.
+var moduleGroups = []struct {
+	group   string
+	modules []string
+}{
+	{"boot", []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "crc32c_generic"}},
+	{"xfs", []string{"xfs"}},
+	{"btrfs", []string{"btrfs"}},
+	{"vfat", []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"}},
+	{"ext4", []string{"ext4"}},
+	{"dm", []string{"dm_mod"}},
+}
+
+// Kernel is the kernel image and its module tree.
+type Kernel struct {
+	Image      string // vmlinuz
+	Version    string // uname -r
+	ModulesDir string // /lib/modules/VERSION
+}
+
+// FindKernel picks the kernel: explicit path, $IMGBAKE_KERNEL, or the newest
+// /boot/vmlinuz-*-cloud-amd64, then any /boot/vmlinuz-*.
+func FindKernel(explicit string) (Kernel, error) {
+	path := explicit
+	if path == "" {
+		path = os.Getenv("IMGBAKE_KERNEL")
+	}
+	if path == "" {
+		cands, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+		if len(cands) == 0 {
+			cands, _ = filepath.Glob("/boot/vmlinuz-*")
+		}
+		if len(cands) == 0 {
+			return Kernel{}, fmt.Errorf("%w: no /boot/vmlinuz-* on this host; install one (Debian: apt-get install linux-image-cloud-amd64) or pass --kernel", ErrNoKernel)
+		}
+		sort.Slice(cands, func(i, j int) bool { return versionLess(cands[i], cands[j]) })
+		path = cands[len(cands)-1]
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return Kernel{}, fmt.Errorf("%w: %s is not readable by this user (some distributions make kernels root-only): run as root, or `sudo chmod 0644 %s`, or pass --kernel with a readable copy", ErrNoKernel, path, path)
+		}
+		return Kernel{}, fmt.Errorf("%w: %v", ErrNoKernel, err)
+	}
+	f.Close()
+	version := strings.TrimPrefix(filepath.Base(path), "vmlinuz-")
+	k := Kernel{Image: path, Version: version, ModulesDir: filepath.Join("/lib/modules", version)}
+	if _, err := os.Stat(filepath.Join(k.ModulesDir, "modules.dep")); err != nil {
+		return Kernel{}, fmt.Errorf("%w: kernel %s has no module tree at %s (install the matching linux-image package)", ErrNoKernel, path, k.ModulesDir)
+	}
+	return k, nil
+}
+
+// versionLess orders kernel file names by their numeric version parts.
+func versionLess(a, b string) bool {
+	pa, pb := splitNums(a), splitNums(b)
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		if pa[i] != pb[i] {
+			return pa[i] < pb[i]
+		}
+	}
+	return len(pa) < len(pb)
+}
+
+func splitNums(s string) []int {
+	var out []int
+	n, in := 0, false
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			n = n*10 + int(c-'0')
+			in = true
+		} else if in {
+			out = append(out, n)
+			n, in = 0, false
+		}
+	}
+	if in {
+		out = append(out, n)
+	}
+	return out
+}
+
+// moduleDeps reads modules.dep into name → (path, deps) and the set of
+// built-in modules.
+type moduleIndex struct {
+	dir     string
+	paths   map[string]string   // module name → relative path
+	deps    map[string][]string // relative path → dependency paths
+	builtin map[string]bool
+}
+
+func modName(path string) string {
+	n := filepath.Base(path)
+	for _, ext := range []string{".xz", ".zst", ".gz"} {
+		n = strings.TrimSuffix(n, ext)
+	}
+	return strings.ReplaceAll(strings.TrimSuffix(n, ".ko"), "-", "_")
+}
+
+func loadModuleIndex(dir string) (*moduleIndex, error) {
+	idx := &moduleIndex{dir: dir, paths: map[string]string{}, deps: map[string][]string{}, builtin: map[string]bool{}}
+	f, err := os.Open(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		mod, deps, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		idx.paths[modName(mod)] = mod
+		idx.deps[mod] = strings.Fields(deps)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
+		for _, l := range strings.Fields(string(b)) {
+			idx.builtin[modName(l)] = true
+		}
+	}
+	return idx, nil
+}
+
+// resolve returns the module files for names, dependencies first, skipping
+// built-ins and anything already in seen.
+func (idx *moduleIndex) resolve(names []string, seen map[string]bool) ([]string, error) {
+	var order []string
+	var visit func(p string)
+	visit = func(p string) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		deps := idx.deps[p]
+		// modules.dep lists the deepest dependency last.
+		for i := len(deps) - 1; i >= 0; i-- {
+			visit(deps[i])
+		}
+		order = append(order, p)
+	}
+	for _, n := range names {
+		n = strings.ReplaceAll(n, "-", "_")
+		if idx.builtin[n] {
+			continue
+		}
+		p, ok := idx.paths[n]
+		if !ok {
+			continue // not built for this kernel; the agent copes
+		}
+		visit(p)
+	}
+	for _, p := range order {
+		if strings.HasSuffix(p, ".xz") || strings.HasSuffix(p, ".zst") || strings.HasSuffix(p, ".gz") {
+			return nil, fmt.Errorf("module %s is compressed; the appliance needs uncompressed modules", p)
+		}
+	}
+	return order, nil
+}
+
+// Appliance is a built appliance: kernel plus our initramfs.
+type Appliance struct {
+	Kernel    Kernel
+	Initramfs string
+	Key       string // content hash: kernel, agent, modules
+	Dir       string // cache directory of this build
+	Size      int64  // initramfs bytes
+	Modules   int
+	Built     bool // built now rather than found in the cache
+}
+
+// Manifest is stored next to the initramfs and shown by `appliance info`.
+type Manifest struct {
+	Key         string    `json:"key"`
+	Kernel      string    `json:"kernel"`
+	KernelVer   string    `json:"kernel_version"`
+	AgentSHA256 string    `json:"agent_sha256"`
+	Modules     []string  `json:"modules"`
+	Size        int64     `json:"initramfs_size"`
+	Created     time.Time `json:"created"`
+}
+
+// CacheDir is the root of imgbake's cache: $IMGBAKE_CACHE_DIR or the user
+// cache directory.
+func CacheDir() (string, error) {
+	if d := os.Getenv("IMGBAKE_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: %w (set IMGBAKE_CACHE_DIR)", err)
+	}
+	return filepath.Join(d, "imgbake"), nil
+}
+
+// BuildOptions select the kernel and cache.
+type BuildOptions struct {
+	Kernel   string // explicit vmlinuz path
+	CacheDir string
+	Force    bool // rebuild even if cached
+}
+
+// Build returns the appliance for the current kernel and agent, building the
+// initramfs into the cache when its content hash is not there yet.
+func Build(opts BuildOptions) (*Appliance, error) {
+	k, err := FindKernel(opts.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := AgentBinary()
+	if err != nil {
+		return nil, err
+	}
+	idx, err := loadModuleIndex(k.ModulesDir)
+	if err != nil {
+		return nil, fmt.Errorf("reading modules of kernel %s: %w", k.Version, err)
+	}
+	type groupFiles struct {
+		group string
+		files []string
+	}
+	var groups []groupFiles
+	seen := map[string]bool{}
+	for _, g := range moduleGroups {
+		files, err := idx.resolve(g.modules, seen)
+		if err != nil {
+			return nil, err
+		}
+		groups = append(groups, groupFiles{g.group, files})
+	}
+
+	// The key covers every byte that goes into the appliance.
+	h := sha256.New()
+	fmt.Fprintf(h, "imgbake-appliance v1\nkernel %s\n", k.Image)
+	if err := hashFile(h, k.Image); err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %v", ErrNoKernel, k.Image, err)
+	}
+	agentSum := sha256.Sum256(agent)
+	h.Write(agentSum[:])
+	var allMods []string
+	for _, g := range groups {
+		for _, f := range g.files {
+			fmt.Fprintf(h, "%s %s\n", g.group, f)
+			if err := hashFile(h, filepath.Join(k.ModulesDir, f)); err != nil {
+				return nil, err
+			}
+			allMods = append(allMods, f)
+		}
+	}
+	key := hex.EncodeToString(h.Sum(nil))[:16]
+
+	cache := opts.CacheDir
+	if cache == "" {
+		if cache, err = CacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	dir := filepath.Join(cache, "appliance", key)
+	app := &Appliance{Kernel: k, Initramfs: filepath.Join(dir, "initramfs.cpio"), Key: key, Dir: dir, Modules: len(allMods)}
+	if fi, err := os.Stat(app.Initramfs); err == nil && !opts.Force {
+		app.Size = fi.Size()
+		return app, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(dir, ".initramfs-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	w := cpio.Newc.Writer(bw)
+	var list bytes.Buffer
+	for _, g := range groups {
+		for _, f := range g.files {
+			fmt.Fprintf(&list, "%s /lib/modules/%s/%s\n", g.group, k.Version, f)
+		}
+	}
+	if err := writeInitramfs(w, agent, k, allMods, list.Bytes()); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("writing initramfs: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), app.Initramfs); err != nil {
+		return nil, err
+	}
+	fi, _ := os.Stat(app.Initramfs)
+	app.Size = fi.Size()
+	app.Built = true
+	m := Manifest{Key: key, Kernel: k.Image, KernelVer: k.Version, AgentSHA256: hex.EncodeToString(agentSum[:]),
+		Modules: allMods, Size: app.Size, Created: time.Now().UTC()}
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o600); err != nil {
+		return nil, err
+	}
+	return app, nil
+}
+
+// ReadManifest loads the manifest of a built appliance.
+func (a *Appliance) ReadManifest() (Manifest, error) {
+	var m Manifest
+	b, err := os.ReadFile(filepath.Join(a.Dir, "manifest.json"))
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+func writeInitramfs(w cpio.RecordWriter, agent []byte, k Kernel, modules []string, list []byte) error {
+	recs := []cpio.Record{
+		cpio.Directory("dev", 0o755),
+		// The kernel opens /dev/console for init before devtmpfs exists, and
+		// the Go runtime aborts if fds 0-2 are closed at start.
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+		cpio.Directory("proc", 0o755),
+		cpio.Directory("sys", 0o755),
+		cpio.Directory("run", 0o755),
+		cpio.Directory("tmp", 0o1777),
+		cpio.Directory("sysroot", 0o755),
+		cpio.StaticRecord(agent, cpio.Info{Name: "init", Mode: unixRegular | 0o755}),
+		cpio.StaticRecord(list, cpio.Info{Name: "etc/imgbake/modules", Mode: unixRegular | 0o644}),
+	}
+	for _, m := range modules {
+		data, err := os.ReadFile(filepath.Join(k.ModulesDir, m))
+		if err != nil {
+			return err
+		}
+		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: filepath.Join("lib/modules", k.Version, m), Mode: unixRegular | 0o644}))
+	}
+	// Parents first, each directory once.
+	var out []cpio.Record
+	seen := map[string]bool{}
+	for _, r := range recs {
+		name := cpio.Normalize(r.Name)
+		for d := path.Dir(name); d != "." && !seen[d]; d = path.Dir(d) {
+			var parents []string
+			for p := d; p != "." && !seen[p]; p = path.Dir(p) {
+				parents = append([]string{p}, parents...)
+			}
+			for _, p := range parents {
+				seen[p] = true
+				out = append(out, cpio.Directory(p, 0o755))
+			}
+		}
+		if r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+		}
+		out = append(out, r)
+	}
+	cpio.MakeAllReproducible(out)
+	if err := cpio.WriteRecords(w, out); err != nil {
+		return err
+	}
+	return cpio.WriteTrailer(w)
+}
+
+// unixRegular is S_IFREG as cpio records carry it.
+const unixRegular = 0o100000

@@ -1,0 +1,141 @@
+package appliance
+
+import (
+	"context"
+	"io"
+	"io/fs"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+// Hello checks the agent is responsive.
+func (s *Session) Hello(ctx context.Context) (proto.Ready, error) {
+	var r proto.Ready
+	err := s.call(ctx, proto.OpHello, nil, nil, nil, &r)
+	return r, err
+}
+
+// Mount finds the image's root and fstab filesystems and mounts them.
+func (s *Session) Mount(ctx context.Context, args proto.MountArgs) (*proto.MountResult, error) {
+	var r proto.MountResult
+	if err := s.call(ctx, proto.OpMount, args, nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Inspect describes the mounted operating system.
+func (s *Session) Inspect(ctx context.Context) (*proto.OSInfo, error) {
+	var r proto.OSInfo
+	if err := s.call(ctx, proto.OpInspect, nil, nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Exec runs a command inside the image. stdin may be nil; stdout and stderr
+// receive output as it arrives.
+func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout, stderr io.Writer) (proto.ExecResult, error) {
+	var r proto.ExecResult
+	args.Stdin = stdin != nil
+	out := func(f proto.Frame) error {
+		var w io.Writer
+		switch f.Type {
+		case proto.TStdout:
+			w = stdout
+		case proto.TStderr:
+			w = stderr
+		}
+		if w != nil {
+			_, err := w.Write(f.Payload)
+			return err
+		}
+		return nil
+	}
+	err := s.call(ctx, proto.OpExec, args, stdin, out, &r)
+	return r, err
+}
+
+// WriteFile atomically writes r to path inside the image. It reports
+// whether the file changed.
+func (s *Session) WriteFile(ctx context.Context, args proto.WriteArgs, r io.Reader) (bool, error) {
+	var res proto.ChangeResult
+	err := s.call(ctx, proto.OpWrite, args, r, nil, &res)
+	return res.Changed, err
+}
+
+// ReadFile streams a file of the image into w.
+func (s *Session) ReadFile(ctx context.Context, path string, w io.Writer) (int64, error) {
+	var res proto.ReadResult
+	err := s.call(ctx, proto.OpRead, proto.PathArgs{Path: path}, nil, dataTo(w), &res)
+	return res.Size, err
+}
+
+// Stat is lstat inside the image; Exists is false when the path is absent.
+func (s *Session) Stat(ctx context.Context, path string) (proto.StatResult, error) {
+	var res proto.StatResult
+	err := s.call(ctx, proto.OpStat, proto.PathArgs{Path: path}, nil, nil, &res)
+	return res, err
+}
+
+// Mkdir creates a directory; mode may be nil.
+func (s *Session) Mkdir(ctx context.Context, path string, mode *fs.FileMode, owner string, parents bool) (bool, error) {
+	var res proto.ChangeResult
+	args := proto.MkdirArgs{Path: path, Owner: owner, Parents: parents}
+	if mode != nil {
+		m := uint32(mode.Perm()) | uint32(specialBits(*mode))
+		args.Mode = &m
+	}
+	err := s.call(ctx, proto.OpMkdir, args, nil, nil, &res)
+	return res.Changed, err
+}
+
+// specialBits maps fs.FileMode's setuid/setgid/sticky to unix bits.
+func specialBits(m fs.FileMode) uint32 {
+	var b uint32
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
+// UnixMode converts an fs.FileMode's permission and special bits to the
+// unix mode the agent expects.
+func UnixMode(m fs.FileMode) uint32 { return uint32(m.Perm()) | specialBits(m) }
+
+// Delete removes a path (recursively when asked).
+func (s *Session) Delete(ctx context.Context, path string, recursive bool) (bool, error) {
+	var res proto.ChangeResult
+	err := s.call(ctx, proto.OpDelete, proto.DeleteArgs{Path: path, Recursive: recursive}, nil, nil, &res)
+	return res.Changed, err
+}
+
+// TarIn extracts the tar stream r into dest inside the image.
+func (s *Session) TarIn(ctx context.Context, dest string, r io.Reader) (proto.TarResult, error) {
+	var res proto.TarResult
+	err := s.call(ctx, proto.OpTarIn, proto.TarInArgs{Dest: dest}, r, nil, &res)
+	return res, err
+}
+
+// TarOut streams path (a file or tree) out of the image as tar into w.
+func (s *Session) TarOut(ctx context.Context, path string, w io.Writer) (proto.TarResult, error) {
+	var res proto.TarResult
+	err := s.call(ctx, proto.OpTarOut, proto.TarOutArgs{Path: path}, nil, dataTo(w), &res)
+	return res, err
+}
+
+func dataTo(w io.Writer) func(proto.Frame) error {
+	return func(f proto.Frame) error {
+		if f.Type == proto.TData {
+			_, err := w.Write(f.Payload)
+			return err
+		}
+		return nil
+	}
+}

@@ -1,0 +1,177 @@
+package proto
+
+import "encoding/json"
+
+// Operation names understood by the agent.
+const (
+	OpHello    = "hello"    // liveness and boot figures
+	OpMount    = "mount"    // find and mount the image's filesystems
+	OpInspect  = "inspect"  // describe the mounted OS
+	OpExec     = "exec"     // run a command (chrooted by default)
+	OpWrite    = "write"    // atomically write one file from TData
+	OpRead     = "read"     // stream one file back as TData
+	OpStat     = "stat"     // lstat a path
+	OpMkdir    = "mkdir"    // create a directory (and parents)
+	OpDelete   = "delete"   // remove a file or tree
+	OpTarIn    = "tar_in"   // extract a tar stream into a directory
+	OpTarOut   = "tar_out"  // stream a file or tree out as tar
+	OpShutdown = "shutdown" // sync, unmount, power off
+)
+
+// Call opens a stream.
+type Call struct {
+	Op   string          `json:"op"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// Result closes a stream. Error is empty on success; Errno carries the
+// symbolic errno (ENOENT, ENOSPC, ...) when the failure came from a syscall
+// so the host can classify it without parsing messages.
+type Result struct {
+	Error string          `json:"error,omitempty"`
+	Errno string          `json:"errno,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// Ready is sent once by the agent when its channel is open.
+type Ready struct {
+	Version   string  `json:"version"`
+	Kernel    string  `json:"kernel"`
+	UptimeSec float64 `json:"uptime_sec"` // guest uptime when the agent was ready
+	InitSec   float64 `json:"init_sec"`   // time the agent spent in its own setup
+	Modules   int     `json:"modules"`
+}
+
+// MountArgs controls how the image's filesystems are found and mounted.
+type MountArgs struct {
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Mounts overrides detection, like guestfish -m DEVICE[:MOUNTPOINT].
+	Mounts []MountSpec `json:"mounts,omitempty"`
+}
+
+// MountSpec names a device and where it goes in the image tree.
+type MountSpec struct {
+	Device     string `json:"device"`
+	Mountpoint string `json:"mountpoint"`
+}
+
+// Filesystem is one probed block device.
+type Filesystem struct {
+	Device    string `json:"device"`
+	Type      string `json:"type"`
+	UUID      string `json:"uuid,omitempty"`
+	Label     string `json:"label,omitempty"`
+	PartUUID  string `json:"partuuid,omitempty"`
+	PartLabel string `json:"partlabel,omitempty"`
+	Size      int64  `json:"size"`
+}
+
+// Mount is one mounted filesystem of the image.
+type Mount struct {
+	Mountpoint string `json:"mountpoint"`
+	Device     string `json:"device"`
+	Type       string `json:"type"`
+}
+
+// MountResult reports what was found and mounted.
+type MountResult struct {
+	Root        string       `json:"root"`
+	Filesystems []Filesystem `json:"filesystems"`
+	Mounts      []Mount      `json:"mounts"`
+	Warnings    []string     `json:"warnings,omitempty"`
+	Tried       []string     `json:"tried,omitempty"` // what was examined when no root was found
+}
+
+// OSInfo describes the mounted operating system.
+type OSInfo struct {
+	ID             string            `json:"id"`
+	IDLike         []string          `json:"id_like,omitempty"`
+	VersionID      string            `json:"version_id"`
+	PrettyName     string            `json:"pretty_name,omitempty"`
+	Hostname       string            `json:"hostname"`
+	Arch           string            `json:"arch"`
+	PackageManager string            `json:"package_manager"`
+	OSRelease      map[string]string `json:"os_release,omitempty"`
+}
+
+// ExecArgs runs a program. With Shell set it runs `/bin/sh -c Shell`.
+type ExecArgs struct {
+	Argv      []string `json:"argv,omitempty"`
+	Shell     string   `json:"shell,omitempty"`
+	Env       []string `json:"env,omitempty"` // added to the default environment
+	Dir       string   `json:"dir,omitempty"`
+	NoChroot  bool     `json:"no_chroot,omitempty"` // run in the appliance, image under /sysroot
+	Stdin     bool     `json:"stdin,omitempty"`     // host sends TData/TEOF as stdin
+	TimeoutMS int64    `json:"timeout_ms,omitempty"`
+}
+
+// ExecResult is the outcome of a command.
+type ExecResult struct {
+	RC       int    `json:"rc"`
+	Signal   string `json:"signal,omitempty"`
+	TimedOut bool   `json:"timed_out,omitempty"`
+}
+
+// WriteArgs describes a file to write; the contents follow as TData.
+type WriteArgs struct {
+	Path  string  `json:"path"`
+	Mode  *uint32 `json:"mode,omitempty"`  // nil: keep existing, else 0644
+	Owner string  `json:"owner,omitempty"` // user[:group] resolved in the image
+}
+
+// ChangeResult says whether an operation modified the image.
+type ChangeResult struct {
+	Changed bool `json:"changed"`
+}
+
+// PathArgs names one path inside the image.
+type PathArgs struct {
+	Path string `json:"path"`
+}
+
+// MkdirArgs creates a directory.
+type MkdirArgs struct {
+	Path    string  `json:"path"`
+	Mode    *uint32 `json:"mode,omitempty"`
+	Owner   string  `json:"owner,omitempty"`
+	Parents bool    `json:"parents,omitempty"`
+}
+
+// DeleteArgs removes a path.
+type DeleteArgs struct {
+	Path      string `json:"path"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// StatResult is lstat of a path; Exists false means ENOENT.
+type StatResult struct {
+	Exists  bool   `json:"exists"`
+	Mode    uint32 `json:"mode"` // Go fs.FileMode bits
+	Size    int64  `json:"size"`
+	UID     int    `json:"uid"`
+	GID     int    `json:"gid"`
+	MTimeNS int64  `json:"mtime_ns"`
+	Target  string `json:"target,omitempty"` // symlink target
+}
+
+// ReadResult follows the TData of a read.
+type ReadResult struct {
+	Size int64 `json:"size"`
+}
+
+// TarInArgs extracts a tar stream (TData) into Dest, creating Dest.
+type TarInArgs struct {
+	Dest string `json:"dest"`
+}
+
+// TarOutArgs streams Path as a tar archive whose entries are relative to
+// Path's parent (so the top entry is Path's base name).
+type TarOutArgs struct {
+	Path string `json:"path"`
+}
+
+// TarResult counts what moved.
+type TarResult struct {
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}

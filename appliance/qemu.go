@@ -1,0 +1,255 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+)
+
+// QEMU starts qemu-system-x86_64 directly: no daemon, nothing to configure.
+type QEMU struct {
+	Binary string // default: qemu-system-x86_64 on PATH
+}
+
+// Name implements Backend.
+func (q *QEMU) Name() string { return "qemu" }
+
+// AccelAvailable reports "kvm" when /dev/kvm can be opened for writing,
+// else "tcg". $IMGBAKE_ACCEL overrides.
+func AccelAvailable() string {
+	if a := os.Getenv("IMGBAKE_ACCEL"); a != "" {
+		return a
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg"
+	}
+	f.Close()
+	return "kvm"
+}
+
+// qemuArgs builds the command line. Disks go through -blockdev in JSON so
+// paths need no escaping and the format is never probed.
+func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string, error) {
+	args := []string{
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "q35,accel=" + spec.Accel,
+		"-m", strconv.Itoa(spec.MemoryMB),
+		"-smp", "1",
+		"-kernel", spec.Kernel, "-initrd", spec.Initramfs, "-append", spec.Append,
+		"-chardev", "file,id=con0,path=" + escapeComma(consoleLog),
+		"-serial", "chardev:con0",
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=ch0,path=" + escapeComma(chanSock) + ",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=ch0,name=" + channelName,
+		"-qmp", "unix:" + escapeComma(qmpSock) + ",server=on,wait=off",
+		"-device", "virtio-rng-pci",
+	}
+	if spec.Accel == "kvm" {
+		args = append(args, "-cpu", "host")
+	}
+	for i, d := range spec.Disks {
+		if d.Format != "raw" && d.Format != "qcow2" {
+			return nil, fmt.Errorf("disk %s: unsupported format %q", d.Path, d.Format)
+		}
+		file := map[string]any{"driver": "file", "filename": d.Path, "node-name": fmt.Sprintf("file%d", i),
+			"read-only": d.ReadOnly, "discard": "unmap"}
+		fb, _ := json.Marshal(file)
+		fmtNode := map[string]any{"driver": d.Format, "file": fmt.Sprintf("file%d", i),
+			"node-name": fmt.Sprintf("disk%d", i), "read-only": d.ReadOnly, "discard": "unmap"}
+		db, _ := json.Marshal(fmtNode)
+		args = append(args, "-blockdev", string(fb), "-blockdev", string(db),
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=imgbake%d", i, i))
+	}
+	return args, nil
+}
+
+func escapeComma(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+const channelName = "org.imgbake.channel.0"
+
+// Start implements Backend.
+func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {
+	bin := q.Binary
+	if bin == "" {
+		bin = "qemu-system-x86_64"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("%s not found: install QEMU (Debian: apt-get install qemu-system-x86): %w", bin, err)
+	}
+	m := &qemuMachine{
+		dir:      spec.Dir,
+		chanSock: filepath.Join(spec.Dir, "agent.sock"),
+		qmpSock:  filepath.Join(spec.Dir, "qmp.sock"),
+		console:  filepath.Join(spec.Dir, "console.log"),
+		done:     make(chan struct{}),
+	}
+	args, err := qemuArgs(spec, m.chanSock, m.qmpSock, m.console)
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := os.OpenFile(filepath.Join(spec.Dir, "qemu.stderr"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer stderr.Close()
+	cmd := exec.Command(path, args...)
+	cmd.Stderr = stderr
+	cmd.Stdout = stderr
+	cmd.Dir = spec.Dir
+	// Pdeathsig: qemu dies with us even on SIGKILL. Setpgid: a terminal's
+	// Ctrl-C reaches only imgbake, which then shuts the VM down in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", path, err)
+	}
+	m.cmd = cmd
+	if err := os.WriteFile(filepath.Join(spec.Dir, "qemu.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		m.Kill()
+		return nil, err
+	}
+	go func() {
+		m.err = cmd.Wait()
+		close(m.done)
+	}()
+	conn, err := m.dial(ctx, m.chanSock)
+	if err != nil {
+		m.Kill()
+		return nil, m.explain(err)
+	}
+	m.conn = conn
+	go m.connectQMP()
+	return m, nil
+}
+
+type qemuMachine struct {
+	dir, chanSock, qmpSock, console string
+	cmd                             *exec.Cmd
+	conn                            net.Conn
+	done                            chan struct{}
+	err                             error
+	qmpMu                           sync.Mutex
+	qmp                             *qmp.SocketMonitor
+	killOnce                        sync.Once
+}
+
+// dial connects to a socket qemu creates at startup.
+func (m *qemuMachine) dial(ctx context.Context, path string) (net.Conn, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-m.done:
+			return nil, ErrApplianceDied
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("connecting to %s: %w", path, err)
+		}
+	}
+}
+
+// connectQMP attaches the monitor in the background; it is used for an
+// orderly quit and for hot-plug, never on the critical path to ready.
+func (m *qemuMachine) connectQMP() {
+	mon, err := qmp.NewSocketMonitor("unix", m.qmpSock, 5*time.Second)
+	if err != nil {
+		return
+	}
+	if err := mon.Connect(); err != nil {
+		return
+	}
+	m.qmpMu.Lock()
+	m.qmp = mon
+	m.qmpMu.Unlock()
+}
+
+// QMP runs a monitor command, for backends' callers that need it.
+func (m *qemuMachine) QMP(cmd string) ([]byte, error) {
+	m.qmpMu.Lock()
+	mon := m.qmp
+	m.qmpMu.Unlock()
+	if mon == nil {
+		return nil, errors.New("QMP not connected")
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := mon.Run([]byte(`{"execute":"` + cmd + `"}`))
+		ch <- result{b, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.b, r.err
+	case <-time.After(5 * time.Second): // go-qemu has no context support
+		return nil, errors.New("QMP command timed out")
+	case <-m.done:
+		return nil, ErrApplianceDied
+	}
+}
+
+func (m *qemuMachine) Channel() net.Conn     { return m.conn }
+func (m *qemuMachine) Done() <-chan struct{} { return m.done }
+func (m *qemuMachine) Err() error            { return m.err }
+func (m *qemuMachine) ConsoleLog() string    { return m.console }
+
+// Kill asks QEMU to quit over QMP, then kills it, and always reaps it.
+func (m *qemuMachine) Kill() {
+	m.killOnce.Do(func() {
+		if m.cmd == nil || m.cmd.Process == nil {
+			return
+		}
+		select {
+		case <-m.done:
+		default:
+			_ = m.cmd.Process.Signal(syscall.SIGKILL)
+			<-m.done
+		}
+		m.qmpMu.Lock()
+		if m.qmp != nil {
+			_ = m.qmp.Disconnect()
+		}
+		m.qmpMu.Unlock()
+		if m.conn != nil {
+			m.conn.Close()
+		}
+	})
+}
+
+// explain adds QEMU's own error output to a start failure.
+func (m *qemuMachine) explain(err error) error {
+	b, _ := os.ReadFile(filepath.Join(m.dir, "qemu.stderr"))
+	if s := strings.TrimSpace(string(b)); s != "" {
+		return fmt.Errorf("%w: qemu: %s", err, lastLines(s, 5))
+	}
+	return err
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,482 @@
+package appliance
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+// Session is one running appliance and the channel to its agent. Every
+// operation is one request on the already-booted VM.
+type Session struct {
+	machine Machine
+	conn    net.Conn
+	dir     string
+	wmu     sync.Mutex
+
+	mu       sync.Mutex
+	streams  map[uint32]*clientStream
+	nextID   uint32
+	dead     error // set once the channel is gone
+	readyCh  chan proto.Ready
+	closed   bool
+	verbosef func(format string, args ...any)
+
+	// Ready is what the agent reported when it came up.
+	Ready proto.Ready
+	// Timings of the start, for -v and benchmarks.
+	Timings Timings
+}
+
+// Timings break down how the appliance start was spent.
+type Timings struct {
+	Build       time.Duration // appliance build or cache lookup
+	QEMUStarted time.Duration // fork/exec of qemu and channel connect
+	Ready       time.Duration // agent ready (from Start)
+	GuestUptime time.Duration // guest kernel uptime when the agent was ready
+}
+
+var boots atomic.Int64
+
+// Boots counts appliance VMs started by this process (tests use it to prove
+// that a whole recipe shares one boot).
+func Boots() int64 { return boots.Load() }
+
+type config struct {
+	backend  Backend
+	disks    []Disk
+	memoryMB int
+	accel    string
+	timeout  time.Duration
+	append   string
+	verbosef func(format string, args ...any)
+}
+
+// Option configures Start.
+type Option func(*config)
+
+// WithDisk attaches an image with an explicit format.
+func WithDisk(path, format string, readOnly bool) Option {
+	return func(c *config) { c.disks = append(c.disks, Disk{Path: path, Format: format, ReadOnly: readOnly}) }
+}
+
+// WithBackend selects the VM backend (default: QEMU).
+func WithBackend(b Backend) Option { return func(c *config) { c.backend = b } }
+
+// WithMemory sets the appliance RAM in MiB (default 512).
+func WithMemory(mb int) Option { return func(c *config) { c.memoryMB = mb } }
+
+// WithBootTimeout bounds the wait for the agent (default 120 s; TCG is slow).
+func WithBootTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithKernelArgs appends to the kernel command line.
+func WithKernelArgs(s string) Option { return func(c *config) { c.append = s } }
+
+// WithVerbose receives progress messages.
+func WithVerbose(f func(format string, args ...any)) Option {
+	return func(c *config) { c.verbosef = f }
+}
+
+// kernelCmdline is tuned for a fast boot under TCG: no console chatter, no
+// probing of legacy devices we do not have, panic straight to power-off.
+const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic no_timer_check " +
+	"i8042.noaux i8042.nomux i8042.nopnp i8042.nokbd 8250.nr_uarts=1 cryptomgr.notests " +
+	"random.trust_cpu=on mitigations=off nowatchdog rcupdate.rcu_expedited=1 tsc=reliable"
+
+// Start boots the appliance, waits for its agent and returns the session.
+// The caller must Close (orderly) or Kill it; both reap qemu.
+func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error) {
+	cfg := config{backend: &QEMU{}, memoryMB: 512, accel: AccelAvailable(), timeout: 120 * time.Second,
+		verbosef: func(string, ...any) {}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	t0 := time.Now()
+	dir, err := os.MkdirTemp("", "imgbake-")
+	if err != nil {
+		return nil, fmt.Errorf("creating private run directory: %w", err)
+	}
+	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
+		Disks: cfg.disks, Dir: dir, Accel: cfg.accel, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
+	cfg.verbosef("starting appliance (%s, %s, %d MiB)", cfg.backend.Name(), cfg.accel, cfg.memoryMB)
+	m, err := cfg.backend.Start(ctx, spec)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	boots.Add(1)
+	s := &Session{machine: m, conn: m.Channel(), dir: dir, streams: map[uint32]*clientStream{},
+		readyCh: make(chan proto.Ready, 1), verbosef: cfg.verbosef}
+	s.Timings.QEMUStarted = time.Since(t0)
+	go s.readLoop()
+	timer := time.NewTimer(cfg.timeout)
+	defer timer.Stop()
+	select {
+	case r := <-s.readyCh:
+		s.Ready = r
+		s.Timings.Ready = time.Since(t0)
+		s.Timings.GuestUptime = time.Duration(r.UptimeSec * float64(time.Second))
+		cfg.verbosef("appliance ready in %s (guest kernel %s, uptime %.2fs, %d modules)",
+			s.Timings.Ready.Round(time.Millisecond), r.Kernel, r.UptimeSec, r.Modules)
+		return s, nil
+	case <-m.Done():
+		err = fmt.Errorf("%w before its agent was ready%s", ErrApplianceDied, s.consoleTail())
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = fmt.Errorf("the appliance did not become ready within %s%s", cfg.timeout, s.consoleTail())
+	}
+	s.Kill()
+	return nil, err
+}
+
+// consoleTail returns the last lines of the guest console for error messages.
+func (s *Session) consoleTail() string {
+	b, _ := os.ReadFile(s.machine.ConsoleLog())
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return ""
+	}
+	return "; console: " + lastLines(t, 8)
+}
+
+func (s *Session) readLoop() {
+	fr := proto.NewReader(bufio.NewReaderSize(s.conn, 1<<20))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			select {
+			case <-s.machine.Done():
+				err = ErrApplianceDied
+			case <-time.After(2 * time.Second):
+				// The channel failed but qemu lives on: treat it as dead too.
+				if !errors.Is(err, net.ErrClosed) {
+					err = fmt.Errorf("agent channel: %w", err)
+				}
+			}
+			s.fail(err)
+			return
+		}
+		if f.Stream == 0 {
+			if f.Type == proto.TReady {
+				var r proto.Ready
+				if json.Unmarshal(f.Payload, &r) == nil {
+					select {
+					case s.readyCh <- r:
+					default:
+					}
+				}
+			}
+			continue
+		}
+		s.mu.Lock()
+		st := s.streams[f.Stream]
+		s.mu.Unlock()
+		if st != nil {
+			st.push(f)
+		}
+	}
+}
+
+func (s *Session) fail(err error) {
+	s.mu.Lock()
+	if s.dead == nil {
+		s.dead = err
+	}
+	streams := s.streams
+	s.streams = map[uint32]*clientStream{}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.fail(err)
+	}
+}
+
+func (s *Session) send(f proto.Frame) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return proto.WriteFrame(s.conn, f)
+}
+
+// clientStream queues frames for one request without bound, so the reader
+// goroutine never blocks on a slow consumer (which could deadlock the
+// channel for everyone).
+type clientStream struct {
+	id     uint32
+	mu     sync.Mutex
+	queue  []proto.Frame
+	err    error
+	notify chan struct{}
+}
+
+func (st *clientStream) push(f proto.Frame) {
+	st.mu.Lock()
+	st.queue = append(st.queue, f)
+	st.mu.Unlock()
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (st *clientStream) fail(err error) {
+	st.mu.Lock()
+	st.err = err
+	st.mu.Unlock()
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (st *clientStream) next(ctx context.Context) (proto.Frame, error) {
+	for {
+		st.mu.Lock()
+		if len(st.queue) > 0 {
+			f := st.queue[0]
+			st.queue[0] = proto.Frame{}
+			st.queue = st.queue[1:]
+			st.mu.Unlock()
+			return f, nil
+		}
+		err := st.err
+		st.mu.Unlock()
+		if err != nil {
+			return proto.Frame{}, err
+		}
+		select {
+		case <-st.notify:
+		case <-ctx.Done():
+			return proto.Frame{}, ctx.Err()
+		}
+	}
+}
+
+// RemoteError is an operation that failed inside the appliance.
+type RemoteError struct {
+	Op    string
+	Msg   string
+	Errno string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Is lets callers test errors.Is(err, syscall.ENOSPC) and friends.
+func (e *RemoteError) Is(target error) bool {
+	var errno syscall.Errno
+	if errors.As(target, &errno) {
+		return e.Errno != "" && errnoNames[errno] == e.Errno
+	}
+	if target == os.ErrNotExist {
+		return e.Errno == "ENOENT"
+	}
+	return false
+}
+
+var errnoNames = map[syscall.Errno]string{
+	syscall.ENOENT: "ENOENT", syscall.ENOSPC: "ENOSPC", syscall.EEXIST: "EEXIST", syscall.EACCES: "EACCES",
+	syscall.EPERM: "EPERM", syscall.ENOTDIR: "ENOTDIR", syscall.EISDIR: "EISDIR", syscall.EROFS: "EROFS",
+	syscall.ENOTEMPTY: "ENOTEMPTY", syscall.ELOOP: "ELOOP", syscall.EXDEV: "EXDEV", syscall.EDQUOT: "EDQUOT",
+}
+
+// call runs one operation. in, if set, is streamed as TData then TEOF;
+// every other frame before the TResult goes to out.
+func (s *Session) call(ctx context.Context, op string, args any, in io.Reader, out func(proto.Frame) error, result any) error {
+	var raw json.RawMessage
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return err
+		}
+		raw = b
+	}
+	payload, err := json.Marshal(proto.Call{Op: op, Args: raw})
+	if err != nil {
+		return err
+	}
+	st := &clientStream{notify: make(chan struct{}, 1)}
+	s.mu.Lock()
+	if s.dead != nil {
+		err := s.dead
+		s.mu.Unlock()
+		return err
+	}
+	s.nextID++
+	if s.nextID == 0 {
+		s.nextID = 1
+	}
+	st.id = s.nextID
+	s.streams[st.id] = st
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.streams, st.id)
+		s.mu.Unlock()
+	}()
+	if err := s.send(proto.Frame{Stream: st.id, Type: proto.TCall, Payload: payload}); err != nil {
+		return s.deadOr(err)
+	}
+	inErr := make(chan error, 1)
+	if in != nil {
+		go func() { inErr <- s.pump(st.id, in) }()
+	}
+	cancelled := false
+	for {
+		waitCtx := ctx
+		if cancelled {
+			// Give the agent a moment to stop the operation and answer.
+			var cancel context.CancelFunc
+			waitCtx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+		}
+		f, err := st.next(waitCtx)
+		if err != nil {
+			if !cancelled && ctx.Err() != nil {
+				cancelled = true
+				_ = s.send(proto.Frame{Stream: st.id, Type: proto.TCancel})
+				continue
+			}
+			if cancelled {
+				return ctx.Err()
+			}
+			return err
+		}
+		if f.Type != proto.TResult {
+			if out != nil {
+				if err := out(f); err != nil {
+					// A local failure (e.g. writing copy_out data) stops the
+					// remote side too; the stream is drained to its result.
+					_ = s.send(proto.Frame{Stream: st.id, Type: proto.TCancel})
+					return s.finish(st, err)
+				}
+			}
+			continue
+		}
+		if in != nil {
+			if err := <-inErr; err != nil {
+				return err
+			}
+		}
+		var res proto.Result
+		if err := json.Unmarshal(f.Payload, &res); err != nil {
+			return fmt.Errorf("%s: bad result from agent: %w", op, err)
+		}
+		if cancelled {
+			return ctx.Err()
+		}
+		if res.Error != "" {
+			return &RemoteError{Op: op, Msg: res.Error, Errno: res.Errno}
+		}
+		if result != nil && len(res.Data) > 0 {
+			if err := json.Unmarshal(res.Data, result); err != nil {
+				return fmt.Errorf("%s: bad result data: %w", op, err)
+			}
+		}
+		return nil
+	}
+}
+
+// finish drains a cancelled stream until its result, then returns err.
+func (s *Session) finish(st *clientStream, err error) error {
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		f, nerr := st.next(wctx)
+		if nerr != nil || f.Type == proto.TResult {
+			return err
+		}
+	}
+}
+
+// pump streams r as TData frames and then TEOF. A read error cancels the
+// operation on the agent's side.
+func (s *Session) pump(id uint32, r io.Reader) error {
+	buf := make([]byte, proto.ChunkSize)
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if werr := s.send(proto.Frame{Stream: id, Type: proto.TData, Payload: buf[:n]}); werr != nil {
+				return s.deadOr(werr)
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return s.deadOr(s.send(proto.Frame{Stream: id, Type: proto.TEOF}))
+		}
+		if err != nil {
+			_ = s.send(proto.Frame{Stream: id, Type: proto.TCancel})
+			_ = s.send(proto.Frame{Stream: id, Type: proto.TEOF})
+			return err
+		}
+	}
+}
+
+func (s *Session) deadOr(err error) error {
+	if err == nil {
+		return nil
+	}
+	s.mu.Lock()
+	d := s.dead
+	s.mu.Unlock()
+	if d != nil {
+		return d
+	}
+	select {
+	case <-s.machine.Done():
+		return ErrApplianceDied
+	default:
+	}
+	return err
+}
+
+// Done is closed when the appliance VM has exited.
+func (s *Session) Done() <-chan struct{} { return s.machine.Done() }
+
+// Close shuts the appliance down in order: the agent syncs and unmounts the
+// image, powers off, and qemu is reaped. An error means the image may not be
+// cleanly written; callers must not commit it.
+func (s *Session) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	defer os.RemoveAll(s.dir)
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	err := s.call(sctx, proto.OpShutdown, nil, nil, nil, nil)
+	select {
+	case <-s.machine.Done():
+	case <-time.After(15 * time.Second):
+		if err == nil {
+			err = errors.New("the appliance did not power off within 15s")
+		}
+	}
+	s.machine.Kill()
+	if err != nil {
+		return fmt.Errorf("shutting down the appliance: %w", err)
+	}
+	return nil
+}
+
+// Kill stops the appliance at once without syncing (for errors and
+// interrupts, when the image is going to be discarded anyway).
+func (s *Session) Kill() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.machine.Kill()
+	os.RemoveAll(s.dir)
+}

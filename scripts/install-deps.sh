@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the host packages imgbake needs (Debian/Ubuntu), only those missing.
+# Usage: scripts/install-deps.sh [--bench]
+set -euo pipefail
+
+pkgs=(
+  qemu-system-x86   # the appliance VM
+  qemu-utils        # qemu-img: formats, overlays, commit
+  linux-image-cloud-amd64 # small kernel with ext4 built in; the appliance kernel
+  debootstrap       # builds Debian test images
+  e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck, sfdisk, partx
+  busybox-static    # not required at runtime; used by tests as an independent shell
+  cpio
+)
+if [[ "${1:-}" == "--bench" ]]; then
+  pkgs+=(libguestfs-tools)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all host packages present"
+  exit 0
+fi
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
