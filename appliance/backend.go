@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+
+	"github.com/imgbake/imgbake/appliance/proto"
 )
+
+// AgentVersion is the version of imgbake and its agent.
+const AgentVersion = proto.Version
 
 // Disk is one image attached to the appliance. Format is always explicit:
 // QEMU must never probe it.

@@ -24,7 +24,7 @@ import (
 )
 
 // Version is the protocol/agent version reported in Ready.
-const Version = "0.1.0"
+const Version = proto.Version
 
 // ChannelName is the virtio-serial port name the host creates.
 const ChannelName = "org.imgbake.channel.0"

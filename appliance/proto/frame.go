@@ -15,15 +15,15 @@ import (
 type Type uint8
 
 const (
-	TCall   Type = iota + 1 // host→guest: JSON Call, opens a stream
-	TData                   // raw bytes: stdin, file contents, tar streams
-	TEOF                    // no more TData in this direction
-	TStdout                 // guest→host: command output
-	TStderr                 // guest→host: command error output
-	TResult                 // guest→host: JSON Result, closes the stream
-	TCancel                 // host→guest: stop the operation (kill the command)
-	TReady                  // guest→host on stream 0: the agent is up (JSON Ready)
-	TControl                // host→guest: JSON control message for a running stream (e.g. window size)
+	TCall    Type = iota + 1 // host→guest: JSON Call, opens a stream
+	TData                    // raw bytes: stdin, file contents, tar streams
+	TEOF                     // no more TData in this direction
+	TStdout                  // guest→host: command output
+	TStderr                  // guest→host: command error output
+	TResult                  // guest→host: JSON Result, closes the stream
+	TCancel                  // host→guest: stop the operation (kill the command)
+	TReady                   // guest→host on stream 0: the agent is up (JSON Ready)
+	TControl                 // host→guest: JSON control message for a running stream (e.g. window size)
 	maxType
 )
 

@@ -2,6 +2,9 @@ package proto
 
 import "encoding/json"
 
+// Version is the agent protocol version; host and agent ship together.
+const Version = "0.1.0"
+
 // Operation names understood by the agent.
 const (
 	OpHello    = "hello"    // liveness and boot figures

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/image"
+	"github.com/imgbake/imgbake/recipes"
+)
+
+// Exit codes, documented in --help and the README.
+const (
+	ExitOK          = 0
+	ExitStepFailed  = 1
+	ExitUsage       = 2
+	ExitImage       = 3
+	ExitInterrupted = 130
+	ExitTerminated  = 143
+)
+
+const exitCodesHelp = `EXIT CODES:
+   0    success
+   1    a step failed (the image is left unchanged unless --in-place)
+   2    bad usage or invalid recipe (nothing was touched)
+   3    image or appliance error (missing/locked/unsupported disk, no OS found, VM failure)
+   130  interrupted (SIGINT); 143 terminated (SIGTERM)
+`
+
+// Stdio are the streams a command uses, so tests can run it in-process.
+type Stdio struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// exitError carries an exit code through urfave/cli.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+func usageErr(format string, args ...any) error {
+	return withCode(ExitUsage, fmt.Errorf(format, args...))
+}
+
+// Execute runs imgbake with args (args[0] is the program name) and returns
+// the exit code. main is a thin wrapper so tests run the CLI in-process.
+func Execute(ctx context.Context, stdio Stdio, args []string) int {
+	app := newApp(stdio)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return ExitOK
+	}
+	code := exitCode(ctx, err)
+	var el recipes.ErrorList
+	if errors.As(err, &el) {
+		for _, e := range el {
+			fmt.Fprintln(stdio.Err, e.Error())
+		}
+		fmt.Fprintf(stdio.Err, "imgbake: invalid recipe (%d problem%s)\n", len(el), plural(len(el)))
+	} else if !errors.Is(err, errReported) {
+		fmt.Fprintf(stdio.Err, "imgbake: %v\n", err)
+	}
+	return code
+}
+
+// errReported marks errors whose details were already printed.
+var errReported = errors.New("reported")
+
+func exitCode(ctx context.Context, err error) int {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		if sig, ok := caughtSignal.Load().(os.Signal); ok {
+			return exitForSignal(sig)
+		}
+		return ExitInterrupted
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	switch {
+	case errors.Is(err, recipes.ErrInvalid):
+		return ExitUsage
+	case errors.Is(err, image.ErrNotFound), errors.Is(err, image.ErrFormat), errors.Is(err, image.ErrBackingFile),
+		errors.Is(err, image.ErrLocked), errors.Is(err, appliance.ErrNoKernel), errors.Is(err, appliance.ErrNoAgent),
+		errors.Is(err, appliance.ErrApplianceDied):
+		return ExitImage
+	}
+	// urfave/cli reports flag problems as plain errors.
+	if strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
+		return ExitUsage
+	}
+	return ExitImage
+}
+
+// caughtSignal is the signal that cancelled the run, if any.
+var caughtSignal atomic.Value
+
+func exitForSignal(sig os.Signal) int {
+	if sig == syscall.SIGTERM {
+		return ExitTerminated
+	}
+	return ExitInterrupted
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func newApp(stdio Stdio) *cli.App {
+	app := &cli.App{
+		Name:                   "imgbake",
+		Usage:                  "customize VM disk images offline, one appliance boot per image",
+		Version:                appliance.AgentVersion,
+		Reader:                 stdio.In,
+		Writer:                 stdio.Out,
+		ErrWriter:              stdio.Err,
+		UseShortOptionHandling: true,
+		HideHelpCommand:        true,
+		CustomAppHelpTemplate:  cli.AppHelpTemplate + "\n" + exitCodesHelp,
+		ExitErrHandler:         func(*cli.Context, error) {}, // Execute maps errors to codes
+		Commands: []*cli.Command{
+			runCommand(),
+			inspectCommand(),
+			applianceCommand(),
+			stepsCommand(),
+		},
+	}
+	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
+	return app
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/appliance"
+)
+
+func applianceCommand() *cli.Command {
+	kernel := &cli.StringFlag{Name: "kernel", Usage: "appliance kernel `VMLINUZ`"}
+	return &cli.Command{
+		Name:  "appliance",
+		Usage: "build or describe the cached appliance (kernel + initramfs with the agent)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "build",
+				Usage: "build the appliance now (it is also built on first use)",
+				Flags: []cli.Flag{kernel, &cli.BoolFlag{Name: "force", Usage: "rebuild even if cached"}},
+				Action: func(c *cli.Context) error {
+					app, err := appliance.Build(appliance.BuildOptions{Kernel: c.String("kernel"), Force: c.Bool("force")})
+					if err != nil {
+						return err
+					}
+					state := "cached"
+					if app.Built {
+						state = "built"
+					}
+					fmt.Fprintf(c.App.Writer, "%s appliance %s: %s, %d modules\n", state, app.Key, app.Initramfs, app.Modules)
+					return nil
+				},
+			},
+			{
+				Name:  "info",
+				Usage: "show the appliance that would be used",
+				Flags: []cli.Flag{kernel},
+				Action: func(c *cli.Context) error {
+					app, err := appliance.Build(appliance.BuildOptions{Kernel: c.String("kernel")})
+					if err != nil {
+						return err
+					}
+					m, err := app.ReadManifest()
+					if err != nil {
+						return err
+					}
+					w := c.App.Writer
+					fmt.Fprintf(w, "key:        %s\n", app.Key)
+					fmt.Fprintf(w, "kernel:     %s (%s)\n", app.Kernel.Image, app.Kernel.Version)
+					fmt.Fprintf(w, "initramfs:  %s (%s)\n", app.Initramfs, humanSize(app.Size))
+					fmt.Fprintf(w, "agent:      sha256 %s (version %s)\n", m.AgentSHA256[:16], appliance.AgentVersion)
+					fmt.Fprintf(w, "modules:    %d\n", len(m.Modules))
+					for _, mod := range m.Modules {
+						fmt.Fprintf(w, "            %s\n", mod)
+					}
+					fmt.Fprintf(w, "accel:      %s\n", appliance.AccelAvailable())
+					fmt.Fprintf(w, "built:      %s\n", m.Created.Format("2006-01-02 15:04:05 MST"))
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/image"
+)
+
+// Flags shared by every command that opens an image.
+func diskFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "add", Aliases: []string{"a"}, Usage: "disk image `FILE` (repeat for several disks)"},
+		&cli.StringFlag{Name: "format", Usage: "disk format: raw or qcow2 (default: detected; applies to every -a)"},
+		&cli.StringSliceFlag{Name: "mount", Aliases: []string{"m"}, Usage: "mount `DEVICE[:MOUNTPOINT]` instead of detecting (like guestfish -m)"},
+		&cli.BoolFlag{Name: "allow-backing", Usage: "accept a qcow2 image that names a backing file"},
+		&cli.StringFlag{Name: "kernel", Usage: "appliance kernel `VMLINUZ` (default: newest /boot/vmlinuz-*-cloud-amd64; env IMGBAKE_KERNEL)"},
+		&cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB`"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print timings and live command output"},
+	}
+}
+
+// openOptions say how a command wants its images.
+type openOptions struct {
+	readOnly bool   // attach read-only, mount read-only (inspect)
+	inPlace  bool   // write directly to the image, no overlay
+	output   string // write the result to a new image instead of the input
+}
+
+// opened is an image (or several) attached to one running appliance.
+type opened struct {
+	sess     *appliance.Session
+	mount    *proto.MountResult
+	disks    []diskState
+	runDir   string
+	locks    []*image.Lock
+	verbosef func(string, ...any)
+	opts     openOptions
+	started  time.Time
+}
+
+type diskState struct {
+	path    string
+	format  string
+	overlay *image.Overlay
+}
+
+func verboseFunc(c *cli.Context, w io.Writer) func(string, ...any) {
+	if !c.Bool("verbose") {
+		return func(string, ...any) {}
+	}
+	start := time.Now()
+	return func(format string, args ...any) {
+		fmt.Fprintf(w, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
+
+func parseMounts(specs []string) ([]proto.MountSpec, error) {
+	var out []proto.MountSpec
+	for _, s := range specs {
+		dev, mp, _ := strings.Cut(s, ":")
+		if dev == "" {
+			return nil, usageErr("-m %q: expected DEVICE[:MOUNTPOINT]", s)
+		}
+		if mp != "" && !strings.HasPrefix(mp, "/") {
+			return nil, usageErr("-m %q: mountpoint must be absolute", s)
+		}
+		out = append(out, proto.MountSpec{Device: dev, Mountpoint: mp})
+	}
+	return out, nil
+}
+
+// checkDisks validates the disk flags without side effects, so bad usage
+// is reported before anything is locked or booted.
+func checkDisks(c *cli.Context) ([]string, error) {
+	disks := c.StringSlice("add")
+	if len(disks) == 0 {
+		return nil, usageErr("no disk image given: use -a FILE")
+	}
+	if f := c.String("format"); f != "" && f != "raw" && f != "qcow2" {
+		return nil, usageErr("--format %q: use raw or qcow2", f)
+	}
+	return disks, nil
+}
+
+// openImages resolves, locks and attaches the disks, boots one appliance
+// and mounts the image's filesystems. On error everything is undone.
+func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions) (_ *opened, err error) {
+	disks, err := checkDisks(c)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := parseMounts(c.StringSlice("mount"))
+	if err != nil {
+		return nil, err
+	}
+	op := &opened{verbosef: verboseFunc(c, stdio.Err), opts: o, started: time.Now()}
+	defer func() {
+		if err != nil {
+			op.abort()
+		}
+	}()
+	for _, d := range disks {
+		h, err := image.Resolve(d, c.String("format"), c.Bool("allow-backing"))
+		if err != nil {
+			return nil, err
+		}
+		if err := checkAccess(d, o.readOnly || o.output != ""); err != nil {
+			return nil, err
+		}
+		lock, err := image.Acquire(d)
+		if err != nil {
+			return nil, err
+		}
+		op.locks = append(op.locks, lock)
+		op.disks = append(op.disks, diskState{path: d, format: h.Format})
+	}
+	t0 := time.Now()
+	app, err := appliance.Build(appliance.BuildOptions{Kernel: c.String("kernel")})
+	if err != nil {
+		return nil, err
+	}
+	if app.Built {
+		op.verbosef("built appliance %s (%s initramfs, %d modules) in %s", app.Key, humanSize(app.Size), app.Modules, time.Since(t0).Round(time.Millisecond))
+	}
+	opts := []appliance.Option{appliance.WithMemory(c.Int("memory")), appliance.WithVerbose(op.verbosef)}
+	if !o.readOnly && !o.inPlace {
+		if op.runDir, err = os.MkdirTemp("", "imgbake-run-"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range op.disks {
+		d := &op.disks[i]
+		switch {
+		case o.readOnly:
+			opts = append(opts, appliance.WithDisk(d.path, d.format, true))
+		case o.inPlace:
+			opts = append(opts, appliance.WithDisk(d.path, d.format, false))
+		default:
+			ov, err := image.NewOverlay(ctx, op.runDir, d.path, d.format)
+			if err != nil {
+				return nil, err
+			}
+			d.overlay = ov
+			opts = append(opts, appliance.WithDisk(ov.Path, "qcow2", false))
+		}
+	}
+	if o.inPlace {
+		fmt.Fprintln(stdio.Err, "imgbake: --in-place: writing directly to the image; a failed run leaves it partly changed")
+	}
+	sess, err := appliance.Start(ctx, app, opts...)
+	if err != nil {
+		return nil, err
+	}
+	op.sess = sess
+	t1 := time.Now()
+	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.readOnly, Mounts: mounts})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, withCode(ExitImage, fmt.Errorf("%s: %w", strings.Join(disks, ", "), err))
+	}
+	op.mount = mr
+	op.verbosef("mounted %d filesystem(s) in %s (root %s)", len(mr.Mounts), time.Since(t1).Round(time.Millisecond), mr.Root)
+	for _, w := range mr.Warnings {
+		fmt.Fprintf(stdio.Err, "imgbake: warning: %s\n", w)
+	}
+	return op, nil
+}
+
+func checkAccess(path string, readOnly bool) error {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("%w: %s is not %s", image.ErrFormat, path, map[bool]string{true: "readable", false: "writable"}[readOnly])
+		}
+		return fmt.Errorf("%w: %s: %v", image.ErrNotFound, path, err)
+	}
+	return f.Close()
+}
+
+// finish shuts the appliance down cleanly and, if commit, writes the
+// overlay back (or exports it to --output). Without commit the overlay is
+// discarded and the input stays byte-identical.
+func (op *opened) finish(ctx context.Context, commit bool) error {
+	defer op.release()
+	if op.sess != nil {
+		var err error
+		if commit || op.opts.inPlace {
+			// In place, a clean unmount matters even after a failure.
+			err = op.sess.Close(context.WithoutCancel(ctx))
+		} else {
+			op.sess.Kill()
+		}
+		op.sess = nil
+		if err != nil {
+			return withCode(ExitImage, err)
+		}
+	}
+	if !commit || op.opts.readOnly || op.opts.inPlace {
+		return nil
+	}
+	for _, d := range op.disks {
+		if d.overlay == nil {
+			continue
+		}
+		t := time.Now()
+		if op.opts.output != "" {
+			if err := d.overlay.Export(context.WithoutCancel(ctx), op.opts.output, outputFormat(op.opts.output, d.format)); err != nil {
+				return withCode(ExitImage, err)
+			}
+			op.verbosef("wrote %s in %s", op.opts.output, time.Since(t).Round(time.Millisecond))
+			continue
+		}
+		if err := d.overlay.Commit(context.WithoutCancel(ctx)); err != nil {
+			return withCode(ExitImage, fmt.Errorf("committing changes into %s: %w", d.path, err))
+		}
+		op.verbosef("committed changes into %s in %s", d.path, time.Since(t).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func outputFormat(path, inFormat string) string {
+	if strings.HasSuffix(path, ".raw") || strings.HasSuffix(path, ".img") {
+		return "raw"
+	}
+	return "qcow2"
+}
+
+// abort kills the appliance and drops everything.
+func (op *opened) abort() {
+	if op.sess != nil {
+		op.sess.Kill()
+		op.sess = nil
+	}
+	op.release()
+}
+
+func (op *opened) release() {
+	if op.runDir != "" {
+		os.RemoveAll(op.runDir)
+		op.runDir = ""
+	}
+	for _, l := range op.locks {
+		l.Release()
+	}
+	op.locks = nil
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,320 @@
+package fsops
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+// CopyIn copies a host file or directory (recursively) into the image
+// directory dest, like virt-copy-in: dest/BASENAME(src) is created. Modes
+// and symlinks are kept; files become owned by root.
+func CopyIn(ctx context.Context, s *Session, src, dest string) (Result, error) {
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return Result{}, fmt.Errorf("copy_in source: %w", err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := writeTree(tw, src, filepath.Base(src), fi)
+		if cerr := tw.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	r, err := s.TarIn(ctx, dest, pr)
+	pr.CloseWithError(errors.New("copy_in stopped"))
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Detail: countDetail(r)}, nil
+}
+
+func countDetail(r proto.TarResult) string {
+	return fmt.Sprintf("%d files, %s", r.Files, humanBytes(r.Bytes))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// writeTree adds src (already lstat'ed as fi) to tw as name.
+func writeTree(tw *tar.Writer, src, name string, fi fs.FileInfo) error {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: fi.ModTime(), Format: tar.FormatPAX})
+	case fi.Mode().IsRegular():
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: int64(unixPerm(fi.Mode())), ModTime: fi.ModTime(), Format: tar.FormatPAX}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		n, err := io.Copy(tw, io.LimitReader(f, fi.Size()))
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", src, err)
+		}
+		if n != fi.Size() {
+			return fmt.Errorf("reading %s: file changed size while copying", src)
+		}
+		return nil
+	case fi.IsDir():
+		h := &tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(unixPerm(fi.Mode())), ModTime: fi.ModTime(), Format: tar.FormatPAX}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(src)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			cfi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			if err := writeTree(tw, filepath.Join(src, e.Name()), path.Join(name, e.Name()), cfi); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return nil // sockets, fifos, devices are not copied
+	}
+}
+
+func unixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
+}
+
+// CopyOut copies an image file or directory into the host directory
+// hostDir (created if missing), like virt-copy-out.
+func CopyOut(ctx context.Context, s *Session, src, hostDir string) (Result, error) {
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		return Result{}, err
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var stats ExtractStats
+	go func() {
+		var err error
+		stats, err = ExtractTar(pr, hostDir)
+		if err != nil {
+			pr.CloseWithError(err)
+		} else {
+			// Drain anything after the end-of-archive marker.
+			_, _ = io.Copy(io.Discard, pr)
+		}
+		done <- err
+	}()
+	_, err := s.TarOut(ctx, src, pw)
+	pw.CloseWithError(errOr(err, io.EOF))
+	xerr := <-done
+	if xerr != nil {
+		return Result{}, fmt.Errorf("copy_out to %s: %w", hostDir, xerr)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: false, Detail: fmt.Sprintf("%d files, %s", stats.Files, humanBytes(stats.Bytes))}, nil
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// ExtractStats counts what ExtractTar wrote.
+type ExtractStats struct {
+	Files   int
+	Bytes   int64
+	Skipped []string // entries not created (devices, hard links, ...)
+}
+
+// ErrUnsafePath is returned for a tar entry that would leave the
+// destination or pass through a symlink.
+var ErrUnsafePath = errors.New("unsafe path in archive")
+
+// ExtractTar writes an untrusted tar stream (from the image) into dest. No
+// entry can land outside dest: names with .. or absolute paths are refused,
+// no path component may be a symlink (symlinks from the image are created
+// but never followed), devices are skipped, and setuid/setgid bits are
+// dropped. os.Root adds a kernel-checked guarantee on top.
+func ExtractTar(r io.Reader, dest string) (ExtractStats, error) {
+	var st ExtractStats
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return st, err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	type dirMode struct {
+		name string
+		mode fs.FileMode
+	}
+	var dirs []dirMode
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, fmt.Errorf("reading archive: %w", err)
+		}
+		name, err := safeName(h.Name)
+		if err != nil {
+			return st, err
+		}
+		if name == "." {
+			continue
+		}
+		if err := noSymlinkParents(root, name); err != nil {
+			return st, err
+		}
+		perm := fs.FileMode(h.Mode) & 0o777 // no setuid/setgid/sticky from the image
+		switch h.Typeflag {
+		case tar.TypeDir:
+			fi, err := root.Lstat(name)
+			switch {
+			case err == nil && fi.IsDir():
+			case err == nil:
+				return st, fmt.Errorf("%w: %s exists and is not a directory", ErrUnsafePath, name)
+			default:
+				if err := root.Mkdir(name, 0o700); err != nil {
+					return st, err
+				}
+			}
+			dirs = append(dirs, dirMode{name, perm | 0o700})
+		case tar.TypeReg:
+			if err := removeNonDir(root, name); err != nil {
+				return st, err
+			}
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm|0o200)
+			if err != nil {
+				return st, err
+			}
+			n, err := io.Copy(f, tr)
+			cerr := f.Close()
+			if err != nil {
+				return st, err
+			}
+			if cerr != nil {
+				return st, cerr
+			}
+			_ = root.Chmod(name, perm)
+			_ = root.Chtimes(name, h.ModTime, h.ModTime)
+			st.Files++
+			st.Bytes += n
+		case tar.TypeSymlink:
+			if err := removeNonDir(root, name); err != nil {
+				return st, err
+			}
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				return st, err
+			}
+			st.Files++
+		default:
+			st.Skipped = append(st.Skipped, name)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = root.Chmod(dirs[i].name, dirs[i].mode)
+	}
+	return st, nil
+}
+
+// safeName cleans an archive name and refuses anything that climbs out.
+func safeName(n string) (string, error) {
+	if n == "" || strings.IndexByte(n, 0) >= 0 {
+		return "", fmt.Errorf("%w: empty or NUL in name", ErrUnsafePath)
+	}
+	if strings.HasPrefix(n, "/") {
+		return "", fmt.Errorf("%w: absolute name %q", ErrUnsafePath, n)
+	}
+	for _, part := range strings.Split(n, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("%w: %q contains ..", ErrUnsafePath, n)
+		}
+	}
+	return path.Clean(n), nil
+}
+
+// noSymlinkParents refuses a name whose existing parent components include
+// a symlink: one from earlier in the archive could otherwise redirect writes.
+func noSymlinkParents(root *os.Root, name string) error {
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	cur := ""
+	for _, part := range strings.Split(dir, "/") {
+		cur = path.Join(cur, part)
+		fi, err := root.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s: parent %s missing from archive", ErrUnsafePath, name, cur)
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w: %s passes through symlink %s", ErrUnsafePath, name, cur)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %s: %s is not a directory", ErrUnsafePath, name, cur)
+		}
+	}
+	return nil
+}
+
+// removeNonDir clears the way for a new file, replacing (not following) an
+// existing file or symlink.
+func removeNonDir(root *os.Root, name string) error {
+	fi, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%w: %s exists as a directory", ErrUnsafePath, name)
+	}
+	return root.Remove(name)
+}

@@ -1,0 +1,107 @@
+// Package image owns the disk files: format detection without trusting the
+// file, the private qcow2 overlay a run writes to, committing or discarding
+// it, and the lock that keeps two runs off one image.
+package image
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Sentinel errors let the CLI map failures to exit codes.
+var (
+	ErrNotFound    = errors.New("disk image not found")
+	ErrFormat      = errors.New("unsupported or wrong disk format")
+	ErrBackingFile = errors.New("qcow2 image names a backing file")
+	ErrLocked      = errors.New("disk image is in use")
+)
+
+// Formats are the disk formats imgbake attaches.
+var Formats = []string{"raw", "qcow2"}
+
+var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
+
+// Header is what imgbake reads from an image before handing it to QEMU.
+type Header struct {
+	Format      string // "qcow2" or "raw"
+	Version     uint32 // qcow2 version
+	BackingFile string // qcow2 backing file name, if any
+	Size        int64  // virtual size
+}
+
+// Probe reads the first bytes of path. It only looks; QEMU is always told
+// the format explicitly so it never probes a guest-controlled header.
+func Probe(path string) (Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Header{}, fmt.Errorf("%w: %s", ErrNotFound, path)
+		}
+		return Header{}, fmt.Errorf("opening disk image %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Header{}, err
+	}
+	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
+		return Header{}, fmt.Errorf("%w: %s is not a regular file or block device", ErrFormat, path)
+	}
+	buf := make([]byte, 72)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return Header{}, fmt.Errorf("reading disk image %s: %w", path, err)
+	}
+	buf = buf[:n]
+	h := Header{Format: "raw", Size: fi.Size()}
+	if n >= 32 && string(buf[:4]) == string(qcow2Magic) {
+		h.Format = "qcow2"
+		h.Version = binary.BigEndian.Uint32(buf[4:8])
+		boff := binary.BigEndian.Uint64(buf[8:16])
+		blen := binary.BigEndian.Uint32(buf[16:20])
+		h.Size = int64(binary.BigEndian.Uint64(buf[24:32]))
+		if boff != 0 && blen > 0 {
+			if blen > 1023 {
+				return h, fmt.Errorf("%w: %s: backing file name of %d bytes", ErrFormat, path, blen)
+			}
+			name := make([]byte, blen)
+			if _, err := f.ReadAt(name, int64(boff)); err != nil {
+				return h, fmt.Errorf("%w: %s: unreadable backing file name", ErrFormat, path)
+			}
+			h.BackingFile = string(name)
+		}
+	}
+	return h, nil
+}
+
+// Resolve decides the format to attach path with. explicit is the user's
+// --format ("" = detect). A qcow2 image with a backing file is refused
+// unless the user said qcow2 explicitly or allowBacking: following a
+// backing file named inside an untrusted image can expose any host file.
+func Resolve(path, explicit string, allowBacking bool) (Header, error) {
+	if explicit != "" && explicit != "raw" && explicit != "qcow2" {
+		return Header{}, fmt.Errorf("%w: --format %q (use raw or qcow2)", ErrFormat, explicit)
+	}
+	h, err := Probe(path)
+	if err != nil {
+		return h, err
+	}
+	switch explicit {
+	case "raw":
+		h.Format = "raw"
+		h.BackingFile = ""
+		return h, nil
+	case "qcow2":
+		if h.Format != "qcow2" {
+			return h, fmt.Errorf("%w: %s is not a qcow2 image (it has no qcow2 header); use --format raw", ErrFormat, path)
+		}
+		return h, nil
+	}
+	if h.BackingFile != "" && !allowBacking {
+		return h, fmt.Errorf("%w: %s uses backing file %q; pass --format qcow2 or --allow-backing if you trust it", ErrBackingFile, path, h.BackingFile)
+	}
+	return h, nil
+}

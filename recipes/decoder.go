@@ -1,0 +1,384 @@
+package recipes
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// decoder walks a recipe's YAML node tree. It records every problem it finds
+// and keeps going, so that one run reports all of them.
+type decoder struct {
+	file    string
+	baseDir string // absolute; relative host paths are resolved against it
+	errs    ErrorList
+}
+
+func (d *decoder) pos(n *yaml.Node) Position {
+	// Clamp so that even position-less nodes yield a usable FILE:LINE:COL.
+	return Position{File: d.file, Line: max(n.Line, 1), Col: max(n.Column, 1)}
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, &Error{Pos: d.pos(n), Msg: fmt.Sprintf(format, args...)})
+}
+
+// prefix renders the context of a message, e.g. "write.mode: ".
+func prefix(ctx string) string {
+	if ctx == "" {
+		return ""
+	}
+	return ctx + ": "
+}
+
+func (d *decoder) typeError(ctx, want string, n *yaml.Node) {
+	d.errorf(n, "%sexpected %s, got %s", prefix(ctx), want, describeNode(n))
+}
+
+// resolve follows an alias to its anchored node.
+func resolve(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	n = resolve(n)
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describeNode names what the user wrote, for type errors.
+func describeNode(n *yaml.Node) string {
+	n = resolve(n)
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch tag := n.ShortTag(); tag {
+		case "!!null":
+			return "null"
+		case "!!str":
+			return "string " + quote(n.Value)
+		case "!!int":
+			return "integer " + show(n.Value)
+		case "!!float":
+			return "number " + show(n.Value)
+		case "!!bool":
+			return "boolean " + show(n.Value)
+		default:
+			return show(tag) + " value"
+		}
+	}
+	return "nothing"
+}
+
+// quote renders a user-supplied string on one line, shortened if long.
+func quote(s string) string {
+	const limit = 40
+	if utf8.RuneCountInString(s) > limit {
+		s = string([]rune(s)[:limit-1]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// show is quote without the quotes when they add nothing.
+func show(s string) string {
+	q := quote(s)
+	if q[1:len(q)-1] == s && s != "" && !strings.Contains(s, " ") {
+		return s
+	}
+	return q
+}
+
+// mapping calls fn for each key/value pair of n, itself reporting keys that
+// are not strings or occur twice. It reports whether n was a mapping.
+func (d *decoder) mapping(ctx, want string, n *yaml.Node, fn func(key string, keyNode, value *yaml.Node)) bool {
+	m := resolve(n)
+	if m.Kind != yaml.MappingNode {
+		d.typeError(ctx, want, n)
+		return false
+	}
+	seen := make(map[string]*yaml.Node)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		keyNode, value := m.Content[i], m.Content[i+1]
+		k := resolve(keyNode)
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(keyNode, "%skeys must be strings, got %s", prefix(ctx), describeNode(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(keyNode, "%sduplicate key %s (first at %d:%d)", prefix(ctx), quote(k.Value), first.Line, first.Column)
+			continue
+		}
+		seen[k.Value] = keyNode
+		fn(k.Value, keyNode, value)
+	}
+	return true
+}
+
+// field is one key of a mapping with a fixed set of keys.
+type field struct {
+	key      string
+	required bool
+	decode   func(value *yaml.Node)
+}
+
+// fields decodes a mapping with a fixed set of keys, reporting unknown and
+// missing ones. It reports whether n was a mapping.
+func (d *decoder) fields(ctx string, n *yaml.Node, fields ...field) bool {
+	present := make(map[string]bool)
+	ok := d.mapping(ctx, "a mapping", n, func(key string, keyNode, value *yaml.Node) {
+		i := slices.IndexFunc(fields, func(f field) bool { return f.key == key })
+		if i < 0 {
+			valid := make([]string, len(fields))
+			for i, f := range fields {
+				valid[i] = f.key
+			}
+			d.unknownKey(ctx, keyNode, key, valid, "valid keys: "+strings.Join(valid, ", "))
+			return
+		}
+		present[key] = true
+		fields[i].decode(value)
+	})
+	if !ok {
+		return false
+	}
+	for _, f := range fields {
+		if f.required && !present[f.key] {
+			d.errorf(n, "%smissing required key %q", prefix(ctx), f.key)
+		}
+	}
+	return true
+}
+
+// unknownKey reports key, suggesting the closest valid key when it looks
+// like a typo and otherwise listing what is allowed.
+func (d *decoder) unknownKey(ctx string, keyNode *yaml.Node, key string, valid []string, help string) {
+	if s := suggest(key, valid); s != "" {
+		d.errorf(keyNode, "%sunknown key %s; did you mean %q?", prefix(ctx), quote(key), s)
+		return
+	}
+	d.errorf(keyNode, "%sunknown key %s; %s", prefix(ctx), quote(key), help)
+}
+
+// suggest returns the candidate within a small edit distance of s, if any.
+func suggest(s string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if dist := editDistance(s, c); dist < bestDist && dist < len(c) {
+			best, bestDist = c, dist
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return max(len(a), len(b)) // not a typo; skip the quadratic work
+	}
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// str decodes a scalar as a string. Plain numbers and booleans are taken
+// verbatim, so `content: 42` means the text "42".
+func (d *decoder) str(ctx string, n *yaml.Node) (string, bool) {
+	s := resolve(n)
+	if s.Kind == yaml.ScalarNode {
+		switch s.ShortTag() {
+		case "!!str", "!!int", "!!float", "!!bool", "!!timestamp":
+			return s.Value, true
+		}
+	}
+	d.typeError(ctx, "a string", n)
+	return "", false
+}
+
+func (d *decoder) boolean(ctx string, n *yaml.Node) bool {
+	var b bool
+	if s := resolve(n); s.Kind != yaml.ScalarNode || s.ShortTag() != "!!bool" || s.Decode(&b) != nil {
+		d.typeError(ctx, "true or false", n)
+	}
+	return b
+}
+
+func (d *decoder) timeout(ctx string, n *yaml.Node) time.Duration {
+	s, ok := d.str(ctx, n)
+	if !ok {
+		return 0
+	}
+	t, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		d.errorf(n, `%sinvalid duration %s; want e.g. "30s" or "5m"`, prefix(ctx), quote(s))
+	case t <= 0:
+		d.errorf(n, "%smust be positive, got %s", prefix(ctx), quote(s))
+	}
+	return t
+}
+
+// imagePath decodes a path inside the image: absolute, cleaned.
+func (d *decoder) imagePath(ctx string, n *yaml.Node) string {
+	p, ok := d.str(ctx, n)
+	switch {
+	case !ok:
+		return ""
+	case p == "":
+		d.errorf(n, "%sempty path", prefix(ctx))
+	case strings.ContainsRune(p, 0):
+		d.errorf(n, "%s%s contains a NUL byte", prefix(ctx), quote(p))
+	case !path.IsAbs(p):
+		d.errorf(n, "%s%s is not absolute; paths in the image start with /", prefix(ctx), quote(p))
+	default:
+		return path.Clean(p)
+	}
+	return ""
+}
+
+// hostPath decodes a path on the host, resolving it against the recipe's
+// directory so that a recipe means the same thing from any working directory.
+// It returns the path as written too, for messages.
+func (d *decoder) hostPath(ctx string, n *yaml.Node) (abs, written string) {
+	p, ok := d.str(ctx, n)
+	switch {
+	case !ok:
+		return "", ""
+	case p == "":
+		d.errorf(n, "%sempty path", prefix(ctx))
+		return "", ""
+	case strings.ContainsRune(p, 0):
+		d.errorf(n, "%s%s contains a NUL byte", prefix(ctx), quote(p))
+		return "", ""
+	case filepath.IsAbs(p):
+		return filepath.Clean(p), p
+	default:
+		return filepath.Join(d.baseDir, p), p
+	}
+}
+
+// existingHostPath is hostPath for paths that must already exist.
+func (d *decoder) existingHostPath(ctx string, n *yaml.Node) string {
+	abs, written := d.hostPath(ctx, n)
+	if abs == "" {
+		return ""
+	}
+	if _, err := os.Stat(abs); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			d.errorf(n, "%s%s does not exist (looked for %q)", prefix(ctx), quote(written), abs)
+		} else {
+			if pathErr := (*fs.PathError)(nil); errors.As(err, &pathErr) {
+				err = pathErr.Err // the path is already in the message
+			}
+			d.errorf(n, "%s%s: %v", prefix(ctx), quote(written), err)
+		}
+	}
+	return abs
+}
+
+// mode decodes a permission mode. It is always read as octal, whether
+// written as a string ("0644", "644", "0o644") or a YAML integer, because
+// that is how modes are written everywhere else (chmod, Ansible).
+func (d *decoder) mode(ctx string, n *yaml.Node) *fs.FileMode {
+	s := resolve(n)
+	if s.Kind != yaml.ScalarNode || (s.ShortTag() != "!!str" && s.ShortTag() != "!!int") {
+		d.typeError(ctx, `an octal mode like "0644"`, n)
+		return nil
+	}
+	m, err := parseMode(s.Value)
+	if err != nil {
+		d.errorf(n, "%s%v", prefix(ctx), err)
+		return nil
+	}
+	return &m
+}
+
+func parseMode(s string) (fs.FileMode, error) {
+	digits := s
+	if rest, ok := strings.CutPrefix(s, "0o"); ok {
+		digits = rest
+	} else if rest, ok := strings.CutPrefix(s, "0O"); ok {
+		digits = rest
+	}
+	v, err := strconv.ParseUint(digits, 8, 32)
+	if err != nil {
+		return 0, fmt.Errorf(`invalid mode %s; want octal digits like "0644"`, quote(s))
+	}
+	if v > 0o7777 {
+		return 0, fmt.Errorf("%s is out of range (max 07777)", quote(s))
+	}
+	// fs.FileMode keeps the setuid, setgid and sticky bits outside the low
+	// 12 bits, so translate them rather than casting.
+	m := fs.FileMode(v) & fs.ModePerm
+	if v&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if v&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if v&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m, nil
+}
+
+// UnixMode converts a mode from a recipe back to the Unix encoding that
+// chmod(2) and chmod(1) expect, e.g. fs.ModeSetuid|0755 becomes 0o4755.
+func UnixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+// ownerName matches a user or group name or numeric id. A leading '-' is
+// refused so that the value can never be mistaken for a chown option.
+var ownerName = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$`)
+
+func (d *decoder) owner(ctx string, n *yaml.Node) string {
+	s, ok := d.str(ctx, n)
+	if !ok {
+		return ""
+	}
+	user, group, hasGroup := strings.Cut(s, ":")
+	if !ownerName.MatchString(user) || hasGroup && !ownerName.MatchString(group) {
+		d.errorf(n, "%sinvalid owner %s; want user or user:group (names or numeric ids)", prefix(ctx), quote(s))
+	}
+	return s
+}

@@ -1,0 +1,56 @@
+package recipes
+
+import (
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Hostname sets the image's hostname.
+type Hostname struct {
+	Name string
+}
+
+func init() { register("hostname", decodeHostname) }
+
+func (*Hostname) Kind() string       { return "hostname" }
+func (h *Hostname) Describe() string { return "hostname: " + h.Name }
+
+func decodeHostname(d *decoder, n *yaml.Node) Op {
+	name, ok := d.str("hostname", n)
+	if !ok {
+		return nil
+	}
+	if err := checkHostname(name); err != nil {
+		d.errorf(n, "hostname: %v", err)
+	}
+	return &Hostname{Name: name}
+}
+
+// checkHostname enforces RFC 1123: dot-separated labels of 1 to 63 letters,
+// digits and inner hyphens, at most 253 characters in all.
+func checkHostname(name string) error {
+	if name == "" {
+		return fmt.Errorf("hostname is empty")
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("%s is %d characters long (max 253)", quote(name), len(name))
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		switch {
+		case label == "":
+			return fmt.Errorf("%s has an empty label", quote(name))
+		case len(label) > 63:
+			return fmt.Errorf("label %s is %d characters long (max 63)", quote(label), len(label))
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return fmt.Errorf("label %s starts or ends with '-'", quote(label))
+		}
+		for _, c := range label {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return fmt.Errorf("%s contains %q; only letters, digits, '-' and '.' are allowed", quote(name), c)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+// Package recipes loads, validates and plans imgbake recipes: YAML files
+// listing the steps that customize a disk image. It knows nothing about how
+// steps are carried out.
+//
+// Every problem found in a recipe is reported, not just the first, as an
+// ErrorList whose entries read "FILE:LINE:COL: message".
+package recipes
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Recipe is a validated recipe, ready to be carried out step by step.
+type Recipe struct {
+	Name   string // from the file, else the file name without extension
+	File   string // path as given to Load or Parse
+	Dir    string // absolute directory that host paths were resolved against
+	SHA256 string // hex SHA-256 of the file's bytes
+	Steps  []Step
+}
+
+// Step is one entry of a recipe's steps list.
+type Step struct {
+	Index        int           // 1-based position in the list
+	Name         string        // as written by the user; may be empty
+	Timeout      time.Duration // 0 means none
+	IgnoreErrors bool
+	Pos          Position // where the step's mapping starts
+	Op           Op
+}
+
+// titleLen is how many characters of a step fit on a progress line.
+const titleLen = 60
+
+// Title is a one-line label for progress output of at most 60 characters:
+// the step's name if it has one, else a summary of its operation.
+func (s Step) Title() string {
+	t := s.Name
+	if t == "" && s.Op != nil {
+		t = s.Op.Describe()
+	}
+	if t == "" {
+		t = fmt.Sprintf("step %d", s.Index)
+	}
+	return headline(t, titleLen)
+}
+
+// headline shortens s to one line of at most limit characters, marking
+// anything cut off with "…", and blanks control characters that would
+// garble a terminal.
+func headline(s string, limit int) string {
+	h := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, firstLine(s))
+	if utf8.RuneCountInString(h) > limit {
+		h = string([]rune(h)[:limit-1]) + "…"
+	}
+	return h
+}
+
+// firstLine returns the first non-blank line of s, trimmed, followed by " …"
+// if other non-blank lines follow.
+func firstLine(s string) string {
+	var first string
+	for line := range strings.Lines(s) {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if first != "" {
+			return first + " …"
+		}
+		first = line
+	}
+	return first
+}
+
+// stepKeys are the keys any step may have besides its operation.
+var stepKeys = []string{"ignore_errors", "name", "timeout"}
+
+// Load reads and parses the recipe at path. Host paths in it are relative to
+// its directory.
+func Load(path string) (*Recipe, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load recipe: %w", err)
+	}
+	return Parse(path, data, filepath.Dir(path))
+}
+
+// Parse parses and validates a recipe. file names it in messages; baseDir is
+// what relative host paths are resolved against. Problems in the recipe are
+// returned as an ErrorList.
+func Parse(file string, data []byte, baseDir string) (*Recipe, error) {
+	dir, err := filepath.Abs(baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve recipe directory: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	r := &Recipe{File: file, Dir: dir, SHA256: hex.EncodeToString(sum[:])}
+	d := &decoder{file: file, baseDir: dir}
+	d.recipe(data, r)
+	if len(d.errs) > 0 {
+		d.errs.sort()
+		return nil, d.errs
+	}
+	if r.Name == "" {
+		r.Name = defaultName(file)
+	}
+	return r, nil
+}
+
+func defaultName(file string) string {
+	if file == "" || file == "-" {
+		return ""
+	}
+	base := filepath.Base(file)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+func (d *decoder) recipe(data []byte, r *Recipe) {
+	root := d.parseYAML(data)
+	if root == nil {
+		return
+	}
+	if isNull(root) {
+		d.errorf(root, "recipe is empty; it needs a steps list")
+		return
+	}
+	var steps *yaml.Node
+	d.fields("", root,
+		field{key: "name", decode: func(v *yaml.Node) { r.Name, _ = d.str("name", v) }},
+		field{key: "steps", required: true, decode: func(v *yaml.Node) { steps = v }},
+	)
+	if steps == nil {
+		return
+	}
+	switch list := resolve(steps); {
+	case isNull(list) || list.Kind == yaml.SequenceNode && len(list.Content) == 0:
+		d.errorf(steps, "steps: list is empty; a recipe needs at least one step")
+	case list.Kind != yaml.SequenceNode:
+		d.typeError("steps", "a list", steps)
+	default:
+		for i, n := range list.Content {
+			r.Steps = append(r.Steps, d.step(n, i+1))
+		}
+	}
+}
+
+// parseYAML returns the root node of data's only document, or nil after
+// reporting why there is none.
+func (d *decoder) parseYAML(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	switch err := dec.Decode(&doc); {
+	case errors.Is(err, io.EOF):
+		d.errs = append(d.errs, &Error{Pos: Position{d.file, 1, 1}, Msg: "recipe is empty; it needs a steps list"})
+		return nil
+	case err != nil:
+		d.yamlError(err, data)
+		return nil
+	}
+	// A second document would otherwise be silently ignored.
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		d.errorf(&extra, "recipe must be a single YAML document")
+	case !errors.Is(err, io.EOF):
+		d.yamlError(err, data)
+	}
+	if len(doc.Content) == 0 {
+		return &doc
+	}
+	return doc.Content[0]
+}
+
+var (
+	yamlLine      = regexp.MustCompile(`^yaml: line (\d+): `)
+	unknownAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+)
+
+// yamlParserProblems are the messages yaml.v3's parser (as opposed to its
+// scanner) produces. It reports their lines 0-based, so they need adjusting.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+// yamlError reports a syntax error. yaml.v3 gives at most a line, so the
+// column is 1 and a missing line means the first.
+func (d *decoder) yamlError(err error, data []byte) {
+	msg := err.Error()
+	pos := Position{File: d.file, Line: 1, Col: 1}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		msg = "yaml: " + msg[len(m[0]):]
+		if n, convErr := strconv.Atoi(m[1]); convErr == nil && n > 0 {
+			pos.Line = n
+			if yamlParserProblems[strings.TrimPrefix(msg, "yaml: ")] {
+				pos.Line++
+			}
+		}
+	} else if m := unknownAnchor.FindStringSubmatch(msg); m != nil {
+		// The parser does not say where; the first use is a good guess.
+		pos = findAlias(data, m[1], pos)
+	}
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, msg)
+	d.errs = append(d.errs, &Error{Pos: pos, Msg: msg})
+}
+
+// findAlias returns the position of the first "*name" in data, or fallback.
+func findAlias(data []byte, name string, fallback Position) Position {
+	re, err := regexp.Compile(`\*` + regexp.QuoteMeta(name) + `(?:[\s,\]}]|$)`)
+	if err != nil {
+		return fallback
+	}
+	loc := re.FindIndex(data)
+	if loc == nil {
+		return fallback
+	}
+	before := data[:loc[0]]
+	lineStart := bytes.LastIndexByte(before, '\n') + 1
+	fallback.Line = bytes.Count(before, []byte("\n")) + 1
+	fallback.Col = utf8.RuneCount(before[lineStart:]) + 1
+	return fallback
+}
+
+func (d *decoder) step(n *yaml.Node, index int) Step {
+	s := Step{Index: index, Pos: d.pos(n)}
+	type opEntry struct {
+		kind       string
+		key, value *yaml.Node
+	}
+	var ops []opEntry
+	unknownKeys := false
+	ok := d.mapping("", "a step mapping with one operation", n, func(key string, keyNode, value *yaml.Node) {
+		switch key {
+		case "name":
+			s.Name, _ = d.str("name", value)
+		case "timeout":
+			s.Timeout = d.timeout("timeout", value)
+		case "ignore_errors":
+			s.IgnoreErrors = d.boolean("ignore_errors", value)
+		default:
+			if _, isOp := opDecoders[key]; isOp {
+				ops = append(ops, opEntry{key, keyNode, value})
+				return
+			}
+			unknownKeys = true
+			d.unknownKey("", keyNode, key, append(Kinds(), stepKeys...),
+				fmt.Sprintf("a step needs one operation (%s) and may have %s",
+					strings.Join(Kinds(), ", "), strings.Join(stepKeys, ", ")))
+		}
+	})
+	if !ok {
+		return s
+	}
+	if len(ops) == 0 {
+		if unknownKeys {
+			return s // the unknown key is most likely the misspelled operation
+		}
+		d.errorf(n, "step has no operation; add one of: %s", strings.Join(Kinds(), ", "))
+		return s
+	}
+	if len(ops) > 1 {
+		kinds := make([]string, len(ops))
+		for i, op := range ops {
+			kinds[i] = strconv.Quote(op.kind)
+		}
+		d.errorf(ops[1].key, "step has more than one operation (%s); use a separate step for each", strings.Join(kinds, ", "))
+	}
+	// Decode every operation, even surplus ones, so their errors show too.
+	for i, op := range ops {
+		if decoded := opDecoders[op.kind](d, op.value); i == 0 {
+			s.Op = decoded
+		}
+	}
+	return s
+}

@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# Builds the Debian 12 (bookworm) test images used by imgbake's tests.
+#
+# Usage: testimages/build.sh [NAME...]
+#   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw
+#         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart)
+#   With no NAME every image is built. Images already in the cache are skipped.
+#
+# Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
+# Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
+# xfsprogs, dosfstools, fdisk (sfdisk), qemu-utils, and go (protofile generator).
+# mtools is optional (puts /EFI/BOOT/README.txt into the ESP).
+#
+# Every output is written under a temporary name and renamed into place, so an
+# interrupted build never leaves a half-built image under its final name. A lock
+# on the cache directory serializes concurrent builds (parallel go test runs).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+CACHE=${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
+MIRROR=${IMGBAKE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+ROOTFS_TAR=$CACHE/rootfs-$SUITE.tar
+ALL_IMAGES=(debian-gpt.qcow2 debian-mbr-xfs.raw debian-nopart.raw)
+
+# Fixed identifiers, so the images are reproducible and tests can know them.
+GPT_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000001
+GPT_BIOS_PARTUUID=5ea1b0d0-0000-4000-8000-000000000011
+GPT_ESP_PARTUUID=5ea1b0d0-0000-4000-8000-000000000012
+GPT_ROOT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000013
+GPT_ROOT_UUID=5ea1b0d0-0000-4000-8000-0000000000a3
+GPT_ESP_VOLID=5EA1E5B0 # blkid shows it as 5EA1-E5B0
+MBR_DISK_ID=0x5ea1b0d1
+XFS_UUID=5ea1b0d0-0000-4000-8000-0000000000b1
+NOPART_UUID=5ea1b0d0-0000-4000-8000-0000000000c1
+# Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
+FAKE_TIME=1700000000
+
+DISK_SIZE=1G
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || die "missing tool: $c (run scripts/install-deps.sh)"
+  done
+}
+
+# Temporary work directories, removed on exit whatever happens.
+TMPDIRS=()
+cleanup() {
+  local d
+  for d in "${TMPDIRS[@]}"; do
+    [[ -n "$d" && -d "$d" ]] && rm -rf --one-file-system "$d"
+  done
+  return 0
+}
+trap cleanup EXIT
+mktmp() { # mktmp VAR: a fresh temp dir inside the cache (same filesystem as the outputs)
+  local d
+  d=$(mktemp -d "$CACHE/.tmp.XXXXXX")
+  TMPDIRS+=("$d")
+  printf -v "$1" '%s' "$d"
+}
+
+# ---------------------------------------------------------------- rootfs
+
+build_rootfs() {
+  if [[ -f "$ROOTFS_TAR" ]]; then
+    return 0
+  fi
+  need debootstrap tar
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "debootstrap --variant=minbase $SUITE from $MIRROR (takes a few minutes)"
+  # Only what minbase has: apt, dpkg, coreutils, bash, dash (/bin/sh), util-linux...
+  if ! debootstrap --variant=minbase --components=main "$SUITE" "$work/root" "$MIRROR" \
+    >"$work/debootstrap.log" 2>&1; then
+    tail -n 30 "$work/debootstrap.log" >&2 || true
+    tail -n 30 "$work/root/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+    die "debootstrap failed"
+  fi
+  local r=$work/root
+  echo testhost >"$r/etc/hostname"
+  cat >"$r/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+127.0.1.1	testhost
+::1		localhost ip6-localhost ip6-loopback
+EOF
+  # Keep it small and free of host-specific state.
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb \
+    "$r"/var/cache/apt/archives/partial/* "$r"/var/log/*.log "$r"/var/log/apt/* \
+    "$r"/tmp/* "$r"/var/tmp/* "$r"/debootstrap
+  if [[ -e "$r/etc/machine-id" ]]; then : >"$r/etc/machine-id"; fi
+  rm -f "$r/var/lib/dbus/machine-id"
+  if [[ -e "$r/etc/resolv.conf" ]]; then : >"$r/etc/resolv.conf"; fi
+  [[ -x "$r/bin/sh" ]] || die "rootfs has no /bin/sh"
+  grep -q 'VERSION_ID="12"' "$r/etc/os-release" || die "rootfs is not Debian 12"
+  tar --numeric-owner --sort=name --xattrs --xattrs-include='*' \
+    -C "$r" -cf "$work/rootfs.tar" .
+  mv -f "$work/rootfs.tar" "$ROOTFS_TAR"
+  log "rootfs: $(du -h --apparent-size "$ROOTFS_TAR" | cut -f1) in $(($(date +%s) - start))s"
+}
+
+# extract_rootfs DIR NAME: unpack the rootfs into DIR and add per-image files.
+extract_rootfs() {
+  local dir=$1 name=$2
+  mkdir -p "$dir"
+  tar --numeric-owner --xattrs --xattrs-include='*' -C "$dir" -xpf "$ROOTFS_TAR"
+  echo "$name" >"$dir/etc/imgbake-testimage"
+}
+
+# ---------------------------------------------------------------- helpers
+
+# part_field DISK N FIELD: start or size (in 512-byte sectors) of partition N.
+part_field() {
+  # sfdisk -d prints one line per partition: "DISK1 : start=2048, size=2048, type=..."
+  sfdisk -d "$1" | awk -v dev="$1$2" -v f="$3" '
+    $1 == dev && $2 == ":" {
+      if (match($0, f "= *[0-9]+")) {
+        s = substr($0, RSTART, RLENGTH); sub(/.*= */, "", s); print s; exit
+      }
+    }'
+}
+
+write_json() { # write_json FILE KEY=VALUE... (values that are all digits stay numbers)
+  local file=$1
+  shift
+  local first=1 kv k v
+  {
+    printf '{'
+    for kv in "$@"; do
+      k=${kv%%=*}
+      v=${kv#*=}
+      ((first)) || printf ', '
+      first=0
+      if [[ "$v" =~ ^[0-9]+$ ]]; then
+        printf '"%s": %s' "$k" "$v"
+      else
+        printf '"%s": "%s"' "$k" "$v"
+      fi
+    done
+    printf '}\n'
+  } >"$file"
+}
+
+# ---------------------------------------------------------------- images
+
+build_gpt() {
+  local name=debian-gpt.qcow2 out=$CACHE/debian-gpt.qcow2
+  need sfdisk mkfs.ext4 mkfs.vfat qemu-img
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  sfdisk -q "$disk" >/dev/null <<EOF
+label: gpt
+label-id: $GPT_DISK_GUID
+unit: sectors
+first-lba: 2048
+start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, uuid=$GPT_BIOS_PARTUUID, name="bios"
+start=4096, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$GPT_ESP_PARTUUID, name="ESP"
+start=135168, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$GPT_ROOT_PARTUUID, name="rootfs"
+EOF
+  local esp_start esp_size root_start root_size
+  esp_start=$(part_field "$disk" 2 start)
+  esp_size=$(part_field "$disk" 2 size)
+  root_start=$(part_field "$disk" 3 start)
+  root_size=$(part_field "$disk" 3 size)
+  [[ -n "$esp_start" && -n "$root_start" && -n "$root_size" ]] || die "cannot read partition table"
+
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  local esp_uuid=${GPT_ESP_VOLID:0:4}-${GPT_ESP_VOLID:4:4}
+  mkdir -p "$root/boot/efi"
+  cat >"$root/etc/fstab" <<EOF
+# /etc/fstab: static file system information (imgbake test image $name)
+UUID=$GPT_ROOT_UUID	/	ext4	errors=remount-ro	0	1
+UUID=$esp_uuid	/boot/efi	vfat	umask=0077	0	1
+EOF
+
+  # ESP: made in a separate file and copied into place.
+  local esp=$work/esp.vfat
+  truncate -s $((esp_size * 512)) "$esp"
+  mkfs.vfat -F 32 -s 1 --invariant -i "$GPT_ESP_VOLID" -n ESP "$esp" >/dev/null
+  if command -v mmd >/dev/null 2>&1 && command -v mcopy >/dev/null 2>&1; then
+    printf 'imgbake test image %s: EFI system partition\n' "$name" >"$work/README.txt"
+    MTOOLS_SKIP_CHECK=1 mmd -i "$esp" ::/EFI ::/EFI/BOOT
+    MTOOLS_SKIP_CHECK=1 mcopy -i "$esp" -m "$work/README.txt" ::/EFI/BOOT/README.txt
+  fi
+  dd if="$esp" of="$disk" bs=1M seek=$((esp_start * 512)) oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$esp"
+
+  # Root: ext4 made directly inside the disk file at the partition's offset.
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L rootfs -U "$GPT_ROOT_UUID" \
+    -E "offset=$((root_start * 512)),hash_seed=$GPT_ROOT_UUID" \
+    -d "$root" "$disk" "$((root_size / 2))k"
+  rm -rf --one-file-system "$root"
+
+  qemu-img convert -f raw -O qcow2 "$disk" "$work/out.qcow2"
+  rm -f "$disk"
+  write_json "$work/out.json" root_uuid="$GPT_ROOT_UUID" esp_uuid="$esp_uuid" \
+    root_partition=3 esp_partition=2 fstype=ext4 label=rootfs format=qcow2 \
+    partition_table=gpt disk_guid="$GPT_DISK_GUID" root_partuuid="$GPT_ROOT_PARTUUID" \
+    hostname=testhost
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$work/out.qcow2" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+build_mbr_xfs() {
+  local name=debian-mbr-xfs.raw out=$CACHE/debian-mbr-xfs.raw
+  need sfdisk mkfs.xfs xfs_db go
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  sfdisk -q "$disk" >/dev/null <<EOF
+label: dos
+label-id: $MBR_DISK_ID
+unit: sectors
+start=2048, type=83
+EOF
+  local root_start root_size
+  root_start=$(part_field "$disk" 1 start)
+  root_size=$(part_field "$disk" 1 size)
+  [[ -n "$root_start" && -n "$root_size" ]] || die "cannot read partition table"
+
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  cat >"$root/etc/fstab" <<EOF
+# /etc/fstab: static file system information (imgbake test image $name)
+LABEL=xfsroot	/	xfs	defaults	0	1
+EOF
+
+  # mkfs.xfs cannot write at an offset and we have no loop devices: make the
+  # filesystem in its own file from a protofile, then copy it into the partition.
+  (cd "$REPO_DIR" && go build -o "$work/protogen" ./testimages/protogen)
+  "$work/protogen" -fixups "$work/fixups" "$root" >"$work/proto"
+  local fs=$work/root.xfs
+  truncate -s $((root_size * 512)) "$fs"
+  mkfs.xfs -q -f -L xfsroot -m uuid="$XFS_UUID" -p "$work/proto" "$fs"
+  # The protofile cannot express the sticky bit, and mkfs.xfs applies setgid
+  # directory inheritance: set the exact modes and owners with xfs_db.
+  if [[ -s "$work/fixups" ]]; then
+    local p mode uid gid args=()
+    while IFS=$'\t' read -r p mode uid gid; do
+      args+=(-c "path $p" -c "write core.mode 0$mode" -c "write core.uid $uid" -c "write core.gid $gid")
+    done <"$work/fixups"
+    xfs_db -x "${args[@]}" "$fs" >/dev/null
+  fi
+  rm -rf --one-file-system "$root"
+  xfs_repair -n "$fs" >/dev/null 2>&1 || die "xfs_repair -n found problems in the new filesystem"
+  dd if="$fs" of="$disk" bs=1M seek=$((root_start * 512)) oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$fs"
+  write_json "$work/out.json" label=xfsroot root_uuid="$XFS_UUID" root_partition=1 fstype=xfs \
+    format=raw partition_table=dos disk_id="$MBR_DISK_ID" hostname=testhost
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+build_nopart() {
+  local name=debian-nopart.raw out=$CACHE/debian-nopart.raw
+  need mkfs.ext4
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  cat >"$root/etc/fstab" <<EOF
+# /etc/fstab: static file system information (imgbake test image $name)
+UUID=$NOPART_UUID	/	ext4	errors=remount-ro	0	1
+EOF
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L rootfs -U "$NOPART_UUID" \
+    -E "hash_seed=$NOPART_UUID" -d "$root" "$disk"
+  rm -rf --one-file-system "$root"
+  write_json "$work/out.json" root_uuid="$NOPART_UUID" root_partition=0 fstype=ext4 label=rootfs \
+    format=raw partition_table=none hostname=testhost
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+# ---------------------------------------------------------------- main
+
+built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
+
+main() {
+  [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, device nodes, file ownership)"
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  if ! flock -n 9; then
+    log "waiting for another build.sh holding $CACHE/.lock"
+    flock 9
+  fi
+  # Leftovers of an interrupted build (an interrupted debootstrap may leave
+  # /proc or /sys mounted inside its target).
+  local d m
+  for d in "$CACHE"/.tmp.*; do
+    [[ -d "$d" ]] || continue
+    while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+    done < <(awk -v p="$d/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r)
+    rm -rf --one-file-system "$d" || log "warning: cannot remove $d"
+  done
+
+  local names=("$@")
+  ((${#names[@]})) || names=("${ALL_IMAGES[@]}")
+  local n
+  for n in "${names[@]}"; do
+    case "$n" in
+      rootfs) build_rootfs ;;
+      debian-gpt | debian-gpt.qcow2)
+        built debian-gpt.qcow2 || { build_rootfs && build_gpt; } ;;
+      debian-mbr-xfs | debian-mbr-xfs.raw)
+        built debian-mbr-xfs.raw || { build_rootfs && build_mbr_xfs; } ;;
+      debian-nopart | debian-nopart.raw)
+        built debian-nopart.raw || { build_rootfs && build_nopart; } ;;
+      *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
+    esac
+  done
+  for n in "${names[@]}"; do
+    [[ "$n" == rootfs ]] && continue
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" | grep "^$n\.")
+    printf '%s\n' "$CACHE/$n"
+  done
+}
+
+main "$@"

@@ -1,0 +1,495 @@
+// Package testimages gives tests reproducible Debian 12 disk images and
+// independent ways to look inside them.
+//
+// The images are built by build.sh (next to this file) into a cache directory
+// (see Dir) and reused across test runs. Tests must not modify the cached
+// images: use Fresh to get a private copy.
+//
+// The readers (ReadFile, ReadFiles, Stat and their Debugfs/VM variants) are
+// deliberately independent of imgbake's own code: ext2/3/4 filesystems are read
+// with debugfs from e2fsprogs, everything else (and ext4 with an unreplayed
+// journal) by a throw-away verifier VM: the host kernel, a busybox initramfs
+// built on the fly, the filesystem mounted read-only, files sent back base64
+// encoded over a serial port.
+package testimages
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Image names.
+const (
+	// GPT is a qcow2 image: GPT with BIOS boot (1), ESP vfat (2), ext4 root (3).
+	GPT = "debian-gpt.qcow2"
+	// MBRXFS is a raw image: MBR (dos) with one xfs root partition (1), label xfsroot.
+	MBRXFS = "debian-mbr-xfs.raw"
+	// NoPart is a raw image that is a bare ext4 filesystem, no partition table.
+	NoPart = "debian-nopart.raw"
+)
+
+// Names lists every image build.sh can make.
+var Names = []string{GPT, MBRXFS, NoPart}
+
+// Info is an image's sidecar file (NAME.json), written by build.sh.
+type Info struct {
+	Name           string `json:"-"`
+	Format         string `json:"format"`          // image format: "qcow2" or "raw"
+	PartitionTable string `json:"partition_table"` // "gpt", "dos" or "none"
+	RootPartition  int    `json:"root_partition"`  // 1-based; 0: the whole disk is the filesystem
+	FSType         string `json:"fstype"`          // root filesystem: "ext4" or "xfs"
+	RootUUID       string `json:"root_uuid"`       // root filesystem UUID (lower case)
+	Label          string `json:"label"`           // root filesystem label
+	ESPPartition   int    `json:"esp_partition,omitempty"`
+	ESPUUID        string `json:"esp_uuid,omitempty"` // vfat volume id as blkid shows it, e.g. 5EA1-E5B0
+	DiskGUID       string `json:"disk_guid,omitempty"`
+	RootPartUUID   string `json:"root_partuuid,omitempty"`
+	DiskID         string `json:"disk_id,omitempty"` // MBR disk identifier, e.g. 0x5ea1b0d1
+	Hostname       string `json:"hostname"`
+}
+
+// Dir is the cache directory:
+// ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}.
+func Dir() string {
+	if d := os.Getenv("IMGBAKE_TESTIMAGES_DIR"); d != "" {
+		return d
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home := os.Getenv("HOME")
+		if home == "" {
+			home, _ = os.UserHomeDir()
+		}
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "imgbake", "testimages")
+}
+
+var buildMu sync.Mutex
+
+// Path returns the path of the cached image name (one of Names), building it
+// with build.sh first if needed (the first build takes a minute or more; the
+// Debian rootfs is downloaded once). It skips the test when the image is
+// missing and cannot be built here: not root, or a build tool missing.
+// The returned image must not be modified: see Fresh.
+func Path(t testing.TB, name string) string {
+	t.Helper()
+	if !known(name) {
+		t.Fatalf("testimages: unknown image %q (known: %s)", name, strings.Join(Names, ", "))
+	}
+	p := filepath.Join(Dir(), name)
+	if fileExists(p) && fileExists(p+".json") {
+		return p
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if fileExists(p) && fileExists(p+".json") {
+		return p
+	}
+	if os.Geteuid() != 0 {
+		t.Skipf("testimages: %s is not built and building needs root (run testimages/build.sh as root)", name)
+	}
+	tools := []string{"qemu-img", "mkfs.xfs", "xfs_db", "sfdisk", "mkfs.ext4", "mkfs.vfat", "go", "flock"}
+	if !fileExists(filepath.Join(Dir(), "rootfs-bookworm.tar")) {
+		tools = append(tools, "debootstrap")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("testimages: %s is not built and %s is missing (scripts/install-deps.sh installs it)", name, tool)
+		}
+	}
+	script, err := buildScript()
+	if err != nil {
+		t.Fatalf("testimages: %v", err)
+	}
+	t.Logf("testimages: building %s into %s (may take minutes)", name, Dir())
+	start := time.Now()
+	cmd := exec.Command("bash", script, name)
+	cmd.Env = append(os.Environ(), "IMGBAKE_TESTIMAGES_DIR="+Dir())
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	cmd.Stderr = pw
+	var tail []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			t.Logf("  %s", line)
+			tail = append(tail, line)
+			if len(tail) > 40 {
+				tail = tail[1:]
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err = cmd.Run()
+	pw.Close()
+	<-done
+	if err != nil {
+		t.Fatalf("testimages: build.sh %s failed after %v: %v\n%s", name, time.Since(start).Round(time.Second), err, strings.Join(tail, "\n"))
+	}
+	if !fileExists(p) {
+		t.Fatalf("testimages: build.sh %s succeeded but %s is missing", name, p)
+	}
+	t.Logf("testimages: built %s in %v", name, time.Since(start).Round(100*time.Millisecond))
+	return p
+}
+
+// Fresh returns a private sparse copy of the image name in t.TempDir(),
+// removed when the test ends, so tests never modify the cache.
+func Fresh(t testing.TB, name string) string {
+	t.Helper()
+	src := Path(t, name)
+	dst := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("cp", "--sparse=always", src, dst).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testimages: copying %s: %v: %s", name, err, out)
+	}
+	return dst
+}
+
+// InfoOf reads the sidecar file of the image name (building the image if
+// needed, see Path).
+func InfoOf(t testing.TB, name string) Info {
+	t.Helper()
+	p := Path(t, name)
+	data, err := os.ReadFile(p + ".json")
+	if err != nil {
+		t.Fatalf("testimages: %v", err)
+	}
+	var info Info
+	if err := json.Unmarshal(data, &info); err != nil {
+		t.Fatalf("testimages: %s.json: %v", p, err)
+	}
+	info.Name = name
+	return info
+}
+
+func known(name string) bool {
+	for _, n := range Names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// buildScript finds build.sh: next to this source file, or under the module
+// root found from the working directory.
+func buildScript() (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok {
+		p := filepath.Join(filepath.Dir(file), "build.sh")
+		if fileExists(p) {
+			return p, nil
+		}
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "testimages", "build.sh")
+		if fileExists(p) && fileExists(filepath.Join(dir, "go.mod")) {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find testimages/build.sh")
+		}
+		dir = parent
+	}
+}
+
+// FileInfo is what Stat reports about a file inside an image. Like lstat, a
+// final symlink is not followed.
+type FileInfo struct {
+	Mode      uint32 // st_mode: file type bits | setuid/setgid/sticky | permissions
+	UID, GID  uint32
+	Size      int64
+	IsDir     bool
+	IsSymlink bool
+	Target    string // symlink target, if IsSymlink
+}
+
+// Perm is the permission bits including setuid, setgid and sticky (Mode & 07777).
+func (fi FileInfo) Perm() uint32 { return fi.Mode & 07777 }
+
+// IsRegular tells whether the file is a regular file.
+func (fi FileInfo) IsRegular() bool { return fi.Mode&sIFMT == sIFREG }
+
+const (
+	sIFMT   = 0170000
+	sIFSOCK = 0140000
+	sIFLNK  = 0120000
+	sIFREG  = 0100000
+	sIFBLK  = 0060000
+	sIFDIR  = 0040000
+	sIFCHR  = 0020000
+	sIFIFO  = 0010000
+)
+
+// ReadFile returns the contents of the file at path (absolute, inside the
+// filesystem) in partition (1-based; 0 = the whole disk) of the image at
+// imagePath, whose format is "raw" or "qcow2" ("" = detect). Symlinks are
+// followed as the image's own root would see them. A missing file gives an
+// error satisfying errors.Is(err, fs.ErrNotExist). ext2/3/4 is read with
+// debugfs, anything else with the verifier VM (see ReadFilesVM).
+func ReadFile(t testing.TB, imagePath, format string, partition int, path string) ([]byte, error) {
+	t.Helper()
+	m, err := ReadFiles(t, imagePath, format, partition, path)
+	if err != nil {
+		return nil, err
+	}
+	data, ok := m[path]
+	if !ok {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
+	}
+	return data, nil
+}
+
+// ReadFiles is ReadFile for many paths at once (one VM boot for all of them
+// when the verifier VM is used). Paths that do not exist are left out of the
+// map; any other failure (a directory, a symlink loop, an I/O error) is an error.
+func ReadFiles(t testing.TB, imagePath, format string, partition int, paths ...string) (map[string][]byte, error) {
+	t.Helper()
+	v, err := openView(t, imagePath, format, partition)
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	if v.fs == "ext" {
+		return v.debugfsReadFiles(paths)
+	}
+	return ReadFilesVM(t, imagePath, v.format, partition, paths...)
+}
+
+// Stat describes path (lstat: a final symlink is not followed) in partition
+// of the image; see ReadFile for the arguments. A missing file gives an error
+// satisfying errors.Is(err, fs.ErrNotExist).
+func Stat(t testing.TB, imagePath, format string, partition int, path string) (FileInfo, error) {
+	t.Helper()
+	v, err := openView(t, imagePath, format, partition)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer v.close()
+	if v.fs == "ext" {
+		return v.debugfsLstat(path)
+	}
+	m, err := StatVM(t, imagePath, v.format, partition, path)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	fi, ok := m[path]
+	if !ok {
+		return FileInfo{}, &fs.PathError{Op: "stat", Path: path, Err: fs.ErrNotExist}
+	}
+	return fi, nil
+}
+
+// ReadFileDebugfs is ReadFile forced to use debugfs (ext2/3/4 only).
+func ReadFileDebugfs(t testing.TB, imagePath, format string, partition int, path string) ([]byte, error) {
+	t.Helper()
+	v, err := openView(t, imagePath, format, partition)
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	if v.fs != "ext" && v.fs != "ext-recover" {
+		return nil, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
+	}
+	m, err := v.debugfsReadFiles([]string{path})
+	if err != nil {
+		return nil, err
+	}
+	data, ok := m[path]
+	if !ok {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
+	}
+	return data, nil
+}
+
+// StatDebugfs is Stat forced to use debugfs (ext2/3/4 only).
+func StatDebugfs(t testing.TB, imagePath, format string, partition int, path string) (FileInfo, error) {
+	t.Helper()
+	v, err := openView(t, imagePath, format, partition)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer v.close()
+	if v.fs != "ext" && v.fs != "ext-recover" {
+		return FileInfo{}, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
+	}
+	return v.debugfsLstat(path)
+}
+
+// detectFormat returns "qcow2" or "raw" from the file's magic.
+func detectFormat(imagePath string) (string, error) {
+	f, err := os.Open(imagePath)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return "", fmt.Errorf("testimages: reading %s: %w", imagePath, err)
+	}
+	if bytes.Equal(magic[:], []byte("QFI\xfb")) {
+		return "qcow2", nil
+	}
+	return "raw", nil
+}
+
+// view is a raw view of one partition of an image.
+type view struct {
+	raw    string // raw image file
+	offset int64  // byte offset of the partition
+	format string // format of the original image
+	fs     string // "ext", "ext-recover" (journal needs replay), "xfs", "vfat", "" (unknown)
+	tmp    string // temporary raw conversion to remove, if any
+}
+
+func (v *view) close() {
+	if v.tmp != "" {
+		os.Remove(v.tmp)
+	}
+}
+
+// device is the debugfs device argument: the raw file with its offset.
+func (v *view) device() string {
+	if v.offset == 0 {
+		return v.raw
+	}
+	return fmt.Sprintf("%s?offset=%d", v.raw, v.offset)
+}
+
+func openView(t testing.TB, imagePath, format string, partition int) (*view, error) {
+	t.Helper()
+	if format == "" {
+		var err error
+		if format, err = detectFormat(imagePath); err != nil {
+			return nil, err
+		}
+	}
+	v := &view{raw: imagePath, format: format}
+	switch format {
+	case "raw":
+	case "qcow2":
+		v.tmp = filepath.Join(t.TempDir(), "view.raw")
+		v.raw = v.tmp
+		out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", imagePath, v.tmp).CombinedOutput()
+		if err != nil {
+			v.close()
+			return nil, fmt.Errorf("testimages: qemu-img convert %s: %v: %s", imagePath, err, out)
+		}
+	default:
+		return nil, fmt.Errorf("testimages: unsupported image format %q", format)
+	}
+	if partition > 0 {
+		off, err := partitionOffset(v.raw, partition)
+		if err != nil {
+			v.close()
+			return nil, err
+		}
+		v.offset = off
+	}
+	fsType, err := probeFS(v.raw, v.offset)
+	if err != nil {
+		v.close()
+		return nil, err
+	}
+	v.fs = fsType
+	return v, nil
+}
+
+// sfdiskJSON is the part of `sfdisk -J` output we use.
+type sfdiskJSON struct {
+	PartitionTable struct {
+		Label      string `json:"label"`
+		Device     string `json:"device"`
+		SectorSize int64  `json:"sectorsize"`
+		Partitions []struct {
+			Node  string `json:"node"`
+			Start int64  `json:"start"`
+			Size  int64  `json:"size"`
+		} `json:"partitions"`
+	} `json:"partitiontable"`
+}
+
+// partitionOffset returns the byte offset of partition n of a raw disk image.
+func partitionOffset(raw string, n int) (int64, error) {
+	out, err := exec.Command("sfdisk", "-J", raw).Output()
+	if err != nil {
+		return 0, fmt.Errorf("testimages: sfdisk -J %s: %v", raw, err)
+	}
+	return parseSfdiskOffset(out, n)
+}
+
+func parseSfdiskOffset(out []byte, n int) (int64, error) {
+	var j sfdiskJSON
+	if err := json.Unmarshal(out, &j); err != nil {
+		return 0, fmt.Errorf("testimages: parsing sfdisk -J: %v", err)
+	}
+	pt := j.PartitionTable
+	ss := pt.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	suffix := fmt.Sprint(n)
+	for _, p := range pt.Partitions {
+		rest := strings.TrimPrefix(p.Node, pt.Device)
+		rest = strings.TrimPrefix(rest, "p") // /dev/loop0p1 style
+		if rest == suffix {
+			return p.Start * ss, nil
+		}
+	}
+	return 0, fmt.Errorf("testimages: no partition %d in %s", n, pt.Device)
+}
+
+// probeFS identifies the filesystem at offset of the raw file by its magic.
+func probeFS(raw string, offset int64) (string, error) {
+	f, err := os.Open(raw)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n, err := f.ReadAt(buf, offset)
+	if n < 2048 {
+		return "", fmt.Errorf("testimages: reading superblock of %s at %d: %v", raw, offset, err)
+	}
+	buf = buf[:n]
+	switch {
+	case buf[1024+56] == 0x53 && buf[1024+57] == 0xef:
+		incompat := uint32(buf[1024+0x60]) | uint32(buf[1024+0x61])<<8 | uint32(buf[1024+0x62])<<16 | uint32(buf[1024+0x63])<<24
+		if incompat&0x4 != 0 { // EXT3_FEATURE_INCOMPAT_RECOVER: journal not replayed
+			return "ext-recover", nil
+		}
+		return "ext", nil
+	case string(buf[0:4]) == "XFSB":
+		return "xfs", nil
+	case buf[510] == 0x55 && buf[511] == 0xaa && (string(buf[82:85]) == "FAT" || string(buf[54:57]) == "FAT"):
+		return "vfat", nil
+	}
+	return "", nil
+}
