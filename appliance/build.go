@@ -53,7 +53,10 @@ var moduleGroups = []struct {
 	group   string
 	modules []string
 }{
-	{"boot", []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "crc32c_generic"}},
+	{"boot", []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "crc32c_generic",
+		// virtio_rng feeds the guest CRNG from the host so getrandom() in the
+		// agent and in image tools (ssh-keygen, openssl) does not stall.
+		"virtio_rng"}},
 	{"xfs", []string{"xfs"}},
 	{"btrfs", []string{"btrfs"}},
 	{"vfat", []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"}},

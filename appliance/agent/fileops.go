@@ -3,15 +3,15 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -35,7 +35,8 @@ func (a *Agent) root() (int, error) {
 }
 
 // handleWrite writes a file atomically: temp file in the same directory,
-// fsync, rename. Mode and owner are kept from an existing file unless
+// then rename. No fsync per file: the appliance syncs everything once at
+// shutdown and a run that dies before that is discarded with its overlay. Mode and owner are kept from an existing file unless
 // given. When the result would be identical, the image is left untouched
 // and Changed is false.
 func (a *Agent) handleWrite(_ context.Context, st *stream, raw json.RawMessage) (any, error) {
@@ -111,9 +112,6 @@ func (a *Agent) handleWrite(_ context.Context, st *stream, raw json.RawMessage) 
 	if err := f.Chmod(fs.FileMode(mode&0o777) | unixModeBits(mode)); err != nil {
 		return nil, &pathError{"chmod", args.Path, unwrapErrno(err)}
 	}
-	if err := f.Sync(); err != nil {
-		return nil, &pathError{"fsync", args.Path, unwrapErrno(err)}
-	}
 	if err := unix.Renameat(dirfd, tmp, dirfd, base); err != nil {
 		return nil, &pathError{"rename", args.Path, err}
 	}
@@ -151,9 +149,9 @@ func sameContent(dirfd int, name string, sum []byte) (bool, error) {
 }
 
 func randomSuffix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	// Not crypto/rand: O_EXCL guards collisions, and getrandom() may block
+	// while the guest CRNG initialises.
+	return strconv.FormatUint(rand.Uint64(), 36)
 }
 
 // unwrapErrno digs the errno out of *os.PathError and friends.
