@@ -42,6 +42,9 @@ type Machine interface {
 	Kill()
 	// ConsoleLog is the path of the kernel console log.
 	ConsoleLog() string
+	// Diagnostics is what the hypervisor itself reported (qemu's stderr),
+	// for error messages when the VM fails.
+	Diagnostics() string
 }
 
 // Backend starts appliance VMs: the embedded QEMU backend by default, a

@@ -64,7 +64,12 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 		if d.Format != "raw" && d.Format != "qcow2" {
 			return nil, fmt.Errorf("disk %s: unsupported format %q", d.Path, d.Format)
 		}
-		file := map[string]any{"driver": "file", "filename": d.Path, "node-name": fmt.Sprintf("file%d", i),
+		// Absolute: qemu runs in the private directory, not the caller's.
+		abs, err := filepath.Abs(d.Path)
+		if err != nil {
+			return nil, err
+		}
+		file := map[string]any{"driver": "file", "filename": abs, "node-name": fmt.Sprintf("file%d", i),
 			"read-only": d.ReadOnly, "discard": "unmap"}
 		fb, _ := json.Marshal(file)
 		fmtNode := map[string]any{"driver": d.Format, "file": fmt.Sprintf("file%d", i),
@@ -239,11 +244,15 @@ func (m *qemuMachine) Kill() {
 
 // explain adds QEMU's own error output to a start failure.
 func (m *qemuMachine) explain(err error) error {
-	b, _ := os.ReadFile(filepath.Join(m.dir, "qemu.stderr"))
-	if s := strings.TrimSpace(string(b)); s != "" {
-		return fmt.Errorf("%w: qemu: %s", err, lastLines(s, 5))
+	if s := m.Diagnostics(); s != "" {
+		return fmt.Errorf("%w: qemu: %s", err, s)
 	}
 	return err
+}
+
+func (m *qemuMachine) Diagnostics() string {
+	b, _ := os.ReadFile(filepath.Join(m.dir, "qemu.stderr"))
+	return lastLines(strings.TrimSpace(string(b)), 5)
 }
 
 func lastLines(s string, n int) string {

@@ -144,12 +144,15 @@ func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error
 
 // consoleTail returns the last lines of the guest console for error messages.
 func (s *Session) consoleTail() string {
-	b, _ := os.ReadFile(s.machine.ConsoleLog())
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return ""
+	var out string
+	if d := s.machine.Diagnostics(); d != "" {
+		out = "; qemu: " + d
 	}
-	return "; console: " + lastLines(t, 8)
+	b, _ := os.ReadFile(s.machine.ConsoleLog())
+	if t := strings.TrimSpace(string(b)); t != "" {
+		out += "; console: " + lastLines(t, 8)
+	}
+	return out
 }
 
 func (s *Session) readLoop() {

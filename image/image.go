@@ -26,10 +26,11 @@ var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
 
 // Header is what imgbake reads from an image before handing it to QEMU.
 type Header struct {
-	Format      string // "qcow2" or "raw"
-	Version     uint32 // qcow2 version
-	BackingFile string // qcow2 backing file name, if any
-	Size        int64  // virtual size
+	Format        string // "qcow2" or "raw"
+	Version       uint32 // qcow2 version
+	BackingFile   string // qcow2 backing file name, if any
+	BackingFormat string // the backing file's format as recorded in the header, if any
+	Size          int64  // virtual size
 }
 
 // Probe reads the first bytes of path. It only looks; QEMU is always told
@@ -72,15 +73,50 @@ func Probe(path string) (Header, error) {
 				return h, fmt.Errorf("%w: %s: unreadable backing file name", ErrFormat, path)
 			}
 			h.BackingFile = string(name)
+			h.BackingFormat = backingFormat(f, h.Version, buf)
 		}
 	}
 	return h, nil
 }
 
+// backingFormat reads the qcow2 "backing file format name" header
+// extension (type 0xe2792aca). "" means the image does not record one and
+// QEMU would have to probe the backing file.
+func backingFormat(f *os.File, version uint32, hdr []byte) string {
+	off := int64(72)
+	if version >= 3 {
+		ext := make([]byte, 4)
+		if _, err := f.ReadAt(ext, 100); err != nil {
+			return ""
+		}
+		off = int64(binary.BigEndian.Uint32(ext))
+	}
+	for i := 0; i < 64 && off < 1<<20; i++ {
+		var eh [8]byte
+		if _, err := f.ReadAt(eh[:], off); err != nil {
+			return ""
+		}
+		typ, n := binary.BigEndian.Uint32(eh[:4]), binary.BigEndian.Uint32(eh[4:])
+		if typ == 0 || n > 4096 {
+			return ""
+		}
+		if typ == 0xe2792aca {
+			name := make([]byte, n)
+			if _, err := f.ReadAt(name, off+8); err != nil {
+				return ""
+			}
+			return string(name)
+		}
+		off += 8 + int64((n+7)&^7)
+	}
+	return ""
+}
+
 // Resolve decides the format to attach path with. explicit is the user's
 // --format ("" = detect). A qcow2 image with a backing file is refused
-// unless the user said qcow2 explicitly or allowBacking: following a
-// backing file named inside an untrusted image can expose any host file.
+// unless the user said --format qcow2 or allowBacking: following a backing file named inside an untrusted
+// image can expose any host file. Even then the backing format must be
+// recorded in the image, so QEMU never probes it.
 func Resolve(path, explicit string, allowBacking bool) (Header, error) {
 	if explicit != "" && explicit != "raw" && explicit != "qcow2" {
 		return Header{}, fmt.Errorf("%w: --format %q (use raw or qcow2)", ErrFormat, explicit)
@@ -98,10 +134,16 @@ func Resolve(path, explicit string, allowBacking bool) (Header, error) {
 		if h.Format != "qcow2" {
 			return h, fmt.Errorf("%w: %s is not a qcow2 image (it has no qcow2 header); use --format raw", ErrFormat, path)
 		}
+	}
+	if h.BackingFile == "" {
 		return h, nil
 	}
-	if h.BackingFile != "" && !allowBacking {
+	if !allowBacking && explicit != "qcow2" {
 		return h, fmt.Errorf("%w: %s uses backing file %q; pass --format qcow2 or --allow-backing if you trust it", ErrBackingFile, path, h.BackingFile)
+	}
+	if h.BackingFormat != "raw" && h.BackingFormat != "qcow2" {
+		return h, fmt.Errorf("%w: %s does not record its backing file's format (found %q); set it with: qemu-img rebase -u -F raw|qcow2 -b %q %s",
+			ErrBackingFile, path, h.BackingFormat, h.BackingFile, path)
 	}
 	return h, nil
 }

@@ -41,8 +41,15 @@ func NewOverlay(ctx context.Context, dir, base, baseFormat string) (*Overlay, er
 	if err != nil {
 		return nil, err
 	}
-	p := filepath.Join(dir, "overlay-"+filepath.Base(base)+".qcow2")
+	// A unique name: two disks may share a base name.
+	f, err := os.CreateTemp(dir, "overlay-*-"+filepath.Base(base)+".qcow2")
+	if err != nil {
+		return nil, err
+	}
+	p := f.Name()
+	f.Close()
 	if err := qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", abs, p); err != nil {
+		os.Remove(p)
 		return nil, err
 	}
 	return &Overlay{Path: p, Base: abs, BaseFormat: baseFormat}, nil
