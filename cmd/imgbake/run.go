@@ -41,7 +41,7 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	// The recipe is validated before any image is touched.
 	rec, err := recipes.Load(c.Args().First())
 	if err != nil {
-		return err
+		return withCode(ExitUsage, err) // an unreadable recipe is bad input too
 	}
 	if _, err := checkDisks(c); err != nil {
 		return err
@@ -210,9 +210,21 @@ func lastLinesOf(s string, n int) string {
 func (r *runner) step(ctx context.Context, st recipes.Step) (fsops.Result, error) {
 	if st.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, st.Timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("%w: timed out after %s (the step's timeout)", errStepTimeout, st.Timeout))
 		defer cancel()
 	}
+	res, err := r.dispatch(ctx, st)
+	if err != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStepTimeout) {
+			return res, cause
+		}
+	}
+	return res, err
+}
+
+var errStepTimeout = errors.New("step timeout")
+
+func (r *runner) dispatch(ctx context.Context, st recipes.Step) (fsops.Result, error) {
 	switch op := st.Op.(type) {
 	case *recipes.Run:
 		o := fsops.RunOptions{Timeout: st.Timeout}
