@@ -11,6 +11,7 @@ pkgs=(
   e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck, sfdisk, partx
   busybox-static    # not required at runtime; used by tests as an independent shell
   cpio
+  mtools            # test images: files into the ESP without mounting
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libguestfs-tools)
