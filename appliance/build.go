@@ -94,6 +94,9 @@ func FindKernel(explicit string) (Kernel, error) {
 		if errors.Is(err, fs.ErrPermission) {
 			return Kernel{}, fmt.Errorf("%w: %s is not readable by this user (some distributions make kernels root-only): run as root, or `sudo chmod 0644 %s`, or pass --kernel with a readable copy", ErrNoKernel, path, path)
 		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return Kernel{}, fmt.Errorf("%w: %s does not exist; install a kernel (Debian: apt-get install linux-image-cloud-amd64) or pass --kernel", ErrNoKernel, path)
+		}
 		return Kernel{}, fmt.Errorf("%w: %v", ErrNoKernel, err)
 	}
 	f.Close()

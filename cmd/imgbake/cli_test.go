@@ -140,3 +140,17 @@ func TestStepsListsEveryKind(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingKernel(t *testing.T) {
+	t.Setenv("IMGBAKE_CACHE_DIR", t.TempDir())
+	for _, args := range [][]string{
+		{"appliance", "build", "--kernel", "/nonexistent/vmlinuz-1"},
+		{"appliance", "info", "--kernel", "/nonexistent/vmlinuz-1"},
+	} {
+		r := imgbake(t, args...)
+		if r.code != ExitImage || !strings.Contains(r.stderr, "/nonexistent/vmlinuz-1 does not exist") ||
+			!strings.Contains(r.stderr, "linux-image-cloud-amd64") {
+			t.Errorf("%v: want exit 3 naming the file and what to install:\n%s", args, r)
+		}
+	}
+}
