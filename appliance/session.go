@@ -104,9 +104,9 @@ func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error
 		o(&cfg)
 	}
 	t0 := time.Now()
-	dir, err := os.MkdirTemp("", "imgbake-")
+	dir, err := PrivateDir("vm")
 	if err != nil {
-		return nil, fmt.Errorf("creating private run directory: %w", err)
+		return nil, err
 	}
 	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
 		Disks: cfg.disks, Dir: dir, Accel: cfg.accel, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}

@@ -104,6 +104,9 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 		return nil, err
 	}
 	op := &opened{verbosef: verboseFunc(c, stdio.Err), opts: o, started: time.Now()}
+	for _, dir := range appliance.CleanStale() {
+		op.verbosef("removed %s, left by a run that was killed", dir)
+	}
 	defer func() {
 		if err != nil {
 			op.abort()
@@ -122,6 +125,9 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 			return nil, err
 		}
 		op.locks = append(op.locks, lock)
+		if err := resumeCommit(ctx, stdio, d, o.readOnly); err != nil {
+			return nil, err
+		}
 		op.disks = append(op.disks, diskState{path: d, format: h.Format})
 	}
 	t0 := time.Now()
@@ -134,7 +140,7 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 	}
 	opts := []appliance.Option{appliance.WithMemory(c.Int("memory")), appliance.WithVerbose(op.verbosef)}
 	if !o.readOnly && !o.inPlace {
-		if op.runDir, err = os.MkdirTemp("", "imgbake-run-"); err != nil {
+		if op.runDir, err = appliance.PrivateDir("run"); err != nil {
 			return nil, err
 		}
 	}
@@ -176,6 +182,26 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 		fmt.Fprintf(stdio.Err, "imgbake: warning: %s\n", w)
 	}
 	return op, nil
+}
+
+// resumeCommit finishes a commit into disk that an earlier, killed run
+// left half done (the lock is held, so that run is gone).
+func resumeCommit(ctx context.Context, stdio Stdio, disk string, readOnly bool) error {
+	pc, err := image.Pending(disk)
+	if err != nil || pc == nil {
+		return err
+	}
+	if readOnly {
+		return withCode(ExitImage, fmt.Errorf("%w at %s (pid %d): the image may be inconsistent; `imgbake run` on it completes the commit first",
+			image.ErrInterruptedCommit, pc.Started.Local().Format(time.DateTime), pc.PID))
+	}
+	fmt.Fprintf(stdio.Err, "imgbake: warning: a run (pid %d) was interrupted while committing into %s at %s; completing that commit from its overlay\n",
+		pc.PID, disk, pc.Started.Local().Format(time.DateTime))
+	if err := pc.Resume(context.WithoutCancel(ctx)); err != nil {
+		return withCode(ExitImage, err)
+	}
+	fmt.Fprintf(stdio.Err, "imgbake: the interrupted commit into %s is complete\n", disk)
+	return nil
 }
 
 func checkAccess(path string, readOnly bool) error {
@@ -226,7 +252,7 @@ func (op *opened) finish(ctx context.Context, commit bool) error {
 			op.verbosef("wrote %s in %s", op.opts.output, time.Since(t).Round(time.Millisecond))
 			continue
 		}
-		if err := d.overlay.Commit(context.WithoutCancel(ctx)); err != nil {
+		if err := d.overlay.CommitJournaled(context.WithoutCancel(ctx)); err != nil {
 			return withCode(ExitImage, fmt.Errorf("committing changes into %s: %w", d.path, err))
 		}
 		op.verbosef("committed changes into %s in %s", d.path, time.Since(t).Round(time.Millisecond))
