@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // Sentinel errors let the CLI map failures to exit codes.
@@ -30,13 +31,15 @@ type Header struct {
 	Version       uint32 // qcow2 version
 	BackingFile   string // qcow2 backing file name, if any
 	BackingFormat string // the backing file's format as recorded in the header, if any
+	DataFile      bool   // qcow2 v3 "external data file" feature: guest data lives in a host file the header names
 	Size          int64  // virtual size
 }
 
 // Probe reads the first bytes of path. It only looks; QEMU is always told
 // the format explicitly so it never probes a guest-controlled header.
 func Probe(path string) (Header, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO must not hang; it is refused below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return Header{}, fmt.Errorf("%w: %s", ErrNotFound, path)
@@ -48,19 +51,32 @@ func Probe(path string) (Header, error) {
 	if err != nil {
 		return Header{}, err
 	}
-	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
+	if !fi.Mode().IsRegular() && (fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0) {
 		return Header{}, fmt.Errorf("%w: %s is not a regular file or block device", ErrFormat, path)
 	}
-	buf := make([]byte, 72)
+	buf := make([]byte, 104)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return Header{}, fmt.Errorf("reading disk image %s: %w", path, err)
 	}
 	buf = buf[:n]
 	h := Header{Format: "raw", Size: fi.Size()}
-	if n >= 32 && string(buf[:4]) == string(qcow2Magic) {
+	if n >= 4 && string(buf[:4]) == string(qcow2Magic) {
 		h.Format = "qcow2"
+		if n < 8 {
+			return h, fmt.Errorf("%w: %s: truncated qcow2 header", ErrFormat, path)
+		}
 		h.Version = binary.BigEndian.Uint32(buf[4:8])
+		// QEMU needs 72 header bytes for v2 and 104 for v3.
+		need := 72
+		if h.Version >= 3 {
+			need = 104
+		}
+		if n < need {
+			return h, fmt.Errorf("%w: %s: truncated qcow2 header (%d of %d bytes)", ErrFormat, path, n, need)
+		}
+		// Incompatible feature bit 2: external data file.
+		h.DataFile = h.Version >= 3 && binary.BigEndian.Uint64(buf[72:80])&4 != 0
 		boff := binary.BigEndian.Uint64(buf[8:16])
 		blen := binary.BigEndian.Uint32(buf[16:20])
 		h.Size = int64(binary.BigEndian.Uint64(buf[24:32]))
@@ -122,18 +138,24 @@ func Resolve(path, explicit string, allowBacking bool) (Header, error) {
 		return Header{}, fmt.Errorf("%w: --format %q (use raw or qcow2)", ErrFormat, explicit)
 	}
 	h, err := Probe(path)
-	if err != nil {
+	// --format raw ignores the qcow2 header, so a malformed one is no error.
+	if err != nil && (explicit != "raw" || h.Format != "qcow2") {
 		return h, err
 	}
 	switch explicit {
 	case "raw":
-		h.Format = "raw"
-		h.BackingFile = ""
+		h = Header{Format: "raw", Size: h.Size}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			h.Size = fi.Size()
+		}
 		return h, nil
 	case "qcow2":
 		if h.Format != "qcow2" {
 			return h, fmt.Errorf("%w: %s is not a qcow2 image (it has no qcow2 header); use --format raw", ErrFormat, path)
 		}
+	}
+	if h.DataFile {
+		return h, fmt.Errorf("%w: %s keeps its data in an external data file named in its header; convert it to a standalone image with: qemu-img convert -O qcow2 %s new.qcow2", ErrFormat, path, path)
 	}
 	if h.BackingFile == "" {
 		return h, nil

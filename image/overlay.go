@@ -46,8 +46,13 @@ func NewOverlay(ctx context.Context, dir, base, baseFormat string) (*Overlay, er
 	if err != nil {
 		return nil, err
 	}
-	p := f.Name()
 	f.Close()
+	// Absolute, so qemu-img never reads "name:" as a protocol prefix.
+	p, err := filepath.Abs(f.Name())
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, err
+	}
 	if err := qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", abs, p); err != nil {
 		os.Remove(p)
 		return nil, err
@@ -62,7 +67,12 @@ func (o *Overlay) Commit(ctx context.Context) error {
 
 // Export writes base+overlay as a new standalone image at dest.
 func (o *Overlay) Export(ctx context.Context, dest, format string) error {
-	tmp := dest + ".imgbake-partial"
+	// Absolute, so qemu-img never reads a relative "name:..." as a protocol.
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return err
+	}
+	tmp := abs + ".imgbake-partial"
 	if err := qemuImg(ctx, "convert", "-q", "-f", "qcow2", "-O", format, o.Path, tmp); err != nil {
 		os.Remove(tmp)
 		return err
