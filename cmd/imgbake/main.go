@@ -8,8 +8,14 @@ import (
 	"syscall"
 )
 
-func main() {
+func main() { os.Exit(realMain(os.Args)) }
+
+// realMain turns SIGINT/SIGTERM into a cancelled context: the current step
+// is stopped, the appliance shut down, the overlay discarded, and the exit
+// code says which signal it was.
+func realMain(args []string) int {
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -21,5 +27,5 @@ func main() {
 		<-sigs
 		os.Exit(exitForSignal(sig))
 	}()
-	os.Exit(Execute(ctx, Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Args))
+	return Execute(ctx, Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, args)
 }

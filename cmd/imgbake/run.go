@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/recipes"
 )
@@ -26,6 +27,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the image (a failure leaves it partly changed)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the result to a new image `FILE` and leave the input untouched"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for the whole run, e.g. 10m"},
+			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
 		),
 		Action: func(c *cli.Context) error {
 			stdio := Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
@@ -71,8 +73,33 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	op.verbosef("appliance ready to run steps: qemu %s, agent ready %s (guest uptime %s)",
 		op.sess.Timings.QEMUStarted.Round(time.Millisecond), op.sess.Timings.Ready.Round(time.Millisecond),
 		op.sess.Timings.GuestUptime.Round(10*time.Millisecond))
-	r := &runner{sess: op.sess, out: stdio.Out, verbose: c.Bool("verbose"), errOut: stdio.Err}
+	prev, err := fsops.ReadState(ctx, op.sess)
+	if err != nil && !c.Bool("force") {
+		_ = op.finish(ctx, false)
+		return withCode(ExitImage, err)
+	}
+	plan, err := planRun(prev, rec, c.Bool("force"))
+	if err != nil {
+		_ = op.finish(ctx, false)
+		return err
+	}
+	if plan.skipAll {
+		if err := op.finish(ctx, false); err != nil {
+			return err
+		}
+		alreadyApplied(stdio.Out, rec, prev)
+		return nil
+	}
+	if plan.resumeMsg != "" {
+		fmt.Fprintf(stdio.Err, "imgbake: %s\n", plan.resumeMsg)
+	}
+	rs := &stateRecorder{sess: op.sess, progressive: op.opts.inPlace,
+		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
+	r := &runner{sess: op.sess, out: stdio.Out, verbose: c.Bool("verbose"), errOut: stdio.Err, state: rs, startAt: plan.startAt}
 	sum, runErr := r.run(ctx, rec)
+	if runErr == nil {
+		runErr = rs.complete(ctx)
+	}
 	if runErr != nil {
 		_ = op.finish(ctx, false)
 		fmt.Fprintf(stdio.Out, "%s: %s in %s — image %s\n", rec.Name, sum, time.Since(start).Round(time.Millisecond), unchangedNote(op.opts))
@@ -108,6 +135,8 @@ type runner struct {
 	out     io.Writer
 	errOut  io.Writer
 	verbose bool
+	state   *stateRecorder
+	startAt int // first step to run (resuming an interrupted run); 0 or 1: all
 }
 
 type summary struct{ ok, changed, failed, ignored int }
@@ -131,7 +160,13 @@ func (r *runner) run(ctx context.Context, rec *recipes.Recipe) (summary, error) 
 	var sum summary
 	n := len(rec.Steps)
 	width := len(fmt.Sprint(n))
+	if err := r.state.begin(ctx); err != nil {
+		return sum, err
+	}
 	for _, st := range rec.Steps {
+		if st.Index < r.startAt {
+			continue
+		}
 		t := time.Now()
 		res, err := r.step(ctx, st)
 		d := time.Since(t)
@@ -156,8 +191,16 @@ func (r *runner) run(ctx context.Context, rec *recipes.Recipe) (summary, error) 
 			if ctx.Err() != nil {
 				return sum, ctx.Err()
 			}
+			if errors.Is(err, appliance.ErrApplianceDied) {
+				// Not the step's fault and not ignorable: the VM went away.
+				sum.failed++
+				return sum, withCode(ExitImage, &stepError{st, err})
+			}
 			if st.IgnoreErrors {
 				sum.ignored++
+				if err := r.state.stepDone(ctx, st.Index); err != nil {
+					return sum, err
+				}
 				continue
 			}
 			sum.failed++
@@ -167,6 +210,9 @@ func (r *runner) run(ctx context.Context, rec *recipes.Recipe) (summary, error) 
 			sum.changed++
 		} else {
 			sum.ok++
+		}
+		if err := r.state.stepDone(ctx, st.Index); err != nil {
+			return sum, err
 		}
 	}
 	return sum, nil
