@@ -44,6 +44,7 @@ demo: deps build
 fuzz: $(AGENT)
 	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/proto -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME)
+	$(GO) test ./fsops -run '^$$' -fuzz FuzzExtractTar -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin $(AGENT)

@@ -366,17 +366,29 @@ func (s *Session) call(ctx context.Context, op string, args any, in io.Reader, o
 			}
 			continue
 		}
-		if in != nil {
-			if err := <-inErr; err != nil {
-				return err
-			}
-		}
 		var res proto.Result
 		if err := json.Unmarshal(f.Payload, &res); err != nil {
 			return fmt.Errorf("%s: bad result from agent: %w", op, err)
 		}
 		if cancelled {
+			// Do not wait for pump: it may be stuck in the caller's reader.
 			return ctx.Err()
+		}
+		if in != nil {
+			var perr error
+			if res.Error == "" {
+				perr = <-inErr
+			} else {
+				// The agent gave up early; the input may never end.
+				select {
+				case perr = <-inErr:
+				case <-ctx.Done():
+					perr = ctx.Err()
+				}
+			}
+			if perr != nil {
+				return perr
+			}
 		}
 		if res.Error != "" {
 			return &RemoteError{Op: op, Msg: res.Error, Errno: res.Errno}

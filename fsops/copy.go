@@ -223,6 +223,13 @@ func ExtractTar(r io.Reader, dest string) (ExtractStats, error) {
 			}
 			dirs = append(dirs, dirMode{name, perm | 0o700})
 		case tar.TypeReg:
+			if isSparse(h) {
+				// The reader expands holes into zeros: a few bytes of sparse
+				// map could make us write an unbounded file. Never sent by
+				// the agent, so skip it like the old GNU sparse type.
+				st.Skipped = append(st.Skipped, name)
+				continue
+			}
 			if err := removeNonDir(root, name); err != nil {
 				return st, err
 			}
@@ -258,6 +265,17 @@ func ExtractTar(r io.Reader, dest string) (ExtractStats, error) {
 		_ = root.Chmod(dirs[i].name, dirs[i].mode)
 	}
 	return st, nil
+}
+
+// isSparse reports whether archive/tar treats h as a PAX-format GNU sparse
+// file, whose logical size is not bounded by the data in the stream.
+func isSparse(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // safeName cleans an archive name and refuses anything that climbs out.

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,8 +35,11 @@ const ModuleList = "/etc/imgbake/modules"
 
 // Agent serves one host.
 type Agent struct {
-	reaper    *reaper
-	sysroot   string
+	reaper  *reaper
+	sysroot string
+	// state guards rootfd and mounted: handlers run concurrently, and
+	// mount and shutdown change them under the others.
+	state     sync.Mutex
 	rootfd    int
 	mounted   bool
 	readOnly  bool
@@ -119,11 +123,13 @@ func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, 
 		_ = syscall.Kill(-1, syscall.SIGKILL)
 	}
 	unix.Sync()
-	if a.mounted || len(mountsBelow(a.sysroot)) > 0 {
+	if a.isMounted() || len(mountsBelow(a.sysroot)) > 0 {
 		if a.pid1 {
 			problems = a.unmountAll()
 		} else {
+			a.state.Lock()
 			a.mounted = false
+			a.state.Unlock()
 		}
 	}
 	unix.Sync()

@@ -37,7 +37,7 @@ func (a *Agent) handleExec(ctx context.Context, st *stream, raw json.RawMessage)
 		return nil, errors.New("exec: empty command")
 	}
 	root := a.sysroot
-	if args.NoChroot || !a.mounted || a.noChroot {
+	if args.NoChroot || !a.isMounted() || a.noChroot {
 		root = ""
 	}
 	if root == "" && !args.NoChroot && !a.noChroot {

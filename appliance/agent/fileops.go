@@ -28,10 +28,18 @@ func decode[T any](raw json.RawMessage) (T, error) {
 }
 
 func (a *Agent) root() (int, error) {
+	a.state.Lock()
+	defer a.state.Unlock()
 	if !a.mounted {
 		return -1, errors.New("the image is not mounted")
 	}
 	return a.rootfd, nil
+}
+
+func (a *Agent) isMounted() bool {
+	a.state.Lock()
+	defer a.state.Unlock()
+	return a.mounted
 }
 
 // handleWrite writes a file atomically: temp file in the same directory,

@@ -28,7 +28,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 	if err != nil {
 		return nil, err
 	}
-	if a.mounted {
+	if a.isMounted() {
 		return nil, errors.New("the image is already mounted")
 	}
 	a.readOnly = args.ReadOnly
@@ -48,8 +48,10 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		a.unmountAll()
 		return nil, err
 	}
+	a.state.Lock()
 	a.rootfd = rootfd
 	a.mounted = true
+	a.state.Unlock()
 	a.mountInfo = res
 	return res, nil
 }
@@ -418,10 +420,13 @@ func (a *Agent) bindSystemDirs(res *proto.MountResult) {
 // when a mountpoint was reached through the image's symlinks.
 func (a *Agent) unmountAll() []string {
 	var problems []string
+	a.state.Lock()
 	if a.rootfd > 0 {
 		unix.Close(a.rootfd)
 		a.rootfd = -1
 	}
+	a.mounted = false
+	a.state.Unlock()
 	mps := mountsBelow(sysroot)
 	for i := len(mps) - 1; i >= 0; i-- {
 		m := mps[i]
@@ -437,7 +442,6 @@ func (a *Agent) unmountAll() []string {
 		}
 	}
 	a.mounts = nil
-	a.mounted = false
 	return problems
 }
 

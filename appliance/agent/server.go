@@ -33,6 +33,7 @@ type stream struct {
 	id     uint32
 	srv    *server
 	in     chan proto.Frame // TData, TEOF, TControl from the host
+	ctx    context.Context  // ends on TCancel: inbound reads stop
 	cancel context.CancelFunc
 	buf    []byte // leftover of a partially consumed TData frame
 	eof    bool
@@ -103,7 +104,7 @@ func (s *server) startCall(ctx context.Context, f proto.Frame) {
 		return
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	st := &stream{id: f.Stream, srv: s, in: make(chan proto.Frame, 16), cancel: cancel}
+	st := &stream{id: f.Stream, srv: s, in: make(chan proto.Frame, 16), ctx: cctx, cancel: cancel}
 	s.mu.Lock()
 	if _, dup := s.streams[f.Stream]; dup {
 		s.mu.Unlock()
@@ -154,13 +155,21 @@ func drain(ch chan proto.Frame) {
 	}
 }
 
-// Read implements io.Reader over the stream's inbound TData frames.
+// Read implements io.Reader over the stream's inbound TData frames. A
+// cancelled stream fails its reads, so a handler waiting for input that
+// the host will never finish sending (its own input stalled) gives up
+// instead of completing the operation whenever more data turns up.
 func (st *stream) Read(p []byte) (int, error) {
 	for len(st.buf) == 0 {
 		if st.eof {
 			return 0, io.EOF
 		}
-		f := <-st.in
+		var f proto.Frame
+		select {
+		case f = <-st.in:
+		case <-st.ctx.Done():
+			return 0, st.ctx.Err()
+		}
 		switch f.Type {
 		case proto.TData:
 			st.buf = f.Payload

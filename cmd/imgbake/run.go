@@ -174,7 +174,7 @@ func (r *runner) run(ctx context.Context, rec *recipes.Recipe) (summary, error) 
 		switch {
 		case err != nil && ctx.Err() != nil:
 			status = "interrupted"
-		case err != nil && st.IgnoreErrors:
+		case err != nil && st.IgnoreErrors && !errors.Is(err, appliance.ErrApplianceDied):
 			status = "failed (ignored)"
 		case err != nil:
 			status = "failed"
