@@ -271,25 +271,9 @@ func (r *runner) step(ctx context.Context, st recipes.Step) (fsops.Result, error
 var errStepTimeout = errors.New("step timeout")
 
 func (r *runner) dispatch(ctx context.Context, st recipes.Step) (fsops.Result, error) {
-	switch op := st.Op.(type) {
-	case *recipes.Run:
-		o := fsops.RunOptions{Timeout: st.Timeout}
-		if r.verbose {
-			o.Stdout, o.Stderr = r.errOut, r.errOut
-		}
-		return fsops.Run(ctx, r.sess, op.Command, o)
-	case *recipes.Write:
-		return fsops.WriteFile(ctx, r.sess, op.Path, strings.NewReader(op.Content), fsops.WriteOptions{Mode: op.Mode, Owner: op.Owner})
-	case *recipes.Mkdir:
-		return fsops.Mkdir(ctx, r.sess, op.Path, fsops.WriteOptions{Mode: op.Mode, Owner: op.Owner})
-	case *recipes.Delete:
-		return fsops.Delete(ctx, r.sess, op.Path)
-	case *recipes.Hostname:
-		return fsops.Hostname(ctx, r.sess, op.Name)
-	case *recipes.CopyIn:
-		return fsops.CopyIn(ctx, r.sess, op.Src, op.Dest)
-	case *recipes.CopyOut:
-		return fsops.CopyOut(ctx, r.sess, op.Src, op.Dest)
+	k, ok := stepKinds[st.Op.Kind()]
+	if !ok {
+		return fsops.Result{}, fmt.Errorf("step kind %q is not implemented", st.Op.Kind())
 	}
-	return fsops.Result{}, fmt.Errorf("step kind %q is not implemented", st.Op.Kind())
+	return k.run(ctx, r, st)
 }

@@ -1,22 +1,34 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/recipes"
 )
 
-// stepDocs documents each step kind with an example, for `imgbake steps`.
-var stepDocs = map[string]string{
-	"hostname": "hostname: baked                       # /etc/hostname and the 127.0.1.1 line of /etc/hosts",
-	"run":      "run: echo hello > /root/hello         # /bin/sh -c inside the image (chroot)",
-	"write":    "write: {path: /etc/motd, content: \"Welcome\\n\", mode: \"0644\", owner: root:root}",
-	"mkdir":    "mkdir: {path: /opt/app, mode: \"0755\", owner: root:root}   # parents too",
-	"copy_in":  "copy_in: {src: ./files, dest: /opt/app}     # host file/dir (relative to the recipe) into image dir",
-	"copy_out": "copy_out: {src: /etc/os-release, dest: ./out} # image file/dir into host dir",
-	"delete":   "delete: /root/hello                   # file or directory tree; missing is ok",
+// stepFunc carries out one recipe operation on the runner's session.
+type stepFunc func(ctx context.Context, r *runner, st recipes.Step) (fsops.Result, error)
+
+// stepKind is how cmd runs and documents one recipe op kind. Each kind
+// registers itself from its own file (step_*.go), the way recipes
+// registers its decoders, so adding a step touches no shared switch.
+type stepKind struct {
+	example string // one line of YAML with a short comment, for `imgbake steps`
+	run     stepFunc
+}
+
+var stepKinds = map[string]stepKind{}
+
+func registerStep(kind, example string, run stepFunc) {
+	if _, dup := stepKinds[kind]; dup {
+		panic("step kind registered twice: " + kind)
+	}
+	stepKinds[kind] = stepKind{example: example, run: run}
 }
 
 func stepsCommand() *cli.Command {
@@ -27,11 +39,11 @@ func stepsCommand() *cli.Command {
 			w := c.App.Writer
 			fmt.Fprintln(w, "Common fields on every step: name, timeout (e.g. 30s), ignore_errors.")
 			for _, k := range recipes.Kinds() {
-				doc := stepDocs[k]
-				if doc == "" {
-					doc = k + ": ..."
+				ex := stepKinds[k].example
+				if ex == "" {
+					ex = k + ": ..."
 				}
-				fmt.Fprintf(w, "  - %s\n", doc)
+				fmt.Fprintf(w, "  - %s\n", strings.TrimSpace(ex))
 			}
 			return nil
 		},
