@@ -46,6 +46,13 @@ type opened struct {
 	verbosef func(string, ...any)
 	opts     openOptions
 	started  time.Time
+	timings  phaseTimings
+	boot     appliance.Timings // kept after the session is closed
+}
+
+// phaseTimings is where a command's wall time went, for --timings.
+type phaseTimings struct {
+	build, mount, steps, shutdown, commit time.Duration
 }
 
 type diskState struct {
@@ -135,6 +142,7 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 	if err != nil {
 		return nil, err
 	}
+	op.timings.build = time.Since(t0)
 	if app.Built {
 		op.verbosef("built appliance %s (%s initramfs, %d modules) in %s", app.Key, humanSize(app.Size), app.Modules, time.Since(t0).Round(time.Millisecond))
 	}
@@ -168,6 +176,7 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 		return nil, err
 	}
 	op.sess = sess
+	op.boot = sess.Timings
 	t1 := time.Now()
 	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.readOnly, Mounts: mounts})
 	if err != nil {
@@ -177,6 +186,7 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 		return nil, withCode(ExitImage, fmt.Errorf("%s: %w", strings.Join(disks, ", "), err))
 	}
 	op.mount = mr
+	op.timings.mount = time.Since(t1)
 	op.verbosef("mounted %d filesystem(s) in %s (root %s)", len(mr.Mounts), time.Since(t1).Round(time.Millisecond), mr.Root)
 	for _, w := range mr.Warnings {
 		fmt.Fprintf(stdio.Err, "imgbake: warning: %s\n", w)
@@ -228,7 +238,9 @@ func (op *opened) finish(ctx context.Context, commit bool) error {
 		var err error
 		if commit || op.opts.inPlace {
 			// In place, a clean unmount matters even after a failure.
+			t := time.Now()
 			err = op.sess.Close(context.WithoutCancel(ctx))
+			op.timings.shutdown = time.Since(t)
 		} else {
 			op.sess.Kill()
 		}
@@ -249,12 +261,14 @@ func (op *opened) finish(ctx context.Context, commit bool) error {
 			if err := d.overlay.Export(context.WithoutCancel(ctx), op.opts.output, outputFormat(op.opts.output, d.format)); err != nil {
 				return withCode(ExitImage, err)
 			}
+			op.timings.commit += time.Since(t)
 			op.verbosef("wrote %s in %s", op.opts.output, time.Since(t).Round(time.Millisecond))
 			continue
 		}
 		if err := d.overlay.CommitJournaled(context.WithoutCancel(ctx)); err != nil {
 			return withCode(ExitImage, fmt.Errorf("committing changes into %s: %w", d.path, err))
 		}
+		op.timings.commit += time.Since(t)
 		op.verbosef("committed changes into %s in %s", d.path, time.Since(t).Round(time.Millisecond))
 	}
 	return nil
@@ -285,6 +299,23 @@ func (op *opened) release() {
 		l.Release()
 	}
 	op.locks = nil
+}
+
+// printTimings writes the --timings breakdown: where the wall time of the
+// command went, from process start to exit.
+func (op *opened) printTimings(w io.Writer, total time.Duration) {
+	t := op.boot
+	ms := func(d time.Duration) string { return fmt.Sprintf("%8.0f ms", float64(d.Microseconds())/1000) }
+	fmt.Fprintln(w, "timings:")
+	fmt.Fprintf(w, "  appliance build/cache   %s\n", ms(op.timings.build))
+	fmt.Fprintf(w, "  qemu start + connect    %s\n", ms(t.QEMUStarted))
+	fmt.Fprintf(w, "  guest kernel → agent    %s  (guest uptime at ready)\n", ms(t.GuestUptime))
+	fmt.Fprintf(w, "  agent ready             %s  (since qemu start)\n", ms(t.Ready))
+	fmt.Fprintf(w, "  mount filesystems       %s\n", ms(op.timings.mount))
+	fmt.Fprintf(w, "  steps                   %s\n", ms(op.timings.steps))
+	fmt.Fprintf(w, "  shutdown                %s\n", ms(op.timings.shutdown))
+	fmt.Fprintf(w, "  commit/export           %s\n", ms(op.timings.commit))
+	fmt.Fprintf(w, "  total                   %s\n", ms(total))
 }
 
 func humanSize(n int64) string {

@@ -27,6 +27,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the image (a failure leaves it partly changed)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the result to a new image `FILE` and leave the input untouched"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for the whole run, e.g. 10m"},
+			&cli.BoolFlag{Name: "timings", Usage: "print where the time went: build, qemu, kernel, agent, mounts, steps, shutdown, commit"},
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
 		),
 		Action: func(c *cli.Context) error {
@@ -96,9 +97,14 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	rs := &stateRecorder{sess: op.sess, progressive: op.opts.inPlace,
 		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
 	r := &runner{sess: op.sess, out: stdio.Out, verbose: c.Bool("verbose"), errOut: stdio.Err, state: rs, startAt: plan.startAt}
+	tSteps := time.Now()
 	sum, runErr := r.run(ctx, rec)
 	if runErr == nil {
 		runErr = rs.complete(ctx)
+	}
+	op.timings.steps = time.Since(tSteps)
+	if c.Bool("timings") {
+		defer func() { op.printTimings(stdio.Err, time.Since(start)) }()
 	}
 	if runErr != nil {
 		_ = op.finish(ctx, false)
