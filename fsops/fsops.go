@@ -222,3 +222,19 @@ func setHostsEntry(hosts, fqdn, short string) string {
 func isNotExist(err error) bool {
 	return err != nil && errors.Is(err, fs.ErrNotExist)
 }
+
+// OSInfo is what the agent found out about the image's operating system.
+type OSInfo = proto.OSInfo
+
+// Exists reports whether path exists in the image (a dangling symlink
+// counts: lstat semantics).
+func Exists(ctx context.Context, s *Session, path string) (bool, error) {
+	_, err := s.Stat(ctx, path)
+	if err == nil {
+		return true, nil
+	}
+	if isNotExist(err) {
+		return false, nil
+	}
+	return false, err
+}

@@ -102,4 +102,3 @@ func WriteState(ctx context.Context, s *Session, st *RunState) error {
 }
 
 func ptr[T any](v T) *T { return &v }
-

@@ -23,6 +23,10 @@ type decoder struct {
 	file    string
 	baseDir string // absolute; relative host paths are resolved against it
 	errs    ErrorList
+
+	overrides map[string]any // vars from the command line
+	varsSeen  map[string]any // the recipe's vars, once decoded
+	loadData  map[string]any // template data at load: vars, empty facts
 }
 
 func (d *decoder) pos(n *yaml.Node) Position {

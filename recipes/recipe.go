@@ -31,6 +31,7 @@ type Recipe struct {
 	File   string // path as given to Load or Parse
 	Dir    string // absolute directory that host paths were resolved against
 	SHA256 string // hex SHA-256 of the file's bytes
+	Vars   map[string]any
 	Steps  []Step
 }
 
@@ -40,8 +41,15 @@ type Step struct {
 	Name         string        // as written by the user; may be empty
 	Timeout      time.Duration // 0 means none
 	IgnoreErrors bool
+	When         *Expr    // nil: always
+	ChangedWhen  *Expr    // run/script only; nil: a command always changes
+	Creates      string   // run/script only: skip when this image path exists
 	Pos          Position // where the step's mapping starts
 	Op           Op
+
+	// opNode is the operation's YAML when it uses templates: Recipe.Resolve
+	// renders it with the run's facts and decodes it again.
+	opNode *yaml.Node
 }
 
 // titleLen is how many characters of a step fit on a progress line.
@@ -93,29 +101,36 @@ func firstLine(s string) string {
 }
 
 // stepKeys are the keys any step may have besides its operation.
-var stepKeys = []string{"ignore_errors", "name", "timeout"}
+var stepKeys = []string{"changed_when", "creates", "ignore_errors", "name", "timeout", "when"}
+
+// commandKinds may use changed_when and creates.
+var commandKinds = map[string]bool{"run": true, "script": true}
 
 // Load reads and parses the recipe at path. Host paths in it are relative to
 // its directory.
-func Load(path string) (*Recipe, error) {
+func Load(path string, opts ...Option) (*Recipe, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load recipe: %w", err)
 	}
-	return Parse(path, data, filepath.Dir(path))
+	return Parse(path, data, filepath.Dir(path), opts...)
 }
 
 // Parse parses and validates a recipe. file names it in messages; baseDir is
 // what relative host paths are resolved against. Problems in the recipe are
 // returned as an ErrorList.
-func Parse(file string, data []byte, baseDir string) (*Recipe, error) {
+func Parse(file string, data []byte, baseDir string, opts ...Option) (*Recipe, error) {
+	cfg := loadConfig{vars: map[string]any{}}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	dir, err := filepath.Abs(baseDir)
 	if err != nil {
 		return nil, fmt.Errorf("resolve recipe directory: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	r := &Recipe{File: file, Dir: dir, SHA256: hex.EncodeToString(sum[:])}
-	d := &decoder{file: file, baseDir: dir}
+	d := &decoder{file: file, baseDir: dir, overrides: cfg.vars}
 	d.recipe(data, r)
 	if len(d.errs) > 0 {
 		d.errs.sort()
@@ -144,11 +159,32 @@ func (d *decoder) recipe(data []byte, r *Recipe) {
 		d.errorf(root, "recipe is empty; it needs a steps list")
 		return
 	}
-	var steps *yaml.Node
+	var steps, varsNode *yaml.Node
 	d.fields("", root,
 		field{key: "name", decode: func(v *yaml.Node) { r.Name, _ = d.str("name", v) }},
+		field{key: "vars", decode: func(v *yaml.Node) { varsNode = v }},
 		field{key: "steps", required: true, decode: func(v *yaml.Node) { steps = v }},
 	)
+	// Vars first, wherever they are in the file: steps use them.
+	r.Vars = map[string]any{}
+	if varsNode != nil && !isNull(varsNode) {
+		r.Vars = d.vars(varsNode)
+	}
+	for k, v := range d.overrides {
+		r.Vars[k] = v
+	}
+	if err := expandVars(r.Vars); err != nil {
+		at := root
+		if varsNode != nil {
+			at = varsNode
+		}
+		d.errorf(at, "%v", err)
+	}
+	d.varsSeen = r.Vars
+	// Templates are checked at load with the facts left empty, so a typo
+	// in a key fails before anything boots; they are rendered for real
+	// once the run knows the facts.
+	d.loadData = r.Data(Facts{})
 	if steps == nil {
 		return
 	}
@@ -262,6 +298,7 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 		key, value *yaml.Node
 	}
 	var ops []opEntry
+	var commandOnly []*yaml.Node // changed_when, creates
 	unknownKeys := false
 	ok := d.mapping("", "a step mapping with one operation", n, func(key string, keyNode, value *yaml.Node) {
 		switch key {
@@ -271,6 +308,14 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 			s.Timeout = d.timeout("timeout", value)
 		case "ignore_errors":
 			s.IgnoreErrors = d.boolean("ignore_errors", value)
+		case "when":
+			s.When = d.expr("when", value, false)
+		case "changed_when":
+			s.ChangedWhen = d.expr("changed_when", value, true)
+			commandOnly = append(commandOnly, keyNode)
+		case "creates":
+			s.Creates = d.imagePath("creates", value)
+			commandOnly = append(commandOnly, keyNode)
 		default:
 			if _, isOp := opDecoders[key]; isOp {
 				ops = append(ops, opEntry{key, keyNode, value})
@@ -299,10 +344,25 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 		}
 		d.errorf(ops[1].key, "step has more than one operation (%s); use a separate step for each", strings.Join(kinds, ", "))
 	}
+	if !commandKinds[ops[0].kind] {
+		for _, k := range commandOnly {
+			d.errorf(k, "%s applies only to run and script steps", k.Value)
+		}
+	}
 	// Decode every operation, even surplus ones, so their errors show too.
 	for i, op := range ops {
-		if decoded := opDecoders[op.kind](d, op.value); i == 0 {
+		value := op.value
+		templated := hasTemplate(value)
+		if templated {
+			value = renderNode(value, d.loadData, func(n *yaml.Node, err error) {
+				d.errorf(n, "%s: %v", op.kind, err)
+			})
+		}
+		if decoded := opDecoders[op.kind](d, value); i == 0 {
 			s.Op = decoded
+			if templated {
+				s.opNode = op.value
+			}
 		}
 	}
 	return s

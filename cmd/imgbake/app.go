@@ -146,6 +146,7 @@ func newApp(stdio Stdio) *cli.App {
 			inspectCommand(),
 			applianceCommand(),
 			stepsCommand(),
+			checkCommand(),
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }

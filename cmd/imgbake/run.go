@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -23,13 +23,14 @@ func runCommand() *cli.Command {
 		ArgsUsage: "RECIPE.yaml",
 		Description: "Boots one appliance for the image, mounts its filesystems and runs every step in order.\n" +
 			"Changes go to a private overlay that is committed only when every step succeeded.",
-		Flags: append(diskFlags(),
+		Flags: append(append(diskFlags(),
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the image (a failure leaves it partly changed)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the result to a new image `FILE` and leave the input untouched"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for the whole run, e.g. 10m"},
 			&cli.BoolFlag{Name: "timings", Usage: "print where the time went: build, qemu, kernel, agent, mounts, steps, shutdown, commit"},
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
-		),
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line (run start, step start, step result, run end) instead of text"},
+		), varFlags()...),
 		Action: func(c *cli.Context) error {
 			stdio := Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
 			return runAction(c, stdio)
@@ -42,9 +43,9 @@ func runAction(c *cli.Context, stdio Stdio) error {
 		return usageErr("run: expected exactly one recipe file after the flags (got %d arguments)", c.NArg())
 	}
 	// The recipe is validated before any image is touched.
-	rec, err := recipes.Load(c.Args().First())
+	rec, err := loadRecipe(c)
 	if err != nil {
-		return withCode(ExitUsage, err) // an unreadable recipe is bad input too
+		return err
 	}
 	if _, err := checkDisks(c); err != nil {
 		return err
@@ -84,21 +85,33 @@ func runAction(c *cli.Context, stdio Stdio) error {
 		_ = op.finish(ctx, false)
 		return err
 	}
+	var events eventSink = &humanEvents{out: stdio.Out, verbose: c.Bool("verbose")}
+	if c.Bool("json") {
+		events = newJSONEvents(stdio.Out)
+	}
 	if plan.skipAll {
 		if err := op.finish(ctx, false); err != nil {
 			return err
 		}
-		alreadyApplied(stdio.Out, rec, prev)
+		events.alreadyApplied(rec, prev)
 		return nil
 	}
+	info, err := op.sess.Inspect(ctx)
+	if err != nil {
+		_ = op.finish(ctx, false)
+		return withCode(ExitImage, fmt.Errorf("gathering facts: %w", err))
+	}
+	facts := factsFrom(info)
+	events.runStart(rec, facts)
 	if plan.resumeMsg != "" {
 		fmt.Fprintf(stdio.Err, "imgbake: %s\n", plan.resumeMsg)
 	}
 	rs := &stateRecorder{sess: op.sess, progressive: op.opts.inPlace,
 		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
-	r := &runner{sess: op.sess, out: stdio.Out, verbose: c.Bool("verbose"), errOut: stdio.Err, state: rs, startAt: plan.startAt}
+	r := &runner{sess: op.sess, verbose: c.Bool("verbose"), errOut: stdio.Err, state: rs, startAt: plan.startAt,
+		rec: rec, facts: facts, events: events}
 	tSteps := time.Now()
-	sum, runErr := r.run(ctx, rec)
+	sum, runErr := r.run(ctx)
 	if runErr == nil {
 		runErr = rs.complete(ctx)
 	}
@@ -108,14 +121,49 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	}
 	if runErr != nil {
 		_ = op.finish(ctx, false)
-		fmt.Fprintf(stdio.Out, "%s: %s in %s — image %s\n", rec.Name, sum, time.Since(start).Round(time.Millisecond), unchangedNote(op.opts))
-		return timeoutCause(ctx, runErr)
+		runErr = timeoutCause(ctx, runErr)
+		events.runEnd(rec, sum, time.Since(start), runErr, unchangedNote(op.opts))
+		return runErr
 	}
 	if err := op.finish(ctx, true); err != nil {
+		events.runEnd(rec, sum, time.Since(start), err, "left unchanged")
 		return err
 	}
-	fmt.Fprintf(stdio.Out, "%s: %s in %s\n", rec.Name, sum, time.Since(start).Round(time.Millisecond))
+	events.runEnd(rec, sum, time.Since(start), nil, "")
 	return nil
+}
+
+// varFlags set recipe variables from the command line.
+func varFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "var", Usage: "set a recipe variable `NAME=VALUE` (repeatable; wins over --vars-file and the recipe's vars)"},
+		&cli.StringFlag{Name: "vars-file", Usage: "read recipe variables from a YAML mapping in `FILE`"},
+	}
+}
+
+// loadRecipe loads and validates the recipe argument with the command
+// line's variables. Every problem is bad input: exit 2, nothing touched.
+func loadRecipe(c *cli.Context) (*recipes.Recipe, error) {
+	vars := map[string]any{}
+	if f := c.String("vars-file"); f != "" {
+		fv, err := recipes.ReadVarsFile(f)
+		if err != nil {
+			return nil, withCode(ExitUsage, err)
+		}
+		maps.Copy(vars, fv)
+	}
+	for _, kv := range c.StringSlice("var") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageErr("--var %q: expected NAME=VALUE", kv)
+		}
+		vars[k] = v
+	}
+	rec, err := recipes.Load(c.Args().First(), recipes.WithVars(vars))
+	if err != nil {
+		return nil, withCode(ExitUsage, err) // an unreadable recipe is bad input too
+	}
+	return rec, nil
 }
 
 func unchangedNote(o openOptions) string {
@@ -133,153 +181,4 @@ func timeoutCause(ctx context.Context, err error) error {
 		}
 	}
 	return err
-}
-
-// runner carries out a recipe's steps on one session.
-type runner struct {
-	sess    *fsops.Session
-	out     io.Writer
-	errOut  io.Writer
-	verbose bool
-	state   *stateRecorder
-	startAt int // first step to run (resuming an interrupted run); 0 or 1: all
-}
-
-type summary struct{ ok, changed, failed, ignored int }
-
-func (s summary) String() string {
-	return fmt.Sprintf("%d ok, %d changed, %d failed, %d ignored", s.ok, s.changed, s.failed, s.ignored)
-}
-
-// stepError is a failed step, already reported on the output.
-type stepError struct {
-	step recipes.Step
-	err  error
-}
-
-func (e *stepError) Error() string {
-	return fmt.Sprintf("step %d (%s) failed: %v", e.step.Index, e.step.Title(), e.err)
-}
-func (e *stepError) Unwrap() error { return e.err }
-
-func (r *runner) run(ctx context.Context, rec *recipes.Recipe) (summary, error) {
-	var sum summary
-	n := len(rec.Steps)
-	width := len(fmt.Sprint(n))
-	if err := r.state.begin(ctx); err != nil {
-		return sum, err
-	}
-	for _, st := range rec.Steps {
-		if st.Index < r.startAt {
-			continue
-		}
-		t := time.Now()
-		res, err := r.step(ctx, st)
-		d := time.Since(t)
-		status := "ok"
-		switch {
-		case err != nil && ctx.Err() != nil:
-			status = "interrupted"
-		case err != nil && st.IgnoreErrors && !errors.Is(err, appliance.ErrApplianceDied):
-			status = "failed (ignored)"
-		case err != nil:
-			status = "failed"
-		case res.Changed:
-			status = "changed"
-		}
-		line := fmt.Sprintf("[%*d/%d] %-60s %-8s %s", width, st.Index, n, st.Title(), status, fmtDuration(d))
-		if res.Detail != "" && err == nil {
-			line += "  (" + res.Detail + ")"
-		}
-		fmt.Fprintln(r.out, strings.TrimRight(line, " "))
-		if err != nil {
-			r.reportFailure(st, res, err)
-			if ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			if errors.Is(err, appliance.ErrApplianceDied) {
-				// Not the step's fault and not ignorable: the VM went away.
-				sum.failed++
-				return sum, withCode(ExitImage, &stepError{st, err})
-			}
-			if st.IgnoreErrors {
-				sum.ignored++
-				if err := r.state.stepDone(ctx, st.Index); err != nil {
-					return sum, err
-				}
-				continue
-			}
-			sum.failed++
-			return sum, withCode(ExitStepFailed, &stepError{st, err})
-		}
-		if res.Changed {
-			sum.changed++
-		} else {
-			sum.ok++
-		}
-		if err := r.state.stepDone(ctx, st.Index); err != nil {
-			return sum, err
-		}
-	}
-	return sum, nil
-}
-
-func fmtDuration(d time.Duration) string {
-	if d < time.Second {
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	}
-	return fmt.Sprintf("%.2fs", d.Seconds())
-}
-
-// reportFailure prints the rc and the last lines of stderr under the step.
-func (r *runner) reportFailure(st recipes.Step, res fsops.Result, err error) {
-	var ce *fsops.CommandError
-	if errors.As(err, &ce) {
-		fmt.Fprintf(r.out, "    %s: %s\n", st.Op.Describe(), ce.Error())
-		if tail := lastLinesOf(res.Stderr, 10); tail != "" && !r.verbose {
-			for _, l := range strings.Split(tail, "\n") {
-				fmt.Fprintf(r.out, "    stderr: %s\n", l)
-			}
-		}
-		return
-	}
-	fmt.Fprintf(r.out, "    %s: %v\n", st.Op.Describe(), err)
-}
-
-func lastLinesOf(s string, n int) string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return ""
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// step dispatches one recipe operation to fsops.
-func (r *runner) step(ctx context.Context, st recipes.Step) (fsops.Result, error) {
-	if st.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("%w: timed out after %s (the step's timeout)", errStepTimeout, st.Timeout))
-		defer cancel()
-	}
-	res, err := r.dispatch(ctx, st)
-	if err != nil && ctx.Err() != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errStepTimeout) {
-			return res, cause
-		}
-	}
-	return res, err
-}
-
-var errStepTimeout = errors.New("step timeout")
-
-func (r *runner) dispatch(ctx context.Context, st recipes.Step) (fsops.Result, error) {
-	k, ok := stepKinds[st.Op.Kind()]
-	if !ok {
-		return fsops.Result{}, fmt.Errorf("step kind %q is not implemented", st.Op.Kind())
-	}
-	return k.run(ctx, r, st)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
@@ -75,9 +74,4 @@ func (s *stateRecorder) complete(ctx context.Context) error {
 	s.st.Status = fsops.StatusComplete
 	s.st.Finished = time.Now().UTC()
 	return fsops.WriteState(ctx, s.sess, s.st)
-}
-
-func alreadyApplied(w io.Writer, rec *recipes.Recipe, prev *fsops.RunState) {
-	fmt.Fprintf(w, "%s: already applied at %s by imgbake %s (%d steps); nothing changed (use --force to run it again)\n",
-		rec.Name, prev.Finished.Local().Format(time.DateTime), prev.Version, prev.StepsTotal)
 }

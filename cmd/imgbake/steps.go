@@ -37,7 +37,7 @@ func stepsCommand() *cli.Command {
 		Usage: "list the recipe step kinds with examples",
 		Action: func(c *cli.Context) error {
 			w := c.App.Writer
-			fmt.Fprintln(w, "Common fields on every step: name, timeout (e.g. 30s), ignore_errors.")
+			fmt.Fprintln(w, "Common fields on every step: name, when (expression), timeout (e.g. 30s), ignore_errors; run/script also changed_when and creates.")
 			for _, k := range recipes.Kinds() {
 				ex := stepKinds[k].example
 				if ex == "" {
