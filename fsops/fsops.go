@@ -229,9 +229,9 @@ type OSInfo = proto.OSInfo
 // Exists reports whether path exists in the image (a dangling symlink
 // counts: lstat semantics).
 func Exists(ctx context.Context, s *Session, path string) (bool, error) {
-	_, err := s.Stat(ctx, path)
+	st, err := s.Stat(ctx, path)
 	if err == nil {
-		return true, nil
+		return st.Exists, nil
 	}
 	if isNotExist(err) {
 		return false, nil

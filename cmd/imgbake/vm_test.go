@@ -116,7 +116,7 @@ func TestRunEveryStep(t *testing.T) {
 				t.Errorf("expected one line per step, got %d:\n%s", n+1, r.stdout)
 			}
 			for _, re := range []string{`(?m)^\[ 1/20\] set the hostname\s+changed\s+\d`, `(?m)^\[19/20\] a failing command that is ignored\s+failed \(ignored\)`,
-				`(?m)^\[13/20\] delete: /nonexistent/already/gone\s+ok`, `every step: \d+ ok, \d+ changed, 0 failed, 1 ignored`} {
+				`(?m)^\[13/20\] delete: /nonexistent/already/gone\s+ok`, `every step: \d+ ok, \d+ changed, 0 skipped, 0 failed, 1 ignored`} {
 				if !regexp.MustCompile(re).MatchString(r.stdout) {
 					t.Errorf("stdout does not match %s:\n%s", re, r.stdout)
 				}
