@@ -73,6 +73,7 @@ func (a *Agent) register(s *server) {
 	s.handle(proto.OpTarIn, a.handleTarIn)
 	s.handle(proto.OpTarOut, a.handleTarOut)
 	s.handle(proto.OpShutdown, a.handleShutdown)
+	a.registerMetaOps(s)
 }
 
 func (a *Agent) startReaper() {
