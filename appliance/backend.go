@@ -28,6 +28,7 @@ type MachineSpec struct {
 	Disks     []Disk
 	Dir       string // private 0700 directory for sockets and logs
 	Accel     string // "kvm" or "tcg"
+	Network   bool   // user-mode networking (for package steps)
 }
 
 // Machine is a running appliance VM as a backend exposes it.

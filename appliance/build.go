@@ -62,6 +62,7 @@ var moduleGroups = []struct {
 	{"vfat", []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"}},
 	{"ext4", []string{"ext4"}},
 	{"dm", []string{"dm_mod"}},
+	{"net", []string{"virtio_net"}},
 }
 
 // Kernel is the kernel image and its module tree.

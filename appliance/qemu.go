@@ -60,6 +60,10 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 	if spec.Accel == "kvm" {
 		args = append(args, "-cpu", "host")
 	}
+	if spec.Network {
+		// User-mode networking: outbound only, nothing listens on the host.
+		args = append(args, "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=")
+	}
 	for i, d := range spec.Disks {
 		if d.Format != "raw" && d.Format != "qcow2" {
 			return nil, fmt.Errorf("disk %s: unsupported format %q", d.Path, d.Format)

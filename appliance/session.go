@@ -61,6 +61,7 @@ type config struct {
 	accel    string
 	timeout  time.Duration
 	append   string
+	network  bool
 	verbosef func(format string, args ...any)
 }
 
@@ -74,6 +75,10 @@ func WithDisk(path, format string, readOnly bool) Option {
 
 // WithBackend selects the VM backend (default: QEMU).
 func WithBackend(b Backend) Option { return func(c *config) { c.backend = b } }
+
+// WithNetwork gives the appliance user-mode networking; the agent brings
+// it up only when asked (Session.NetworkUp).
+func WithNetwork(on bool) Option { return func(c *config) { c.network = on } }
 
 // WithMemory sets the appliance RAM in MiB (default 512).
 func WithMemory(mb int) Option { return func(c *config) { c.memoryMB = mb } }
@@ -109,7 +114,7 @@ func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error
 		return nil, err
 	}
 	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
-		Disks: cfg.disks, Dir: dir, Accel: cfg.accel, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
+		Disks: cfg.disks, Dir: dir, Accel: cfg.accel, Network: cfg.network, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
 	cfg.verbosef("starting appliance (%s, %s, %d MiB)", cfg.backend.Name(), cfg.accel, cfg.memoryMB)
 	m, err := cfg.backend.Start(ctx, spec)
 	if err != nil {

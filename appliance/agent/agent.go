@@ -47,10 +47,14 @@ type Agent struct {
 	mountInfo *proto.MountResult
 	powerOff  chan struct{}
 	initStart time.Time
-	modules   int
-	pid1      bool
-	noChroot  bool // tests: run commands in place
-	loaded    map[string]bool
+
+	netMu    sync.Mutex // network is brought up once, on first use
+	netUp    bool
+	netIf    string
+	modules  int
+	pid1     bool
+	noChroot bool // tests: run commands in place
+	loaded   map[string]bool
 }
 
 // devNull is stdin for commands; opened after /dev exists.
@@ -73,6 +77,7 @@ func (a *Agent) register(s *server) {
 	s.handle(proto.OpTarIn, a.handleTarIn)
 	s.handle(proto.OpTarOut, a.handleTarOut)
 	s.handle(proto.OpShutdown, a.handleShutdown)
+	a.registerNetOps(s)
 	a.registerMetaOps(s)
 }
 

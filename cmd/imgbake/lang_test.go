@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -102,5 +103,45 @@ steps:
 	}
 	if got := string(files["/etc/made"]); got != "made\n" {
 		t.Errorf("creates did not skip the second command: /etc/made = %q", got)
+	}
+}
+
+// TestInstallPackage installs a small real Debian package over the
+// appliance's network, and proves the image's resolv.conf is restored and
+// a second install is a no-op.
+func TestInstallPackage(t *testing.T) {
+	vmTests(t)
+	if os.Getenv("IMGBAKE_NO_NETWORK_TESTS") == "1" {
+		t.Skip("IMGBAKE_NO_NETWORK_TESTS=1")
+	}
+	disk := testimages.Fresh(t, testimages.NoPart)
+	before, err := testimages.ReadFile(t, disk, "raw", 0, "/etc/resolv.conf")
+	must(t, err)
+	recipe := writeRecipe(t, "steps:\n  - install: [hello]\n  - run: hello > /root/hello.out\n  - install: hello\n")
+	r := imgbake(t, "run", "-a", disk, recipe)
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if !regexp.MustCompile(`(?m)^\[3/3\] install: hello\s+ok\s.*already installed`).MatchString(r.stdout) {
+		t.Errorf("the second install should be ok (already installed):\n%s", r.stdout)
+	}
+	files, err := testimages.ReadFiles(t, disk, "raw", 0, "/root/hello.out", "/etc/resolv.conf", "/usr/sbin/policy-rc.d", "/etc/.resolv.conf.imgbake-saved")
+	must(t, err)
+	if string(files["/root/hello.out"]) != "Hello, world!\n" {
+		t.Errorf("hello did not run: %q", files["/root/hello.out"])
+	}
+	if string(files["/etc/resolv.conf"]) != string(before) {
+		t.Errorf("resolv.conf not restored: %q, was %q", files["/etc/resolv.conf"], before)
+	}
+	for _, p := range []string{"/usr/sbin/policy-rc.d", "/etc/.resolv.conf.imgbake-saved"} {
+		if _, ok := files[p]; ok {
+			t.Errorf("%s left in the image", p)
+		}
+	}
+	// --no-network: the package cannot be fetched, and the step says so.
+	disk2 := testimages.Fresh(t, testimages.NoPart)
+	r = imgbake(t, "run", "--no-network", "-a", disk2, writeRecipe(t, "steps:\n  - install: [hello]\n"))
+	if r.code != ExitStepFailed {
+		t.Errorf("install with --no-network should fail:\n%s", r)
 	}
 }

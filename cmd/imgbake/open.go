@@ -34,6 +34,7 @@ type openOptions struct {
 	readOnly bool   // attach read-only, mount read-only (inspect)
 	inPlace  bool   // write directly to the image, no overlay
 	output   string // write the result to a new image instead of the input
+	network  bool   // user-mode networking for package steps
 }
 
 // opened is an image (or several) attached to one running appliance.
@@ -146,7 +147,7 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 	if app.Built {
 		op.verbosef("built appliance %s (%s initramfs, %d modules) in %s", app.Key, humanSize(app.Size), app.Modules, time.Since(t0).Round(time.Millisecond))
 	}
-	opts := []appliance.Option{appliance.WithMemory(c.Int("memory")), appliance.WithVerbose(op.verbosef)}
+	opts := []appliance.Option{appliance.WithMemory(c.Int("memory")), appliance.WithVerbose(op.verbosef), appliance.WithNetwork(o.network)}
 	if !o.readOnly && !o.inPlace {
 		if op.runDir, err = appliance.PrivateDir("run"); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ func runCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for the whole run, e.g. 10m"},
 			&cli.BoolFlag{Name: "timings", Usage: "print where the time went: build, qemu, kernel, agent, mounts, steps, shutdown, commit"},
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
+			&cli.BoolFlag{Name: "no-network", Usage: "give the appliance no network: package steps must work from what is in the image"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line (run start, step start, step result, run end) instead of text"},
 		), varFlags()...),
 		Action: func(c *cli.Context) error {
@@ -68,7 +70,8 @@ func runAction(c *cli.Context, stdio Stdio) error {
 		defer cancel()
 	}
 	start := time.Now()
-	op, err := openImages(ctx, c, stdio, openOptions{inPlace: c.Bool("in-place"), output: c.String("output")})
+	network := !c.Bool("no-network") && slices.ContainsFunc(rec.Steps, func(st recipes.Step) bool { return recipes.NeedsNetwork(st.Op) })
+	op, err := openImages(ctx, c, stdio, openOptions{inPlace: c.Bool("in-place"), output: c.String("output"), network: network})
 	if err != nil {
 		return timeoutCause(ctx, err)
 	}
@@ -109,7 +112,7 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	rs := &stateRecorder{sess: op.sess, progressive: op.opts.inPlace,
 		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
 	r := &runner{sess: op.sess, verbose: c.Bool("verbose"), errOut: stdio.Err, state: rs, startAt: plan.startAt,
-		rec: rec, facts: facts, events: events}
+		rec: rec, facts: facts, events: events, network: network}
 	tSteps := time.Now()
 	sum, runErr := r.run(ctx)
 	if runErr == nil {

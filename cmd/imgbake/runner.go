@@ -23,6 +23,7 @@ type runner struct {
 	rec     *recipes.Recipe
 	facts   recipes.Facts
 	events  eventSink
+	network bool // the appliance has a network for package steps
 }
 
 type summary struct{ ok, changed, failed, skipped, ignored int }
