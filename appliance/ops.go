@@ -139,3 +139,22 @@ func dataTo(w io.Writer) func(proto.Frame) error {
 		return nil
 	}
 }
+
+// ExecTTY runs an interactive command on a terminal inside the image (or
+// the appliance, with args.NoChroot). Keystrokes are read from stdin as
+// they come, output goes to stdout, and every Winsize sent on resize
+// resizes the terminal. It returns when the command exits, without
+// waiting for stdin to end.
+func (s *Session) ExecTTY(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout io.Writer, resize <-chan proto.Winsize) (proto.ExecResult, error) {
+	var r proto.ExecResult
+	args.TTY, args.Stdin = true, true
+	out := func(f proto.Frame) error {
+		if f.Type == proto.TStdout || f.Type == proto.TStderr {
+			_, err := stdout.Write(f.Payload)
+			return err
+		}
+		return nil
+	}
+	err := s.callStream(ctx, proto.OpExec, args, stdin, out, &r, callOptions{interactive: true, resize: resize})
+	return r, err
+}

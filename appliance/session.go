@@ -301,6 +301,19 @@ var errnoNames = map[syscall.Errno]string{
 // call runs one operation. in, if set, is streamed as TData then TEOF;
 // every other frame before the TResult goes to out.
 func (s *Session) call(ctx context.Context, op string, args any, in io.Reader, out func(proto.Frame) error, result any) error {
+	return s.callStream(ctx, op, args, in, out, result, callOptions{})
+}
+
+// callOptions adapt a call to interactive use.
+type callOptions struct {
+	// interactive: forward input as soon as any arrives (keystrokes), and
+	// do not wait for the input to end once the result is in.
+	interactive bool
+	// resize: each value is sent to the agent as a TControl frame.
+	resize <-chan proto.Winsize
+}
+
+func (s *Session) callStream(ctx context.Context, op string, args any, in io.Reader, out func(proto.Frame) error, result any, opts callOptions) error {
 	var raw json.RawMessage
 	if args != nil {
 		b, err := json.Marshal(args)
@@ -336,8 +349,26 @@ func (s *Session) call(ctx context.Context, op string, args any, in io.Reader, o
 		return s.deadOr(err)
 	}
 	inErr := make(chan error, 1)
-	if in != nil {
+	switch {
+	case in != nil && opts.interactive:
+		go func() { inErr <- s.pumpInteractive(st.id, in) }()
+	case in != nil:
 		go func() { inErr <- s.pump(st.id, in) }()
+	}
+	if opts.resize != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case ws := <-opts.resize:
+					b, _ := json.Marshal(ws)
+					_ = s.send(proto.Frame{Stream: st.id, Type: proto.TControl, Payload: b})
+				case <-stop:
+					return
+				}
+			}
+		}()
 	}
 	cancelled := false
 	for {
@@ -379,7 +410,7 @@ func (s *Session) call(ctx context.Context, op string, args any, in io.Reader, o
 			// Do not wait for pump: it may be stuck in the caller's reader.
 			return ctx.Err()
 		}
-		if in != nil {
+		if in != nil && !opts.interactive {
 			var perr error
 			if res.Error == "" {
 				perr = <-inErr
@@ -415,6 +446,24 @@ func (s *Session) finish(st *clientStream, err error) error {
 		f, nerr := st.next(wctx)
 		if nerr != nil || f.Type == proto.TResult {
 			return err
+		}
+	}
+}
+
+// pumpInteractive forwards whatever r has, as soon as it has it (a
+// keystroke at a time), until r ends or the stream is gone.
+func (s *Session) pumpInteractive(id uint32, r io.Reader) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := s.send(proto.Frame{Stream: id, Type: proto.TData, Payload: buf[:n]}); werr != nil {
+				return s.deadOr(werr)
+			}
+		}
+		if err != nil {
+			_ = s.send(proto.Frame{Stream: id, Type: proto.TEOF})
+			return nil
 		}
 	}
 }

@@ -48,6 +48,9 @@ func (a *Agent) handleExec(ctx context.Context, st *stream, raw json.RawMessage)
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(args.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
+	if args.TTY {
+		return a.runTTY(ctx, st, root, argv, args)
+	}
 	return a.runCommand(ctx, st, root, argv, args)
 }
 
@@ -193,7 +196,11 @@ func hasSlash(s string) bool {
 
 // lookPathIn finds name on the default PATH below root.
 func lookPathIn(root, name string) (string, error) {
-	for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+	dirs := []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+	if root == "" || root == "/" {
+		dirs = append(dirs, "/rescue/bin") // the appliance's own tools
+	}
+	for _, dir := range dirs {
 		p := dir + "/" + name
 		fi, err := os.Stat(joinRoot(root, p))
 		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {

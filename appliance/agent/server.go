@@ -37,6 +37,9 @@ type stream struct {
 	cancel context.CancelFunc
 	buf    []byte // leftover of a partially consumed TData frame
 	eof    bool
+	// onControl, if set, receives TControl payloads (terminal resizes);
+	// it runs on the reader's goroutine.
+	onControl func(payload []byte)
 }
 
 func newServer(w io.Writer) *server {
@@ -175,6 +178,10 @@ func (st *stream) Read(p []byte) (int, error) {
 			st.buf = f.Payload
 		case proto.TEOF:
 			st.eof = true
+		case proto.TControl:
+			if st.onControl != nil {
+				st.onControl(f.Payload)
+			}
 		}
 	}
 	n := copy(p, st.buf)

@@ -106,6 +106,19 @@ type ExecArgs struct {
 	NoChroot  bool     `json:"no_chroot,omitempty"` // run in the appliance, image under /sysroot
 	Stdin     bool     `json:"stdin,omitempty"`     // host sends TData/TEOF as stdin
 	TimeoutMS int64    `json:"timeout_ms,omitempty"`
+	// TTY runs the command on a pseudo-terminal of Rows x Cols (an
+	// interactive shell): output comes as TStdout only, input is raw
+	// keystrokes, and TControl frames carrying a Winsize resize it.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	Term string `json:"term,omitempty"` // TERM for the command (default xterm)
+}
+
+// Winsize is the TControl payload that resizes a TTY command's terminal.
+type Winsize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
 
 // ExecResult is the outcome of a command.

@@ -147,6 +147,7 @@ func newApp(stdio Stdio) *cli.App {
 			applianceCommand(),
 			stepsCommand(),
 			checkCommand(),
+			shellCommand(),
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
