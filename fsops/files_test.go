@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -270,5 +271,39 @@ func TestSmallFileOpsPipe(t *testing.T) {
 	filesWant(t, "move again", res, err, false)
 	if _, err := Move(ctx, s, "/etc/none", "/etc/none2"); err == nil {
 		t.Error("moving a missing file succeeded")
+	}
+}
+
+// A move into another filesystem falls back to copy and delete for a
+// regular file, keeping mode and owner; other files are refused.
+func TestMoveAcrossFilesystemsPipe(t *testing.T) {
+	s, root, ctx := filesPipe(t)
+	mnt := filepath.Join(root, "mnt")
+	filesMust(t, os.Mkdir(mnt, 0o755))
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	src := filepath.Join(root, "etc/app.conf")
+	filesMust(t, os.WriteFile(src, []byte("key=value\n"), 0o640))
+	filesMust(t, os.Chmod(src, 0o640|fs.ModeSetgid))
+	filesMust(t, os.Chown(src, 7, 8))
+	res, err := Move(ctx, s, "/etc/app.conf", "/mnt/app.conf")
+	filesWant(t, "move across filesystems", res, err, true)
+	if _, err := os.Lstat(src); !os.IsNotExist(err) {
+		t.Errorf("source still there: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(mnt, "app.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode() != 0o640|fs.ModeSetgid || st.Uid != 7 || st.Gid != 8 || filesRead(t, filepath.Join(mnt, "app.conf")) != "key=value\n" {
+		t.Errorf("moved file: %v %d:%d", fi.Mode(), st.Uid, st.Gid)
+	}
+	res, err = Move(ctx, s, "/etc/app.conf", "/mnt/app.conf")
+	filesWant(t, "move again", res, err, false)
+	filesMust(t, os.Mkdir(filepath.Join(root, "etc/dir"), 0o755))
+	if _, err := Move(ctx, s, "/etc/dir", "/mnt/dir"); err == nil || !strings.Contains(err.Error(), "only regular files") {
+		t.Errorf("moving a directory across filesystems = %v", err)
 	}
 }
