@@ -12,6 +12,7 @@ pkgs=(
   busybox-static    # not required at runtime; used by tests as an independent shell
   cpio
   mtools            # test images: files into the ESP without mounting
+  tmux              # tests drive `imgbake shell` on a real terminal
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libguestfs-tools)
