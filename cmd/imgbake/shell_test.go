@@ -45,9 +45,13 @@ func (s *tmuxSession) tmux(args ...string) string {
 	return string(out)
 }
 
-func (s *tmuxSession) send(keys ...string) { s.tmux(append([]string{"send-keys", "-t", s.name}, keys...)...) }
+func (s *tmuxSession) send(keys ...string) {
+	s.tmux(append([]string{"send-keys", "-t", s.name}, keys...)...)
+}
 
-func (s *tmuxSession) screen() string { return s.tmux("capture-pane", "-t", s.name, "-p", "-S", "-200") }
+func (s *tmuxSession) screen() string {
+	return s.tmux("capture-pane", "-t", s.name, "-p", "-S", "-200")
+}
 
 // waitFor waits until the screen contains want.
 func (s *tmuxSession) waitFor(want string, limit time.Duration) string {

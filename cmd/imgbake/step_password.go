@@ -23,14 +23,19 @@ func init() {
 
 // resolveSecret returns the plain-text password a recipe asks for. A random
 // one is generated and written to its host file (0600) first, so that it
-// is never lost, even if a later step fails; it is different on every run,
-// so such a step always reports changed.
+// is never lost, even if a later step fails. When that file already holds
+// a password from an earlier run it is used again: re-running the recipe
+// then changes nothing, and the file keeps matching the image. Delete the
+// file to get a new password.
 func resolveSecret(sec recipes.Secret) (password, note string, err error) {
 	switch sec.Source() {
 	case "file":
 		pw, err := fsops.ReadSecretFile(sec.File)
 		return pw, "", err
 	case "random":
+		if pw, err := fsops.ReadSecretFile(sec.Random); err == nil && pw != "" {
+			return pw, "password from " + sec.Random, nil
+		}
 		pw := fsops.GeneratePassphrase()
 		if err := fsops.WriteSecretFile(sec.Random, pw); err != nil {
 			return "", "", err
