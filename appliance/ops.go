@@ -18,6 +18,9 @@ func (s *Session) Hello(ctx context.Context) (proto.Ready, error) {
 // Mount finds the image's root and fstab filesystems and mounts them.
 func (s *Session) Mount(ctx context.Context, args proto.MountArgs) (*proto.MountResult, error) {
 	var r proto.MountResult
+	if args.Disks == 0 {
+		args.Disks = s.disks
+	}
 	if err := s.call(ctx, proto.OpMount, args, nil, nil, &r); err != nil {
 		return nil, err
 	}

@@ -91,6 +91,23 @@ const channelName = "org.imgbake.channel.0"
 
 // Start implements Backend.
 func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {
+	m, err := q.launch(spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := m.dial(ctx, m.chanSock)
+	if err != nil {
+		m.Kill()
+		return nil, m.explain(err)
+	}
+	m.conn = conn
+	go m.connectQMP()
+	return m, nil
+}
+
+// launch starts qemu for spec with extra arguments appended, and reaps it
+// in the background. The caller connects the channel and QMP.
+func (q *QEMU) launch(spec MachineSpec, extra []string) (*qemuMachine, error) {
 	bin := q.Binary
 	if bin == "" {
 		bin = "qemu-system-x86_64"
@@ -110,6 +127,7 @@ func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	args = append(args, extra...)
 	stderr, err := os.OpenFile(filepath.Join(spec.Dir, "qemu.stderr"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
@@ -134,17 +152,11 @@ func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {
 		m.err = cmd.Wait()
 		close(m.done)
 	}()
-	conn, err := m.dial(ctx, m.chanSock)
-	if err != nil {
-		m.Kill()
-		return nil, m.explain(err)
-	}
-	m.conn = conn
-	go m.connectQMP()
 	return m, nil
 }
 
 type qemuMachine struct {
+	phases                          []string // restore milestones, for -v
 	dir, chanSock, qmpSock, console string
 	cmd                             *exec.Cmd
 	conn                            net.Conn

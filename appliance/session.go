@@ -3,12 +3,14 @@ package appliance
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +35,7 @@ type Session struct {
 	readyCh  chan proto.Ready
 	closed   bool
 	verbosef func(format string, args ...any)
+	disks    int // attached disks: the agent waits for them when mounting
 
 	// Ready is what the agent reported when it came up.
 	Ready proto.Ready
@@ -46,6 +49,7 @@ type Timings struct {
 	QEMUStarted time.Duration // fork/exec of qemu and channel connect
 	Ready       time.Duration // agent ready (from Start)
 	GuestUptime time.Duration // guest kernel uptime when the agent was ready
+	Warm        bool          // restored from a snapshot rather than booted
 }
 
 var boots atomic.Int64
@@ -62,6 +66,7 @@ type config struct {
 	timeout  time.Duration
 	append   string
 	network  bool
+	warm     bool
 	verbosef func(format string, args ...any)
 }
 
@@ -79,6 +84,10 @@ func WithBackend(b Backend) Option { return func(c *config) { c.backend = b } }
 // WithNetwork gives the appliance user-mode networking; the agent brings
 // it up only when asked (Session.NetworkUp).
 func WithNetwork(on bool) Option { return func(c *config) { c.network = on } }
+
+// WithWarm enables (the default) or disables warm start from a saved
+// appliance; $IMGBAKE_COLD=1 disables it too.
+func WithWarm(on bool) Option { return func(c *config) { c.warm = on } }
 
 // WithMemory sets the appliance RAM in MiB (default 512).
 func WithMemory(mb int) Option { return func(c *config) { c.memoryMB = mb } }
@@ -101,33 +110,112 @@ const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic no_tim
 	"random.trust_cpu=on mitigations=off nowatchdog rcupdate.rcu_expedited=1 tsc=reliable"
 
 // Start boots the appliance, waits for its agent and returns the session.
-// The caller must Close (orderly) or Kill it; both reap qemu.
+// The caller must Close (orderly) or Kill it; both reap qemu. With the
+// QEMU backend it restores a saved, already booted appliance when it can
+// (see warm.go) and boots cold otherwise.
 func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error) {
 	cfg := config{backend: &QEMU{}, memoryMB: 512, accel: AccelAvailable(), timeout: 120 * time.Second,
-		verbosef: func(string, ...any) {}}
+		verbosef: func(string, ...any) {}, warm: os.Getenv("IMGBAKE_COLD") != "1"}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
+		Disks: cfg.disks, Accel: cfg.accel, Network: cfg.network, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
+	if q, ok := cfg.backend.(*QEMU); ok && cfg.warm && len(cfg.disks) <= warmPorts {
+		s, err := startWarm(ctx, q, app, spec, cfg)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		cfg.verbosef("warm start failed (%v); booting cold", err)
+	}
+	return startCold(ctx, spec, cfg)
+}
+
+func startCold(ctx context.Context, spec MachineSpec, cfg config) (*Session, error) {
 	t0 := time.Now()
 	dir, err := PrivateDir("vm")
 	if err != nil {
 		return nil, err
 	}
-	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
-		Disks: cfg.disks, Dir: dir, Accel: cfg.accel, Network: cfg.network, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
-	cfg.verbosef("starting appliance (%s, %s, %d MiB)", cfg.backend.Name(), cfg.accel, cfg.memoryMB)
+	spec.Dir = dir
+	cfg.verbosef("starting appliance (%s, %s, %d MiB, cold boot)", cfg.backend.Name(), cfg.accel, cfg.memoryMB)
 	m, err := cfg.backend.Start(ctx, spec)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	boots.Add(1)
+	return newSession(ctx, m, dir, t0, cfg, len(spec.Disks))
+}
+
+// startWarm restores the saved appliance (saving it first if there is no
+// snapshot yet) and hot-plugs the disks. On failure the snapshot is
+// deleted, so the next start saves a fresh one.
+func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, cfg config) (*Session, error) {
+	path, err := q.snapshotFile(app, spec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		t := time.Now()
+		cfg.verbosef("saving a booted appliance for warm starts (once)")
+		if err := q.saveSnapshot(ctx, spec, path); err != nil {
+			return nil, fmt.Errorf("saving the snapshot: %w", err)
+		}
+		fi, _ := os.Stat(path)
+		var size int64
+		if fi != nil {
+			size = fi.Size()
+		}
+		cfg.verbosef("saved %s (%d MiB) in %s", filepath.Base(path), size>>20, time.Since(t).Round(time.Millisecond))
+	}
+	t0 := time.Now()
+	dir, err := PrivateDir("vm")
+	if err != nil {
+		return nil, err
+	}
+	spec.Dir = dir
+	cfg.verbosef("starting appliance (qemu, %s, %d MiB, warm: restoring %s)", cfg.accel, cfg.memoryMB, filepath.Base(path))
+	m, err := q.restore(ctx, spec, path)
+	if err != nil {
+		os.RemoveAll(dir)
+		os.Remove(path)
+		return nil, err
+	}
+	boots.Add(1)
+	cfg.verbosef("restored: %s", strings.Join(m.phases, ", "))
+	s, err := newSession(ctx, m, dir, t0, cfg, len(spec.Disks))
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	s.Timings.Warm = true
+	// The restored guest's clock and random state are those of the save.
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		s.Kill()
+		return nil, err
+	}
+	if err := s.call(ctx, proto.OpResume, proto.ResumeArgs{UnixNano: time.Now().UnixNano(), Entropy: entropy}, nil, nil, nil); err != nil {
+		s.Kill()
+		os.Remove(path)
+		return nil, fmt.Errorf("resuming the restored agent: %w", err)
+	}
+	return s, nil
+}
+
+// newSession waits for the agent on a started machine.
+func newSession(ctx context.Context, m Machine, dir string, t0 time.Time, cfg config, disks int) (*Session, error) {
 	s := &Session{machine: m, conn: m.Channel(), dir: dir, streams: map[uint32]*clientStream{},
-		readyCh: make(chan proto.Ready, 1), verbosef: cfg.verbosef}
+		readyCh: make(chan proto.Ready, 1), verbosef: cfg.verbosef, disks: disks}
 	s.Timings.QEMUStarted = time.Since(t0)
 	go s.readLoop()
 	timer := time.NewTimer(cfg.timeout)
 	defer timer.Stop()
+	var err error
 	select {
 	case r := <-s.readyCh:
 		s.Ready = r

@@ -78,7 +78,9 @@ func (a *Agent) register(s *server) {
 	s.handle(proto.OpTarOut, a.handleTarOut)
 	s.handle(proto.OpShutdown, a.handleShutdown)
 	a.registerNetOps(s)
+	a.registerResumeOps(s)
 	a.registerMetaOps(s)
+	a.registerRepairOps(s)
 }
 
 func (a *Agent) startReaper() {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,6 +33,11 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		return nil, errors.New("the image is already mounted")
 	}
 	a.readOnly = args.ReadOnly
+	if a.pid1 {
+		if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
+			return nil, err
+		}
+	}
 	res := &proto.MountResult{Filesystems: probeAll()}
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)

@@ -50,6 +50,9 @@ type MountArgs struct {
 	ReadOnly bool `json:"read_only,omitempty"`
 	// Mounts overrides detection, like guestfish -m DEVICE[:MOUNTPOINT].
 	Mounts []MountSpec `json:"mounts,omitempty"`
+	// Disks is how many disks are attached; after a snapshot restore they
+	// are hot-plugged, and the agent waits for them before probing.
+	Disks int `json:"disks,omitempty"`
 }
 
 // MountSpec names a device and where it goes in the image tree.

@@ -35,7 +35,7 @@ func applianceCommand() *cli.Command {
 			{
 				Name:  "info",
 				Usage: "show the appliance that would be used",
-				Flags: []cli.Flag{kernel},
+				Flags: []cli.Flag{kernel, &cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB` (snapshots are per size)"}},
 				Action: func(c *cli.Context) error {
 					app, err := appliance.Build(appliance.BuildOptions{Kernel: c.String("kernel")})
 					if err != nil {
@@ -55,6 +55,11 @@ func applianceCommand() *cli.Command {
 						fmt.Fprintf(w, "            %s\n", mod)
 					}
 					fmt.Fprintf(w, "accel:      %s\n", appliance.AccelAvailable())
+					if p, size, err := appliance.SnapshotInfo(app, c.Int("memory"), false); err == nil {
+						fmt.Fprintf(w, "snapshot:   %s (%s, warm start)\n", p, humanSize(size))
+					} else {
+						fmt.Fprintf(w, "snapshot:   none yet for %d MiB (saved on the next start; warm start restores it)\n", c.Int("memory"))
+					}
 					fmt.Fprintf(w, "built:      %s\n", m.Created.Format("2006-01-02 15:04:05 MST"))
 					return nil
 				},

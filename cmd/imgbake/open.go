@@ -26,6 +26,7 @@ func diskFlags() []cli.Flag {
 		&cli.StringFlag{Name: "kernel", Usage: "appliance kernel `VMLINUZ` (default: newest /boot/vmlinuz-*-cloud-amd64; env IMGBAKE_KERNEL)"},
 		&cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB`"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print timings and live command output"},
+		&cli.BoolFlag{Name: "cold", Usage: "boot the appliance instead of restoring the saved one (env IMGBAKE_COLD=1)"},
 	}
 }
 
@@ -35,6 +36,8 @@ type openOptions struct {
 	inPlace  bool   // write directly to the image, no overlay
 	output   string // write the result to a new image instead of the input
 	network  bool   // user-mode networking for package steps
+	rescue   bool   // boot the initramfs that carries the rescue tools (fsck, rescue shell)
+	noMount  bool   // probe the devices but mount nothing (fsck works on unmounted filesystems)
 }
 
 // opened is an image (or several) attached to one running appliance.
@@ -147,7 +150,14 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 	if app.Built {
 		op.verbosef("built appliance %s (%s initramfs, %d modules) in %s", app.Key, humanSize(app.Size), app.Modules, time.Since(t0).Round(time.Millisecond))
 	}
+	if o.rescue {
+		app = app.WithRescueTools()
+		op.verbosef("with rescue tools (%s initramfs)", humanSize(app.Size))
+	}
 	opts := []appliance.Option{appliance.WithMemory(c.Int("memory")), appliance.WithVerbose(op.verbosef), appliance.WithNetwork(o.network)}
+	if c.Bool("cold") {
+		opts = append(opts, appliance.WithWarm(false))
+	}
 	if !o.readOnly && !o.inPlace {
 		if op.runDir, err = appliance.PrivateDir("run"); err != nil {
 			return nil, err
@@ -179,6 +189,15 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 	op.sess = sess
 	op.boot = sess.Timings
 	t1 := time.Now()
+	if o.noMount {
+		fss, err := sess.Probe(ctx)
+		if err != nil {
+			return nil, withCode(ExitImage, fmt.Errorf("%s: probing devices: %w", strings.Join(disks, ", "), err))
+		}
+		op.mount = &proto.MountResult{Filesystems: fss}
+		op.verbosef("found %d device(s), mounted nothing", len(fss))
+		return op, nil
+	}
 	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.readOnly, Mounts: mounts})
 	if err != nil {
 		if ctx.Err() != nil {
