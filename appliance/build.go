@@ -228,17 +228,33 @@ type Appliance struct {
 	Size      int64  // initramfs bytes
 	Modules   int
 	Built     bool // built now rather than found in the cache
+	// RescueInitramfs is the initramfs plus the rescue tools (see
+	// rescue.go), for commands that need them (fsck, the rescue shell):
+	// the tools make the initramfs twice as big, which costs boot time.
+	RescueInitramfs string
+	RescueSize      int64
+	Rescue          RescueInfo
+}
+
+// WithRescueTools returns a copy of a whose initramfs carries the rescue
+// tools.
+func (a *Appliance) WithRescueTools() *Appliance {
+	c := *a
+	c.Initramfs, c.Size = a.RescueInitramfs, a.RescueSize
+	return &c
 }
 
 // Manifest is stored next to the initramfs and shown by `appliance info`.
 type Manifest struct {
-	Key         string    `json:"key"`
-	Kernel      string    `json:"kernel"`
-	KernelVer   string    `json:"kernel_version"`
-	AgentSHA256 string    `json:"agent_sha256"`
-	Modules     []string  `json:"modules"`
-	Size        int64     `json:"initramfs_size"`
-	Created     time.Time `json:"created"`
+	Key         string     `json:"key"`
+	Kernel      string     `json:"kernel"`
+	KernelVer   string     `json:"kernel_version"`
+	AgentSHA256 string     `json:"agent_sha256"`
+	Modules     []string   `json:"modules"`
+	Rescue      RescueInfo `json:"rescue"`
+	Size        int64      `json:"initramfs_size"`
+	RescueSize  int64      `json:"rescue_initramfs_size"`
+	Created     time.Time  `json:"created"`
 }
 
 // CacheDir is the root of imgbake's cache: $IMGBAKE_CACHE_DIR or the user
@@ -292,12 +308,17 @@ func Build(opts BuildOptions) (*Appliance, error) {
 
 	// The key covers every byte that goes into the appliance.
 	h := sha256.New()
-	fmt.Fprintf(h, "imgbake-appliance v1\nkernel %s\n", k.Image)
+	fmt.Fprintf(h, "imgbake-appliance v2\nkernel %s\n", k.Image)
 	if err := hashFile(h, k.Image); err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %v", ErrNoKernel, k.Image, err)
 	}
 	agentSum := sha256.Sum256(agent)
 	h.Write(agentSum[:])
+	rescue, err := collectRescue()
+	if err != nil {
+		return nil, fmt.Errorf("collecting the appliance's rescue tools: %w", err)
+	}
+	fmt.Fprintf(h, "rescue %x\n", rescue.digest)
 	var allMods []string
 	for _, g := range groups {
 		for _, f := range g.files {
@@ -317,46 +338,32 @@ func Build(opts BuildOptions) (*Appliance, error) {
 		}
 	}
 	dir := filepath.Join(cache, "appliance", key)
-	app := &Appliance{Kernel: k, Initramfs: filepath.Join(dir, "initramfs.cpio"), Key: key, Dir: dir, Modules: len(allMods)}
-	if fi, err := os.Stat(app.Initramfs); err == nil && !opts.Force {
-		app.Size = fi.Size()
+	app := &Appliance{Kernel: k, Initramfs: filepath.Join(dir, "initramfs.cpio"), Key: key, Dir: dir, Modules: len(allMods),
+		RescueInitramfs: filepath.Join(dir, "initramfs-rescue.cpio"), Rescue: rescue.info}
+	fi, err := os.Stat(app.Initramfs)
+	rfi, rerr := os.Stat(app.RescueInitramfs)
+	if err == nil && rerr == nil && !opts.Force {
+		app.Size, app.RescueSize = fi.Size(), rfi.Size()
 		return app, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(dir, ".initramfs-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	w := cpio.Newc.Writer(bw)
 	var list bytes.Buffer
 	for _, g := range groups {
 		for _, f := range g.files {
 			fmt.Fprintf(&list, "%s /lib/modules/%s/%s\n", g.group, k.Version, f)
 		}
 	}
-	if err := writeInitramfs(w, agent, k, allMods, list.Bytes()); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("writing initramfs: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
+	if app.Size, err = writeInitramfsFile(dir, app.Initramfs, agent, k, allMods, list.Bytes(), nil); err != nil {
 		return nil, err
 	}
-	if err := tmp.Close(); err != nil {
+	if app.RescueSize, err = writeInitramfsFile(dir, app.RescueInitramfs, agent, k, allMods, list.Bytes(), rescue.records); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp.Name(), app.Initramfs); err != nil {
-		return nil, err
-	}
-	fi, _ := os.Stat(app.Initramfs)
-	app.Size = fi.Size()
 	app.Built = true
 	m := Manifest{Key: key, Kernel: k.Image, KernelVer: k.Version, AgentSHA256: hex.EncodeToString(agentSum[:]),
-		Modules: allMods, Size: app.Size, Created: time.Now().UTC()}
+		Modules: allMods, Rescue: rescue.info, Size: app.Size, RescueSize: app.RescueSize, Created: time.Now().UTC()}
 	mb, _ := json.MarshalIndent(m, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o600); err != nil {
 		return nil, err
@@ -374,6 +381,36 @@ func (a *Appliance) ReadManifest() (Manifest, error) {
 	return m, json.Unmarshal(b, &m)
 }
 
+// writeInitramfsFile writes one initramfs into dir under a temporary
+// name and renames it to dest, returning its size.
+func writeInitramfsFile(dir, dest string, agent []byte, k Kernel, modules []string, list []byte, extra []cpio.Record) (int64, error) {
+	tmp, err := os.CreateTemp(dir, ".initramfs-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err := writeInitramfs(cpio.Newc.Writer(bw), agent, k, modules, list, extra); err != nil {
+		tmp.Close()
+		return 0, fmt.Errorf("writing initramfs: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return 0, fmt.Errorf("writing initramfs: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, fmt.Errorf("writing initramfs: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(dest)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
 func hashFile(w io.Writer, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -384,7 +421,7 @@ func hashFile(w io.Writer, path string) error {
 	return err
 }
 
-func writeInitramfs(w cpio.RecordWriter, agent []byte, k Kernel, modules []string, list []byte) error {
+func writeInitramfs(w cpio.RecordWriter, agent []byte, k Kernel, modules []string, list []byte, extra []cpio.Record) error {
 	recs := []cpio.Record{
 		cpio.Directory("dev", 0o755),
 		// The kernel opens /dev/console for init before devtmpfs exists, and
@@ -406,6 +443,7 @@ func writeInitramfs(w cpio.RecordWriter, agent []byte, k Kernel, modules []strin
 		}
 		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: filepath.Join("lib/modules", k.Version, m), Mode: unixRegular | 0o644}))
 	}
+	recs = append(recs, extra...)
 	// Parents first, each directory once.
 	var out []cpio.Record
 	seen := map[string]bool{}
