@@ -2,9 +2,10 @@
 # Builds the Debian 12 (bookworm) test images used by imgbake's tests.
 #
 # Usage: testimages/build.sh [NAME...]
-#   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw
-#         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart)
-#   With no NAME every image is built. Images already in the cache are skipped.
+#   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
+#         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python)
+#   With no NAME every image except debian-python.raw is built (that one, for the
+#   Ansible tests, is built on demand). Images already in the cache are skipped.
 #
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
@@ -34,6 +35,7 @@ GPT_ESP_VOLID=5EA1E5B0 # blkid shows it as 5EA1-E5B0
 MBR_DISK_ID=0x5ea1b0d1
 XFS_UUID=5ea1b0d0-0000-4000-8000-0000000000b1
 NOPART_UUID=5ea1b0d0-0000-4000-8000-0000000000c1
+PYTHON_UUID=5ea1b0d0-0000-4000-8000-0000000000d1
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
 
@@ -293,6 +295,45 @@ EOF
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# debian-python.raw: debian-nopart.raw's layout (a bare ext4 filesystem) plus
+# python3, which Ansible needs on its targets. python3 is installed with apt in
+# a chroot of the extracted rootfs: no VM, no second debootstrap.
+build_python() {
+  local name=debian-python.raw out=$CACHE/debian-python.raw
+  need mkfs.ext4 chroot
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name (apt-get install python3 in a chroot)"
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+  if ! chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    sh -c 'apt-get -qq update && apt-get -y -qq --no-install-recommends install python3' \
+    >"$work/apt.log" 2>&1; then
+    tail -n 30 "$work/apt.log" >&2
+    die "installing python3 into the rootfs failed"
+  fi
+  [[ -x "$root/usr/bin/python3" ]] || die "python3 is missing after the install"
+  : >"$root/etc/resolv.conf"
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+    "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/* "$root"/var/tmp/*
+  cat >"$root/etc/fstab" <<EOF
+# /etc/fstab: static file system information (imgbake test image $name)
+UUID=$PYTHON_UUID	/	ext4	errors=remount-ro	0	1
+EOF
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L rootfs -U "$PYTHON_UUID" \
+    -E "hash_seed=$PYTHON_UUID" -d "$root" "$disk"
+  rm -rf --one-file-system "$root"
+  write_json "$work/out.json" root_uuid="$PYTHON_UUID" root_partition=0 fstype=ext4 label=rootfs \
+    format=raw partition_table=none hostname=testhost
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -328,12 +369,14 @@ main() {
         built debian-mbr-xfs.raw || { build_rootfs && build_mbr_xfs; } ;;
       debian-nopart | debian-nopart.raw)
         built debian-nopart.raw || { build_rootfs && build_nopart; } ;;
+      debian-python | debian-python.raw)
+        built debian-python.raw || { build_rootfs && build_python; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }

@@ -39,6 +39,9 @@ const (
 	MBRXFS = "debian-mbr-xfs.raw"
 	// NoPart is a raw image that is a bare ext4 filesystem, no partition table.
 	NoPart = "debian-nopart.raw"
+	// Python is NoPart's layout plus python3 (Ansible targets need it). It
+	// is not in Names: only the tests that need it build it.
+	Python = "debian-python.raw"
 )
 
 // Names lists every image build.sh can make.
@@ -181,7 +184,7 @@ func InfoOf(t testing.TB, name string) Info {
 }
 
 func known(name string) bool {
-	for _, n := range Names {
+	for _, n := range append(Names[:len(Names):len(Names)], Python) {
 		if n == name {
 			return true
 		}
