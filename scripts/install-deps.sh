@@ -13,6 +13,7 @@ pkgs=(
   cpio
   mtools            # test images: files into the ESP without mounting
   tmux              # tests drive `imgbake shell` on a real terminal
+  ansible-core openssh-client openssh-server # tests: the Ansible connection plugin, local and over ssh
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libguestfs-tools)
