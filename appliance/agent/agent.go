@@ -225,7 +225,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, root string) error {
 	a.mounted = true
 	a.noChroot = true
 	defer unix.Close(fd)
-	a.startReaper()
+	a.reaper.ownOnly = true
 	srv := newServer(rw)
 	a.register(srv)
 	// Tests cannot chroot as non-root; run commands in place instead.

@@ -17,6 +17,10 @@ type reaper struct {
 	// between fork and register).
 	exited          map[int]syscall.WaitStatus
 	startInProgress int
+	// ownOnly: not PID 1 (in-process tests). Wait for our own children
+	// only; a wait4(-1) loop would steal the exit status of every other
+	// child of the process (qemu, openssl, ...).
+	ownOnly bool
 }
 
 func newReaper() *reaper {
@@ -62,6 +66,23 @@ func (r *reaper) pending(int) bool { return r.startInProgress > 0 }
 // start runs fn (which forks a child and returns its pid) so that the
 // child's exit status cannot be lost, and returns a channel that receives it.
 func (r *reaper) start(fn func() (int, error)) (int, <-chan syscall.WaitStatus, error) {
+	if r.ownOnly {
+		pid, err := fn()
+		if err != nil {
+			return 0, nil, err
+		}
+		ch := make(chan syscall.WaitStatus, 1)
+		go func() {
+			var ws syscall.WaitStatus
+			for {
+				if _, err := syscall.Wait4(pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+					break
+				}
+			}
+			ch <- ws
+		}()
+		return pid, ch, nil
+	}
 	r.mu.Lock()
 	r.startInProgress++
 	r.mu.Unlock()
