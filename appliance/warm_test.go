@@ -1,0 +1,148 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/testimages"
+)
+
+// warmApp builds the appliance into a private cache, so these tests own
+// their snapshot files.
+func warmApp(t *testing.T) *Appliance {
+	t.Helper()
+	t.Setenv("IMGBAKE_CACHE_DIR", t.TempDir())
+	t.Setenv("IMGBAKE_COLD", "")
+	return vmTest(t)
+}
+
+// startOn starts a session on disk, mounts it and returns it.
+func startOn(t *testing.T, app *Appliance, disk string, opts ...Option) *Session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, app, append([]Option{WithDisk(disk, "raw", false), WithVerbose(t.Logf)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mount(ctx, proto.MountArgs{}); err != nil {
+		s.Kill()
+		t.Fatal(err)
+	}
+	return s
+}
+
+func shellOut(t *testing.T, s *Session, cmd string) string {
+	t.Helper()
+	var out, errb strings.Builder
+	r, err := s.Exec(context.Background(), proto.ExecArgs{Shell: cmd}, nil, &out, &errb)
+	if err != nil || r.RC != 0 {
+		t.Fatalf("%s: rc %d, %v: %s", cmd, r.RC, err, errb.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+func snapshotOf(t *testing.T, app *Appliance) string {
+	t.Helper()
+	p, _, err := SnapshotInfo(app, 512, false)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestWarmStart: the second start restores the saved appliance; restored
+// guests get the host's time and fresh randomness each time.
+func TestWarmStart(t *testing.T) {
+	app := warmApp(t)
+	var randoms []string
+	for i := 0; i < 3; i++ {
+		disk := testimages.Fresh(t, testimages.NoPart)
+		s := startOn(t, app, disk)
+		if !s.Timings.Warm {
+			t.Errorf("start %d was not warm (the first saves the snapshot, then restores it)", i+1)
+		}
+		guest, _ := strconv.ParseInt(shellOut(t, s, "date +%s"), 10, 64)
+		if d := time.Now().Unix() - guest; d > 5 || d < -5 {
+			t.Errorf("restored guest clock is off by %ds", d)
+		}
+		randoms = append(randoms, shellOut(t, s, "head -c 16 /dev/urandom | od -An -tx1"))
+		t.Logf("start %d: warm %v, ready %s", i+1, s.Timings.Warm, s.Timings.Ready)
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if randoms[1] == randoms[2] || randoms[0] == randoms[1] {
+		t.Errorf("restored guests repeat their random state: %q", randoms)
+	}
+}
+
+// TestWarmFallback: a truncated state file, a failed hot-plug and a
+// different machine all end in a working appliance, never an error.
+func TestWarmFallback(t *testing.T) {
+	app := warmApp(t)
+	disk := testimages.Fresh(t, testimages.NoPart)
+	s := startOn(t, app, disk)
+	s.Close(context.Background())
+	snap := snapshotOf(t, app)
+	fi, err := os.Stat(snap)
+	if err != nil {
+		t.Fatalf("no snapshot after the first start: %v", err)
+	}
+
+	// Truncated state: cold boot, and the bad snapshot is dropped.
+	if err := os.Truncate(snap, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	s = startOn(t, app, disk)
+	if s.Timings.Warm {
+		t.Error("a truncated snapshot was used")
+	}
+	if shellOut(t, s, "cat /etc/hostname") != "testhost" {
+		t.Error("the cold fallback does not see the image")
+	}
+	s.Close(context.Background())
+	if _, err := os.Stat(snap); err == nil {
+		t.Error("the truncated snapshot was kept")
+	}
+
+	// Next start saves a fresh one and is warm again.
+	s = startOn(t, app, disk)
+	if !s.Timings.Warm {
+		t.Error("no warm start after the snapshot was rebuilt")
+	}
+	s.Close(context.Background())
+
+	// A failed hot-plug: cold boot.
+	hotplugFault = func() error { return errors.New("injected hot-plug failure") }
+	s = startOn(t, app, disk)
+	hotplugFault = nil
+	if s.Timings.Warm {
+		t.Error("warm start reported despite a failed hot-plug")
+	}
+	if shellOut(t, s, "cat /etc/hostname") != "testhost" {
+		t.Error("the cold fallback does not see the image")
+	}
+	s.Close(context.Background())
+
+	// A different machine (memory size) is a different key: its own
+	// snapshot, the other one untouched.
+	s = startOn(t, app, disk)
+	s.Close(context.Background())
+	before, _ := os.Stat(snap)
+	s = startOn(t, app, disk, WithMemory(384))
+	s.Close(context.Background())
+	other, _, err := SnapshotInfo(app, 384, false)
+	if err != nil || other == snap {
+		t.Errorf("384 MiB snapshot %s (%v) should differ from %s", other, err, snap)
+	}
+	if after, _ := os.Stat(snap); before == nil || after == nil || !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a start with another memory size touched the 512 MiB snapshot")
+	}
+}
