@@ -329,7 +329,11 @@ func (op *opened) printTimings(w io.Writer, total time.Duration) {
 	fmt.Fprintln(w, "timings:")
 	fmt.Fprintf(w, "  appliance build/cache   %s\n", ms(op.timings.build))
 	fmt.Fprintf(w, "  qemu start + connect    %s\n", ms(t.QEMUStarted))
-	fmt.Fprintf(w, "  guest kernel → agent    %s  (guest uptime at ready)\n", ms(t.GuestUptime))
+	if t.Warm {
+		fmt.Fprintf(w, "  restore + hot-plug      %s  (warm start from the saved appliance)\n", ms(t.QEMUStarted))
+	} else {
+		fmt.Fprintf(w, "  guest kernel → agent    %s  (guest uptime at ready; cold boot)\n", ms(t.GuestUptime))
+	}
 	fmt.Fprintf(w, "  agent ready             %s  (since qemu start)\n", ms(t.Ready))
 	fmt.Fprintf(w, "  mount filesystems       %s\n", ms(op.timings.mount))
 	fmt.Fprintf(w, "  steps                   %s\n", ms(op.timings.steps))
