@@ -169,21 +169,32 @@ type qemuMachine struct {
 
 // dial connects to a socket qemu creates at startup.
 func (m *qemuMachine) dial(ctx context.Context, path string) (net.Conn, error) {
-	deadline := time.Now().Add(30 * time.Second)
+	var c net.Conn
+	err := m.retry(ctx, 30*time.Second, "connecting to "+path, func() (err error) {
+		c, err = net.Dial("unix", path)
+		return err
+	})
+	return c, err
+}
+
+// retry calls try every 2 ms until it succeeds, qemu exits, ctx ends or
+// limit passes; qemu creates its sockets a moment after it starts.
+func (m *qemuMachine) retry(ctx context.Context, limit time.Duration, what string, try func() error) error {
+	deadline := time.Now().Add(limit)
 	for {
-		c, err := net.Dial("unix", path)
+		err := try()
 		if err == nil {
-			return c, nil
+			return nil
 		}
 		select {
 		case <-m.done:
-			return nil, ErrApplianceDied
+			return ErrApplianceDied
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("connecting to %s: %w", path, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
 }

@@ -261,25 +261,17 @@ var hotplugFault func() error
 // qmpConnect attaches QMP synchronously (warm start needs it on the
 // critical path), waiting for qemu to create the socket.
 func (m *qemuMachine) qmpConnect(ctx context.Context) (*qmp.SocketMonitor, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mon, err := qmp.NewSocketMonitor("unix", m.qmpSock, 5*time.Second)
+	var mon *qmp.SocketMonitor
+	err := m.retry(ctx, 10*time.Second, "connecting to QMP", func() error {
+		sm, err := qmp.NewSocketMonitor("unix", m.qmpSock, 5*time.Second)
 		if err == nil {
-			if err = mon.Connect(); err == nil {
-				return mon, nil
+			if err = sm.Connect(); err == nil {
+				mon = sm
 			}
 		}
-		select {
-		case <-m.done:
-			return nil, ErrApplianceDied
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("connecting to QMP: %w", err)
-		}
-	}
+		return err
+	})
+	return mon, err
 }
 
 // runQMP runs one command and turns a QMP error reply into an error.

@@ -105,15 +105,7 @@ func (a *Agent) runCommand(ctx context.Context, st *stream, root string, argv []
 	if root == "" {
 		attr.Dir = dir
 	}
-	pid, done, err := a.reaper.start(func() (int, error) {
-		p, err := os.StartProcess(path, argv, attr)
-		if err != nil {
-			return 0, err
-		}
-		pid := p.Pid
-		_ = p.Release()
-		return pid, nil
-	})
+	pid, done, err := a.spawn(path, argv, attr)
 	outW.Close()
 	errW.Close()
 	if inR != nil {
@@ -165,6 +157,19 @@ func (a *Agent) runCommand(ctx context.Context, st *stream, root string, argv []
 		res.Signal = ws.Signal().String()
 	}
 	return res, nil
+}
+
+// spawn starts a process whose exit status the reaper delivers on done.
+func (a *Agent) spawn(path string, argv []string, attr *os.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
+	return a.reaper.start(func() (int, error) {
+		p, err := os.StartProcess(path, argv, attr)
+		if err != nil {
+			return 0, err
+		}
+		pid := p.Pid
+		_ = p.Release()
+		return pid, nil
+	})
 }
 
 func pump(wg *sync.WaitGroup, r *os.File, w io.Writer) {

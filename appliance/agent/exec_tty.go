@@ -51,15 +51,7 @@ func (a *Agent) runTTY(ctx context.Context, st *stream, root string, argv []stri
 		Files: []*os.File{slave, slave, slave},
 		Sys:   &syscall.SysProcAttr{Chroot: root, Setsid: true, Setctty: true, Ctty: 0},
 	}
-	pid, done, err := a.reaper.start(func() (int, error) {
-		p, err := os.StartProcess(path, argv, attr)
-		if err != nil {
-			return 0, err
-		}
-		pid := p.Pid
-		_ = p.Release()
-		return pid, nil
-	})
+	pid, done, err := a.spawn(path, argv, attr)
 	slave.Close()
 	if err != nil {
 		return nil, fmt.Errorf("exec %s: %w", argv[0], err)

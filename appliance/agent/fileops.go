@@ -27,6 +27,21 @@ func decode[T any](raw json.RawMessage) (T, error) {
 	return v, nil
 }
 
+// rooted decodes a request about one image path: its arguments, the image
+// root's fd, and the path cleaned (absolute, no "..").
+func rooted[T any](a *Agent, raw json.RawMessage, path func(*T) string) (T, int, string, error) {
+	args, err := decode[T](raw)
+	if err != nil {
+		return args, -1, "", err
+	}
+	rootfd, err := a.root()
+	if err != nil {
+		return args, -1, "", err
+	}
+	p, err := cleanImagePath(path(&args))
+	return args, rootfd, p, err
+}
+
 func (a *Agent) root() (int, error) {
 	a.state.Lock()
 	defer a.state.Unlock()
@@ -172,15 +187,7 @@ func unwrapErrno(err error) error {
 }
 
 func (a *Agent) handleRead(_ context.Context, st *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.PathArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	_, rootfd, p, err := rooted(a, raw, func(x *proto.PathArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}
@@ -208,15 +215,7 @@ func (a *Agent) handleRead(_ context.Context, st *stream, raw json.RawMessage) (
 }
 
 func (a *Agent) handleStat(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.PathArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	_, rootfd, p, err := rooted(a, raw, func(x *proto.PathArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}
@@ -280,15 +279,7 @@ func goMode(m uint32) fs.FileMode {
 }
 
 func (a *Agent) handleMkdir(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.MkdirArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	args, rootfd, p, err := rooted(a, raw, func(x *proto.MkdirArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}

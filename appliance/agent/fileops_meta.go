@@ -48,15 +48,7 @@ func openPathInRoot(rootfd int, p string) (int, unix.Stat_t, error) {
 }
 
 func (a *Agent) handleChmod(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.ChmodArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	args, rootfd, p, err := rooted(a, raw, func(x *proto.ChmodArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}
@@ -78,15 +70,7 @@ func (a *Agent) handleChmod(_ context.Context, _ *stream, raw json.RawMessage) (
 }
 
 func (a *Agent) handleChown(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.ChownArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	args, rootfd, p, err := rooted(a, raw, func(x *proto.ChownArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}
@@ -254,15 +238,7 @@ func (a *Agent) handleSymlink(_ context.Context, _ *stream, raw json.RawMessage)
 }
 
 func (a *Agent) handleTruncate(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.TruncateArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	args, rootfd, p, err := rooted(a, raw, func(x *proto.TruncateArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}
@@ -298,15 +274,7 @@ func (a *Agent) handleTruncate(_ context.Context, _ *stream, raw json.RawMessage
 }
 
 func (a *Agent) handleRealpath(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
-	args, err := decode[proto.PathArgs](raw)
-	if err != nil {
-		return nil, err
-	}
-	rootfd, err := a.root()
-	if err != nil {
-		return nil, err
-	}
-	p, err := cleanImagePath(args.Path)
+	_, rootfd, p, err := rooted(a, raw, func(x *proto.PathArgs) string { return x.Path })
 	if err != nil {
 		return nil, err
 	}
