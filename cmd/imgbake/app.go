@@ -148,6 +148,7 @@ func newApp(stdio Stdio) *cli.App {
 			stepsCommand(),
 			checkCommand(),
 			shellCommand(),
+			sessionCommand(),
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
