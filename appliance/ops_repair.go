@@ -80,7 +80,7 @@ func (w *dirLineWriter) finish() error {
 // mounting anything.
 func (s *Session) Probe(ctx context.Context) ([]proto.Filesystem, error) {
 	var res proto.ProbeResult
-	err := s.call(ctx, proto.OpProbe, nil, nil, nil, &res)
+	err := s.call(ctx, proto.OpProbe, proto.ProbeArgs{Disks: s.disks}, nil, nil, &res)
 	return res.Filesystems, err
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -82,8 +83,37 @@ func (a *Agent) handleReadDir(ctx context.Context, st *stream, raw json.RawMessa
 	return proto.ReadDirResult{Count: n}, nil
 }
 
-func (a *Agent) handleProbe(context.Context, *stream, json.RawMessage) (any, error) {
+func (a *Agent) handleProbe(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
+	var args proto.ProbeArgs
+	if len(raw) > 0 {
+		var err error
+		if args, err = decode[proto.ProbeArgs](raw); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
+		return nil, err
+	}
 	return proto.ProbeResult{Filesystems: probeAll()}, nil
+}
+
+// settlePartitions makes sure the partition tables of the disks have been
+// read: a hot-plugged disk shows in /sys/block before the kernel has
+// scanned its partitions, and a probe in between sees a disk without them.
+// BLKRRPART rescans synchronously (and waits for a scan in progress).
+func settlePartitions() {
+	ents, _ := os.ReadDir("/sys/block")
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "vd") {
+			continue
+		}
+		fd, err := unix.Open("/dev/"+e.Name(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		_ = unix.IoctlSetInt(fd, unix.BLKRRPART, 0)
+		unix.Close(fd)
+	}
 }
 
 func (a *Agent) handleFSUsage(context.Context, *stream, json.RawMessage) (any, error) {

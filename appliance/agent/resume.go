@@ -90,6 +90,7 @@ func waitForDisks(n int, limit time.Duration) error {
 			}
 		}
 		if have >= n {
+			settlePartitions()
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -32,6 +32,12 @@ type ReadDirResult struct {
 	Count int `json:"count"`
 }
 
+// ProbeArgs says how many disks to wait for (hot-plugged after a warm
+// start), as MountArgs.Disks.
+type ProbeArgs struct {
+	Disks int `json:"disks,omitempty"`
+}
+
 // ProbeResult lists the devices the appliance sees.
 type ProbeResult struct {
 	Filesystems []Filesystem `json:"filesystems"`

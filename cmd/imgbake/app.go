@@ -149,6 +149,14 @@ func newApp(stdio Stdio) *cli.App {
 			checkCommand(),
 			shellCommand(),
 			sessionCommand(),
+			lsCommand(),
+			catCommand(),
+			copyInCommand(),
+			copyOutCommand(),
+			editCommand(),
+			resetPasswordCommand(),
+			fstabCommand(),
+			fsckCommand(),
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }

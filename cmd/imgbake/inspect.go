@@ -30,6 +30,7 @@ func inspectCommand() *cli.Command {
 				return err
 			}
 			report := newInspectReport(info, op.mount)
+			report.addRepairInfo(c.Context, op.sess)
 			if err := op.finish(c.Context, false); err != nil {
 				return err
 			}
@@ -60,6 +61,10 @@ type inspectReport struct {
 	Filesystems    []proto.Filesystem `json:"filesystems"`
 	Mountpoints    map[string]string  `json:"mountpoints"`
 	Warnings       []string           `json:"warnings,omitempty"`
+	// Filled by addRepairInfo (inspect_repair.go).
+	Usage         []proto.FSUsage    `json:"usage,omitempty"`
+	Kernels       []string           `json:"kernels,omitempty"`
+	FstabProblems []proto.FstabEntry `json:"fstab_problems,omitempty"`
 }
 
 func newInspectReport(info *proto.OSInfo, m *proto.MountResult) inspectReport {
@@ -105,8 +110,9 @@ func (r inspectReport) print(stdio Stdio) {
 	}
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
-		fmt.Fprintf(w, "  %-12s %s\n", mp, r.Mountpoints[mp])
+		fmt.Fprintf(w, "  %-12s %s%s\n", mp, r.Mountpoints[mp], r.usageOf(mp))
 	}
+	r.printRepairInfo(w)
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wn)
 	}

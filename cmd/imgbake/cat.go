@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+func catCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cat",
+		Usage:     "print files of a disk image (read-only)",
+		ArgsUsage: "PATH...",
+		Description: "Each PATH is absolute inside the image; symlinks resolve inside the image, never on the host.\n\n" +
+			oneShotExitHelp,
+		Flags: append(diskFlags(), roFlag()),
+		Action: func(c *cli.Context) error {
+			stdio := stdioOf(c)
+			if err := needArgs(c, 1, "PATH..."); err != nil {
+				return err
+			}
+			var paths []string
+			for _, a := range c.Args().Slice() {
+				p, err := imagePathArg(a)
+				if err != nil {
+					return err
+				}
+				paths = append(paths, p)
+			}
+			op, err := openImages(c.Context, c, stdio, openOptions{readOnly: true})
+			if err != nil {
+				return err
+			}
+			failed := false
+			for _, p := range paths {
+				if _, err := op.sess.ReadFile(c.Context, p, stdio.Out); err != nil {
+					if !isPathError(err) {
+						op.abort()
+						return err
+					}
+					fmt.Fprintf(stdio.Err, "imgbake: cat: %v\n", err)
+					failed = true
+				}
+			}
+			if err := op.finish(c.Context, false); err != nil {
+				return err
+			}
+			if failed {
+				return withCode(ExitStepFailed, errReported)
+			}
+			return nil
+		},
+	}
+}

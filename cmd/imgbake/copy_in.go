@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/fsops"
+)
+
+func copyInCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "copy-in",
+		Usage:     "copy host files or directories (recursively) into a directory of a disk image",
+		ArgsUsage: "HOSTPATH... IMAGEDIR",
+		Description: "Like virt-copy-in: each HOSTPATH becomes IMAGEDIR/BASENAME, keeping modes and symlinks; files\n" +
+			"become owned by root. IMAGEDIR must exist in the image. The image changes only if every copy succeeded.\n\n" +
+			oneShotExitHelp,
+		Flags: append(diskFlags(), writeROFlag()),
+		Action: func(c *cli.Context) error {
+			stdio := stdioOf(c)
+			if err := needArgs(c, 2, "HOSTPATH... IMAGEDIR"); err != nil {
+				return err
+			}
+			if err := rejectRO(c); err != nil {
+				return err
+			}
+			args := c.Args().Slice()
+			dest, err := imagePathArg(args[len(args)-1])
+			if err != nil {
+				return err
+			}
+			srcs := args[:len(args)-1]
+			for _, src := range srcs {
+				if _, err := os.Lstat(src); err != nil {
+					return usageErr("copy-in: %v", err)
+				}
+			}
+			ctx := c.Context
+			op, err := openImages(ctx, c, stdio, openOptions{})
+			if err != nil {
+				return err
+			}
+			st, err := op.sess.Stat(ctx, dest)
+			if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
+				// A final symlink to a directory is fine: resolve it.
+				if rp, rerr := op.sess.Realpath(ctx, dest); rerr == nil && rp.Exists {
+					st, err = op.sess.Stat(ctx, rp.Path)
+				}
+			}
+			if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
+				err = fmt.Errorf("%s is not a directory in the image", dest)
+			}
+			if err != nil {
+				op.abort()
+				return opFailed(ctx, err)
+			}
+			for _, src := range srcs {
+				res, err := fsops.CopyIn(ctx, op.sess, src, dest)
+				if err != nil {
+					op.abort()
+					return opFailed(ctx, fmt.Errorf("copy-in %s: %w", src, err))
+				}
+				op.verbosef("copied %s into %s (%s)", src, dest, res.Detail)
+			}
+			return op.finish(ctx, true)
+		},
+	}
+}

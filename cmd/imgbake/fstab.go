@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/fsops"
+)
+
+func fstabCommand() *cli.Command {
+	cmd := &cli.Command{
+		Name:  "fstab",
+		Usage: "check the image's /etc/fstab against the devices present, or fix it",
+		Description: "Each entry's device (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/disk/by-*, or a disk name such as\n" +
+			"/dev/sda2) is looked for among the image's filesystems, the way imgbake mounts them. Device names of\n" +
+			"the original machine that cannot be mapped (nvme, md, LVM paths) are reported unverified and never changed.",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "check",
+				Usage: "list the entries whose device is missing (read-only; exit 1 if there are any)",
+				Flags: append(diskFlags(), roFlag(), &cli.BoolFlag{Name: "json", Usage: "print the entries as JSON"}),
+				Description: "Prints every entry with its state: ok, missing, unverified or skipped.\n\n" +
+					oneShotExitHelp,
+				Action: func(c *cli.Context) error {
+					stdio := stdioOf(c)
+					if c.NArg() != 0 {
+						return usageErr("fstab check takes no arguments (got %q)", c.Args().Slice())
+					}
+					ctx := c.Context
+					op, err := openImages(ctx, c, stdio, openOptions{readOnly: true})
+					if err != nil {
+						return err
+					}
+					rep, err := op.sess.FstabCheck(ctx)
+					if err != nil {
+						op.abort()
+						return opFailed(ctx, fmt.Errorf("reading /etc/fstab: %w", err))
+					}
+					if err := op.finish(ctx, false); err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						enc := json.NewEncoder(stdio.Out)
+						enc.SetIndent("", "  ")
+						if err := enc.Encode(rep); err != nil {
+							return err
+						}
+					} else {
+						printFstab(stdio.Out, rep)
+					}
+					if n := len(fsops.FstabProblems(rep)); n > 0 {
+						fmt.Fprintf(stdio.Err, "imgbake: %d fstab entr%s with a missing device; `imgbake fstab fix` comments them out (or --nofail)\n", n, map[bool]string{true: "y", false: "ies"}[n == 1])
+						return withCode(ExitStepFailed, errReported)
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "fix",
+				Usage: "comment out the entries whose device is missing (or add nofail), keeping /etc/fstab.imgbake-bak",
+				Description: "An entry for / whose device is missing is pointed at the root filesystem imgbake found (by UUID)\n" +
+					"rather than commented out. Other entries are commented out, or with --nofail keep their line and get\n" +
+					"the nofail option so the boot does not wait for them. With nothing to fix the image is untouched.\n\n" +
+					oneShotExitHelp,
+				Flags: append(diskFlags(), writeROFlag(),
+					&cli.BoolFlag{Name: "nofail", Usage: "add nofail instead of commenting entries out"}),
+				Action: func(c *cli.Context) error {
+					stdio := stdioOf(c)
+					if c.NArg() != 0 {
+						return usageErr("fstab fix takes no arguments (got %q)", c.Args().Slice())
+					}
+					if err := rejectRO(c); err != nil {
+						return err
+					}
+					ctx := c.Context
+					op, err := openImages(ctx, c, stdio, openOptions{})
+					if err != nil {
+						return err
+					}
+					rep, err := op.sess.FstabCheck(ctx)
+					if err != nil {
+						op.abort()
+						return opFailed(ctx, fmt.Errorf("reading /etc/fstab: %w", err))
+					}
+					var root proto.Filesystem
+					for _, fs := range op.mount.Filesystems {
+						if fs.Device == op.mount.Root {
+							root = fs
+						}
+					}
+					res, fixes, err := fsops.FixFstab(ctx, op.sess, rep, root, c.Bool("nofail"))
+					if err != nil {
+						op.abort()
+						return opFailed(ctx, fmt.Errorf("fixing /etc/fstab: %w", err))
+					}
+					if err := op.finish(ctx, res.Changed); err != nil {
+						return err
+					}
+					for _, f := range fixes {
+						fmt.Fprintf(stdio.Out, "line %d: %s\n", f.Line, f.What)
+						if f.New != "" {
+							fmt.Fprintf(stdio.Out, "  - %s\n  + %s\n", safeName(f.Old), safeName(f.New))
+						}
+					}
+					if res.Changed {
+						fmt.Fprintf(stdio.Err, "imgbake: /etc/fstab fixed: %s\n", res.Detail)
+					} else {
+						fmt.Fprintln(stdio.Err, "imgbake: /etc/fstab has nothing to fix; the image is unchanged")
+					}
+					return nil
+				},
+			},
+		},
+	}
+	for _, sub := range cmd.Subcommands {
+		sub.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
+	}
+	return cmd
+}
+
+func printFstab(w io.Writer, rep *proto.FstabReport) {
+	if !rep.Exists {
+		fmt.Fprintln(w, "the image has no /etc/fstab")
+		return
+	}
+	for _, e := range rep.Entries {
+		what := e.Device
+		if e.FSType != "" {
+			what += " (" + e.FSType + ")"
+		}
+		if e.Note != "" {
+			what = e.Note
+		}
+		fmt.Fprintf(w, "line %-3d %-10s %-45s %-16s %s\n", e.Line, e.Status, safeName(e.Spec), safeName(e.Mountpoint), safeName(what))
+	}
+}

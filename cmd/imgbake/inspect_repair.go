@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/fsops"
+)
+
+// addRepairInfo adds what an admin repairing the image wants to see:
+// filesystem usage, the kernels installed in /boot and the fstab entries
+// that point to nothing. Each part is best effort: a failure leaves it out
+// with a warning, the rest of inspect still works.
+func (r *inspectReport) addRepairInfo(ctx context.Context, s *fsops.Session) {
+	if u, err := s.FSUsage(ctx); err == nil {
+		r.Usage = u
+	} else {
+		r.Warnings = append(r.Warnings, "filesystem usage: "+err.Error())
+	}
+	if ents, err := s.ReadDir(ctx, "/boot"); err == nil {
+		r.Kernels = kernelVersions(ents)
+	}
+	if rep, err := s.FstabCheck(ctx); err == nil {
+		for _, e := range fsops.FstabProblems(rep) {
+			r.FstabProblems = append(r.FstabProblems, e)
+			r.Warnings = appendUnique(r.Warnings, fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.Line, e.Spec, e.Mountpoint))
+		}
+	} else {
+		r.Warnings = append(r.Warnings, "checking /etc/fstab: "+err.Error())
+	}
+}
+
+// kernelVersions are the versions of the kernels in /boot (vmlinuz-VERSION,
+// vmlinux-VERSION, kernel-VERSION), sorted.
+func kernelVersions(ents []proto.DirEntry) []string {
+	var out []string
+	for _, e := range ents {
+		m := fs.FileMode(e.Mode)
+		if !m.IsRegular() && m&fs.ModeSymlink == 0 {
+			continue
+		}
+		for _, p := range []string{"vmlinuz-", "vmlinux-", "kernel-"} {
+			if v, ok := strings.CutPrefix(e.Name, p); ok && v != "" {
+				out = append(out, safeName(v))
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return versionBefore(out[i], out[j]) })
+	return out
+}
+
+// versionBefore orders versions by their numeric parts (5.10 after 5.9).
+func versionBefore(a, b string) bool {
+	na, nb := numParts(a), numParts(b)
+	for i := 0; i < len(na) && i < len(nb); i++ {
+		if na[i] != nb[i] {
+			return na[i] < nb[i]
+		}
+	}
+	if len(na) != len(nb) {
+		return len(na) < len(nb)
+	}
+	return a < b
+}
+
+func numParts(s string) []int {
+	var out []int
+	n, in := 0, false
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			n, in = n*10+int(c-'0'), true
+			continue
+		}
+		if in {
+			out = append(out, n)
+		}
+		n, in = 0, false
+	}
+	if in {
+		out = append(out, n)
+	}
+	return out
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// usageOf formats the usage of the filesystem mounted at mp.
+func (r inspectReport) usageOf(mp string) string {
+	for _, u := range r.Usage {
+		if u.Mountpoint == mp && u.StatfsError == "" && u.Size > 0 {
+			return fmt.Sprintf("  (%s used of %s, %d%%; %s free)", humanSize(int64(u.Used)), humanSize(int64(u.Size)),
+				(u.Used*100+u.Size/2)/u.Size, humanSize(int64(u.Avail)))
+		}
+	}
+	return ""
+}
+
+func (r inspectReport) printRepairInfo(w io.Writer) {
+	if len(r.Kernels) > 0 {
+		fmt.Fprintf(w, "kernels:         %s\n", strings.Join(r.Kernels, ", "))
+	}
+	if len(r.FstabProblems) > 0 {
+		fmt.Fprintln(w, "fstab problems:")
+		for _, e := range r.FstabProblems {
+			fmt.Fprintf(w, "  line %d: %s %s (%s): device not found\n", e.Line, safeName(e.Spec), safeName(e.Mountpoint), safeName(e.Type))
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"path"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/appliance"
+)
+
+// Helpers shared by the one-shot commands that look at or repair an image
+// (ls, cat, copy-in, copy-out, edit, reset-password, fstab, fsck).
+
+// oneShotExitHelp is appended to the description of those commands.
+const oneShotExitHelp = "Exit status: 0 success, 1 the operation failed inside the image (a missing file, errors found),\n" +
+	"2 bad usage (nothing was touched), 3 image or appliance error. A failed command leaves the image unchanged."
+
+// roFlag is --ro for commands that only read: they always open the image
+// read-only, the flag just says so.
+func roFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "ro", Usage: "open the image read-only (always the case for this command)"}
+}
+
+// writeROFlag is --ro for commands that write: asking for a read-only open
+// is then a usage error, reported before anything is touched.
+func writeROFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "ro", Usage: "refused: this command writes to the image"}
+}
+
+func rejectRO(c *cli.Context) error {
+	if c.Bool("ro") {
+		return usageErr("%s writes to the image and cannot run with --ro (the image is unchanged)", c.Command.Name)
+	}
+	return nil
+}
+
+// imagePathArg checks a path inside the image given on the command line:
+// it must be absolute. It is cleaned, so /../../etc/passwd is /etc/passwd of
+// the image (and the agent resolves every path inside the image's root
+// anyway, symlinks included).
+func imagePathArg(arg string) (string, error) {
+	if strings.IndexByte(arg, 0) >= 0 {
+		return "", usageErr("%q: a path must not contain a NUL byte", arg)
+	}
+	if !strings.HasPrefix(arg, "/") {
+		return "", usageErr("%q: paths inside the image must be absolute (e.g. /etc/fstab)", arg)
+	}
+	return path.Clean(arg), nil
+}
+
+// noFlagsAfterArgs catches flags given after the positional arguments,
+// which urfave/cli would take as arguments.
+func noFlagsAfterArgs(c *cli.Context) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			return usageErr("%s: flags go before the arguments (got %q after them)", c.Command.Name, a)
+		}
+	}
+	return nil
+}
+
+// opFailed marks an operation that failed inside the image (exit 1). An
+// appliance that died or a cancelled context keep their own codes.
+func opFailed(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if ctx.Err() != nil || errors.As(err, &ee) || errors.Is(err, appliance.ErrApplianceDied) {
+		return err
+	}
+	var re *appliance.RemoteError
+	if !errors.As(err, &re) && strings.Contains(err.Error(), "agent channel") {
+		return err
+	}
+	return withCode(ExitStepFailed, err)
+}
+
+// safeName makes a name from the image printable on a terminal: names with
+// control characters (escape sequences, newlines) or invalid UTF-8 are
+// shown quoted, Go style.
+func safeName(s string) string {
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// stdioOf returns the command's streams.
+func stdioOf(c *cli.Context) Stdio {
+	return Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
+}
+
+// needArgs checks the number of positional arguments.
+func needArgs(c *cli.Context, min int, usage string) error {
+	if c.NArg() < min {
+		return usageErr("usage: imgbake %s [flags] %s", c.Command.Name, usage)
+	}
+	return noFlagsAfterArgs(c)
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/imgbake/imgbake/fsops"
+)
+
+func resetPasswordCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "reset-password",
+		Usage:     "set a new password for a user of a disk image (a new hash in /etc/shadow)",
+		ArgsUsage: "USER",
+		Description: "The new password comes from --password-file (its first line), --random (a generated passphrase,\n" +
+			"printed on stdout once the image is written, or written to --random-file with mode 0600), or else is\n" +
+			"asked for on the terminal (or read as the first line of stdin when that is not a terminal).\n" +
+			"The hash is made by the image's chpasswd with the method its /etc/login.defs asks for, and checked;\n" +
+			"when the image's chpasswd is missing or broken, imgbake writes a SHA-512 crypt hash itself. The password\n" +
+			"never appears in a command line or in a file of the image.\n\n" + oneShotExitHelp,
+		Flags: append(diskFlags(),
+			&cli.StringFlag{Name: "password-file", Usage: "read the new password from the first line of `FILE`"},
+			&cli.BoolFlag{Name: "random", Usage: "generate a random passphrase (printed on stdout)"},
+			&cli.StringFlag{Name: "random-file", Usage: "with --random: write the passphrase to `FILE` (0600) instead of stdout"},
+			writeROFlag(),
+		),
+		Action: func(c *cli.Context) error {
+			stdio := stdioOf(c)
+			if c.NArg() != 1 {
+				return usageErr("usage: imgbake reset-password [flags] USER")
+			}
+			if err := noFlagsAfterArgs(c); err != nil {
+				return err
+			}
+			if err := rejectRO(c); err != nil {
+				return err
+			}
+			user := c.Args().First()
+			if user == "" || strings.ContainsAny(user, ":\n\r\x00/ ") {
+				return usageErr("reset-password: %q is not a user name", user)
+			}
+			random, pwFile, randomFile := c.Bool("random"), c.String("password-file"), c.String("random-file")
+			switch {
+			case random && pwFile != "":
+				return usageErr("reset-password: --password-file and --random exclude each other")
+			case randomFile != "" && !random:
+				return usageErr("reset-password: --random-file goes with --random")
+			}
+			var password string
+			var err error
+			switch {
+			case random:
+				password = fsops.GeneratePassphrase()
+			case pwFile != "":
+				if password, err = fsops.ReadSecretFile(pwFile); err != nil {
+					return withCode(ExitUsage, err)
+				}
+			default:
+				if password, err = askPassword(stdio, user); err != nil {
+					return withCode(ExitUsage, err)
+				}
+			}
+			if strings.ContainsAny(password, "\n\r\x00") || password == "" {
+				return usageErr("reset-password: a password must be one non-empty line")
+			}
+			// The passphrase file is written before the image: a password
+			// set in the image but lost on the host would lock the user out.
+			if randomFile != "" {
+				if err := fsops.WriteSecretFile(randomFile, password); err != nil {
+					return withCode(ExitUsage, err)
+				}
+			}
+			ctx := c.Context
+			op, err := openImages(ctx, c, stdio, openOptions{})
+			if err != nil {
+				removeSecret(randomFile)
+				return err
+			}
+			res, err := fsops.ResetPassword(ctx, op.sess, user, password)
+			if err != nil {
+				op.abort()
+				removeSecret(randomFile)
+				return opFailed(ctx, fmt.Errorf("reset-password %s: %w", user, err))
+			}
+			if err := op.finish(ctx, res.Changed); err != nil {
+				removeSecret(randomFile)
+				return err
+			}
+			switch {
+			case !res.Changed:
+				fmt.Fprintf(stdio.Err, "imgbake: %s already has this password; the image is unchanged\n", user)
+			case res.Detail != "":
+				fmt.Fprintf(stdio.Err, "imgbake: new password set for %s (%s)\n", user, res.Detail)
+			default:
+				fmt.Fprintf(stdio.Err, "imgbake: new password set for %s\n", user)
+			}
+			if random && randomFile == "" {
+				fmt.Fprintln(stdio.Out, password)
+			} else if randomFile != "" {
+				fmt.Fprintf(stdio.Err, "imgbake: the new password is in %s\n", randomFile)
+			}
+			return nil
+		},
+	}
+}
+
+func removeSecret(path string) {
+	if path != "" {
+		os.Remove(path)
+	}
+}
+
+// askPassword reads the new password: twice without echo on a terminal,
+// else the first line of stdin.
+func askPassword(stdio Stdio, user string) (string, error) {
+	if f, ok := stdio.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(stdio.Err, "New password for %s: ", user)
+		a, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stdio.Err)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		fmt.Fprintf(stdio.Err, "Retype the new password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stdio.Err)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		if string(a) != string(b) {
+			return "", errors.New("the passwords do not match; nothing was changed")
+		}
+		return string(a), nil
+	}
+	line, err := bufio.NewReader(stdio.In).ReadString('\n')
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		if err != nil {
+			return "", errors.New("no password given: use --password-file, --random, or type it on a terminal")
+		}
+		return "", errors.New("the password is empty")
+	}
+	return line, nil
+}
