@@ -9,7 +9,8 @@ pkgs=(
   linux-image-cloud-amd64 # small kernel with ext4 built in; the appliance kernel
   debootstrap       # builds Debian test images
   e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck, sfdisk, partx
-  busybox-static    # not required at runtime; used by tests as an independent shell
+  busybox-static    # the appliance's rescue shell (imgbake fsck / shell --rescue); tests use it as an independent shell
+  lvm2              # lvm in the appliance's rescue tools
   cpio
   mtools            # test images: files into the ESP without mounting
   tmux              # tests drive `imgbake shell` on a real terminal

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -53,6 +54,12 @@ func applianceCommand() *cli.Command {
 					fmt.Fprintf(w, "modules:    %d\n", len(m.Modules))
 					for _, mod := range m.Modules {
 						fmt.Fprintf(w, "            %s\n", mod)
+					}
+					fmt.Fprintf(w, "rescue:     %s (%s: the initramfs plus %s of rescue tools, for fsck and the rescue shell)\n",
+						app.RescueInitramfs, humanSize(app.RescueSize), humanSize(m.Rescue.Bytes))
+					fmt.Fprintf(w, "            tools %s; %d libraries, %d busybox applets\n", strings.Join(m.Rescue.Tools, ", "), len(m.Rescue.Libs), m.Rescue.Applets)
+					if len(m.Rescue.Missing) > 0 {
+						fmt.Fprintf(w, "            not on this host (install to include): %s\n", strings.Join(m.Rescue.Missing, ", "))
 					}
 					fmt.Fprintf(w, "accel:      %s\n", appliance.AccelAvailable())
 					if p, size, err := appliance.SnapshotInfo(app, c.Int("memory"), false); err == nil {
