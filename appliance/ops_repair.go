@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/imgbake/imgbake/appliance/proto"
 )
@@ -64,6 +65,15 @@ func (w *dirLineWriter) line(b []byte) error {
 	var e proto.DirEntry
 	if err := json.Unmarshal(b, &e); err != nil {
 		return fmt.Errorf("readdir: bad entry from the agent: %w", err)
+	}
+	if e.RawName != nil {
+		e.Name, e.RawName = string(e.RawName), nil
+	}
+	if e.RawTarget != nil {
+		e.Target, e.RawTarget = string(e.RawTarget), nil
+	}
+	if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+		return fmt.Errorf("readdir: the agent sent an impossible name %q", e.Name)
 	}
 	w.entries = append(w.entries, e)
 	return nil

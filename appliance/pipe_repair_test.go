@@ -65,6 +65,17 @@ func TestReadDirPipe(t *testing.T) {
 			t.Errorf("readdir /up shows %q from outside the root", e.Name)
 		}
 	}
+	// Names and targets that are not UTF-8 arrive byte for byte.
+	odd := "bad\xff\xfename"
+	must(t, os.WriteFile(filepath.Join(root, "etc", "sub", odd), nil, 0o644))
+	must(t, os.Symlink("tar\xffget", filepath.Join(root, "etc", "sub", "oddlink")))
+	ents, err = s.ReadDir(ctx, "/etc/sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 2 || ents[0].Name != odd || ents[1].Target != "tar\xffget" {
+		t.Errorf("non-UTF-8 entries: %+v", ents)
+	}
 	if _, err := s.ReadDir(ctx, "/etc/passwd"); !errors.Is(err, syscall.ENOTDIR) {
 		t.Errorf("readdir of a file: %v, want ENOTDIR", err)
 	}

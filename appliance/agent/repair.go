@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -63,6 +64,12 @@ func (a *Agent) handleReadDir(ctx context.Context, st *stream, raw json.RawMessa
 			e := proto.DirEntry{Name: name}
 			if s, err := statAt(fd, name, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 				e.StatResult = s
+			}
+			if !utf8.ValidString(e.Name) {
+				e.RawName = []byte(e.Name)
+			}
+			if !utf8.ValidString(e.Target) {
+				e.RawTarget = []byte(e.Target)
 			}
 			// Removed since the listing: still listed, without attributes.
 			if err := enc.Encode(e); err != nil {

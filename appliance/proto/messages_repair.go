@@ -25,6 +25,10 @@ const (
 type DirEntry struct {
 	Name string `json:"name"`
 	StatResult
+	// RawName and RawTarget carry the exact bytes of a name or symlink
+	// target that is not valid UTF-8 (JSON strings would mangle it).
+	RawName   []byte `json:"raw_name,omitempty"`
+	RawTarget []byte `json:"raw_target,omitempty"`
 }
 
 // ReadDirResult ends a directory listing.
