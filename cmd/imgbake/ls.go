@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/fsops"
 )
@@ -50,7 +51,7 @@ func lsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			l := &lister{ctx: c.Context, s: op.sess, w: stdio.Out, long: c.Bool("long"), recursive: c.Bool("recursive")}
+			l := &lister{ctx: c.Context, s: op.sess, w: stdio.Out, errw: stdio.Err, long: c.Bool("long"), recursive: c.Bool("recursive")}
 			if l.long {
 				l.users, l.groups = idNames(c.Context, op.sess, "/etc/passwd"), idNames(c.Context, op.sess, "/etc/group")
 			}
@@ -68,7 +69,7 @@ func lsCommand() *cli.Command {
 			if err := op.finish(c.Context, false); err != nil {
 				return err
 			}
-			if failed != nil {
+			if failed != nil || l.failed {
 				return withCode(ExitStepFailed, errReported)
 			}
 			return nil
@@ -76,11 +77,13 @@ func lsCommand() *cli.Command {
 	}
 }
 
-// isPathError tells a problem with one path (reported, the command goes on)
-// from an appliance failure.
+// isPathError tells a problem with one path (reported, the command goes on
+// with the next) from an appliance failure: anything the agent answered
+// with an error (ENOENT, EISDIR, EIO from a damaged filesystem, ...) is about
+// the path.
 func isPathError(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EACCES) ||
-		errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EISDIR) || errors.Is(err, errTooDeep)
+	var re *appliance.RemoteError
+	return errors.As(err, &re) || errors.Is(err, errTooDeep)
 }
 
 var errTooDeep = errors.New("directories nest too deeply")
@@ -89,8 +92,10 @@ type lister struct {
 	ctx             context.Context
 	s               *fsops.Session
 	w               io.Writer
+	errw            io.Writer
 	long, recursive bool
 	users, groups   map[int]string
+	failed          bool // a subdirectory could not be listed
 }
 
 // maxLsDepth bounds -R in a hostile image.
@@ -143,7 +148,8 @@ func (l *lister) dir(p string, ents []proto.DirEntry, header, blank bool, depth 
 			if !isPathError(err) {
 				return err
 			}
-			fmt.Fprintf(l.w, "\n%s: %v\n", safeName(sub), err)
+			fmt.Fprintf(l.errw, "imgbake: ls: %v\n", err)
+			l.failed = true
 			continue
 		}
 		if err := l.dir(sub, children, true, true, depth+1); err != nil {
