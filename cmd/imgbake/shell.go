@@ -39,7 +39,9 @@ func shellCommand() *cli.Command {
 
 func shellAction(c *cli.Context, stdio Stdio) error {
 	ctx := c.Context
-	op, err := openImages(ctx, c, stdio, openOptions{readOnly: c.Bool("ro")})
+	// The rescue appliance, so the fallback shell is there when the image
+	// has none; it boots as fast as the normal one.
+	op, err := openImages(ctx, c, stdio, openOptions{readOnly: c.Bool("ro"), rescue: true})
 	if err != nil {
 		return err
 	}
