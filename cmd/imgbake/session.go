@@ -65,6 +65,7 @@ func sessionStartCommand() *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", Value: 15 * time.Minute, Usage: "stop and discard after this long without a request (0: never)"},
 			&cli.BoolFlag{Name: "network", Usage: "give the appliance a network for package steps of `session run`"},
 			&cli.BoolFlag{Name: "reuse", Usage: "if session --name is already running on the same disk, use it (wait until it is ready)"},
+			&cli.BoolFlag{Name: "attach", Usage: "only use the running session --name on the same disk: fail if it is not running (never boot a new one)"},
 		),
 		Action: func(c *cli.Context) error { return sessionStart(c, sessionStdio(c)) },
 	}
@@ -87,8 +88,8 @@ func sessionStart(c *cli.Context, stdio Stdio) error {
 		if err := checkSessionName(name); err != nil {
 			return err
 		}
-	} else if c.Bool("reuse") {
-		return usageErr("--reuse needs --name")
+	} else if c.Bool("reuse") || c.Bool("attach") {
+		return usageErr("--reuse and --attach need --name")
 	}
 	var want []sessionDisk
 	for _, d := range disks {
@@ -109,6 +110,12 @@ func sessionStart(c *cli.Context, stdio Stdio) error {
 		return withCode(ExitImage, err)
 	}
 	running := scanSessions(base, nil)
+	if c.Bool("attach") {
+		if _, err := os.Stat(filepath.Join(base, name)); err != nil {
+			return withCode(ExitImage, fmt.Errorf("session %s is not running any more (its log: %s); its changes are lost", name, filepath.Join(base, name+".log")))
+		}
+		return reuseSession(ctx, stdio, base, name, want)
+	}
 	for _, s := range running {
 		if !sharesDisk(s.info.Disks, want) {
 			continue

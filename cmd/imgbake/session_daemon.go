@@ -241,9 +241,10 @@ func (d *sessionDaemon) stop(ln net.Listener, discard bool, why string) sessionR
 	d.mu.Lock()
 	d.stopping = true
 	active := d.active
-	d.mu.Unlock()
 	d.info.State = stateStopping
-	_ = writeSessionInfo(d.dir, d.info)
+	info := d.info
+	d.mu.Unlock()
+	_ = writeSessionInfo(d.dir, info)
 	ln.Close()
 	action := "committing"
 	if discard {

@@ -207,6 +207,9 @@ func TestSessionLifecycle(t *testing.T) {
 	if r := imgbake(t, "session", "exec", "s1", "--", "true"); r.code != ExitSession {
 		t.Errorf("exec after stop: %s", r)
 	}
+	if r := imgbake(t, "session", "start", "--attach", "--name", "s1", "-a", disk); r.code != ExitImage || !strings.Contains(r.stderr, "not running any more") {
+		t.Errorf("--attach to a session that ended must not boot a new one: %s", r)
+	}
 
 	// A second session: changes are committed by stop.
 	if r := imgbake(t, "session", "start", "-a", disk); r.code != 0 || r.stdout != "debian-nopart\n" {

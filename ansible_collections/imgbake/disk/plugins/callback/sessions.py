@@ -116,7 +116,7 @@ class CallbackModule(CallbackBase):
                                           color="bright red" if failed is not None else None)
                 else:
                     self._display.display("imgbake: %s: changes committed into the image" % where, color="green")
-            elif discard and "no such session" in err:
+            elif discard and "no such session" in err and not rec.get("started"):
                 pass  # never started (its first task failed to boot it)
             elif discard:
                 self._display.warning("imgbake: %s: stopping the session: %s" % (where, err))

@@ -183,7 +183,11 @@ class Connection(ConnectionBase):
         self._target = S.Target(self.get_option("command"), remote, self.get_option("ssh_args"), state_dir)
         disk = self._disk()
         self._name = S.session_name(run_id, remote, disk)
-        args = ["session", "start", "--reuse", "--name", self._name, "-a", disk,
+        # Only the play's first task on the disk may boot it: if the session
+        # ended since (idle timeout, crash), its changes are gone and the
+        # play must not go on as if they were there.
+        started = S.session_started(state_dir, self._name)
+        args = ["session", "start", "--attach" if started else "--reuse", "--name", self._name, "-a", disk,
                 "--idle-timeout", self.get_option("idle_timeout"), "--memory", str(self.get_option("memory"))]
         if self.get_option("format"):
             args += ["--format", self.get_option("format")]
@@ -207,6 +211,8 @@ class Connection(ConnectionBase):
         if rc != 0:
             raise AnsibleConnectionFailure("imgbake: starting the session for %s failed (rc %d): %s" % (
                 disk, rc, to_native(err).strip()))
+        if not started:
+            S.mark_started(state_dir, self._name)
         self._connected = True
         return self
 

@@ -241,6 +241,31 @@ def record_session(state_dir, name, target, disk, host, on_failure):
         os.rename(tmp, p)
 
 
+def _update(state_dir, name, fn):
+    p = os.path.join(state_dir, "sessions", name + ".json")
+    with _locked(state_dir):
+        try:
+            with open(p) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        out = fn(rec)
+        tmp = p + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.rename(tmp, p)
+        return out
+
+
+def session_started(state_dir, name):
+    """Whether an earlier task of the play started session name."""
+    return bool(_update(state_dir, name, lambda rec: rec.get("started")))
+
+
+def mark_started(state_dir, name):
+    _update(state_dir, name, lambda rec: rec.__setitem__("started", True))
+
+
 def recorded_sessions(state_dir):
     out = []
     d = os.path.join(state_dir, "sessions")
