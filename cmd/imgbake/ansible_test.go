@@ -205,7 +205,31 @@ func TestAnsibleKilled(t *testing.T) {
 	env := ansibleEnv(t, tmp)
 	disk := testimages.Fresh(t, testimages.Python)
 	before := sha256File(t, disk)
-	cmd := ansibleCmd(t, env, "slow.yml", "-e", "disk="+disk, "-v")
+	killPlaybook(t, env, "slow.yml", "-e", "disk="+disk)
+	waitNoQEMU(t, tmp, 30*time.Second)
+	for i := 0; len(scanSessions(base, nil)) > 0; i++ {
+		if i > 100 {
+			t.Fatal("the session is still there")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sha256File(t, disk) != before {
+		t.Error("a killed play changed the image")
+	}
+	logs := sessionLogs(t, base)
+	if len(logs) != 1 {
+		t.Fatalf("session logs: %v", logs)
+	}
+	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "owner process") {
+		t.Errorf("the session log does not name the owner's death:\n%s", b)
+	}
+}
+
+// killPlaybook runs a playbook until its long task has started inside the
+// image, then kills ansible-playbook outright.
+func killPlaybook(t *testing.T, env []string, playbook string, extra ...string) {
+	t.Helper()
+	cmd := ansibleCmd(t, env, playbook, append(extra, "-v")...)
 	pr, pw, err := os.Pipe()
 	must(t, err)
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -241,40 +265,48 @@ wait:
 	}
 	// Let the command start inside the image.
 	time.Sleep(3 * time.Second)
-	if len(qemusUsing(tmp)) == 0 {
-		t.Fatal("no qemu for the session")
-	}
 	must(t, cmd.Process.Signal(syscall.SIGKILL))
 	<-exited
-	killed := time.Now()
-	waitNoQEMU(t, tmp, 30*time.Second)
-	t.Logf("no qemu %s after ansible-playbook was killed", time.Since(killed).Round(time.Millisecond))
-	for i := 0; len(scanSessions(base, nil)) > 0; i++ {
-		if i > 100 {
-			t.Fatal("the session is still there")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if sha256File(t, disk) != before {
-		t.Error("a killed play changed the image")
-	}
-	logs := sessionLogs(t, base)
-	if len(logs) != 1 {
-		t.Fatalf("session logs: %v", logs)
-	}
-	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "owner process") {
-		t.Errorf("the session log does not name the owner's death:\n%s", b)
-	}
 }
 
-// TestAnsibleRemote: the same playbook against a disk on "a remote
-// hypervisor": sshd on localhost with its own user and key, imgbake run
-// there over one ssh connection.
-func TestAnsibleRemote(t *testing.T) {
+// TestAnsibleRemoteKilled: over ssh, ansible-playbook killed mid-play: the
+// local watcher ends the ssh connection, the remote session's owner (that
+// connection's sshd) goes, and the session discards.
+func TestAnsibleRemoteKilled(t *testing.T) {
 	tmp, _ := sessionTest(t)
 	env := ansibleEnv(t, tmp)
 	h := startSSHD(t)
-	// The image and its directory (where a commit journal goes) are the user's.
+	disk := h.disk(t)
+	before := sha256File(t, disk)
+	vars, err := json.Marshal(map[string]any{"disk": disk, "imgbake_remote": h.user + "@127.0.0.1",
+		"imgbake_ssh_args": h.sshArgs(), "imgbake_command": "env IMGBAKE_TEST_AS_MAIN=1 " + h.exe})
+	must(t, err)
+	killPlaybook(t, env, "slow.yml", "-e", string(vars))
+	killed := time.Now()
+	deadline := killed.Add(30 * time.Second)
+	for len(userProcs(h.uid)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left := userProcs(h.uid); len(left) > 0 {
+		t.Fatalf("processes of %s (session, qemu, sshd) still running 30s after the kill: %v", h.user, left)
+	}
+	t.Logf("remote session gone %s after ansible-playbook was killed", time.Since(killed).Round(time.Millisecond))
+	if sha256File(t, disk) != before {
+		t.Error("a killed play changed the remote image")
+	}
+	logs := sessionLogs(t, filepath.Join("/tmp", fmt.Sprintf("imgbake-%d", h.uid), "sessions"))
+	if len(logs) != 1 {
+		t.Fatalf("remote session logs: %v", logs)
+	}
+	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "owner process") || !strings.Contains(string(b), "discarded") {
+		t.Errorf("the remote session log does not say it discarded after its owner's death:\n%s", b)
+	}
+}
+
+// disk copies the python3 test image into a directory of the user's (where
+// a commit journal goes) and returns its path.
+func (h *sshHost) disk(t *testing.T) string {
+	t.Helper()
 	images := filepath.Join(h.dir, "images")
 	must(t, os.Mkdir(images, 0o755))
 	must(t, os.Chown(images, h.uid, h.gid))
@@ -284,10 +316,24 @@ func TestAnsibleRemote(t *testing.T) {
 		t.Fatalf("%v %s", err, out)
 	}
 	must(t, os.Chown(disk, h.uid, h.gid))
+	return disk
+}
+
+func (h *sshHost) sshArgs() string {
+	return fmt.Sprintf("-p %d -i %s -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR", h.port, h.key)
+}
+
+// TestAnsibleRemote: the same playbook against a disk on "a remote
+// hypervisor": sshd on localhost with its own user and key, imgbake run
+// there over one ssh connection.
+func TestAnsibleRemote(t *testing.T) {
+	tmp, _ := sessionTest(t)
+	env := ansibleEnv(t, tmp)
+	h := startSSHD(t)
+	disk := h.disk(t)
 	outDir := t.TempDir()
-	sshArgs := fmt.Sprintf("-p %d -i %s -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR", h.port, h.key)
 	vars, err := json.Marshal(map[string]any{"disk": disk, "out_dir": outDir, "imgbake_remote": h.user + "@127.0.0.1",
-		"imgbake_ssh_args": sshArgs, "imgbake_command": "env IMGBAKE_TEST_AS_MAIN=1 " + h.exe, "imgbake_pipelining": true})
+		"imgbake_ssh_args": h.sshArgs(), "imgbake_command": "env IMGBAKE_TEST_AS_MAIN=1 " + h.exe, "imgbake_pipelining": true})
 	must(t, err)
 	play, code, took := runPlaybook(t, env, "site.yml", "-e", string(vars))
 	if code != 0 {
