@@ -41,6 +41,15 @@ unit: $(AGENT)
 demo: deps build
 	bash scripts/demo.sh
 
+# Side-by-side benchmarks against libguestfs (issue 6; see BENCHMARKS.md). Installs
+# libguestfs-tools if missing. BENCH_QUICK=1 for one short pass; BENCH_FLAGS passes
+# driver flags, e.g. BENCH_FLAGS='-w 1,2 -reps 5'. Results: bench/results/*.json.
+bench:
+	bash scripts/install-deps.sh --bench
+	$(MAKE) build
+	bash testimages/build.sh debian-gpt.qcow2
+	$(GO) run ./scripts/bench -imgbake $(BIN) $(BENCH_FLAGS)
+
 fuzz: $(AGENT)
 	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/proto -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME)
