@@ -70,8 +70,9 @@ func TestProvisionExample(t *testing.T) {
 	if _, ok := files["/etc/sysconfig/app"]; ok {
 		t.Error("the rhel-only step ran on Debian")
 	}
-	if m, ok := files["/etc/machine-id"]; !ok || len(m) != 0 {
-		t.Errorf("/etc/machine-id = %q (present %v), want empty", m, ok)
+	// Debian minbase may have no machine-id at all; if there is one it is empty.
+	if m := files["/etc/machine-id"]; len(m) != 0 {
+		t.Errorf("/etc/machine-id = %q, want empty or absent", m)
 	}
 	for _, u := range []string{"root", "ops"} {
 		name := "root-password.txt"
