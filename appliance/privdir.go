@@ -30,7 +30,7 @@ func PrivateDir(kind string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("creating private directory: %w", err)
 	}
-	id, err := processID(os.Getpid())
+	id, err := ProcessID(os.Getpid())
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, ownerFile), []byte(id+"\n"), 0o600)
 	}
@@ -41,8 +41,10 @@ func PrivateDir(kind string) (string, error) {
 	return dir, nil
 }
 
-// processID identifies a live process: "pid starttime" from /proc.
-func processID(pid int) (string, error) {
+// ProcessID identifies a live process as "pid starttime" from /proc, so a
+// recycled pid is never taken for the process it replaced. An exited
+// process (a zombie) has no identity.
+func ProcessID(pid int) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return "", err
@@ -55,6 +57,9 @@ func processID(pid int) (string, error) {
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
 		return "", errors.New("short /proc stat")
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return "", errors.New("process has exited")
 	}
 	return strconv.Itoa(pid) + " " + f[19], nil // field 22: starttime
 }
@@ -104,7 +109,7 @@ func stale(dir string) bool {
 	if err != nil || n <= 0 {
 		return false
 	}
-	cur, err := processID(n)
+	cur, err := ProcessID(n)
 	return err != nil || cur != owner
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/imgbake/imgbake/appliance"
 	"io"
 	"os"
 	"os/exec"
@@ -101,7 +102,7 @@ func sessionStart(c *cli.Context, stdio Stdio) error {
 	}
 	ownerID := ""
 	if pid := c.Int("owner-pid"); pid != 0 {
-		if ownerID, err = procIdentity(pid); err != nil {
+		if ownerID, err = appliance.ProcessID(pid); err != nil {
 			return usageErr("--owner-pid %d: no such process", pid)
 		}
 	}
@@ -139,7 +140,7 @@ func sessionStart(c *cli.Context, stdio Stdio) error {
 		}
 		return withCode(ExitUsage, fmt.Errorf("a session named %s is already running: pick another --name", name))
 	}
-	self, err := procIdentity(os.Getpid())
+	self, err := appliance.ProcessID(os.Getpid())
 	if err == nil {
 		err = writeSessionInfo(dir, sessionInfo{Name: name, State: stateStarting, PID: os.Getpid(), ProcID: self, Disks: want, Started: time.Now().UTC()})
 	}

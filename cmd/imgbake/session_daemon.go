@@ -118,7 +118,7 @@ func sessionServe(c *cli.Context, stdio Stdio) (err error) {
 	if err := checkPrivate(d.dir); err != nil {
 		return err
 	}
-	id, err := procIdentity(os.Getpid())
+	id, err := appliance.ProcessID(os.Getpid())
 	if err != nil {
 		return err
 	}

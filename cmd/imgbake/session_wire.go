@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/imgbake/imgbake/appliance"
 	"io"
 	"io/fs"
 	"net"
@@ -93,35 +94,13 @@ func checkPrivate(dir string) error {
 	return nil
 }
 
-// procIdentity identifies a live process as "pid starttime", so a recycled
-// pid is never taken for the process it replaced.
-func procIdentity(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return "", errors.New("unparsable /proc stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return "", errors.New("short /proc stat")
-	}
-	if f[0] == "Z" || f[0] == "X" {
-		return "", errors.New("process has exited")
-	}
-	return strconv.Itoa(pid) + " " + f[19], nil
-}
-
 func procAlive(id string) bool {
 	pid, _, _ := strings.Cut(id, " ")
 	n, err := strconv.Atoi(pid)
 	if err != nil || n <= 0 {
 		return false
 	}
-	cur, err := procIdentity(n)
+	cur, err := appliance.ProcessID(n)
 	return err == nil && cur == id
 }
 
