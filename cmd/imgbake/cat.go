@@ -19,13 +19,9 @@ func catCommand() *cli.Command {
 			if err := needArgs(c, 1, "PATH..."); err != nil {
 				return err
 			}
-			var paths []string
-			for _, a := range c.Args().Slice() {
-				p, err := imagePathArg(a)
-				if err != nil {
-					return err
-				}
-				paths = append(paths, p)
+			paths, err := imagePathArgs(c.Args().Slice())
+			if err != nil {
+				return err
 			}
 			op, err := openImages(c.Context, c, stdio, openOptions{readOnly: true})
 			if err != nil {

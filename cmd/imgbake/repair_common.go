@@ -44,6 +44,19 @@ func rejectRO(c *cli.Context) error {
 // it must be absolute. It is cleaned, so /../../etc/passwd is /etc/passwd of
 // the image (and the agent resolves every path inside the image's root
 // anyway, symlinks included).
+// imagePathArgs checks every argument with imagePathArg.
+func imagePathArgs(args []string) ([]string, error) {
+	paths := make([]string, 0, len(args))
+	for _, a := range args {
+		p, err := imagePathArg(a)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
 func imagePathArg(arg string) (string, error) {
 	if strings.IndexByte(arg, 0) >= 0 {
 		return "", usageErr("%q: a path must not contain a NUL byte", arg)
