@@ -129,16 +129,7 @@ func (a *Agent) runCommand(ctx context.Context, st *stream, root string, argv []
 			inW.Close()
 		}()
 	}
-	var ws syscall.WaitStatus
-	res := &proto.ExecResult{}
-	select {
-	case ws = <-done:
-	case <-ctx.Done():
-		// The whole session (setsid) dies, so shells' children go too.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		ws = <-done
-		res.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
-	}
+	ws, timedOut := waitOrKill(ctx, pid, done)
 	// Background children that keep the pipes open must not hang the step:
 	// give the output a moment to drain, then kill what is left of the session.
 	waitCh := make(chan struct{})
@@ -149,6 +140,24 @@ func (a *Agent) runCommand(ctx context.Context, st *stream, root string, argv []
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-waitCh
 	}
+	return execResult(ws, timedOut), nil
+}
+
+// waitOrKill waits for the command, killing its whole session (setsid, so
+// shells' children go too) when ctx ends first.
+func waitOrKill(ctx context.Context, pid int, done <-chan syscall.WaitStatus) (syscall.WaitStatus, bool) {
+	select {
+	case ws := <-done:
+		return ws, false
+	case <-ctx.Done():
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return <-done, errors.Is(ctx.Err(), context.DeadlineExceeded)
+	}
+}
+
+// execResult turns a wait status into rc (128+signal when killed).
+func execResult(ws syscall.WaitStatus, timedOut bool) *proto.ExecResult {
+	res := &proto.ExecResult{TimedOut: timedOut}
 	switch {
 	case ws.Exited():
 		res.RC = ws.ExitStatus()
@@ -156,7 +165,7 @@ func (a *Agent) runCommand(ctx context.Context, st *stream, root string, argv []
 		res.RC = 128 + int(ws.Signal())
 		res.Signal = ws.Signal().String()
 	}
-	return res, nil
+	return res
 }
 
 // spawn starts a process whose exit status the reaper delivers on done.

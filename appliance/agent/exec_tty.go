@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,15 +79,7 @@ func (a *Agent) runTTY(ctx context.Context, st *stream, root string, argv []stri
 			}
 		}
 	}()
-	var ws syscall.WaitStatus
-	res := &proto.ExecResult{}
-	select {
-	case ws = <-done:
-	case <-ctx.Done():
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		ws = <-done
-		res.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
-	}
+	ws, timedOut := waitOrKill(ctx, pid, done)
 	// Whatever the shell left running on its terminal goes with it.
 	_ = syscall.Kill(-pid, syscall.SIGHUP)
 	select {
@@ -96,14 +87,7 @@ func (a *Agent) runTTY(ctx context.Context, st *stream, root string, argv []stri
 	case <-time.After(2 * time.Second):
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
-	switch {
-	case ws.Exited():
-		res.RC = ws.ExitStatus()
-	case ws.Signaled():
-		res.RC = 128 + int(ws.Signal())
-		res.Signal = ws.Signal().String()
-	}
-	return res, nil
+	return execResult(ws, timedOut), nil
 }
 
 func rootOrSlash(root string) string {
