@@ -47,7 +47,7 @@ demo: deps build
 bench:
 	bash scripts/install-deps.sh --bench
 	$(MAKE) build
-	bash testimages/build.sh debian-gpt.qcow2
+	bash testimages/build.sh debian-gpt.qcow2 debian-python.raw
 	$(GO) run ./scripts/bench -imgbake $(BIN) $(BENCH_FLAGS)
 
 fuzz: $(AGENT)

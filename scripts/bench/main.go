@@ -30,16 +30,17 @@ import (
 )
 
 type config struct {
-	Reps      int      `json:"reps"`
-	HeavyReps int      `json:"heavy_reps"`
-	Tasks     int      `json:"tasks"`
-	Workloads []int    `json:"workloads"`
-	Tools     []string `json:"tools"`
-	Image     string   `json:"image"`
-	Imgbake   string   `json:"imgbake"`
-	Quick     bool     `json:"quick"`
-	Sample    string   `json:"rss_sample_interval"`
-	NoNetwork bool     `json:"virt_customize_no_network"`
+	Reps        int      `json:"reps"`
+	HeavyReps   int      `json:"heavy_reps"`
+	Tasks       int      `json:"tasks"`
+	Workloads   []int    `json:"workloads"`
+	PythonImage string   `json:"python_image,omitempty"`
+	Tools       []string `json:"tools"`
+	Image       string   `json:"image"`
+	Imgbake     string   `json:"imgbake"`
+	Quick       bool     `json:"quick"`
+	Sample      string   `json:"rss_sample_interval"`
+	NoNetwork   bool     `json:"virt_customize_no_network"`
 
 	sample  time.Duration
 	timeout time.Duration
@@ -47,6 +48,7 @@ type config struct {
 	tools   map[string]bool
 	cache   string
 	outDir  string
+	repo    string
 	work    string
 	verbose bool
 	warmup  bool
@@ -64,14 +66,16 @@ type results struct {
 }
 
 type bench struct {
-	cfg     config
-	res     *results
-	imgbake string // frozen copy of the binary under test
-	payload payloadInfo
-	appDir  string
-	memo    map[string]*run
-	seq     int
-	ctx     context.Context
+	cfg         config
+	res         *results
+	imgbake     string // frozen copy of the binary under test
+	payload     payloadInfo
+	appDir      string
+	memo        map[string]*run
+	playDir     string // workload 8: the playbook's directory
+	collections string // workload 8: ANSIBLE_COLLECTIONS_PATH
+	seq         int
+	ctx         context.Context
 }
 
 func logf(format string, args ...any) {
@@ -106,12 +110,14 @@ func parseFlags() (config, error) {
 	}
 	var c config
 	var w, tools string
-	flag.IntVar(&c.Reps, "reps", 3, "repetitions of the cheap workloads (1-4, 7 runs once)")
+	flag.IntVar(&c.Reps, "reps", 3, "repetitions of the cheap workloads (1-4, 8; 7 runs once)")
 	flag.IntVar(&c.HeavyReps, "heavy-reps", 1, "repetitions of the expensive workloads 5 (copy-in) and 6 (20 launches)")
 	flag.IntVar(&c.Tasks, "tasks", 20, "tasks in workload 6")
-	flag.StringVar(&w, "w", "1-7", "workloads to run: a list and/or ranges, e.g. 1,2,5 or 1-4")
+	flag.StringVar(&w, "w", "1-8", "workloads to run: a list and/or ranges, e.g. 1,2,5 or 1-4")
 	flag.StringVar(&tools, "tools", toolIB+","+toolLG, "tools to measure")
 	flag.StringVar(&c.Image, "image", filepath.Join(imgDir, "debian-gpt.qcow2"), "the test image (copied for every run, never modified)")
+	flag.StringVar(&c.PythonImage, "python-image", filepath.Join(imgDir, "debian-python.raw"), "workload 8: the test image with python3 for the Ansible play")
+	flag.StringVar(&c.repo, "repo", ".", "workload 8: the imgbake checkout (Ansible collection and playbook)")
 	flag.StringVar(&c.Imgbake, "imgbake", "bin/imgbake", "the imgbake binary (copied first, so a rebuild during the run changes nothing)")
 	flag.StringVar(&c.outDir, "out", "bench/results", "directory for the JSON results")
 	flag.StringVar(&c.cache, "cache", filepath.Join(cacheBase, "imgbake", "bench"), "cache for the generated copy-in payload")
@@ -148,8 +154,8 @@ func parseFlags() (config, error) {
 	}
 	c.only = map[int]bool{}
 	for _, n := range c.Workloads {
-		if n < 1 || n > 7 {
-			return c, fmt.Errorf("-w: no workload %d (1-7)", n)
+		if n < 1 || n > 8 {
+			return c, fmt.Errorf("-w: no workload %d (1-8)", n)
 		}
 		c.only[n] = true
 	}
@@ -285,6 +291,11 @@ func (b *bench) setup() error {
 		b.payload = p
 		b.res.Payload = p
 	}
+	if b.cfg.only[8] && b.cfg.tools[toolIB] {
+		if err := b.ansibleSetup(); err != nil {
+			return err
+		}
+	}
 	b.res.Machine = gatherMachine(b.imgbake, b.cfg.Image)
 	return nil
 }
@@ -352,6 +363,9 @@ func (b *bench) runRep(rep int) {
 	}
 	if on[6] && heavy {
 		b.tasks(rep)
+	}
+	if on[8] && b.cfg.tools[toolIB] {
+		b.ansible(rep)
 	}
 	if on[7] && rep == 1 {
 		memDir := filepath.Join(b.cfg.work, "meminfo")
@@ -459,7 +473,7 @@ func (b *bench) record(k string, r *run, err error) {
 		b.fail(r, err)
 		return
 	}
-	if r.Tool == toolIB {
+	if r.Tool == toolIB && r.Workload != 8 { // plays are checked by checkPlay
 		// A successful imgbake run prints one line per step; a recipe that
 		// was skipped as already applied would print none.
 		if len(r.Steps) == 0 {
@@ -510,14 +524,23 @@ func (b *bench) vcArgs(ops []string) argvFunc {
 }
 
 func (b *bench) exec(r *run, argv []string) error {
-	label := fmt.Sprintf("w%d %-10s %-8s rep %d", r.Workload, r.Tool, r.Variant, r.Rep)
-	if r.Task > 0 {
-		label += fmt.Sprintf(" task %d", r.Task)
-	}
+	return b.execWith(r, argv, b.procOpts())
+}
+
+// procOpts are the defaults of a measured command.
+func (b *bench) procOpts() procOpts {
 	o := procOpts{dir: b.cfg.work, timeout: b.cfg.timeout, sample: b.cfg.sample,
 		env: []string{"LIBGUESTFS_BACKEND=direct"}}
 	if b.cfg.verbose {
 		o.logLines = func(l string) { fmt.Fprintf(os.Stderr, "    | %s\n", l) }
+	}
+	return o
+}
+
+func (b *bench) execWith(r *run, argv []string, o procOpts) error {
+	label := fmt.Sprintf("w%d %-10s %-8s rep %d", r.Workload, r.Tool, r.Variant, r.Rep)
+	if r.Task > 0 {
+		label += fmt.Sprintf(" task %d", r.Task)
 	}
 	err := execute(b.ctx, r, argv, o)
 	logf("%s  %8.2f s  (load %.1f)", label, r.WallMS/1000, r.LoadBefore)
@@ -525,10 +548,13 @@ func (b *bench) exec(r *run, argv []string) error {
 }
 
 // imageCopy makes a fresh sparse copy of the test image.
-func (b *bench) imageCopy() (string, func(), error) {
+func (b *bench) imageCopy() (string, func(), error) { return b.copyOf(b.cfg.Image) }
+
+// copyOf makes a fresh sparse copy of src in the work directory.
+func (b *bench) copyOf(src string) (string, func(), error) {
 	b.seq++
-	p := filepath.Join(b.cfg.work, fmt.Sprintf("img-%03d.qcow2", b.seq))
-	if err := copySparse(b.cfg.Image, p); err != nil {
+	p := filepath.Join(b.cfg.work, fmt.Sprintf("img-%03d%s", b.seq, filepath.Ext(src)))
+	if err := copySparse(src, p); err != nil {
 		return "", func() {}, err
 	}
 	return p, func() { os.Remove(p) }, nil

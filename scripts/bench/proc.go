@@ -33,6 +33,7 @@ type run struct {
 	Variant    string             `json:"variant"`
 	Rep        int                `json:"rep"`
 	Task       int                `json:"task,omitempty"`
+	Tasks      int                `json:"play_tasks,omitempty"` // workload 8: tasks the play ran
 	Cmd        []string           `json:"cmd"`
 	Started    time.Time          `json:"started"`
 	WallMS     float64            `json:"wall_ms"`

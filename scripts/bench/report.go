@@ -411,6 +411,7 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 			IB: summarize(valsOf(ibAll, func(r *run) (float64, bool) { return float64(r.MaxRSSkB) / 1024, r.MaxRSSkB > 0 })),
 			LG: summarize(valsOf(lgAll, func(r *run) (float64, bool) { return float64(r.MaxRSSkB) / 1024, r.MaxRSSkB > 0 }))})
 	}
+	addAnsible(a, add)
 	add(metric{Workload: 7, Name: "guest memory in use after the 20-step recipe (MemTotal − MemAvailable)", Unit: "MiB", Detail: true,
 		IB: summarize(a.vals(toolIB, "mem", func(r *run) (float64, bool) {
 			t, ok1 := r.Meminfo["MemTotal"]
@@ -498,4 +499,24 @@ func printTable(w io.Writer, res *results) {
 	if len(res.Failures) > 0 {
 		fmt.Fprintf(w, "\n%d failed runs are excluded (see the JSON).\n", len(res.Failures))
 	}
+}
+
+// addAnsible adds workload 8: the play with one session vs a boot per task.
+// Both variants are imgbake, so they are rows of the imgbake column and
+// their quotient a row of its own (per repetition, then the median).
+func addAnsible(a *an, add func(metric)) {
+	play, perTask := a.get(toolIB, variantPlay), a.get(toolIB, variantPerTask)
+	tasks := 0
+	for _, r := range append(play, perTask...) {
+		tasks = max(tasks, r.Tasks)
+	}
+	add(metric{Workload: 8, Name: fmt.Sprintf("Ansible play (%d tasks) through the imgbake.disk plugin: one session, one boot", tasks), Unit: "s",
+		IB: summarize(valsOf(play, wallS))})
+	add(metric{Workload: 8, Name: "the same play, a fresh appliance per task (ansible_imgbake_per_task)", Unit: "s",
+		IB: summarize(valsOf(perTask, wallS))})
+	ratio := a.perRep(toolIB, variantPerTask, variantPlay, func(pt, pl *run) (float64, bool) {
+		return pt.WallMS / pl.WallMS, pl.WallMS > 0
+	})
+	add(metric{Workload: 8, Name: "per-task boots ÷ one session (the play's wall time)", Unit: "x", Detail: true,
+		IB: summarize(ratio)})
 }

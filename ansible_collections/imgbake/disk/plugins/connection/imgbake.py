@@ -89,6 +89,18 @@ options:
     default: 512
     vars:
       - name: ansible_imgbake_memory
+  per_task:
+    description:
+      - Boot a fresh appliance for every task and commit that task's changes when the task ends, the way a
+        connection that launches libguestfs per task works. Much slower (one boot per task instead of one per
+        play) and a failed task's changes are committed too, since a connection cannot see task results;
+        O(on_failure) only covers a task whose session could not be stopped. Meant for comparisons
+        (C(make bench) measures this mode against the default) and for plays that need every task's changes
+        in the image at once.
+    type: bool
+    default: false
+    vars:
+      - name: ansible_imgbake_per_task
   task_host:
     description: Internal; the inventory host a task runs for (failures of that host discard the disk).
     type: str
@@ -127,6 +139,7 @@ EXAMPLES = r"""
 """
 
 import os
+import secrets
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native
@@ -183,11 +196,17 @@ class Connection(ConnectionBase):
         self._target = S.Target(self.get_option("command"), remote, self.get_option("ssh_args"), state_dir)
         disk = self._disk()
         self._name = S.session_name(run_id, remote, disk)
-        # Only the play's first task on the disk may boot it: if the session
-        # ended since (idle timeout, crash), its changes are gone and the
-        # play must not go on as if they were there.
-        started = S.session_started(state_dir, self._name)
-        args = ["session", "start", "--attach" if started else "--reuse", "--name", self._name, "-a", disk,
+        if self.get_option("per_task"):
+            # A session of its own for this task, stopped in close().
+            self._name += "-" + secrets.token_hex(4)
+            started, mode = False, []
+        else:
+            # Only the play's first task on the disk may boot it: if the session
+            # ended since (idle timeout, crash), its changes are gone and the
+            # play must not go on as if they were there.
+            started = S.session_started(state_dir, self._name)
+            mode = ["--attach" if started else "--reuse"]
+        args = ["session", "start"] + mode + ["--name", self._name, "-a", disk,
                 "--idle-timeout", self.get_option("idle_timeout"), "--memory", str(self.get_option("memory"))]
         if self.get_option("format"):
             args += ["--format", self.get_option("format")]
@@ -276,7 +295,20 @@ class Connection(ConnectionBase):
             raise AnsibleError("imgbake: failed to fetch %s to %s: %s" % (in_path, out_path, to_native(err).strip()))
 
     def close(self):
-        # The session outlives the task: the callback stops it at the end of the play.
+        # By default the session outlives the task: the callback stops it at
+        # the end of the play. A per-task session ends with its task.
+        if self._connected and self.get_option("per_task"):
+            state_dir = self._target.state_dir
+            display.vvv("IMGBAKE STOP %s" % self._name, host=self._play_context.remote_addr)
+            try:
+                rc, out, err = self._target.run(["session", "stop", self._name], timeout=3600)
+            except (S.SessionError, OSError) as e:
+                rc, err = -1, to_native(e).encode()
+            if rc != 0:
+                # Left recorded: the callback stops it at the end of the play.
+                raise AnsibleError("imgbake: committing the task's changes (session %s) failed: %s" % (
+                    self._name, to_native(err).strip()))
+            S.forget_session(state_dir, self._name)
         self._connected = False
 
     def reset(self):

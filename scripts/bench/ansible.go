@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Workload 8 (issue 9): the Ansible play of the tests
+// (cmd/imgbake/testdata/ansible/site.yml, at least 12 tasks inside the
+// image) through the imgbake.disk connection plugin, with its default one
+// session for the whole play vs ansible_imgbake_per_task, where every task
+// boots its own appliance and commits at its end (the per-task-boot model
+// of a guestfs connection). Both run on fresh copies of the python3 test
+// image, alternating which goes first.
+
+const (
+	variantPlay    = "play-session"
+	variantPerTask = "play-per-task"
+)
+
+// ansibleSetup finds what workload 8 needs: ansible-playbook, the
+// repository's collection and playbook, the python3 test image.
+func (b *bench) ansibleSetup() error {
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		return errors.New("workload 8: ansible-playbook not found (bash scripts/install-deps.sh installs ansible-core)")
+	}
+	root, err := filepath.Abs(b.cfg.repo)
+	if err != nil {
+		return err
+	}
+	b.playDir = filepath.Join(root, "cmd", "imgbake", "testdata", "ansible")
+	for _, p := range []string{filepath.Join(root, "ansible_collections", "imgbake", "disk"), filepath.Join(b.playDir, "site.yml")} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("workload 8: %w (-repo must be the imgbake checkout)", err)
+		}
+	}
+	b.collections = root
+	if _, err := os.Stat(b.cfg.PythonImage); err != nil {
+		return fmt.Errorf("workload 8: python test image: %w (build it: bash testimages/build.sh debian-python.raw)", err)
+	}
+	return nil
+}
+
+// playArgv runs site.yml against disk; extra are more -e settings.
+func (b *bench) playArgv(disk string, extra ...string) []string {
+	out := filepath.Join(filepath.Dir(disk), "fetched-"+filepath.Base(disk))
+	argv := []string{"ansible-playbook", "site.yml", "-e", "disk=" + disk, "-e", "out_dir=" + out}
+	for _, e := range extra {
+		argv = append(argv, "-e", e)
+	}
+	return argv
+}
+
+// ansible measures both variants of the play once.
+func (b *bench) ansible(rep int) {
+	variants := []struct {
+		name  string
+		extra []string
+	}{{variantPlay, nil}, {variantPerTask, []string{"imgbake_per_task=true"}}}
+	if rep%2 == 0 {
+		variants[0], variants[1] = variants[1], variants[0]
+	}
+	for _, v := range variants {
+		if b.ctx.Err() != nil {
+			return
+		}
+		r := &run{Workload: 8, Tool: toolIB, Variant: v.name, Rep: rep}
+		var out strings.Builder
+		img, cleanup, err := b.copyOf(b.cfg.PythonImage)
+		if err == nil {
+			o := b.procOpts()
+			o.dir, o.env = b.playDir, b.ansibleEnv()
+			verbose := o.logLines
+			o.logLines = func(l string) {
+				out.WriteString(l + "\n")
+				if verbose != nil {
+					verbose(l)
+				}
+			}
+			err = b.execWith(r, b.playArgv(img, v.extra...), o)
+			cleanup()
+		}
+		if err == nil {
+			err = checkPlay(r, "\n"+out.String())
+		}
+		b.record("", r, err)
+	}
+}
+
+func (b *bench) ansibleEnv() []string {
+	return []string{
+		"IMGBAKE_COMMAND=" + b.imgbake,
+		"ANSIBLE_CONFIG=" + filepath.Join(b.playDir, "ansible.cfg"),
+		"ANSIBLE_COLLECTIONS_PATH=" + b.collections,
+		"ANSIBLE_LOCAL_TEMP=" + filepath.Join(b.cfg.work, "ansible-local"),
+		"ANSIBLE_NOCOLOR=1",
+		"ANSIBLE_FORCE_COLOR=0",
+	}
+}
+
+// checkPlay makes sure the play ran every task and committed: a measured
+// play that skipped its work would be a fake figure.
+func checkPlay(r *run, out string) error {
+	r.Tasks = strings.Count(out, "\nTASK [")
+	switch {
+	case r.Tasks < 12:
+		return fmt.Errorf("the play ran %d tasks, want at least 12", r.Tasks)
+	case !strings.Contains(out, "failed=0") || strings.Contains(out, "changes discarded"):
+		return errors.New("the play failed or its changes were discarded")
+	case r.Variant == variantPlay && !strings.Contains(out, "changes committed into the image"):
+		return errors.New("the play's session was not committed")
+	}
+	return nil
+}
