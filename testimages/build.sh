@@ -3,14 +3,18 @@
 #
 # Usage: testimages/build.sh [NAME...]
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
-#         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python)
-#   With no NAME every image except debian-python.raw is built (that one, for the
-#   Ansible tests, is built on demand). Images already in the cache are skipped.
+#         | debian-lvm.raw
+#         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
+#         debian-lvm)
+#   With no NAME every image except debian-python.raw and debian-lvm.raw is built (those,
+#   for the Ansible and LVM tests, are built on demand). Images already in the cache are
+#   skipped.
 #
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
 # xfsprogs, dosfstools, fdisk (sfdisk), qemu-utils, and go (protofile generator).
-# mtools is optional (puts /EFI/BOOT/README.txt into the ESP).
+# mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-lvm.raw also
+# needs lvm2 and a free loop device (losetup); it needs no device-mapper.
 #
 # Every output is written under a temporary name and renamed into place, so an
 # interrupted build never leaves a half-built image under its final name. A lock
@@ -36,6 +40,15 @@ MBR_DISK_ID=0x5ea1b0d1
 XFS_UUID=5ea1b0d0-0000-4000-8000-0000000000b1
 NOPART_UUID=5ea1b0d0-0000-4000-8000-0000000000c1
 PYTHON_UUID=5ea1b0d0-0000-4000-8000-0000000000d1
+LVM_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000002
+LVM_BOOT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000021
+LVM_PV_PARTUUID=5ea1b0d0-0000-4000-8000-000000000022
+LVM_BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000000e1
+LVM_ROOT_UUID=5ea1b0d0-0000-4000-8000-0000000000e2
+LVM_DATA_UUID=5ea1b0d0-0000-4000-8000-0000000000e3
+LVM_ALT_UUID=5ea1b0d0-0000-4000-8000-0000000000e4
+LVM_SWAP_UUID=5ea1b0d0-0000-4000-8000-0000000000e5
+LVM_PV_UUID=5ea1b0-0000-4000-8000-0000-0000-0000e6 # LVM's own 32-character form
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
 
@@ -334,6 +347,125 @@ EOF
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# debian-lvm.raw: root on LVM (scenario 5 of the broken-disk suite), and a
+# second operating system for multi-boot inspection. GPT: /boot ext4 (1) and
+# an LVM PV (2) holding VG vg0 with LVs root (ext4, the Debian rootfs), swap,
+# data (ext4, mounted at /srv) and alt (ext4 holding only another OS's
+# os-release and hostname). fstab names root as /dev/mapper/vg0-root, data as
+# /dev/vg0/data, /boot by UUID.
+#
+# The host needs no device-mapper for this: the PV partition is put on a loop
+# device, the LVM tools run with activation disabled (LVs are created, never
+# activated or zeroed), and every LV's filesystem is written into the disk
+# file at the offset LVM allocated to it (each LV is one contiguous segment;
+# the build checks that).
+build_lvm() {
+  local name=debian-lvm.raw out=$CACHE/debian-lvm.raw
+  need sfdisk mkfs.ext4 mkswap losetup lvm
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  sfdisk -q "$disk" >/dev/null <<EOF
+label: gpt
+label-id: $LVM_DISK_GUID
+unit: sectors
+first-lba: 2048
+start=2048, size=65536, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$LVM_BOOT_PARTUUID, name="boot"
+start=67584, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, uuid=$LVM_PV_PARTUUID, name="lvm"
+EOF
+  local boot_start boot_size pv_start pv_size
+  boot_start=$(part_field "$disk" 1 start)
+  boot_size=$(part_field "$disk" 1 size)
+  pv_start=$(part_field "$disk" 2 start)
+  pv_size=$(part_field "$disk" 2 size)
+  [[ -n "$boot_start" && -n "$boot_size" && -n "$pv_start" && -n "$pv_size" ]] || die "cannot read partition table"
+
+  # LVM on the PV partition through a loop device that no other LVM command
+  # looks at (--devices), never activated.
+  local loopdev
+  loopdev=$(losetup --find --show --offset $((pv_start * 512)) --sizelimit $((pv_size * 512)) "$disk") ||
+    die "losetup failed (debian-lvm.raw needs a free loop device)"
+  LVM_LOOP=$loopdev
+  trap 'losetup -d "$LVM_LOOP" 2>/dev/null || true; cleanup' EXIT
+  local lvmopts=(--devices "$loopdev" --config 'global { activation = 0 }')
+  lvmq() { LVM_SUPPRESS_FD_WARNINGS=1 lvm "$@" 2> >(grep -v -e 'Activation disabled' -e 'not zeroed' >&2); }
+  lvmq pvcreate -q "${lvmopts[@]}" --uuid "$LVM_PV_UUID" --norestorefile -y "$loopdev" >/dev/null
+  lvmq vgcreate -q "${lvmopts[@]}" -s 4M vg0 "$loopdev" >/dev/null
+  local lv
+  for lv in root:900M swap:8M data:16M alt:8M; do
+    lvmq lvcreate -q "${lvmopts[@]}" -an -Zn -Wn -L "${lv#*:}" -n "${lv%%:*}" vg0 >/dev/null
+  done
+  # Where each LV lies on the PV, in 512-byte sectors.
+  local pe_start extent segs
+  pe_start=$(lvmq pvs "${lvmopts[@]}" --noheadings --nosuffix --units s -o pe_start "$loopdev" | tr -d ' ')
+  extent=$(lvmq vgs "${lvmopts[@]}" --noheadings --nosuffix --units s -o vg_extent_size vg0 | tr -d ' ')
+  segs=$(lvmq pvs "${lvmopts[@]}" --noheadings --segments -o lv_name,pvseg_start,pvseg_size "$loopdev")
+  losetup -d "$loopdev"
+  trap cleanup EXIT
+  [[ "$pe_start" =~ ^[0-9]+$ && "$extent" =~ ^[0-9]+$ ]] || die "cannot read the PV layout (pe_start=$pe_start extent=$extent)"
+  local -A lv_off=() lv_size=()
+  local s n
+  while read -r lv s n; do
+    [[ -n "$lv" && -n "$n" ]] || continue # free space has no LV name
+    [[ -z "${lv_off[$lv]:-}" ]] || die "LV $lv has more than one segment"
+    lv_off[$lv]=$(((pv_start + pe_start + s * extent) * 512))
+    lv_size[$lv]=$((n * extent * 512))
+  done <<<"$segs"
+  for lv in root swap data alt; do
+    [[ -n "${lv_off[$lv]:-}" ]] || die "LV $lv not found in: $segs"
+  done
+
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  mkdir -p "$root/srv"
+  cat >"$root/etc/fstab" <<EOF
+# /etc/fstab: static file system information (imgbake test image $name)
+/dev/mapper/vg0-root	/	ext4	errors=remount-ro	0	1
+UUID=$LVM_BOOT_UUID	/boot	ext4	defaults	0	2
+/dev/vg0/data	/srv	ext4	defaults	0	2
+/dev/mapper/vg0-swap	none	swap	sw	0	0
+EOF
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L root -U "$LVM_ROOT_UUID" \
+    -E "offset=${lv_off[root]},hash_seed=$LVM_ROOT_UUID" \
+    -d "$root" "$disk" "$((lv_size[root] / 1024))k"
+  rm -rf --one-file-system "$root"
+
+  local boot=$work/boot data=$work/data alt=$work/alt
+  mkdir -p "$boot" "$data" "$alt/etc"
+  echo "imgbake test image $name: /boot" >"$boot/README"
+  echo "imgbake test image $name: LV vg0/data" >"$data/marker"
+  cat >"$alt/etc/os-release" <<'EOF'
+NAME="Imgbake Alt OS"
+ID=imgbake-alt
+VERSION_ID="1.0"
+PRETTY_NAME="Imgbake Alt OS 1.0"
+EOF
+  echo althost >"$alt/etc/hostname"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L boot -U "$LVM_BOOT_UUID" \
+    -E "offset=$((boot_start * 512)),hash_seed=$LVM_BOOT_UUID" -d "$boot" "$disk" "$((boot_size / 2))k"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L data -U "$LVM_DATA_UUID" \
+    -E "offset=${lv_off[data]},hash_seed=$LVM_DATA_UUID" -d "$data" "$disk" "$((lv_size[data] / 1024))k"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L alt -U "$LVM_ALT_UUID" \
+    -E "offset=${lv_off[alt]},hash_seed=$LVM_ALT_UUID" -d "$alt" "$disk" "$((lv_size[alt] / 1024))k"
+  local swap=$work/swap
+  truncate -s "${lv_size[swap]}" "$swap"
+  mkswap -q -L swap -U "$LVM_SWAP_UUID" "$swap" >/dev/null
+  dd if="$swap" of="$disk" bs=1M seek="${lv_off[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$swap"
+
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$LVM_DISK_GUID" \
+    root_partition=0 root_offset="${lv_off[root]}" fstype=ext4 label=root root_uuid="$LVM_ROOT_UUID" \
+    hostname=testhost vg=vg0 pv_partition=2 boot_partition=1 boot_uuid="$LVM_BOOT_UUID" \
+    data_offset="${lv_off[data]}" alt_offset="${lv_off[alt]}" root_size="${lv_size[root]}" \
+    swap_size="${lv_size[swap]}" data_size="${lv_size[data]}" alt_size="${lv_size[alt]}"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -371,12 +503,14 @@ main() {
         built debian-nopart.raw || { build_rootfs && build_nopart; } ;;
       debian-python | debian-python.raw)
         built debian-python.raw || { build_rootfs && build_python; } ;;
+      debian-lvm | debian-lvm.raw)
+        built debian-lvm.raw || { build_rootfs && build_lvm; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }
