@@ -168,6 +168,35 @@ func TestAnsiblePlaybook(t *testing.T) {
 	}
 }
 
+// TestAnsiblePerTask: ansible_imgbake_per_task gives every task its own
+// session (one boot each, committed at the task's end): the same image as
+// with one session for the play. This is the baseline make bench compares with.
+func TestAnsiblePerTask(t *testing.T) {
+	tmp, base := sessionTest(t)
+	env := ansibleEnv(t, tmp)
+	disk := testimages.Fresh(t, testimages.Python)
+	outDir := t.TempDir()
+	out, code, took := runPlaybook(t, env, "site.yml", "-e", "disk="+disk, "-e", "out_dir="+outDir, "-e", "imgbake_per_task=true")
+	if code != 0 {
+		t.Fatalf("ansible-playbook exited %d:\n%s", code, out)
+	}
+	logs := sessionLogs(t, base)
+	t.Logf("the play: %d sessions in %s", len(logs), took.Round(100*time.Millisecond))
+	if len(logs) < 12 {
+		t.Errorf("want a session per task (at least 12), found %d", len(logs))
+	}
+	for _, l := range logs {
+		if n := bootsLogged(t, l); n != 1 {
+			t.Errorf("%s records %d boots, want 1", l, n)
+		}
+	}
+	verifyPlaybookImage(t, disk, outDir)
+	waitNoQEMU(t, tmp, 5*time.Second)
+	if ss := scanSessions(base, nil); len(ss) != 0 {
+		t.Errorf("sessions left running: %+v", ss)
+	}
+}
+
 // TestAnsibleFailure: the third task fails inside the image; ansible-playbook
 // exits non-zero with the task's rc and stderr, the fourth task never runs,
 // and the session is discarded: the image is byte-identical.
