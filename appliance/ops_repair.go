@@ -116,3 +116,13 @@ func (s *Session) ReplayLog(ctx context.Context, device, fstype string) error {
 	var res proto.ChangeResult
 	return s.call(ctx, proto.OpReplayLog, proto.ReplayLogArgs{Device: device, Type: fstype}, nil, nil, &res)
 }
+
+// ListOS reports every filesystem of the mounted image that holds an
+// operating system root (multi-boot images).
+func (s *Session) ListOS(ctx context.Context) (*proto.ListOSResult, error) {
+	var res proto.ListOSResult
+	if err := s.call(ctx, proto.OpListOS, nil, nil, nil, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}

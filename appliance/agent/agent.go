@@ -55,6 +55,11 @@ type Agent struct {
 	pid1     bool
 	noChroot bool // tests: run commands in place
 	loaded   map[string]bool
+
+	// LVM volumes this agent activated (lvm.go), removed before power-off.
+	lvmMu    sync.Mutex
+	dmActive []string
+	lvmVGs   []proto.VolumeGroup
 }
 
 // devNull is stdin for commands; opened after /dev exists.
@@ -140,6 +145,8 @@ func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, 
 			a.state.Unlock()
 		}
 	}
+	// Nothing may hold the disks when the host commits the image.
+	problems = append(problems, a.deactivateLVM()...)
 	unix.Sync()
 	select {
 	case a.powerOff <- struct{}{}:

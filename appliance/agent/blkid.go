@@ -205,12 +205,63 @@ func splitDev(n string) (string, int) {
 	return n[:i], p
 }
 
+// devicePath is the node of block device name: /dev/NAME, or for a
+// device-mapper device its /dev/mapper name when that node exists.
+func devicePath(name string) string {
+	if strings.HasPrefix(name, "dm-") {
+		if b, err := os.ReadFile(filepath.Join("/sys/class/block", name, "dm", "name")); err == nil {
+			p := "/dev/mapper/" + strings.TrimSpace(string(b))
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	return "/dev/" + name
+}
+
+// probeStorage probes the block devices. When LVM physical volumes are
+// among them, their volume groups are read and (in the appliance) the
+// logical volumes activated and probed as well, so root detection, fstab
+// and fsck treat them like partitions.
+func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []string) {
+	fss := probeAll()
+	hasPV := false
+	for _, fs := range fss {
+		hasPV = hasPV || fs.Type == "LVM2_member"
+	}
+	if !hasPV {
+		return fss, nil, nil
+	}
+	// Only as PID 1: in-process tests on the host must not map devices.
+	vgs, warnings := a.activateLVM(fss, a.pid1)
+	a.lvmMu.Lock()
+	a.lvmVGs = vgs
+	a.lvmMu.Unlock()
+	byDev := map[string][2]string{}
+	for _, vg := range vgs {
+		for _, lv := range vg.LVs {
+			if lv.Device != "" {
+				byDev[lv.Device] = [2]string{vg.Name, lv.Name}
+			}
+		}
+	}
+	if len(byDev) > 0 {
+		fss = probeAll()
+		for i := range fss {
+			if n, ok := byDev[fss[i].Device]; ok {
+				fss[i].VG, fss[i].LV = n[0], n[1]
+			}
+		}
+	}
+	return fss, vgs, warnings
+}
+
 // probeAll probes every block device and fills in partition-table names.
 func probeAll() []proto.Filesystem {
 	var out []proto.Filesystem
 	tables := map[string]map[int]partInfo{}
 	for _, n := range blockDevices() {
-		fs, err := probeDevice("/dev/" + n)
+		fs, err := probeDevice(devicePath(n))
 		if err != nil {
 			continue
 		}

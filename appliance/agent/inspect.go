@@ -15,21 +15,19 @@ import (
 )
 
 func (a *Agent) handleInspect(_ context.Context, _ *stream, _ json.RawMessage) (any, error) {
-	if _, err := a.root(); err != nil {
+	rootfd, err := a.root()
+	if err != nil {
 		return nil, err
 	}
 	info := proto.OSInfo{OSRelease: map[string]string{}}
-	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
-		if data, err := a.readImageFile(p, 64<<10); err == nil {
-			info.OSRelease = parseOSRelease(data)
-			break
-		}
+	if rel, ok := osReleaseAt(rootfd); ok {
+		info.OSRelease = rel
 	}
 	info.ID = info.OSRelease["ID"]
 	info.VersionID = info.OSRelease["VERSION_ID"]
 	info.PrettyName = info.OSRelease["PRETTY_NAME"]
 	info.IDLike = strings.Fields(info.OSRelease["ID_LIKE"])
-	info.Hostname = a.imageHostname()
+	info.Hostname = hostnameAt(rootfd)
 	info.Arch = a.imageArch()
 	info.PackageManager = a.packageManager()
 	return info, nil
@@ -57,9 +55,21 @@ func parseOSRelease(data []byte) map[string]string {
 	return m
 }
 
-func (a *Agent) imageHostname() string {
+// osReleaseAt reads the os-release of the OS whose root is the directory
+// fd; false when there is none.
+func osReleaseAt(fd int) (map[string]string, bool) {
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		if data, err := readFileAt(fd, p, 64<<10); err == nil {
+			return parseOSRelease(data), true
+		}
+	}
+	return nil, false
+}
+
+// hostnameAt reads the host name configured in the OS rooted at fd.
+func hostnameAt(fd int) string {
 	for _, p := range []string{"/etc/hostname", "/etc/HOSTNAME"} {
-		if data, err := a.readImageFile(p, 4096); err == nil {
+		if data, err := readFileAt(fd, p, 4096); err == nil {
 			for _, line := range strings.Split(string(data), "\n") {
 				if l := strings.TrimSpace(line); l != "" && l[0] != '#' {
 					return l
@@ -67,7 +77,7 @@ func (a *Agent) imageHostname() string {
 			}
 		}
 	}
-	if data, err := a.readImageFile("/etc/sysconfig/network", 64<<10); err == nil {
+	if data, err := readFileAt(fd, "/etc/sysconfig/network", 64<<10); err == nil {
 		if v, ok := parseOSRelease(data)["HOSTNAME"]; ok {
 			return v
 		}

@@ -38,7 +38,8 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 			return nil, err
 		}
 	}
-	res := &proto.MountResult{Filesystems: probeAll()}
+	fss, vgs, warnings := a.probeStorage()
+	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings}
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)
 	} else {
@@ -310,6 +311,10 @@ func resolveSpec(spec string, fss []proto.Filesystem) (proto.Filesystem, bool) {
 			}
 			continue
 		}
+		// LVM names: /dev/VG/LV, /dev/mapper/VG-LV (the Device itself).
+		if fs.LV != "" && (spec == "/dev/"+fs.VG+"/"+fs.LV || spec == "/dev/disk/by-id/dm-name-"+dmName(fs.VG, fs.LV)) {
+			return fs, true
+		}
 		switch {
 		case strings.HasPrefix(spec, "/dev/disk/by-uuid/"):
 			return resolveSpec("UUID="+strings.TrimPrefix(spec, "/dev/disk/by-uuid/"), fss)
@@ -448,7 +453,7 @@ func (a *Agent) unmountAll() []string {
 		}
 	}
 	a.mounts = nil
-	return problems
+	return append(problems, a.deactivateLVM()...)
 }
 
 func mountsBelow(prefix string) []string {

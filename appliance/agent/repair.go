@@ -27,6 +27,7 @@ func (a *Agent) registerRepairOps(s *server) {
 	s.handle(proto.OpFSUsage, a.handleFSUsage)
 	s.handle(proto.OpFstabCheck, a.handleFstabCheck)
 	s.handle(proto.OpReplayLog, a.handleReplayLog)
+	s.handle(proto.OpListOS, a.handleListOS)
 }
 
 // maxDirEntries bounds one listing: a hostile image may hold a directory
@@ -101,7 +102,8 @@ func (a *Agent) handleProbe(_ context.Context, _ *stream, raw json.RawMessage) (
 	if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
 		return nil, err
 	}
-	return proto.ProbeResult{Filesystems: probeAll()}, nil
+	fss, vgs, warnings := a.probeStorage()
+	return proto.ProbeResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings}, nil
 }
 
 // settlePartitions makes sure the partition tables of the disks have been
@@ -242,7 +244,8 @@ func (a *Agent) handleReplayLog(_ context.Context, _ *stream, raw json.RawMessag
 		return nil, errors.New("replay_log: the image is mounted; this is for unmounted devices")
 	}
 	dev := path.Clean(args.Device)
-	if !strings.HasPrefix(dev, "/dev/") || strings.Count(dev, "/") != 2 {
+	lvmDev := strings.HasPrefix(dev, "/dev/mapper/") && strings.Count(dev, "/") == 3
+	if !strings.HasPrefix(dev, "/dev/") || (strings.Count(dev, "/") != 2 && !lvmDev) {
 		return nil, fmt.Errorf("replay_log: %q is not a device of the appliance", args.Device)
 	}
 	fs, err := probeDevice(dev)

@@ -70,6 +70,10 @@ type Filesystem struct {
 	PartUUID  string `json:"partuuid,omitempty"`
 	PartLabel string `json:"partlabel,omitempty"`
 	Size      int64  `json:"size"`
+	// VG and LV name the LVM logical volume the device is (Device is then
+	// /dev/mapper/VG-LV).
+	VG string `json:"vg,omitempty"`
+	LV string `json:"lv,omitempty"`
 }
 
 // Mount is one mounted filesystem of the image.
@@ -86,6 +90,9 @@ type MountResult struct {
 	Mounts      []Mount      `json:"mounts"`
 	Warnings    []string     `json:"warnings,omitempty"`
 	Tried       []string     `json:"tried,omitempty"` // what was examined when no root was found
+	// VolumeGroups are the LVM volume groups found; their logical volumes
+	// were activated before the filesystems were probed.
+	VolumeGroups []VolumeGroup `json:"volume_groups,omitempty"`
 }
 
 // OSInfo describes the mounted operating system.

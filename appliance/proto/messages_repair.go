@@ -44,7 +44,9 @@ type ProbeArgs struct {
 
 // ProbeResult lists the devices the appliance sees.
 type ProbeResult struct {
-	Filesystems []Filesystem `json:"filesystems"`
+	Filesystems  []Filesystem  `json:"filesystems"`
+	VolumeGroups []VolumeGroup `json:"volume_groups,omitempty"`
+	Warnings     []string      `json:"warnings,omitempty"`
 }
 
 // FSUsage is statfs of one mounted filesystem.
@@ -98,4 +100,57 @@ type FstabReport struct {
 type ReplayLogArgs struct {
 	Device string `json:"device"`
 	Type   string `json:"type"`
+}
+
+// OpListOS reports every filesystem that holds an operating system root
+// (multi-boot images), not only the one mounted as /. Needs a mount;
+// answers ListOSResult.
+const OpListOS = "list_os"
+
+// OSRoot is one operating system found on a filesystem of the image.
+type OSRoot struct {
+	Device     string `json:"device"`
+	Type       string `json:"type"`
+	ID         string `json:"id"`
+	VersionID  string `json:"version_id,omitempty"`
+	PrettyName string `json:"pretty_name,omitempty"`
+	Hostname   string `json:"hostname,omitempty"`
+	// Mountpoint is where the filesystem is mounted in the open image ("/"
+	// for the root imgbake works on), empty when it is not mounted.
+	Mountpoint string `json:"mountpoint,omitempty"`
+}
+
+// ListOSResult lists the operating systems found, in device order.
+type ListOSResult struct {
+	OSes []OSRoot `json:"oses"`
+	// Problems are filesystems that could not be looked at.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// VolumeGroup is an LVM volume group found on the disks.
+type VolumeGroup struct {
+	Name       string `json:"name"`
+	UUID       string `json:"uuid"`
+	ExtentSize int64  `json:"extent_size"` // bytes
+	Size       int64  `json:"size"`        // bytes in all physical volumes' extents
+	Free       int64  `json:"free"`        // bytes in extents no LV uses
+	// PVs are the appliance devices holding the VG's physical volumes;
+	// MissingPVs the UUIDs of those not found.
+	PVs        []string        `json:"pvs"`
+	MissingPVs []string        `json:"missing_pvs,omitempty"`
+	LVs        []LogicalVolume `json:"lvs"`
+}
+
+// LogicalVolume is one visible LVM logical volume.
+type LogicalVolume struct {
+	Name string `json:"name"`
+	VG   string `json:"vg"`
+	UUID string `json:"uuid"`
+	Size int64  `json:"size"` // bytes
+	// Type is the segment type: linear, striped, thin, raid1, ...
+	Type     string `json:"type"`
+	Active   bool   `json:"active"`
+	Device   string `json:"device,omitempty"` // /dev/mapper/VG-LV when active
+	ReadOnly bool   `json:"read_only,omitempty"`
+	Note     string `json:"note,omitempty"` // why it is not active, or read-only
 }

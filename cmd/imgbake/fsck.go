@@ -19,7 +19,8 @@ func fsckCommand() *cli.Command {
 		ArgsUsage: "[DEVICE...]",
 		Description: "Uses the appliance's own e2fsck, xfs_repair and fsck.fat (taken from the host), so it works whatever\n" +
 			"state the image's tools are in. Nothing is mounted. Without DEVICE every ext2/3/4, xfs and vfat filesystem\n" +
-			"is checked; DEVICE is an appliance device name as `imgbake inspect` shows it (vda3 or /dev/vda3).\n" +
+			"is checked; DEVICE is an appliance device name as `imgbake inspect` shows it (vda3 or /dev/vda3), an LVM\n" +
+			"volume as vg0/root or /dev/mapper/vg0-root.\n" +
 			"Without --repair the disks are attached read-only and only checked (e2fsck -n, xfs_repair -n, fsck.fat -n).\n" +
 			"With --repair: e2fsck -f -y; xfs_repair (a dirty log is first replayed by mounting the filesystem);\n" +
 			"fsck.fat -a; the image is written only if something was repaired.\n\n" +
@@ -126,16 +127,31 @@ func fsckCommand() *cli.Command {
 	}
 }
 
-var deviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+var (
+	deviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	lvmNameRE    = regexp.MustCompile(`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$`)
+)
 
 // fsckDeviceArg checks a DEVICE argument: an appliance device name, with or
-// without /dev/.
+// without /dev/, or an LVM volume as mapper/VG-LV or VG/LV.
 func fsckDeviceArg(a string) (string, error) {
 	name := strings.TrimPrefix(a, "/dev/")
+	if m, ok := strings.CutPrefix(name, "mapper/"); ok && lvmName(m) {
+		return "/dev/mapper/" + m, nil
+	}
+	if vg, lv, ok := strings.Cut(name, "/"); ok && lvmName(vg) && lvmName(lv) {
+		// LVM's device-mapper name: dashes in either part doubled.
+		return "/dev/mapper/" + strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--"), nil
+	}
 	if !deviceNameRE.MatchString(name) {
-		return "", usageErr("fsck: %q is not a device name (e.g. vda3 or /dev/vda3; `imgbake inspect` lists them)", a)
+		return "", usageErr("fsck: %q is not a device name (e.g. vda3, /dev/vda3 or vg0/root; `imgbake inspect` lists them)", a)
 	}
 	return "/dev/" + name, nil
+}
+
+// lvmName reports whether s may name an LVM volume group or volume.
+func lvmName(s string) bool {
+	return lvmNameRE.MatchString(s) && s != "." && s != ".."
 }
 
 // fsckTargets picks the filesystems to check: the devices asked for, or

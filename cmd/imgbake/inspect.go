@@ -31,6 +31,7 @@ func inspectCommand() *cli.Command {
 			}
 			report := newInspectReport(info, op.mount)
 			report.addRepairInfo(c.Context, op.sess)
+			report.addOperatingSystems(c.Context, op.sess)
 			if err := op.finish(c.Context, false); err != nil {
 				return err
 			}
@@ -65,6 +66,10 @@ type inspectReport struct {
 	Usage         []proto.FSUsage    `json:"usage,omitempty"`
 	Kernels       []string           `json:"kernels,omitempty"`
 	FstabProblems []proto.FstabEntry `json:"fstab_problems,omitempty"`
+	// OperatingSystems lists every filesystem holding an OS root, the
+	// mounted one included (multi-boot images have more than one).
+	OperatingSystems []proto.OSRoot      `json:"operating_systems,omitempty"`
+	VolumeGroups     []proto.VolumeGroup `json:"volume_groups,omitempty"`
 }
 
 func newInspectReport(info *proto.OSInfo, m *proto.MountResult) inspectReport {
@@ -75,6 +80,7 @@ func newInspectReport(info *proto.OSInfo, m *proto.MountResult) inspectReport {
 		PackageManager: info.PackageManager,
 		Mountpoints:    map[string]string{},
 		Warnings:       m.Warnings,
+		VolumeGroups:   m.VolumeGroups,
 	}
 	for _, fs := range m.Filesystems {
 		if fs.Type != "" {
@@ -90,6 +96,7 @@ func newInspectReport(info *proto.OSInfo, m *proto.MountResult) inspectReport {
 func (r inspectReport) print(stdio Stdio) {
 	w := stdio.Out
 	fmt.Fprintf(w, "os:              %s %s (%s)\n", r.OS.ID, r.OS.VersionID, r.OS.Name)
+	r.printOperatingSystems(w)
 	fmt.Fprintf(w, "root:            %s\n", r.OS.Root)
 	fmt.Fprintf(w, "hostname:        %s\n", r.Hostname)
 	fmt.Fprintf(w, "arch:            %s\n", r.Arch)
@@ -106,8 +113,9 @@ func (r inspectReport) print(stdio Stdio) {
 		if fs.PartUUID != "" {
 			extra = append(extra, "PARTUUID="+fs.PartUUID)
 		}
-		fmt.Fprintf(w, "  %-10s %-6s %s %s\n", fs.Device, fs.Type, humanSize(fs.Size), strings.Join(extra, " "))
+		fmt.Fprintf(w, "  %-10s %-6s %s %s\n", safeName(fs.Device), fs.Type, humanSize(fs.Size), safeName(strings.Join(extra, " ")))
 	}
+	r.printVolumeGroups(w)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
 		fmt.Fprintf(w, "  %-12s %s%s\n", mp, r.Mountpoints[mp], r.usageOf(mp))

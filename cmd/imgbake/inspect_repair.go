@@ -119,3 +119,66 @@ func (r inspectReport) printRepairInfo(w io.Writer) {
 		}
 	}
 }
+
+// addOperatingSystems lists every OS root of the image (best effort, like
+// addRepairInfo).
+func (r *inspectReport) addOperatingSystems(ctx context.Context, s *fsops.Session) {
+	res, err := s.ListOS(ctx)
+	if err != nil {
+		r.Warnings = append(r.Warnings, "looking for other operating systems: "+err.Error())
+		return
+	}
+	r.OperatingSystems = res.OSes
+	for _, p := range res.Problems {
+		r.Warnings = append(r.Warnings, "looking for an operating system on "+p)
+	}
+}
+
+// printOperatingSystems lists the OS roots when there is more than the
+// one already shown as "os:".
+func (r inspectReport) printOperatingSystems(w io.Writer) {
+	if len(r.OperatingSystems) < 2 {
+		return
+	}
+	fmt.Fprintf(w, "operating systems: %d (multi-boot)\n", len(r.OperatingSystems))
+	for _, o := range r.OperatingSystems {
+		where := "not mounted"
+		if o.Mountpoint == "/" {
+			where = "root"
+		} else if o.Mountpoint != "" {
+			where = "mounted at " + safeName(o.Mountpoint)
+		}
+		name := o.PrettyName
+		if name == "" {
+			name = strings.TrimSpace(o.ID + " " + o.VersionID)
+		}
+		fmt.Fprintf(w, "  %-22s %s, hostname %q (%s)\n", safeName(o.Device), safeName(name), o.Hostname, where)
+	}
+}
+
+// printVolumeGroups lists the LVM volume groups and their logical volumes.
+func (r inspectReport) printVolumeGroups(w io.Writer) {
+	if len(r.VolumeGroups) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "lvm volume groups:")
+	for _, vg := range r.VolumeGroups {
+		fmt.Fprintf(w, "  %s  %s, %s free, PVs %s\n", safeName(vg.Name), humanSize(vg.Size), humanSize(vg.Free), safeName(strings.Join(vg.PVs, " ")))
+		if len(vg.MissingPVs) > 0 {
+			fmt.Fprintf(w, "    missing PVs: %s\n", safeName(strings.Join(vg.MissingPVs, " ")))
+		}
+		for _, lv := range vg.LVs {
+			state := safeName(lv.Device)
+			if !lv.Active {
+				state = "not active"
+			}
+			if lv.ReadOnly {
+				state += ", read-only"
+			}
+			if lv.Note != "" {
+				state += ": " + safeName(lv.Note)
+			}
+			fmt.Fprintf(w, "    %-12s %-8s %-7s %s\n", safeName(lv.Name), humanSize(lv.Size), lv.Type, state)
+		}
+	}
+}
