@@ -105,9 +105,10 @@ func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {
 	return m, nil
 }
 
-// launch starts qemu for spec with extra arguments appended, and reaps it
-// in the background. The caller connects the channel and QMP.
-func (q *QEMU) launch(spec MachineSpec, extra []string) (*qemuMachine, error) {
+// launch starts qemu for spec with extra arguments appended and files
+// passed as fds 3, 4, ..., and reaps it in the background. The caller
+// connects the channel and QMP.
+func (q *QEMU) launch(spec MachineSpec, extra []string, files ...*os.File) (*qemuMachine, error) {
 	bin := q.Binary
 	if bin == "" {
 		bin = "qemu-system-x86_64"
@@ -136,6 +137,7 @@ func (q *QEMU) launch(spec MachineSpec, extra []string) (*qemuMachine, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Stderr = stderr
 	cmd.Stdout = stderr
+	cmd.ExtraFiles = files
 	cmd.Dir = spec.Dir
 	// Pdeathsig: qemu dies with us even on SIGKILL. Setpgid: a terminal's
 	// Ctrl-C reaches only imgbake, which then shuts the VM down in order.

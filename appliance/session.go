@@ -162,14 +162,11 @@ func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, c
 	if _, err := os.Stat(path); err != nil {
 		t := time.Now()
 		cfg.verbosef("saving a booted appliance for warm starts (once)")
+		removeLegacySnapshots(app.Dir)
 		if err := q.saveSnapshot(ctx, spec, path); err != nil {
 			return nil, fmt.Errorf("saving the snapshot: %w", err)
 		}
-		fi, _ := os.Stat(path)
-		var size int64
-		if fi != nil {
-			size = fi.Size()
-		}
+		size, _ := snapshotUsage(path)
 		cfg.verbosef("saved %s (%d MiB) in %s", filepath.Base(path), size>>20, time.Since(t).Round(time.Millisecond))
 	}
 	t0 := time.Now()
@@ -182,14 +179,14 @@ func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, c
 	m, err := q.restore(ctx, spec, path)
 	if err != nil {
 		os.RemoveAll(dir)
-		os.Remove(path)
+		removeSnapshot(path)
 		return nil, err
 	}
 	boots.Add(1)
 	cfg.verbosef("restored: %s", strings.Join(m.phases, ", "))
 	s, err := newSession(ctx, m, dir, t0, cfg, len(spec.Disks))
 	if err != nil {
-		os.Remove(path)
+		removeSnapshot(path)
 		return nil, err
 	}
 	s.Timings.Warm = true
@@ -201,7 +198,7 @@ func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, c
 	}
 	if err := s.call(ctx, proto.OpResume, proto.ResumeArgs{UnixNano: time.Now().UnixNano(), Entropy: entropy}, nil, nil, nil); err != nil {
 		s.Kill()
-		os.Remove(path)
+		removeSnapshot(path)
 		return nil, fmt.Errorf("resuming the restored agent: %w", err)
 	}
 	return s, nil

@@ -1,9 +1,11 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,13 +93,14 @@ func TestWarmFallback(t *testing.T) {
 	s := startOn(t, app, disk)
 	s.Close(context.Background())
 	snap := snapshotOf(t, app)
-	fi, err := os.Stat(snap)
+	state := filepath.Join(snap, snapshotState)
+	fi, err := os.Stat(state)
 	if err != nil {
 		t.Fatalf("no snapshot after the first start: %v", err)
 	}
 
 	// Truncated state: cold boot, and the bad snapshot is dropped.
-	if err := os.Truncate(snap, fi.Size()/2); err != nil {
+	if err := os.Truncate(state, fi.Size()/2); err != nil {
 		t.Fatal(err)
 	}
 	s = startOn(t, app, disk)
@@ -119,6 +122,34 @@ func TestWarmFallback(t *testing.T) {
 	}
 	s.Close(context.Background())
 
+	// A truncated memory file: cold boot, snapshot dropped, then rebuilt.
+	ram := filepath.Join(snap, snapshotRAM)
+	ramBefore, err := os.ReadFile(ram)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(ram, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	s = startOn(t, app, disk)
+	if s.Timings.Warm {
+		t.Error("a truncated memory file was used")
+	}
+	s.Close(context.Background())
+	s = startOn(t, app, disk)
+	if !s.Timings.Warm {
+		t.Error("no warm start after the snapshot was rebuilt")
+	}
+	s.Close(context.Background())
+	// Restores map the memory privately: the file never changes.
+	ramBefore, _ = os.ReadFile(ram)
+	s = startOn(t, app, disk)
+	shellOut(t, s, "head -c 33554432 /dev/urandom > /root/fill && sync")
+	s.Close(context.Background())
+	if after, err := os.ReadFile(ram); err != nil || !bytes.Equal(after, ramBefore) {
+		t.Errorf("a restore changed the snapshot's memory file (%v)", err)
+	}
+
 	// A failed hot-plug: cold boot.
 	hotplugFault = func() error { return errors.New("injected hot-plug failure") }
 	s = startOn(t, app, disk)
@@ -135,14 +166,14 @@ func TestWarmFallback(t *testing.T) {
 	// snapshot, the other one untouched.
 	s = startOn(t, app, disk)
 	s.Close(context.Background())
-	before, _ := os.Stat(snap)
+	before, _ := os.Stat(state)
 	s = startOn(t, app, disk, WithMemory(384))
 	s.Close(context.Background())
 	other, _, err := SnapshotInfo(app, 384, false)
 	if err != nil || other == snap {
 		t.Errorf("384 MiB snapshot %s (%v) should differ from %s", other, err, snap)
 	}
-	if after, _ := os.Stat(snap); before == nil || after == nil || !after.ModTime().Equal(before.ModTime()) {
+	if after, _ := os.Stat(state); before == nil || after == nil || !after.ModTime().Equal(before.ModTime()) {
 		t.Error("a start with another memory size touched the 512 MiB snapshot")
 	}
 }
