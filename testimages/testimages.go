@@ -42,6 +42,12 @@ const (
 	// Python is NoPart's layout plus python3 (Ansible targets need it). It
 	// is not in Names: only the tests that need it build it.
 	Python = "debian-python.raw"
+	// LVM is a raw GPT image with root on LVM: /boot ext4 (1) and a PV (2)
+	// with VG vg0, LVs root (ext4, the Debian root, fstab
+	// /dev/mapper/vg0-root), swap, data (ext4 at /srv, fstab /dev/vg0/data)
+	// and alt (ext4 holding only another OS's os-release: a second OS for
+	// multi-boot inspection). Built on demand like Python.
+	LVM = "debian-lvm.raw"
 )
 
 // Names lists every image build.sh can make.
@@ -62,6 +68,17 @@ type Info struct {
 	RootPartUUID   string `json:"root_partuuid,omitempty"`
 	DiskID         string `json:"disk_id,omitempty"` // MBR disk identifier, e.g. 0x5ea1b0d1
 	Hostname       string `json:"hostname"`
+	// LVM images: the VG, and where the LVs' filesystems lie in the raw
+	// image (byte offsets and sizes as LVM allocated them), for ReadFileAt.
+	VG         string `json:"vg,omitempty"`
+	RootOffset int64  `json:"root_offset,omitempty"`
+	DataOffset int64  `json:"data_offset,omitempty"`
+	AltOffset  int64  `json:"alt_offset,omitempty"`
+	RootSize   int64  `json:"root_size,omitempty"`
+	SwapSize   int64  `json:"swap_size,omitempty"`
+	DataSize   int64  `json:"data_size,omitempty"`
+	AltSize    int64  `json:"alt_size,omitempty"`
+	BootUUID   string `json:"boot_uuid,omitempty"`
 }
 
 // Dir is the cache directory:
@@ -106,6 +123,9 @@ func Path(t testing.TB, name string) string {
 		t.Skipf("testimages: %s is not built and building needs root (run testimages/build.sh as root)", name)
 	}
 	tools := []string{"qemu-img", "mkfs.xfs", "xfs_db", "sfdisk", "mkfs.ext4", "mkfs.vfat", "go", "flock"}
+	if name == LVM {
+		tools = append(tools, "lvm", "losetup", "mkswap")
+	}
 	if !fileExists(filepath.Join(Dir(), "rootfs-bookworm.tar")) {
 		tools = append(tools, "debootstrap")
 	}
@@ -184,7 +204,7 @@ func InfoOf(t testing.TB, name string) Info {
 }
 
 func known(name string) bool {
-	for _, n := range append(Names[:len(Names):len(Names)], Python) {
+	for _, n := range append(Names[:len(Names):len(Names)], Python, LVM) {
 		if n == name {
 			return true
 		}
@@ -284,6 +304,33 @@ func ReadFiles(t testing.TB, imagePath, format string, partition int, paths ...s
 		return v.debugfsReadFiles(paths)
 	}
 	return ReadFilesVM(t, imagePath, v.format, partition, paths...)
+}
+
+// ReadFileAt reads the file at path in the ext2/3/4 filesystem that starts
+// offset bytes into the raw image at imagePath, with debugfs: for
+// filesystems that are not partitions, such as LVM volumes (see
+// Info.RootOffset). A missing file gives an error satisfying
+// errors.Is(err, fs.ErrNotExist).
+func ReadFileAt(t testing.TB, imagePath string, offset int64, path string) ([]byte, error) {
+	t.Helper()
+	v := &view{raw: imagePath, offset: offset, format: "raw"}
+	fsType, err := probeFS(v.raw, v.offset)
+	if err != nil {
+		return nil, err
+	}
+	if fsType != "ext" && fsType != "ext-recover" {
+		return nil, fmt.Errorf("testimages: no ext2/3/4 filesystem at offset %d of %s", offset, imagePath)
+	}
+	v.fs = fsType
+	m, err := v.debugfsReadFiles([]string{path})
+	if err != nil {
+		return nil, err
+	}
+	data, ok := m[path]
+	if !ok {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
+	}
+	return data, nil
 }
 
 // Stat describes path (lstat: a final symlink is not followed) in partition

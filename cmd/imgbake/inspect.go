@@ -96,12 +96,16 @@ func newInspectReport(info *proto.OSInfo, m *proto.MountResult) inspectReport {
 func (r inspectReport) print(stdio Stdio) {
 	w := stdio.Out
 	fmt.Fprintf(w, "os:              %s %s (%s)\n", r.OS.ID, r.OS.VersionID, r.OS.Name)
-	r.printOperatingSystems(w)
 	fmt.Fprintf(w, "root:            %s\n", r.OS.Root)
 	fmt.Fprintf(w, "hostname:        %s\n", r.Hostname)
 	fmt.Fprintf(w, "arch:            %s\n", r.Arch)
 	fmt.Fprintf(w, "package manager: %s\n", r.PackageManager)
+	r.printOperatingSystems(w)
 	fmt.Fprintln(w, "filesystems:")
+	width := 10 // LVM volumes (/dev/mapper/VG-LV) widen the device column
+	for _, fs := range r.Filesystems {
+		width = max(width, len(safeName(fs.Device)))
+	}
 	for _, fs := range r.Filesystems {
 		extra := []string{}
 		if fs.UUID != "" {
@@ -113,7 +117,7 @@ func (r inspectReport) print(stdio Stdio) {
 		if fs.PartUUID != "" {
 			extra = append(extra, "PARTUUID="+fs.PartUUID)
 		}
-		fmt.Fprintf(w, "  %-10s %-6s %s %s\n", safeName(fs.Device), fs.Type, humanSize(fs.Size), safeName(strings.Join(extra, " ")))
+		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, safeName(fs.Device), fs.Type, humanSize(fs.Size), safeName(strings.Join(extra, " ")))
 	}
 	r.printVolumeGroups(w)
 	fmt.Fprintln(w, "mountpoints:")
