@@ -56,7 +56,8 @@ func TestRepairCommandsBadInput(t *testing.T) {
 		{"fstab check arg", []string{"fstab", "check", "-a", disk, "extra"}, `fstab check takes no arguments`},
 		{"fstab unknown flag", []string{"fstab", "check", "--bogus", "-a", disk}, `flag provided but not defined: -bogus`},
 		{"fsck bad device", []string{"fsck", "-a", disk, "../../dev/sda"}, `"\.\./\.\./dev/sda" is not a device name`},
-		{"fsck device with path", []string{"fsck", "-a", disk, "/dev/mapper/x"}, `is not a device name`},
+		// /dev/mapper/NAME and VG/LV name LVM volumes; deeper paths are not devices.
+		{"fsck device with path", []string{"fsck", "-a", disk, "/dev/disk/by-id/x"}, `is not a device name`},
 		{"fsck repair ro", []string{"fsck", "--repair", "--ro", "-a", disk}, `--repair writes to the image and cannot run with --ro`},
 		{"fsck -m", []string{"fsck", "-m", "/dev/sda1", "-a", disk}, `-m does not apply`},
 		{"ls no disk", []string{"ls", "/"}, `no disk image given: use -a FILE`},
