@@ -86,7 +86,7 @@ func Fsck(ctx context.Context, s *Session, f proto.Filesystem, o FsckOptions) (F
 		case "swap":
 			r.Note = "swap space"
 		case "LVM2_member":
-			r.Note = "LVM physical volume (its logical volumes are not activated)"
+			r.Note = "LVM physical volume (its active logical volumes are checked on their own)"
 		default:
 			r.Note = "the appliance has no checker for " + f.Type
 		}

@@ -10,7 +10,7 @@ pkgs=(
   debootstrap       # builds Debian test images
   e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck, sfdisk, partx
   busybox-static    # the appliance's rescue shell (imgbake fsck / shell --rescue); tests use it as an independent shell
-  lvm2              # lvm in the appliance's rescue tools
+  lvm2              # lvm in the appliance's rescue tools; testimages/build.sh makes debian-lvm.raw with it
   cpio
   mtools            # test images: files into the ESP without mounting
   tmux              # tests drive `imgbake shell` on a real terminal
