@@ -514,6 +514,11 @@ func TestPipeTarRoundTrip(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(root, "opt/dest/app/bin/run")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 7 {
 		t.Errorf("owner of run: %v", err)
 	}
+	for _, p := range []string{"opt/dest/app/bin/run", "opt/dest/app/empty", "opt/dest/app/ro"} {
+		if fi, err := os.Lstat(filepath.Join(root, p)); err != nil || fi.ModTime().Unix() != 1_600_000_000 {
+			t.Errorf("mtime of %s: %v, %v", p, fi.ModTime(), err)
+		}
+	}
 
 	var out bytes.Buffer
 	res2, err := s.TarOut(ctx, "/opt/dest/app", &out)
@@ -553,6 +558,22 @@ func TestPipeTarRoundTrip(t *testing.T) {
 	}
 	if got := readTar(t, &out); len(got) != 1 || got["run"].body != in["app/bin/run"].body {
 		t.Errorf("single-file TarOut: %v", got)
+	}
+	// A second copy replaces the files (same inode number not required,
+	// content and mode are).
+	if err := os.WriteFile(filepath.Join(root, "opt/dest/app/empty"), []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	tw = tar.NewWriter(&again)
+	_ = tw.WriteHeader(&tar.Header{Name: "app/empty", Typeflag: tar.TypeReg, Mode: 0o640, Size: 3, ModTime: time.Unix(1_600_000_000, 0)})
+	_, _ = io.WriteString(tw, "new")
+	_ = tw.Close()
+	if _, err := s.TarIn(ctx, "/opt/dest", &again); err != nil {
+		t.Fatalf("TarIn over an existing file: %v", err)
+	}
+	if fi, err := os.Lstat(filepath.Join(root, "opt/dest/app/empty")); err != nil || fi.Mode() != 0o640 || readHost(t, filepath.Join(root, "opt/dest/app/empty")) != "new" {
+		t.Errorf("replaced file: %v, %v", fi, err)
 	}
 }
 

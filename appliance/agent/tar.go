@@ -55,6 +55,10 @@ func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResul
 		mtime unix.Timespec
 	}
 	var dirs []dirMeta
+	// Entries come grouped by directory: keep the parent open between them
+	// rather than resolving it from the root for every file.
+	parents := parentCache{rootfd: rootfd, fd: -1}
+	defer parents.close()
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -68,41 +72,43 @@ func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResul
 			continue
 		}
 		full := path.Join(dest, rel)
-		dirfd, base, err := openParent(rootfd, full)
+		dirfd, base, setgid, err := parents.open(full)
 		if err != nil {
 			return res, err
 		}
+		// Root-owned entries need no chown: we create them as root, unless
+		// a setgid parent hands down its group.
+		chown := h.Uid != 0 || h.Gid != 0 || setgid
 		mode := uint32(h.Mode) & 0o7777
+		ts := unix.NsecToTimespec(h.ModTime.UnixNano())
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && err != unix.EEXIST {
-				unix.Close(dirfd)
 				return res, &pathError{"mkdir", full, err}
 			}
-			_ = unix.Fchownat(dirfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
-			dirs = append(dirs, dirMeta{full, mode, unix.NsecToTimespec(h.ModTime.UnixNano())})
+			if chown {
+				_ = unix.Fchownat(dirfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+			}
+			dirs = append(dirs, dirMeta{full, mode, ts})
 		case tar.TypeReg:
-			n, err := writeRegular(dirfd, base, tr, buf, mode, h.Uid, h.Gid)
+			n, err := writeRegular(dirfd, base, tr, buf, mode, h.Uid, h.Gid, chown, ts)
 			if err != nil {
-				unix.Close(dirfd)
 				return res, &pathError{"write", full, err}
 			}
-			ts := unix.NsecToTimespec(h.ModTime.UnixNano())
-			_ = unix.UtimesNanoAt(dirfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 			res.Files++
 			res.Bytes += n
 		case tar.TypeSymlink:
 			_ = unix.Unlinkat(dirfd, base, 0)
 			if err := unix.Symlinkat(h.Linkname, dirfd, base); err != nil {
-				unix.Close(dirfd)
 				return res, &pathError{"symlink", full, err}
 			}
-			_ = unix.Fchownat(dirfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+			if chown {
+				_ = unix.Fchownat(dirfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+			}
 			res.Files++
 		default:
 			// Devices, fifos and hard links are not copied in.
 		}
-		unix.Close(dirfd)
 	}
 	// Directory modes last, so a read-only directory can still be filled.
 	for i := len(dirs) - 1; i >= 0; i-- {
@@ -118,15 +124,18 @@ func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResul
 	return res, nil
 }
 
-func writeRegular(dirfd int, base string, r io.Reader, buf []byte, mode uint32, uid, gid int) (int64, error) {
-	// Replace rather than write through: an existing symlink at the target
-	// must not redirect the data.
-	if err := unix.Unlinkat(dirfd, base, 0); err != nil && err != unix.ENOENT {
-		if err == unix.EISDIR {
-			return 0, unix.EISDIR
+// writeRegular creates base in dirfd with the data from r. The file is
+// made new (O_EXCL), so an existing symlink at the target cannot redirect
+// the data; a file already there is replaced.
+func writeRegular(dirfd int, base string, r io.Reader, buf []byte, mode uint32, uid, gid int, chown bool, mtime unix.Timespec) (int64, error) {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(dirfd, base, flags, 0o600)
+	if err == unix.EEXIST {
+		if err := unix.Unlinkat(dirfd, base, 0); err != nil && err != unix.ENOENT {
+			return 0, err
 		}
+		fd, err = unix.Openat(dirfd, base, flags, 0o600)
 	}
-	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return 0, err
 	}
@@ -136,11 +145,51 @@ func writeRegular(dirfd int, base string, r io.Reader, buf []byte, mode uint32, 
 	if err != nil {
 		return n, unwrapErrno(err)
 	}
-	_ = f.Chown(uid, gid)
+	if chown {
+		_ = f.Chown(uid, gid)
+	}
 	if err := unix.Fchmod(fd, mode); err != nil {
 		return n, err
 	}
+	// On the open file: no second path lookup.
+	_ = unix.UtimesNanoAt(fd, "", []unix.Timespec{mtime, mtime}, unix.AT_EMPTY_PATH)
 	return n, nil
+}
+
+// parentCache keeps the directory of the last entry open.
+type parentCache struct {
+	rootfd int
+	dir    string
+	fd     int
+	setgid bool
+}
+
+// open returns the open parent directory of p, its base name and whether
+// the parent is setgid. The fd stays owned by the cache.
+func (c *parentCache) open(p string) (int, string, bool, error) {
+	dir, base := path.Split(p)
+	if c.fd >= 0 && dir == c.dir {
+		return c.fd, base, c.setgid, nil
+	}
+	c.close()
+	fd, base, err := openParent(c.rootfd, p)
+	if err != nil {
+		return -1, "", false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, "", false, &pathError{"stat", dir, err}
+	}
+	c.dir, c.fd, c.setgid = dir, fd, st.Mode&unix.S_ISGID != 0
+	return fd, base, c.setgid, nil
+}
+
+func (c *parentCache) close() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
 }
 
 // handleTarOut streams a file or directory tree as tar. Symlinks are sent as
