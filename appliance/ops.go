@@ -126,6 +126,14 @@ func (s *Session) TarIn(ctx context.Context, dest string, r io.Reader) (proto.Ta
 	return res, err
 }
 
+// TarInStaged extracts a tar stream staged on the data disk (StageStream)
+// into dest.
+func (s *Session) TarInStaged(ctx context.Context, dest string, staged StagedRange) (proto.TarResult, error) {
+	var res proto.TarResult
+	err := s.call(ctx, proto.OpTarIn, proto.TarInArgs{Dest: dest, Staged: &proto.DataRange{Offset: staged.Offset, Size: staged.Size}}, nil, nil, &res)
+	return res, err
+}
+
 // TarOut streams path (a file or tree) out of the image as tar into w.
 func (s *Session) TarOut(ctx context.Context, path string, w io.Writer) (proto.TarResult, error) {
 	var res proto.TarResult

@@ -57,6 +57,11 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 		"-qmp", "unix:" + escapeComma(qmpSock) + ",server=on,wait=off",
 		"-device", "virtio-rng-pci",
 	}
+	// PCIe root ports for hot-plug: the disks of a warm start, the data
+	// disk of bulk copies (datadisk.go).
+	for i := 0; i < hotplugPorts; i++ {
+		args = append(args, "-device", fmt.Sprintf("pcie-root-port,id=rp%d,chassis=%d,slot=%d", i, i+1, i+1))
+	}
 	if spec.Accel == "kvm" {
 		args = append(args, "-cpu", "host")
 	}
@@ -166,6 +171,8 @@ type qemuMachine struct {
 	err                             error
 	qmpMu                           sync.Mutex
 	qmp                             *qmp.SocketMonitor
+	portsUsed                       int // root ports taken by hot-plugged disks
+	hotplugMu                       sync.Mutex
 	killOnce                        sync.Once
 }
 

@@ -36,6 +36,7 @@ type Session struct {
 	closed   bool
 	verbosef func(format string, args ...any)
 	disks    int // attached disks: the agent waits for them when mounting
+	data     dataDisk
 
 	// Ready is what the agent reported when it came up.
 	Ready proto.Ready
@@ -121,7 +122,7 @@ func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error
 	}
 	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
 		Disks: cfg.disks, Accel: cfg.accel, Network: cfg.network, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
-	if q, ok := cfg.backend.(*QEMU); ok && cfg.warm && len(cfg.disks) <= warmPorts {
+	if q, ok := cfg.backend.(*QEMU); ok && cfg.warm && len(cfg.disks) <= hotplugPorts {
 		s, err := startWarm(ctx, q, app, spec, cfg)
 		if err == nil {
 			return s, nil

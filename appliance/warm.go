@@ -39,25 +39,20 @@ import (
 // 120 MB stream.
 
 const (
-	warmFormat = "2" // bump when the saved machine changes shape
-	warmPorts  = 4   // hot-plug slots, so up to this many disks restore warm
+	warmFormat   = "3" // bump when the saved machine changes shape
+	hotplugPorts = 4   // root ports: up to this many disks restore warm
 
 	snapshotState = "state" // device state (the migration stream)
 	snapshotRAM   = "ram"   // guest memory
 )
 
-// warmArgs are the devices a restorable machine has beyond the cold one:
-// hot-plug ports and the guest memory in ramPath (shared while saving,
-// private while restoring).
+// warmArgs are what a restorable machine has beyond the cold one: the
+// guest memory in ramPath (shared while saving, private while restoring).
 func warmArgs(memoryMB int, ramPath string, share bool) []string {
-	var a []string
-	for i := 0; i < warmPorts; i++ {
-		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=rp%d,chassis=%d,slot=%d", i, i+1, i+1))
-	}
 	onOff := map[bool]string{true: "on", false: "off"}[share]
-	return append(a,
+	return []string{
 		"-object", fmt.Sprintf("memory-backend-file,id=warmram,size=%dM,mem-path=%s,share=%s", memoryMB, escapeComma(ramPath), onOff),
-		"-machine", "memory-backend=warmram")
+		"-machine", "memory-backend=warmram"}
 }
 
 // qemuIdentity names the qemu binary exactly enough for the snapshot key:
@@ -94,7 +89,7 @@ func (q *QEMU) snapshotFile(app *Appliance, spec MachineSpec) (string, error) {
 		Network                                                   bool
 		Devices                                                   []string
 	}{warmFormat, ident, app.Key, spec.Kernel, spec.Initramfs, spec.Accel, spec.Append,
-		spec.MemoryMB, warmPorts, spec.Network, warmArgs(spec.MemoryMB, "RAM", false)})
+		spec.MemoryMB, hotplugPorts, spec.Network, warmArgs(spec.MemoryMB, "RAM", false)})
 	sum := sha256.Sum256(key)
 	return filepath.Join(app.Dir, "snapshot-"+hex.EncodeToString(sum[:8])), nil
 }
@@ -244,8 +239,8 @@ func (q *QEMU) saveSnapshot(ctx context.Context, spec MachineSpec, path string) 
 // restore starts qemu from the saved state and hot-plugs spec's disks.
 func (q *QEMU) restore(ctx context.Context, spec MachineSpec, path string) (*qemuMachine, error) {
 	disks := spec.Disks
-	if len(disks) > warmPorts {
-		return nil, fmt.Errorf("%d disks: only %d hot-plug slots", len(disks), warmPorts)
+	if len(disks) > hotplugPorts {
+		return nil, fmt.Errorf("%d disks: only %d hot-plug slots", len(disks), hotplugPorts)
 	}
 	spec.Disks = nil
 	// Both files are opened through the directory, so a snapshot replaced
@@ -336,6 +331,7 @@ func (q *QEMU) restore(ctx context.Context, spec MachineSpec, path string) (*qem
 			}
 		}
 	}
+	m.portsUsed = len(disks)
 	m.phases = append(m.phases, "hot-plugged "+time.Since(t0).Round(time.Millisecond).String())
 	conn, err := m.dial(ctx, m.chanSock)
 	if err != nil {

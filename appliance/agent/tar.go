@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"path"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,9 +38,20 @@ func (a *Agent) handleTarIn(_ context.Context, st *stream, raw json.RawMessage) 
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.extractTar(rootfd, dest, st)
-	// Consume the rest so the stream stays in sync after an error.
-	_, _ = io.Copy(io.Discard, st)
+	var src io.Reader = st
+	if args.Staged != nil {
+		r, err := a.openData(args.Staged.Offset, args.Staged.Size)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		src = r
+	}
+	res, err := a.extractTar(rootfd, dest, src)
+	if args.Staged == nil {
+		// Consume the rest so the stream stays in sync after an error.
+		_, _ = io.Copy(io.Discard, st)
+	}
 	return res, err
 }
 
@@ -91,7 +104,11 @@ func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResul
 			}
 			dirs = append(dirs, dirMeta{full, mode, ts})
 		case tar.TypeReg:
-			n, err := writeRegular(dirfd, base, tr, buf, mode, h.Uid, h.Gid, chown, ts)
+			fill := func(f *os.File) (int64, error) { return io.CopyBuffer(f, tr, buf) }
+			if off, ok := h.PAXRecords[proto.PAXDataOffset]; ok {
+				fill = func(f *os.File) (int64, error) { return a.copyFromDataDisk(f, off, h.PAXRecords[proto.PAXDataSize]) }
+			}
+			n, err := writeRegular(dirfd, base, fill, mode, h.Uid, h.Gid, chown, ts)
 			if err != nil {
 				return res, &pathError{"write", full, err}
 			}
@@ -124,32 +141,41 @@ func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResul
 	return res, nil
 }
 
-// writeRegular creates base in dirfd with the data from r. The file is
-// made new (O_EXCL), so an existing symlink at the target cannot redirect
-// the data; a file already there is replaced.
-func writeRegular(dirfd int, base string, r io.Reader, buf []byte, mode uint32, uid, gid int, chown bool, mtime unix.Timespec) (int64, error) {
+// writeRegular creates base in dirfd with the data fill writes. The file
+// is made new (O_EXCL), so an existing symlink at the target cannot
+// redirect the data; a file already there is replaced.
+func writeRegular(dirfd int, base string, fill func(*os.File) (int64, error), mode uint32, uid, gid int, chown bool, mtime unix.Timespec) (int64, error) {
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(dirfd, base, flags, 0o600)
+	// Created with its final mode when the umask leaves that as is (0644,
+	// 0755, ...), saving a chmod per file; otherwise private until chmod.
+	perm, exact := uint32(0o600), false
+	if um, ok := processUmask(); ok && mode&0o7000 == 0 && mode&um == 0 {
+		perm, exact = mode, true
+	}
+	fd, err := unix.Openat(dirfd, base, flags, perm)
 	if err == unix.EEXIST {
 		if err := unix.Unlinkat(dirfd, base, 0); err != nil && err != unix.ENOENT {
 			return 0, err
 		}
-		fd, err = unix.Openat(dirfd, base, flags, 0o600)
+		fd, err = unix.Openat(dirfd, base, flags, perm)
 	}
 	if err != nil {
 		return 0, err
 	}
 	f := fileFromFD(fd, base)
 	defer f.Close()
-	n, err := io.CopyBuffer(f, r, buf)
+	n, err := fill(f)
 	if err != nil {
 		return n, unwrapErrno(err)
 	}
 	if chown {
 		_ = f.Chown(uid, gid)
 	}
-	if err := unix.Fchmod(fd, mode); err != nil {
-		return n, err
+	// After chown, which clears setuid bits.
+	if !exact {
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return n, err
+		}
 	}
 	// On the open file: no second path lookup.
 	_ = unix.UtimesNanoAt(fd, "", []unix.Timespec{mtime, mtime}, unix.AT_EMPTY_PATH)
@@ -322,4 +348,25 @@ func tarChild(tw *tar.Writer, dirfd int, base, name string, res *proto.TarResult
 	default:
 		return nil // devices, sockets and fifos are not copied out
 	}
+}
+
+var umaskOnce = sync.OnceValues(readUmask)
+
+// processUmask is the agent's umask (fixed at startup), from
+// /proc/self/status: calling umask(2) to read it would change it for a
+// moment under concurrent handlers.
+func processUmask() (uint32, bool) { return umaskOnce() }
+
+func readUmask() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			u, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(u), err == nil
+		}
+	}
+	return 0, false
 }

@@ -188,7 +188,26 @@ type ReadResult struct {
 // TarInArgs extracts a tar stream (TData) into Dest, creating Dest.
 type TarInArgs struct {
 	Dest string `json:"dest"`
+	// Staged, when set, is where the tar stream is on the data disk; the
+	// call's data stream is then empty.
+	Staged *DataRange `json:"staged,omitempty"`
 }
+
+// DataRange is a range of the data disk (Offset a multiple of 4096).
+type DataRange struct {
+	Offset int64 `json:"offset"`
+	Size   int64 `json:"size"`
+}
+
+// A regular file's data may come from the session's data disk instead of
+// the tar stream: its header then has size 0 and these PAX records give
+// the data's offset on the disk (a multiple of 4096) and its size, in
+// decimal. The data disk is the virtio disk whose serial is DataDiskSerial.
+const (
+	PAXDataOffset  = "IMGBAKE.data.offset"
+	PAXDataSize    = "IMGBAKE.data.size"
+	DataDiskSerial = "imgbake-data"
+)
 
 // TarOutArgs streams Path as a tar archive whose entries are relative to
 // Path's parent (so the top entry is Path's base name).
