@@ -47,7 +47,7 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-machine", "q35,accel=" + spec.Accel,
 		"-m", strconv.Itoa(spec.MemoryMB),
-		"-smp", "1",
+		"-smp", strconv.Itoa(applianceCPUs),
 		"-kernel", spec.Kernel, "-initrd", spec.Initramfs, "-append", spec.Append,
 		"-chardev", "file,id=con0,path=" + escapeComma(consoleLog),
 		"-serial", "chardev:con0",
@@ -298,3 +298,11 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// applianceCPUs is the appliance's vCPU count. Two, although a TCG vCPU
+// costs a host core while it runs: measured here, copy-in's extraction of
+// 7,000 files ran 1.4x faster with a second vCPU (interrupts, block I/O
+// completion and kernel threads leave the agent's vCPU), cold boot got
+// ~0.2 s slower, warm start and step latency did not change. An idle
+// vCPU halts and costs nothing.
+const applianceCPUs = 2

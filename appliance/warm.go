@@ -85,11 +85,11 @@ func (q *QEMU) snapshotFile(app *Appliance, spec MachineSpec) (string, error) {
 	}
 	key, _ := json.Marshal(struct {
 		Format, QEMU, Appliance, Kernel, Initramfs, Accel, Append string
-		Memory, Ports                                             int
+		Memory, Ports, CPUs                                       int
 		Network                                                   bool
 		Devices                                                   []string
 	}{warmFormat, ident, app.Key, spec.Kernel, spec.Initramfs, spec.Accel, spec.Append,
-		spec.MemoryMB, hotplugPorts, spec.Network, warmArgs(spec.MemoryMB, "RAM", false)})
+		spec.MemoryMB, hotplugPorts, applianceCPUs, spec.Network, warmArgs(spec.MemoryMB, "RAM", false)})
 	sum := sha256.Sum256(key)
 	return filepath.Join(app.Dir, "snapshot-"+hex.EncodeToString(sum[:8])), nil
 }
