@@ -104,7 +104,7 @@ func (a *Agent) extractTar(rootfd int, dest string, r io.Reader) (proto.TarResul
 			}
 			dirs = append(dirs, dirMeta{full, mode, ts})
 		case tar.TypeReg:
-			fill := func(f *os.File) (int64, error) { return io.CopyBuffer(f, tr, buf) }
+			fill := func(f *os.File) (int64, error) { return copyWith(f, tr, buf) }
 			if off, ok := h.PAXRecords[proto.PAXDataOffset]; ok {
 				fill = func(f *os.File) (int64, error) { return a.copyFromDataDisk(f, off, h.PAXRecords[proto.PAXDataSize]) }
 			}
@@ -369,4 +369,27 @@ func readUmask() (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// copyWith copies r to f through buf. Not io.CopyBuffer: *os.File's
+// ReadFrom would take over and allocate its own 32 KiB buffer per file,
+// which for thousands of small files is mostly garbage collection.
+func copyWith(f *os.File, r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			w, werr := f.Write(buf[:m])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
