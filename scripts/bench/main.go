@@ -110,8 +110,8 @@ func parseFlags() (config, error) {
 	}
 	var c config
 	var w, tools string
-	flag.IntVar(&c.Reps, "reps", 3, "repetitions of the cheap workloads (1-4, 8; 7 runs once)")
-	flag.IntVar(&c.HeavyReps, "heavy-reps", 1, "repetitions of the expensive workloads 5 (copy-in) and 6 (20 launches)")
+	flag.IntVar(&c.Reps, "reps", 3, "repetitions of the cheap workloads (1-4; 7 runs once)")
+	flag.IntVar(&c.HeavyReps, "heavy-reps", 1, "repetitions of the expensive workloads 5 (copy-in), 6 (20 launches) and 8 (Ansible plays)")
 	flag.IntVar(&c.Tasks, "tasks", 20, "tasks in workload 6")
 	flag.StringVar(&w, "w", "1-8", "workloads to run: a list and/or ranges, e.g. 1,2,5 or 1-4")
 	flag.StringVar(&tools, "tools", toolIB+","+toolLG, "tools to measure")
@@ -364,7 +364,7 @@ func (b *bench) runRep(rep int) {
 	if on[6] && heavy {
 		b.tasks(rep)
 	}
-	if on[8] && b.cfg.tools[toolIB] {
+	if on[8] && heavy && b.cfg.tools[toolIB] {
 		b.ansible(rep)
 	}
 	if on[7] && rep == 1 {
