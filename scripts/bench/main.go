@@ -1,7 +1,7 @@
 // Command bench runs imgbake and libguestfs side by side on fresh copies of
 // the same test image and reports medians, spreads and ratios (issue 6).
 //
-//	go run ./scripts/bench [-reps 3] [-heavy-reps 1] [-w 1-7] [-tools imgbake,libguestfs]
+//	go run ./scripts/bench [-reps 3] [-heavy-reps 1] [-w 1-8] [-tools imgbake,libguestfs]
 //	BENCH_QUICK=1 go run ./scripts/bench      # one short pass
 //
 // Raw figures go to bench/results/<timestamp>.json; the table is printed as
@@ -48,6 +48,7 @@ type config struct {
 	tools   map[string]bool
 	cache   string
 	outDir  string
+	report  string
 	repo    string
 	work    string
 	verbose bool
@@ -88,6 +89,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	if cfg.report != "" {
+		if err := reprint(cfg.report); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -127,6 +135,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.NoNetwork, "vc-no-network", true, "pass --no-network to virt-customize (no workload needs the network; imgbake has none)")
 	flag.BoolVar(&c.warmup, "warmup", true, "one untimed run of each tool first, so both appliances are cached")
 	flag.BoolVar(&c.verbose, "v", false, "print every measured command's output")
+	flag.StringVar(&c.report, "report", "", "measure nothing: print the table of a saved results `FILE` again (with this version's analysis)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return c, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -247,6 +256,23 @@ func runBench(ctx context.Context, cfg config) int {
 		return 1
 	}
 	return 0
+}
+
+// reprint analyzes the raw runs of a saved results file again.
+func reprint(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	cfg := res.Config
+	cfg.sample, _ = time.ParseDuration(cfg.Sample)
+	res.Metrics = analyze(&res, res.Payload, cfg)
+	printTable(os.Stdout, &res)
+	return nil
 }
 
 func (b *bench) setup() error {

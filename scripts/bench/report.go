@@ -93,6 +93,14 @@ func (a *an) perRep(tool, v1, v2 string, f func(r1, r2 *run) (float64, bool)) []
 
 func wallS(r *run) (float64, bool) { return r.WallMS / 1000, true }
 
+// firstStepDone is when imgbake printed its first step line, in seconds.
+func firstStepDone(r *run) (float64, bool) {
+	if len(r.Steps) == 0 {
+		return 0, false
+	}
+	return r.Steps[0].AtMS / 1000, true
+}
+
 // readyS is when imgbake was ready to run its first step: the first step
 // line's arrival minus the step's own printed duration.
 func readyS(r *run) (float64, bool) {
@@ -228,14 +236,14 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 		ready.Met = met(ready.IB.Median <= 2.5)
 	}
 	add(ready)
-	add(metric{Workload: 1, Name: "start → first step done (virt-customize: whole call)", Unit: "s",
-		IB: summarize(a.vals(toolIB, "run1", func(r *run) (float64, bool) {
-			if len(r.Steps) == 0 {
-				return 0, false
-			}
-			return r.Steps[0].AtMS / 1000, true
-		})),
-		LG: summarize(a.vals(toolLG, "run1", wallS))})
+	// Issue 8's target: with warm start, process start → first step done.
+	firstDone := metric{Workload: 1, Name: "start → first step done, warm start (virt-customize: whole call)", Unit: "s",
+		IB: summarize(a.vals(toolIB, "run1", firstStepDone)),
+		LG: summarize(a.vals(toolLG, "run1", wallS)), Target: "≤ 1.0 s (issue 8)"}
+	if firstDone.IB != nil {
+		firstDone.Met = met(firstDone.IB.Median <= 1.0)
+	}
+	add(firstDone)
 	add(metric{Workload: 1, Name: "whole call, one `true` step", Unit: "s",
 		IB: summarize(a.vals(toolIB, "run1", wallS)), LG: summarize(a.vals(toolLG, "run1", wallS))})
 	for _, l := range timingLabels(a.get(toolIB, "run1")) {
@@ -248,6 +256,8 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 				v, ok := firstProgress(r, "Running:")
 				return v / 1000, ok
 			}))})
+		add(metric{Workload: 1, Name: "imgbake cold boot: start → first step done (virt-customize: whole call)", Unit: "s", Detail: true,
+			IB: summarize(a.vals(toolIB, "run1-cold", firstStepDone)), LG: summarize(a.vals(toolLG, "run1", wallS))})
 		add(metric{Workload: 1, Name: "imgbake cold boot: whole call, one `true` step", Unit: "s", Detail: true,
 			IB: summarize(a.vals(toolIB, "run1-cold", wallS)), LG: summarize(a.vals(toolLG, "run1", wallS))})
 		for _, l := range timingLabels(cold) {
