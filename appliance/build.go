@@ -387,7 +387,60 @@ func Build(opts BuildOptions) (*Appliance, error) {
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o600); err != nil {
 		return nil, err
 	}
+	pruneCache(filepath.Join(cache, "appliance"), key, time.Now())
 	return app, nil
+}
+
+// Cache pruning: every new agent, kernel or rescue tool set makes a new
+// appliance (~45 MB of initramfs plus ~150 MB of saved memory), so when one
+// is built, entries unused for cacheKeepFor go, and of the rest only the
+// cacheKeep most recently used stay. An entry's directory mtime is its
+// last use (cachedAppliance touches it). A process still using a pruned
+// entry keeps its open files; the next command simply builds again.
+const (
+	cacheKeep    = 3
+	cacheKeepFor = 7 * 24 * time.Hour
+)
+
+func pruneCache(root, current string, now time.Time) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	type entry struct {
+		name string
+		used time.Time
+	}
+	var old []entry
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == current || !isCacheKey(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		old = append(old, entry{e.Name(), fi.ModTime()})
+	}
+	sort.Slice(old, func(i, j int) bool { return old[i].used.After(old[j].used) })
+	for i, e := range old {
+		if i >= cacheKeep || now.Sub(e.used) > cacheKeepFor {
+			// Renamed away first, so a concurrent lookup sees all or nothing.
+			gone := filepath.Join(root, ".gone-"+e.name)
+			if os.Rename(filepath.Join(root, e.name), gone) == nil {
+				os.RemoveAll(gone)
+			}
+		}
+	}
+}
+
+// isCacheKey reports whether name looks like an appliance key (16 hex).
+func isCacheKey(name string) bool {
+	if len(name) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(name)
+	return err == nil
 }
 
 // ReadManifest loads the manifest of a built appliance.
@@ -444,6 +497,12 @@ func cachedAppliance(dir string, k Kernel) (*Appliance, bool) {
 		return nil, false
 	}
 	app.Size, app.RescueSize, app.Modules, app.Rescue = fi.Size(), rfi.Size(), len(m.Modules), m.Rescue
+	// Mark the entry used (pruneCache keeps recently used ones); at most
+	// once an hour, to keep the lookup free of writes.
+	if di, err := os.Stat(dir); err == nil && time.Since(di.ModTime()) > time.Hour {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now)
+	}
 	return app, true
 }
 

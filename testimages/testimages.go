@@ -322,15 +322,7 @@ func ReadFileAt(t testing.TB, imagePath string, offset int64, path string) ([]by
 		return nil, fmt.Errorf("testimages: no ext2/3/4 filesystem at offset %d of %s", offset, imagePath)
 	}
 	v.fs = fsType
-	m, err := v.debugfsReadFiles([]string{path})
-	if err != nil {
-		return nil, err
-	}
-	data, ok := m[path]
-	if !ok {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
-	}
-	return data, nil
+	return v.debugfsReadFile(path)
 }
 
 // Stat describes path (lstat: a final symlink is not followed) in partition
@@ -368,15 +360,7 @@ func ReadFileDebugfs(t testing.TB, imagePath, format string, partition int, path
 	if v.fs != "ext" && v.fs != "ext-recover" {
 		return nil, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
 	}
-	m, err := v.debugfsReadFiles([]string{path})
-	if err != nil {
-		return nil, err
-	}
-	data, ok := m[path]
-	if !ok {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
-	}
-	return data, nil
+	return v.debugfsReadFile(path)
 }
 
 // StatDebugfs is Stat forced to use debugfs (ext2/3/4 only).
@@ -542,4 +526,18 @@ func probeFS(raw string, offset int64) (string, error) {
 		return "vfat", nil
 	}
 	return "", nil
+}
+
+// debugfsReadFile reads one file with debugfs; a missing one is an error
+// satisfying errors.Is(err, fs.ErrNotExist).
+func (v *view) debugfsReadFile(path string) ([]byte, error) {
+	m, err := v.debugfsReadFiles([]string{path})
+	if err != nil {
+		return nil, err
+	}
+	data, ok := m[path]
+	if !ok {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
+	}
+	return data, nil
 }

@@ -421,13 +421,13 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 			IB: summarize(valsOf(ibAll, func(r *run) (float64, bool) { return float64(r.MaxRSSkB) / 1024, r.MaxRSSkB > 0 })),
 			LG: summarize(valsOf(lgAll, func(r *run) (float64, bool) { return float64(r.MaxRSSkB) / 1024, r.MaxRSSkB > 0 }))})
 	}
-	addAnsible(a, add)
 	add(metric{Workload: 7, Name: "guest memory in use after the 20-step recipe (MemTotal − MemAvailable)", Unit: "MiB", Detail: true,
 		IB: summarize(a.vals(toolIB, "mem", func(r *run) (float64, bool) {
 			t, ok1 := r.Meminfo["MemTotal"]
 			av, ok2 := r.Meminfo["MemAvailable"]
 			return float64(t-av) / 1024, ok1 && ok2
 		}))})
+	addAnsible(a, add)
 	return ms
 }
 
