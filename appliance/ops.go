@@ -55,7 +55,7 @@ func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader
 		}
 		return nil
 	}
-	err := s.call(ctx, proto.OpExec, args, stdin, out, &r)
+	err := s.callStream(ctx, proto.OpExec, args, stdin, out, &r, callOptions{inputOptional: true})
 	return r, err
 }
 

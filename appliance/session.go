@@ -397,6 +397,10 @@ type callOptions struct {
 	interactive bool
 	// resize: each value is sent to the agent as a TControl frame.
 	resize <-chan proto.Winsize
+	// inputOptional: once the result is in, the rest of the input does
+	// not matter (a command that exited; as ssh does, do not wait for the
+	// caller's stdin to end).
+	inputOptional bool
 }
 
 func (s *Session) callStream(ctx context.Context, op string, args any, in io.Reader, out func(proto.Frame) error, result any, opts callOptions) error {
@@ -496,7 +500,7 @@ func (s *Session) callStream(ctx context.Context, op string, args any, in io.Rea
 			// Do not wait for pump: it may be stuck in the caller's reader.
 			return ctx.Err()
 		}
-		if in != nil && !opts.interactive {
+		if in != nil && !opts.interactive && !opts.inputOptional {
 			var perr error
 			if res.Error == "" {
 				perr = <-inErr

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -115,6 +116,24 @@ func TestSessionLifecycle(t *testing.T) {
 	if r := imgbake(t, "session", "exec", "nosuch", "--", "true"); r.code != ExitSession || !strings.Contains(r.stderr, "no such session") {
 		t.Errorf("exec on a missing session: %s", r)
 	}
+	// Like ssh, exec returns when the command has exited, even if its
+	// stdin never ends.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	execDone := make(chan int, 1)
+	go func() {
+		var o, e bytes.Buffer
+		execDone <- Execute(context.Background(), Stdio{In: pr, Out: &o, Err: &e}, []string{"imgbake", "session", "exec", "s1", "--", "true"})
+	}()
+	select {
+	case code := <-execDone:
+		if code != 0 {
+			t.Errorf("exec true with an endless stdin: exit %d", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("exec true waited for its stdin to end")
+	}
+
 	// A request costs a round trip, not a boot.
 	const n = 10
 	t1 := time.Now()
