@@ -68,6 +68,7 @@ type config struct {
 	append   string
 	network  bool
 	warm     bool
+	dataDisk bool
 	verbosef func(format string, args ...any)
 }
 
@@ -89,6 +90,11 @@ func WithNetwork(on bool) Option { return func(c *config) { c.network = on } }
 // WithWarm enables (the default) or disables warm start from a saved
 // appliance; $IMGBAKE_COLD=1 disables it too.
 func WithWarm(on bool) Option { return func(c *config) { c.warm = on } }
+
+// WithDataDisk enables (the default) or disables the data disk for bulk
+// copies (datadisk.go); $IMGBAKE_DATA_DISK=0 disables it too, and copies
+// then go through the agent channel.
+func WithDataDisk(on bool) Option { return func(c *config) { c.dataDisk = on } }
 
 // WithMemory sets the appliance RAM in MiB (default 512).
 func WithMemory(mb int) Option { return func(c *config) { c.memoryMB = mb } }
@@ -116,7 +122,7 @@ const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic no_tim
 // (see warm.go) and boots cold otherwise.
 func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error) {
 	cfg := config{backend: &QEMU{}, memoryMB: 512, accel: AccelAvailable(), timeout: 120 * time.Second,
-		verbosef: func(string, ...any) {}, warm: os.Getenv("IMGBAKE_COLD") != "1"}
+		verbosef: func(string, ...any) {}, warm: os.Getenv("IMGBAKE_COLD") != "1", dataDisk: os.Getenv("IMGBAKE_DATA_DISK") != "0"}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -209,6 +215,9 @@ func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, c
 func newSession(ctx context.Context, m Machine, dir string, t0 time.Time, cfg config, disks int) (*Session, error) {
 	s := &Session{machine: m, conn: m.Channel(), dir: dir, streams: map[uint32]*clientStream{},
 		readyCh: make(chan proto.Ready, 1), verbosef: cfg.verbosef, disks: disks}
+	if !cfg.dataDisk {
+		s.data.err = errors.New("data disk disabled")
+	}
 	s.Timings.QEMUStarted = time.Since(t0)
 	go s.readLoop()
 	timer := time.NewTimer(cfg.timeout)

@@ -142,6 +142,21 @@ func TestBulkCopyIn(t *testing.T) {
 		t.Errorf("/srv/odd.bin differs after a cold-boot copy-in")
 	}
 
+	// With the data disk disabled the same copies go through the channel.
+	t.Setenv("IMGBAKE_COLD", "")
+	t.Setenv("IMGBAKE_DATA_DISK", "0")
+	disk2 := testimages.Fresh(t, testimages.NoPart)
+	r = imgbake(t, "copy-in", "-v", "-a", disk2, src, filepath.Join(src, "big.bin"), "/opt")
+	if r.code != 0 || strings.Contains(r.stderr, "data disk for bulk copies attached") {
+		t.Fatalf("copy-in without the data disk: %s", r)
+	}
+	out2 := filepath.Join(host, "out2")
+	must(t, os.MkdirAll(out2, 0o755))
+	if r := imgbake(t, "copy-out", "-a", disk2, "/opt/payload", out2); r.code != 0 {
+		t.Fatalf("copy-out: %s", r)
+	}
+	sameTree(t, src, filepath.Join(out2, "payload"))
+
 	// One hot-plug for the session; the tree and big.bin went by it.
 	log, err := os.ReadFile(filepath.Join(base, "bulk.log"))
 	must(t, err)
