@@ -56,22 +56,14 @@ type StagedRange struct{ Offset, Size int64 }
 // disk (another backend, no free hot-plug port): the caller sends the data
 // through the channel instead.
 func (s *Session) StageData(ctx context.Context, f *os.File, size int64) (r StagedRange, ok bool, err error) {
-	att, can := s.machine.(diskAttacher)
-	if !can {
+	if !s.dataDiskUsable(ctx) {
 		return r, false, nil
 	}
 	d := &s.data
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.err != nil {
+	if d.err != nil { // full
 		return r, false, nil
-	}
-	if !d.attached {
-		if err := s.attachDataDisk(ctx, att); err != nil {
-			d.err = err
-			s.verbosef("no data disk for bulk copies (%v): copying through the channel", err)
-			return r, false, nil
-		}
 	}
 	off := d.next
 	if err := copyInto(d.file, off, f, size); err != nil {
