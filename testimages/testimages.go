@@ -279,15 +279,7 @@ const (
 // debugfs, anything else with the verifier VM (see ReadFilesVM).
 func ReadFile(t testing.TB, imagePath, format string, partition int, path string) ([]byte, error) {
 	t.Helper()
-	m, err := ReadFiles(t, imagePath, format, partition, path)
-	if err != nil {
-		return nil, err
-	}
-	data, ok := m[path]
-	if !ok {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
-	}
-	return data, nil
+	return oneFile(ReadFiles(t, imagePath, format, partition, path))(path)
 }
 
 // ReadFiles is ReadFile for many paths at once (one VM boot for all of them
@@ -531,13 +523,20 @@ func probeFS(raw string, offset int64) (string, error) {
 // debugfsReadFile reads one file with debugfs; a missing one is an error
 // satisfying errors.Is(err, fs.ErrNotExist).
 func (v *view) debugfsReadFile(path string) ([]byte, error) {
-	m, err := v.debugfsReadFiles([]string{path})
-	if err != nil {
-		return nil, err
+	return oneFile(v.debugfsReadFiles([]string{path}))(path)
+}
+
+// oneFile picks path out of a many-file read; a missing one is an error
+// satisfying errors.Is(err, fs.ErrNotExist).
+func oneFile(m map[string][]byte, err error) func(path string) ([]byte, error) {
+	return func(path string) ([]byte, error) {
+		if err != nil {
+			return nil, err
+		}
+		data, ok := m[path]
+		if !ok {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
+		}
+		return data, nil
 	}
-	data, ok := m[path]
-	if !ok {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
-	}
-	return data, nil
 }
