@@ -5,9 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"strings"
 
+	"github.com/imgbake/imgbake/appliance/fstab"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -92,8 +92,8 @@ func fixFstabText(data []byte, problems []proto.FstabEntry, root proto.Filesyste
 		}
 		line := strings.TrimSuffix(lines[i], "\r")
 		spans := fieldSpans(line)
-		if len(spans) < 3 || fstabUnescapeField(line[spans[0][0]:spans[0][1]]) != p.Spec ||
-			fstabUnescapeField(line[spans[1][0]:spans[1][1]]) != p.Mountpoint {
+		if len(spans) < 3 || fstab.Unescape(line[spans[0][0]:spans[0][1]]) != p.Spec ||
+			fstab.Unescape(line[spans[1][0]:spans[1][1]]) != p.Mountpoint {
 			return nil, nil, fmt.Errorf("/etc/fstab line %d no longer holds %s %s", p.Line, p.Spec, p.Mountpoint)
 		}
 		fix := FstabFix{Line: p.Line, Old: line}
@@ -109,7 +109,7 @@ func fixFstabText(data []byte, problems []proto.FstabEntry, root proto.Filesyste
 				fix.New = line + " defaults,nofail"
 			} else {
 				opts := line[spans[3][0]:spans[3][1]]
-				if hasOption(opts, "nofail") {
+				if fstab.HasOption(opts, "nofail") {
 					fix.What = "left as is: already nofail"
 					break
 				}
@@ -159,32 +159,4 @@ func fieldSpans(line string) [][2]int {
 		}
 	}
 	return out
-}
-
-// fstabUnescapeField undoes fstab's octal escapes (\040 for a space).
-func fstabUnescapeField(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func hasOption(opts, o string) bool {
-	for _, x := range strings.Split(opts, ",") {
-		if x == o {
-			return true
-		}
-	}
-	return false
 }

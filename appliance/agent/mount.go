@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imgbake/imgbake/appliance/fstab"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -256,31 +257,13 @@ func parseFstab(data []byte) []fstabEntry {
 		if len(f) < 3 {
 			continue
 		}
-		e := fstabEntry{spec: unescapeFstab(f[0]), file: unescapeFstab(f[1]), vfstype: f[2], line: n}
+		e := fstabEntry{spec: fstab.Unescape(f[0]), file: fstab.Unescape(f[1]), vfstype: f[2], line: n}
 		if len(f) > 3 {
 			e.mntops = f[3]
 		}
 		out = append(out, e)
 	}
 	return out
-}
-
-func unescapeFstab(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // resolveSpec maps an fstab device spec to one of our devices. Device names
@@ -370,7 +353,7 @@ func (a *Agent) mountFstab(res *proto.MountResult) {
 	})
 	for _, e := range entries {
 		mp := path.Clean(e.file)
-		if mp == "/" || !strings.HasPrefix(mp, "/") || skipFstabTypes[e.vfstype] || hasOpt(e.mntops, "bind") {
+		if mp == "/" || !strings.HasPrefix(mp, "/") || skipFstabTypes[e.vfstype] || fstab.HasOption(e.mntops, "bind") {
 			continue
 		}
 		fs, ok := resolveSpec(e.spec, res.Filesystems)
@@ -396,15 +379,6 @@ func (a *Agent) mountFstab(res *proto.MountResult) {
 		a.mounts = append(a.mounts, sysroot+mp)
 		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: mp, Device: fs.Device, Type: fs.Type})
 	}
-}
-
-func hasOpt(opts, o string) bool {
-	for _, x := range strings.Split(opts, ",") {
-		if x == o {
-			return true
-		}
-	}
-	return false
 }
 
 // bindSystemDirs makes /proc, /sys and /dev of the appliance visible in the
@@ -467,7 +441,7 @@ func mountsBelow(prefix string) []string {
 		if len(f) < 5 {
 			continue
 		}
-		mp := unescapeFstab(f[4])
+		mp := fstab.Unescape(f[4])
 		if mp == prefix || strings.HasPrefix(mp, prefix+"/") {
 			out = append(out, mp)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imgbake/imgbake/appliance/fstab"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -194,7 +195,7 @@ func checkFstabEntry(e fstabEntry, fss []proto.Filesystem) proto.FstabEntry {
 	out := proto.FstabEntry{Line: e.line, Spec: e.spec, Mountpoint: e.file, Type: e.vfstype, Options: e.mntops}
 	key, _, hasEq := strings.Cut(e.spec, "=")
 	switch {
-	case e.vfstype != "swap" && skipFstabTypes[e.vfstype], hasOpt(e.mntops, "bind"), hasOpt(e.mntops, "rbind"):
+	case e.vfstype != "swap" && skipFstabTypes[e.vfstype], fstab.HasOption(e.mntops, "bind"), fstab.HasOption(e.mntops, "rbind"):
 		out.Status, out.Note = proto.FstabSkipped, "not a block device"
 		return out
 	case strings.Contains(e.spec, ":") && !hasEq, strings.HasPrefix(e.spec, "//"):
