@@ -223,16 +223,7 @@ func fsckXFS(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) erro
 		}
 		return nil
 	}
-	run, err = r.run(ctx, s, o, "-n", r.Device)
-	if err != nil {
-		return fsckFailed(r, err)
-	}
-	if run.RC == 0 {
-		r.Status = FsckRepaired
-	} else {
-		r.Status = FsckErrorsRemain
-	}
-	return nil
+	return r.recheck(ctx, s, o)
 }
 
 // fsckFAT runs fsck.fat -n; with Repair and problems found, fsck.fat -a
@@ -257,7 +248,13 @@ func fsckFAT(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) erro
 	if _, err := r.run(ctx, s, o, "-a", "-w", r.Device); err != nil {
 		return fsckFailed(r, err)
 	}
-	run, err = r.run(ctx, s, o, "-n", r.Device)
+	return r.recheck(ctx, s, o)
+}
+
+// recheck runs the checker read-only (-n) after a repair: clean means
+// repaired, anything else that errors remain.
+func (r *FsckResult) recheck(ctx context.Context, s *Session, o FsckOptions) error {
+	run, err := r.run(ctx, s, o, "-n", r.Device)
 	if err != nil {
 		return fsckFailed(r, err)
 	}
