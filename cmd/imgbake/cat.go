@@ -16,10 +16,7 @@ func catCommand() *cli.Command {
 		Flags: append(diskFlags(), roFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
-			if err := needArgs(c, 1, "PATH..."); err != nil {
-				return err
-			}
-			paths, err := imagePathArgs(c.Args().Slice())
+			paths, err := imagePathArgs(c)
 			if err != nil {
 				return err
 			}

@@ -36,10 +36,7 @@ func lsCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
-			if err := needArgs(c, 1, "PATH..."); err != nil {
-				return err
-			}
-			paths, err := imagePathArgs(c.Args().Slice())
+			paths, err := imagePathArgs(c)
 			if err != nil {
 				return err
 			}

@@ -44,10 +44,14 @@ func rejectRO(c *cli.Context) error {
 // it must be absolute. It is cleaned, so /../../etc/passwd is /etc/passwd of
 // the image (and the agent resolves every path inside the image's root
 // anyway, symlinks included).
-// imagePathArgs checks every argument with imagePathArg.
-func imagePathArgs(args []string) ([]string, error) {
-	paths := make([]string, 0, len(args))
-	for _, a := range args {
+// imagePathArgs checks the command's PATH... arguments (at least one)
+// with imagePathArg.
+func imagePathArgs(c *cli.Context) ([]string, error) {
+	if err := needArgs(c, 1, "PATH..."); err != nil {
+		return nil, err
+	}
+	paths := make([]string, 0, c.NArg())
+	for _, a := range c.Args().Slice() {
 		p, err := imagePathArg(a)
 		if err != nil {
 			return nil, err
