@@ -137,34 +137,42 @@ func sessionLogs(t *testing.T, base string) []string {
 	return logs
 }
 
-// TestAnsiblePlaybook: a 20-task play (command, copy, template, lineinfile,
-// user, file, fetch, a delegated role) against a disk, one boot for all of
-// it, committed at the end and verified independently.
-func TestAnsiblePlaybook(t *testing.T) {
+// sitePlay runs site.yml against a fresh python3 image, checks that it
+// passed and that the image holds its work, and returns the play's output
+// and the session logs it left.
+func sitePlay(t *testing.T, extra ...string) (out string, logs []string) {
+	t.Helper()
 	tmp, base := sessionTest(t)
 	env := ansibleEnv(t, tmp)
 	disk := testimages.Fresh(t, testimages.Python)
 	outDir := t.TempDir()
-	out, code, took := runPlaybook(t, env, "site.yml", "-e", "disk="+disk, "-e", "out_dir="+outDir)
+	out, code, took := runPlaybook(t, env, "site.yml", append([]string{"-e", "disk=" + disk, "-e", "out_dir=" + outDir}, extra...)...)
 	if code != 0 {
 		t.Fatalf("ansible-playbook exited %d:\n%s", code, out)
 	}
-	tasks := strings.Count(out, "\nTASK [")
-	t.Logf("the play: %d tasks in %s", tasks, took.Round(100*time.Millisecond))
-	if tasks < 12 || !strings.Contains(out, "changes committed into the image") || !strings.Contains(out, "failed=0") {
+	logs = sessionLogs(t, base)
+	t.Logf("the play: %d tasks, %d sessions in %s", strings.Count(out, "\nTASK ["), len(logs), took.Round(100*time.Millisecond))
+	verifyPlaybookImage(t, disk, outDir)
+	waitNoQEMU(t, tmp, 5*time.Second)
+	if ss := scanSessions(base, nil); len(ss) != 0 {
+		t.Errorf("sessions left running: %+v", ss)
+	}
+	return out, logs
+}
+
+// TestAnsiblePlaybook: a 20-task play (command, copy, template, lineinfile,
+// user, file, fetch, a delegated role) against a disk, one boot for all of
+// it, committed at the end and verified independently.
+func TestAnsiblePlaybook(t *testing.T) {
+	out, logs := sitePlay(t)
+	if strings.Count(out, "\nTASK [") < 12 || !strings.Contains(out, "changes committed into the image") || !strings.Contains(out, "failed=0") {
 		t.Errorf("unexpected play output:\n%s", out)
 	}
-	logs := sessionLogs(t, base)
 	if len(logs) != 1 {
 		t.Fatalf("want one session for the play, found %v", logs)
 	}
 	if n := bootsLogged(t, logs[0]); n != 1 {
 		t.Errorf("the session log records %d boots for the play, want 1", n)
-	}
-	verifyPlaybookImage(t, disk, outDir)
-	waitNoQEMU(t, tmp, 5*time.Second)
-	if ss := scanSessions(base, nil); len(ss) != 0 {
-		t.Errorf("sessions left running: %+v", ss)
 	}
 }
 
@@ -172,16 +180,7 @@ func TestAnsiblePlaybook(t *testing.T) {
 // session (one boot each, committed at the task's end): the same image as
 // with one session for the play. This is the baseline make bench compares with.
 func TestAnsiblePerTask(t *testing.T) {
-	tmp, base := sessionTest(t)
-	env := ansibleEnv(t, tmp)
-	disk := testimages.Fresh(t, testimages.Python)
-	outDir := t.TempDir()
-	out, code, took := runPlaybook(t, env, "site.yml", "-e", "disk="+disk, "-e", "out_dir="+outDir, "-e", "imgbake_per_task=true")
-	if code != 0 {
-		t.Fatalf("ansible-playbook exited %d:\n%s", code, out)
-	}
-	logs := sessionLogs(t, base)
-	t.Logf("the play: %d sessions in %s", len(logs), took.Round(100*time.Millisecond))
+	_, logs := sitePlay(t, "-e", "imgbake_per_task=true")
 	if len(logs) < 12 {
 		t.Errorf("want a session per task (at least 12), found %d", len(logs))
 	}
@@ -189,11 +188,6 @@ func TestAnsiblePerTask(t *testing.T) {
 		if n := bootsLogged(t, l); n != 1 {
 			t.Errorf("%s records %d boots, want 1", l, n)
 		}
-	}
-	verifyPlaybookImage(t, disk, outDir)
-	waitNoQEMU(t, tmp, 5*time.Second)
-	if ss := scanSessions(base, nil); len(ss) != 0 {
-		t.Errorf("sessions left running: %+v", ss)
 	}
 }
 
