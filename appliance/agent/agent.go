@@ -165,11 +165,10 @@ func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, 
 
 // Main is the appliance's /init.
 func Main() {
-	// The appliance has one vCPU, so GOMAXPROCS would be 1, and then the
-	// runtime hands the P to a new thread whenever a syscall outlasts a
-	// sysmon tick (20 µs), which under TCG is nearly every syscall: file
-	// extraction ran 2x slower than with a second P, which lets sysmon
-	// leave a P in a syscall alone while another sits idle.
+	// At least 2 Ps even on one vCPU (an appliance started with -smp 1):
+	// with GOMAXPROCS 1 the runtime hands the P to a new thread whenever a
+	// syscall outlasts a sysmon tick (20 µs), which under TCG is nearly
+	// every syscall, and file extraction ran 2x slower.
 	runtime.GOMAXPROCS(max(2, runtime.NumCPU()))
 	a := newAgent()
 	a.initStart = time.Now()
