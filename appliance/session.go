@@ -110,11 +110,16 @@ func WithVerbose(f func(format string, args ...any)) Option {
 	return func(c *config) { c.verbosef = f }
 }
 
-// kernelCmdline is tuned for a fast boot under TCG: no console chatter, no
-// probing of legacy devices we do not have, panic straight to power-off.
+// kernelCmdline is tuned for TCG: no console chatter, no probing of legacy
+// devices we do not have, panic straight to power-off. highres=off keeps
+// timers at jiffy resolution: the agent's Go runtime (sysmon) sleeps for
+// 20 µs at a time while busy, and every such sleep armed a local APIC
+// timer that QEMU emulates through its main loop (about 2,000 timer
+// interrupts a second); copying 7,000 files took 16% less time and CPU
+// without them, and small steps did not get slower.
 const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic no_timer_check " +
 	"i8042.noaux i8042.nomux i8042.nopnp i8042.nokbd 8250.nr_uarts=1 cryptomgr.notests " +
-	"random.trust_cpu=on mitigations=off nowatchdog rcupdate.rcu_expedited=1 tsc=reliable"
+	"random.trust_cpu=on mitigations=off nowatchdog rcupdate.rcu_expedited=1 tsc=reliable highres=off"
 
 // Start boots the appliance, waits for its agent and returns the session.
 // The caller must Close (orderly) or Kill it; both reap qemu. With the
