@@ -72,8 +72,6 @@ type extractor struct {
 	batch   []fileJob // being filled
 	batchSz int64
 	workers sync.WaitGroup
-	pool    chan []byte
-	pooled  int // pool buffers made so far
 	big     []byte
 	parents parentCache
 	dirs    []dirMeta
@@ -108,8 +106,7 @@ type fileJob struct {
 }
 
 func newExtractor(a *Agent, rootfd int, workers int) *extractor {
-	x := &extractor{a: a, rootfd: rootfd, jobs: make(chan []fileJob, extractQueue),
-		pool: make(chan []byte, extractPoolSize), pending: map[string]int{}}
+	x := &extractor{a: a, rootfd: rootfd, jobs: make(chan []fileJob, extractQueue), pending: map[string]int{}}
 	x.cleared = sync.NewCond(&x.mu)
 	x.parents = parentCache{rootfd: rootfd}
 	for range workers {
@@ -307,27 +304,37 @@ func (x *extractor) wait() error {
 	return x.err
 }
 
+// extractBufs are the small-file buffers, kept from one extraction to the
+// next: fresh memory costs the guest page faults and zeroing and, after a
+// warm start, the host a copy-on-write fault per page.
+var (
+	extractBufs = make(chan []byte, extractPoolSize)
+	extractMade atomic.Int32
+)
+
 // buffer returns a buffer of size bytes: from the pool when small.
 func (x *extractor) buffer(size int64) ([]byte, bool) {
 	if size > extractPoolBuf {
 		return make([]byte, size), false
 	}
 	select {
-	case b := <-x.pool:
+	case b := <-extractBufs:
 		return b[:size], true
 	default:
 	}
-	if x.pooled < cap(x.pool) {
-		x.pooled++
+	if extractMade.Add(1) <= extractPoolSize {
 		return make([]byte, extractPoolBuf)[:size], true
 	}
-	// Every pool buffer is queued or being written: one comes back soon.
-	return (<-x.pool)[:size], true
+	extractMade.Add(-1)
+	// Every buffer is queued or being written: one comes back soon. Ours
+	// in the batch being filled must go first, or none might.
+	x.flush()
+	return (<-extractBufs)[:size], true
 }
 
 func (x *extractor) putBuffer(j fileJob) {
 	if j.pooled {
-		x.pool <- j.data[:cap(j.data)]
+		extractBufs <- j.data[:cap(j.data)]
 	}
 }
 
