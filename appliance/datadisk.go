@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,7 +93,12 @@ func (s *Session) StageStream(ctx context.Context, write func(io.Writer) error) 
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := write(tmp); err != nil {
+	// Buffered: a tar writer makes three small writes per file.
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err := write(bw); err != nil {
+		return r, false, err
+	}
+	if err := bw.Flush(); err != nil {
 		return r, false, err
 	}
 	fi, err := tmp.Stat()

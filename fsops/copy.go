@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
@@ -31,6 +33,7 @@ func CopyIn(ctx context.Context, s *Session, src, dest string) (Result, error) {
 	tree := &treeWriter{stage: func(f *os.File, size int64) (appliance.StagedRange, bool, error) {
 		return s.StageData(ctx, f, size)
 	}}
+	defer tree.close()
 	var r proto.TarResult
 	if worthStaging(src, fi) {
 		// A large tree goes whole by the data disk: the channel's per-byte
@@ -130,12 +133,23 @@ type treeWriter struct {
 	// goes into the stream.
 	stage  func(f *os.File, size int64) (appliance.StagedRange, bool, error)
 	staged []appliance.StagedRange
+	// ahead feeds the read-ahead goroutines (readAhead); close ends them.
+	ahead chan *aheadEntry
+}
+
+func (t *treeWriter) close() {
+	if t.ahead != nil {
+		close(t.ahead)
+		t.ahead = nil
+	}
 }
 
 // writeTree adds src (already lstat'ed as fi) to tw as name, all data in
 // the stream.
 func writeTree(tw *tar.Writer, src, name string, fi fs.FileInfo) error {
-	return (&treeWriter{tw: tw}).add(src, name, fi)
+	t := &treeWriter{tw: tw}
+	defer t.close()
+	return t.add(src, name, fi)
 }
 
 // add adds src (already lstat'ed as fi) as name.
@@ -187,12 +201,20 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 		if err != nil {
 			return err
 		}
-		for _, e := range ents {
-			cfi, err := e.Info()
-			if err != nil {
-				return err
+		ahead := t.readAhead(src, ents)
+		defer ahead.stop()
+		for i, e := range ents {
+			f := ahead.get(i)
+			if f.err != nil {
+				return f.err
 			}
-			if err := t.add(filepath.Join(src, e.Name()), path.Join(name, e.Name()), cfi); err != nil {
+			child, childName := filepath.Join(src, e.Name()), path.Join(name, e.Name())
+			if f.data != nil {
+				err = t.addRead(child, childName, f.info, f.data)
+			} else {
+				err = t.add(child, childName, f.info)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -200,6 +222,130 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 	default:
 		return nil // sockets, fifos, devices are not copied
 	}
+}
+
+// addRead adds a regular file whose data was read ahead.
+func (t *treeWriter) addRead(src, name string, fi fs.FileInfo, data []byte) error {
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(data)), Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
+	if err := t.tw.WriteHeader(h); err != nil {
+		return err
+	}
+	_, err := t.tw.Write(data)
+	return err
+}
+
+// Reading a tree one file at a time costs about four system calls a file
+// (lstat, open, read, close): on a host where they are slow that was
+// 60 µs a file, 0.4 s for a 7,000-file tree while the appliance waited.
+// A few goroutines read the next entries of a directory ahead of the
+// writer instead.
+const (
+	readAheadFiles   = 32       // entries of one directory in flight
+	readAheadMaxSize = 64 << 10 // larger files are streamed by the writer
+	readAheadWorkers = 4
+)
+
+type aheadEntry struct {
+	dir  string
+	ent  fs.DirEntry
+	info fs.FileInfo
+	data []byte // the content, for small regular files
+	err  error
+	done chan struct{}
+}
+
+// dirAhead is one directory's entries being read ahead.
+type dirAhead struct {
+	t       *treeWriter
+	dir     string
+	ents    []fs.DirEntry
+	pending []*aheadEntry
+	next    int // next entry to hand out
+}
+
+func (t *treeWriter) readAhead(dir string, ents []fs.DirEntry) *dirAhead {
+	if t.ahead == nil {
+		t.ahead = make(chan *aheadEntry, readAheadWorkers*readAheadFiles)
+		for range readAheadWorkers {
+			go func() {
+				for e := range t.ahead {
+					e.read()
+				}
+			}()
+		}
+	}
+	d := &dirAhead{t: t, dir: dir, ents: ents, pending: make([]*aheadEntry, len(ents))}
+	for range min(readAheadFiles, len(ents)) {
+		d.submit()
+	}
+	return d
+}
+
+func (d *dirAhead) submit() {
+	if d.next >= len(d.ents) {
+		return
+	}
+	e := &aheadEntry{dir: d.dir, ent: d.ents[d.next], done: make(chan struct{})}
+	d.pending[d.next] = e
+	d.next++
+	d.t.ahead <- e
+}
+
+// get returns entry i once read and starts reading one more.
+func (d *dirAhead) get(i int) *aheadEntry {
+	e := d.pending[i]
+	<-e.done
+	d.pending[i] = nil
+	d.submit()
+	return e
+}
+
+// stop waits for the reads still in flight (after an error).
+func (d *dirAhead) stop() {
+	for _, e := range d.pending {
+		if e != nil {
+			<-e.done
+		}
+	}
+}
+
+func (e *aheadEntry) read() {
+	defer close(e.done)
+	if e.info, e.err = e.ent.Info(); e.err != nil {
+		return
+	}
+	if !e.info.Mode().IsRegular() || e.info.Size() > readAheadMaxSize {
+		return
+	}
+	p := filepath.Join(e.dir, e.ent.Name())
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		e.err = &fs.PathError{Op: "open", Path: p, Err: err}
+		return
+	}
+	defer unix.Close(fd)
+	// One byte more than expected shows a file that grew.
+	buf := make([]byte, e.info.Size()+1)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			e.err = fmt.Errorf("reading %s: %w", p, err)
+			return
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if int64(n) != e.info.Size() {
+		e.err = fmt.Errorf("reading %s: file changed size while copying", p)
+		return
+	}
+	e.data = buf[:n]
 }
 
 // mtime is fi's modification time in whole seconds, as GNU tar (and so
