@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,37 +76,74 @@ func (s *Session) StageData(ctx context.Context, f *os.File, size int64) (r Stag
 	return StagedRange{off, size}, true, nil
 }
 
-// StageStream stages what write writes (a tar stream, which may itself
-// stage large files with StageData) as one range of the data disk. ok is
-// false when the session has no data disk; then write has not been called.
-func (s *Session) StageStream(ctx context.Context, write func(io.Writer) error) (r StagedRange, ok bool, err error) {
+// StagedStream writes a stream (a tar stream, which may itself stage large
+// files with StageData meanwhile) straight onto the data disk, in parts:
+// Cut ends a part, which the agent can read while the next is written.
+// Each part gets a reservation of its own, so staging a large file between
+// writes never breaks a part's contiguity. Not safe for concurrent use.
+type StagedStream struct {
+	s          *Session
+	start, off int64
+	end        int64 // end of the reservation; 0: none yet
+	total      int64
+	parts      int
+}
+
+// StagedPartMax is the most one part of a StagedStream may hold.
+const StagedPartMax = 64 << 20
+
+// NewStagedStream starts a stream on the data disk, attaching the disk
+// first (once). ok is false when this session has no data disk.
+func (s *Session) NewStagedStream(ctx context.Context) (w *StagedStream, ok bool) {
 	if !s.dataDiskUsable(ctx) {
-		return r, false, nil
+		return nil, false
 	}
-	// Written to a temp file first: the staged range must be contiguous,
-	// and write stages large files in the meantime.
-	t := time.Now()
-	tmp, err := os.CreateTemp(s.dir, "stream-")
+	return &StagedStream{s: s}, true
+}
+
+// Write appends p to the current part.
+func (w *StagedStream) Write(p []byte) (int, error) {
+	if w.end == 0 {
+		if err := w.reserve(); err != nil {
+			return 0, err
+		}
+	}
+	if w.off+int64(len(p)) > w.end {
+		return 0, fmt.Errorf("a staged stream part grew past %d MiB", StagedPartMax>>20)
+	}
+	n, err := w.s.data.file.WriteAt(p, w.off)
+	w.off += int64(n)
+	w.total += int64(n)
 	if err != nil {
-		return r, false, err
+		return n, fmt.Errorf("staging on the data disk: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	// Buffered: a tar writer makes three small writes per file.
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := write(bw); err != nil {
-		return r, false, err
+	return n, nil
+}
+
+func (w *StagedStream) reserve() error {
+	d := &w.s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.next+StagedPartMax > dataDiskSize {
+		return errors.New("data disk full")
 	}
-	if err := bw.Flush(); err != nil {
-		return r, false, err
-	}
-	fi, err := tmp.Stat()
-	if err != nil {
-		return r, false, err
-	}
-	r, ok, err = s.StageData(ctx, tmp, fi.Size())
-	s.verbosef("staged a %d MiB stream on the data disk in %s", fi.Size()>>20, time.Since(t).Round(time.Millisecond))
-	return r, ok, err
+	w.start, w.off, w.end = d.next, d.next, d.next+StagedPartMax
+	d.next = w.end
+	return nil
+}
+
+// Cut ends the current part and returns it; the next Write starts another.
+func (w *StagedStream) Cut() StagedRange {
+	r := StagedRange{w.start, w.off - w.start}
+	w.start, w.off, w.end = 0, 0, 0
+	w.parts++
+	return r
+}
+
+// Done logs what the stream staged.
+func (w *StagedStream) Done(took time.Duration) {
+	w.s.verbosef("staged a %d MiB stream on the data disk in %d part(s), extracted as they came (%s in all)",
+		w.total>>20, w.parts, took.Round(time.Millisecond))
 }
 
 // dataDiskUsable attaches the data disk if needed and says whether there

@@ -2,6 +2,7 @@ package fsops
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -34,25 +35,12 @@ func CopyIn(ctx context.Context, s *Session, src, dest string) (Result, error) {
 		return s.StageData(ctx, f, size)
 	}}
 	defer tree.close()
-	var r proto.TarResult
 	if worthStaging(src, fi) {
-		// A large tree goes whole by the data disk: the channel's per-byte
-		// cost under TCG is then gone, and the agent reads the stream by DMA.
-		stream, ok, err := s.StageStream(ctx, func(w io.Writer) error {
-			tree.tw = tar.NewWriter(w)
-			if err := tree.add(src, filepath.Base(src), fi); err != nil {
-				return err
-			}
-			return tree.tw.Close()
-		})
-		defer func() { s.ReleaseData(append(tree.staged, stream)) }()
+		r, ok, err := copyInParts(ctx, s, tree, src, dest, fi)
 		if err != nil {
 			return Result{}, err
 		}
 		if ok {
-			if r, err = s.TarInStaged(ctx, dest, stream); err != nil {
-				return Result{}, err
-			}
 			return Result{Changed: true, Detail: countDetail(r)}, nil
 		}
 	}
@@ -71,7 +59,7 @@ func CopyIn(ctx context.Context, s *Session, src, dest string) (Result, error) {
 		}
 		pw.CloseWithError(err)
 	}()
-	r, err = s.TarIn(ctx, dest, pr)
+	r, err := s.TarIn(ctx, dest, pr)
 	pr.CloseWithError(errors.New("copy_in stopped"))
 	if err != nil {
 		return Result{}, err
@@ -135,6 +123,8 @@ type treeWriter struct {
 	staged []appliance.StagedRange
 	// ahead feeds the read-ahead goroutines (readAhead); close ends them.
 	ahead chan *aheadEntry
+	// parts, when set, may end the stream's current part between entries.
+	parts *partWriter
 }
 
 func (t *treeWriter) close() {
@@ -161,7 +151,10 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 		if err != nil {
 			return err
 		}
-		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: mtime(fi)})
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: mtime(fi)}); err != nil {
+			return err
+		}
+		return t.entryDone()
 	case fi.Mode().IsRegular():
 		f, err := os.Open(src)
 		if err != nil {
@@ -178,7 +171,10 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 				t.staged = append(t.staged, r)
 				h.Size, h.Format = 0, tar.FormatPAX
 				h.PAXRecords = map[string]string{proto.PAXDataOffset: strconv.FormatInt(r.Offset, 10), proto.PAXDataSize: strconv.FormatInt(r.Size, 10)}
-				return tw.WriteHeader(h)
+				if err := tw.WriteHeader(h); err != nil {
+					return err
+				}
+				return t.entryDone()
 			}
 		}
 		if err := tw.WriteHeader(h); err != nil {
@@ -191,10 +187,17 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 		if n != fi.Size() {
 			return fmt.Errorf("reading %s: file changed size while copying", src)
 		}
-		return nil
+		return t.entryDone()
 	case fi.IsDir():
 		h := &tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
 		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if t.parts != nil {
+			t.parts.open = append(t.parts.open, h)
+			defer func() { t.parts.open = t.parts.open[:len(t.parts.open)-1] }()
+		}
+		if err := t.entryDone(); err != nil {
 			return err
 		}
 		ents, err := os.ReadDir(src)
@@ -230,8 +233,138 @@ func (t *treeWriter) addRead(src, name string, fi fs.FileInfo, data []byte) erro
 	if err := t.tw.WriteHeader(h); err != nil {
 		return err
 	}
-	_, err := t.tw.Write(data)
-	return err
+	if _, err := t.tw.Write(data); err != nil {
+		return err
+	}
+	return t.entryDone()
+}
+
+func (t *treeWriter) entryDone() error {
+	if t.parts == nil {
+		return nil
+	}
+	return t.parts.entryDone(t)
+}
+
+// copyInParts sends a large tree by the data disk in parts: the agent
+// extracts one part while the host walks the tree and stages the next, so
+// reading thousands of host files overlaps with writing them in the
+// guest. ok is false when the session has no data disk.
+func copyInParts(ctx context.Context, s *Session, tree *treeWriter, src, dest string, fi fs.FileInfo) (total proto.TarResult, ok bool, err error) {
+	stream, ok := s.NewStagedStream(ctx)
+	if !ok {
+		return total, false, nil
+	}
+	start := time.Now()
+	parts := make(chan appliance.StagedRange, 2)
+	stop := make(chan struct{})
+	walked := make(chan error, 1)
+	go func() {
+		defer close(parts)
+		walked <- newPartWriter(stream, parts, stop).write(tree, src, filepath.Base(src), fi)
+	}()
+	for r := range parts {
+		if err == nil {
+			var res proto.TarResult
+			res, err = s.TarInStaged(ctx, dest, r)
+			total.Files += res.Files
+			total.Bytes += res.Bytes
+			if err != nil {
+				close(stop)
+			}
+		}
+		s.ReleaseData([]appliance.StagedRange{r})
+	}
+	werr := <-walked
+	stream.Done(time.Since(start))
+	s.ReleaseData(tree.staged)
+	if err == nil {
+		err = werr
+	}
+	return total, true, err
+}
+
+// Parts start small, so the guest starts early, and grow.
+const (
+	firstPartEntries = 256
+	firstPartBytes   = 2 << 20
+	maxPartEntries   = 4096
+	maxPartBytes     = 32 << 20 // plus one inline file (< bulkFileMin): under appliance.StagedPartMax
+)
+
+var errCopyStopped = errors.New("copy_in stopped")
+
+// partWriter cuts a tree's tar stream into parts, each a whole tar stream.
+type partWriter struct {
+	stream  *appliance.StagedStream
+	buf     *bufio.Writer
+	written int64 // bytes of the current part
+	entries int
+	maxN    int
+	maxB    int64
+	parts   chan<- appliance.StagedRange
+	stop    <-chan struct{}
+	// Directories whose entries are not all written yet. Each part
+	// repeats them first: the agent sets a directory's mode and times at
+	// the end of a part, so the last part that writes into it sets them.
+	open []*tar.Header
+}
+
+func newPartWriter(stream *appliance.StagedStream, parts chan<- appliance.StagedRange, stop <-chan struct{}) *partWriter {
+	p := &partWriter{stream: stream, parts: parts, stop: stop, maxN: firstPartEntries, maxB: firstPartBytes}
+	// Buffered: a tar writer makes three small writes per file.
+	p.buf = bufio.NewWriterSize(stream, 1<<20)
+	return p
+}
+
+func (p *partWriter) Write(b []byte) (int, error) {
+	n, err := p.buf.Write(b)
+	p.written += int64(n)
+	return n, err
+}
+
+// write walks the tree into parts and sends the last one.
+func (p *partWriter) write(tree *treeWriter, src, name string, fi fs.FileInfo) error {
+	tree.parts, tree.tw = p, tar.NewWriter(p)
+	if err := tree.add(src, name, fi); err != nil {
+		return err
+	}
+	return p.send(tree)
+}
+
+func (p *partWriter) entryDone(tree *treeWriter) error {
+	p.entries++
+	if p.entries < p.maxN && p.written < p.maxB {
+		return nil
+	}
+	if err := p.send(tree); err != nil {
+		return err
+	}
+	p.maxN, p.maxB = min(2*p.maxN, maxPartEntries), min(2*p.maxB, maxPartBytes)
+	p.entries, p.written = 0, 0
+	tree.tw = tar.NewWriter(p)
+	for _, h := range p.open {
+		if err := tree.tw.WriteHeader(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send ends the current part and hands it to the extraction.
+func (p *partWriter) send(tree *treeWriter) error {
+	if err := tree.tw.Close(); err != nil {
+		return err
+	}
+	if err := p.buf.Flush(); err != nil {
+		return err
+	}
+	select {
+	case p.parts <- p.stream.Cut():
+		return nil
+	case <-p.stop:
+		return errCopyStopped
+	}
 }
 
 // Reading a tree one file at a time costs about four system calls a file

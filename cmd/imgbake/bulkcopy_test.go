@@ -39,7 +39,18 @@ func bulkTree(t *testing.T, dir string) {
 	must(t, os.Symlink("../big.bin", filepath.Join(dir, "src", "link")))
 	old := time.Unix(1_500_000_000, 0)
 	must(t, os.Chtimes(filepath.Join(dir, "big.bin"), old, old))
+	must(t, os.Chmod(filepath.Join(dir, "src", "d07"), 0o750))
+	// Directories last (writing into one changes its time): the copy goes
+	// in parts, and a directory's time must survive the parts after it.
+	must(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			err = os.Chtimes(p, bulkDirTime, bulkDirTime)
+		}
+		return err
+	}))
 }
+
+var bulkDirTime = time.Unix(1_400_000_000, 0)
 
 // sameTree compares two host trees: content, mode, symlinks and mtimes
 // (whole seconds, as copy-in keeps them).
@@ -108,6 +119,21 @@ func TestBulkCopyIn(t *testing.T) {
 		if r := imgbake(t, append([]string{"session", "put", "bulk"}, args...)...); r.code != 0 {
 			t.Fatalf("put %v: %s", args, r)
 		}
+	}
+	// Every directory kept its time, in the image (copy-out does not set
+	// directory times on the host).
+	r = imgbake(t, "session", "exec", "bulk", "--", "sh", "-c", "find /opt/payload -type d -exec stat -c '%Y %n' {} +")
+	if r.code != 0 {
+		t.Fatalf("stat directories: %s", r)
+	}
+	dirs := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for _, l := range dirs {
+		if !strings.HasPrefix(l, fmt.Sprint(bulkDirTime.Unix())+" ") {
+			t.Errorf("directory time in the image: %q, want %d", l, bulkDirTime.Unix())
+		}
+	}
+	if len(dirs) != 22 {
+		t.Errorf("%d directories in the image, want 22:\n%s", len(dirs), r.stdout)
 	}
 	out := filepath.Join(host, "out")
 	if r := imgbake(t, "session", "fetch", "bulk", "/opt/payload", out); r.code != 0 {
