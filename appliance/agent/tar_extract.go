@@ -191,14 +191,7 @@ func (x *extractor) writeStreaming(j fileJob, tr *tar.Reader) error {
 	if x.big == nil {
 		x.big = make([]byte, extractMaxBuffered)
 	}
-	fill := func(fd int) (int64, error) { return copyWith(fd, tr, x.big) }
-	n, err := writeRegular(j.dir.fd, j.base, fill, j.mode, j.uid, j.gid, j.chown, j.mtime)
-	if err != nil {
-		return &pathError{"write", j.full, err}
-	}
-	x.files.Add(1)
-	x.bytes.Add(n)
-	return nil
+	return x.writeFile(j, func(fd int) (int64, error) { return copyWith(fd, tr, x.big) })
 }
 
 // queue adds j to the batch for the workers; its path stays pending until
@@ -277,6 +270,11 @@ func (x *extractor) write(j fileJob) error {
 	if j.diskOff != "" {
 		fill = func(fd int) (int64, error) { return x.a.copyFromDataDisk(fd, j.diskOff, j.diskSize) }
 	}
+	return x.writeFile(j, fill)
+}
+
+// writeFile creates j's file with the data fill writes and counts it.
+func (x *extractor) writeFile(j fileJob, fill func(fd int) (int64, error)) error {
 	n, err := writeRegular(j.dir.fd, j.base, fill, j.mode, j.uid, j.gid, j.chown, j.mtime)
 	if err != nil {
 		return &pathError{"write", j.full, err}
