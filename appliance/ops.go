@@ -126,7 +126,7 @@ func (s *Session) TarIn(ctx context.Context, dest string, r io.Reader) (proto.Ta
 	return res, err
 }
 
-// TarInStaged extracts a tar stream staged on the data disk (StageStream)
+// TarInStaged extracts a tar stream staged on the data disk (StagedStream)
 // into dest.
 func (s *Session) TarInStaged(ctx context.Context, dest string, staged StagedRange) (proto.TarResult, error) {
 	var res proto.TarResult

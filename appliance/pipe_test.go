@@ -476,24 +476,11 @@ func TestPipeTarRoundTrip(t *testing.T) {
 		"app/../../escape":   {typ: tar.TypeReg, mode: 0o644, body: "must not land outside"},
 		"/app/absolute-name": {typ: tar.TypeReg, mode: 0o644, body: "abs"},
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	var entries []tarEntryNamed
 	for _, n := range order {
-		e := in[n]
-		h := &tar.Header{Name: n, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.uid, Size: int64(len(e.body)),
-			Linkname: e.target, ModTime: time.Unix(1_600_000_000, 0)}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatal(err)
-		}
+		entries = append(entries, tarEntryNamed{n, in[n]})
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	res, err := s.TarIn(ctx, "/opt/dest", &buf)
+	res, err := s.TarIn(ctx, "/opt/dest", tarOf(t, entries))
 	if err != nil {
 		t.Fatalf("TarIn: %v", err)
 	}
@@ -564,12 +551,8 @@ func TestPipeTarRoundTrip(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "opt/dest/app/empty"), []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var again bytes.Buffer
-	tw = tar.NewWriter(&again)
-	_ = tw.WriteHeader(&tar.Header{Name: "app/empty", Typeflag: tar.TypeReg, Mode: 0o640, Size: 3, ModTime: time.Unix(1_600_000_000, 0)})
-	_, _ = io.WriteString(tw, "new")
-	_ = tw.Close()
-	if _, err := s.TarIn(ctx, "/opt/dest", &again); err != nil {
+	again := tarOf(t, []tarEntryNamed{{"app/empty", tarEntry{typ: tar.TypeReg, mode: 0o640, body: "new"}}})
+	if _, err := s.TarIn(ctx, "/opt/dest", again); err != nil {
 		t.Fatalf("TarIn over an existing file: %v", err)
 	}
 	if fi, err := os.Lstat(filepath.Join(root, "opt/dest/app/empty")); err != nil || fi.Mode() != 0o640 || readHost(t, filepath.Join(root, "opt/dest/app/empty")) != "new" {

@@ -60,7 +60,7 @@ func CopyIn(ctx context.Context, s *Session, src, dest string) (Result, error) {
 		pw.CloseWithError(err)
 	}()
 	r, err := s.TarIn(ctx, dest, pr)
-	pr.CloseWithError(errors.New("copy_in stopped"))
+	pr.CloseWithError(errCopyStopped)
 	if err != nil {
 		return Result{}, err
 	}
@@ -161,7 +161,7 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 			return err
 		}
 		defer f.Close()
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
+		h := regHeader(name, fi)
 		if t.stage != nil && fi.Size() >= bulkFileMin {
 			r, ok, err := t.stage(f, fi.Size())
 			if err != nil {
@@ -213,7 +213,7 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 			}
 			child, childName := filepath.Join(src, e.Name()), path.Join(name, e.Name())
 			if f.data != nil {
-				err = t.addRead(child, childName, f.info, f.data)
+				err = t.addRead(childName, f.info, f.data)
 			} else {
 				err = t.add(child, childName, f.info)
 			}
@@ -227,10 +227,14 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 	}
 }
 
-// addRead adds a regular file whose data was read ahead.
-func (t *treeWriter) addRead(src, name string, fi fs.FileInfo, data []byte) error {
-	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(data)), Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
-	if err := t.tw.WriteHeader(h); err != nil {
+// regHeader is the header of the regular file fi as name.
+func regHeader(name string, fi fs.FileInfo) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
+}
+
+// addRead adds a regular file whose data (fi.Size() bytes) was read ahead.
+func (t *treeWriter) addRead(name string, fi fs.FileInfo, data []byte) error {
+	if err := t.tw.WriteHeader(regHeader(name, fi)); err != nil {
 		return err
 	}
 	if _, err := t.tw.Write(data); err != nil {
