@@ -70,14 +70,13 @@ func findDiskBySerial(serial string) string {
 // dataReader reads a range of the data disk in chunks, the next chunk
 // being read (by DMA, O_DIRECT) while the caller uses the last one.
 type dataReader struct {
-	full  chan dataChunk
-	free  chan []byte
-	stop  chan struct{}
-	mem   []byte
-	held  []byte // buffer of the chunk the caller has
-	rest  []byte // Read: unread part of the held chunk
-	err   error
-	total int64
+	full chan dataChunk
+	free chan []byte
+	stop chan struct{}
+	mem  []byte
+	held []byte // buffer of the chunk the caller has
+	rest []byte // Read: unread part of the held chunk
+	err  error
 }
 
 type dataChunk struct {
@@ -99,7 +98,7 @@ func (a *Agent) openData(off, size int64) (*dataReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &dataReader{full: make(chan dataChunk, 2), free: make(chan []byte, 2), stop: make(chan struct{}), mem: mem, total: size}
+	r := &dataReader{full: make(chan dataChunk, 2), free: make(chan []byte, 2), stop: make(chan struct{}), mem: mem}
 	r.free <- mem[:dataChunkSize]
 	r.free <- mem[dataChunkSize:]
 	go func() {
