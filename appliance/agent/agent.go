@@ -44,6 +44,7 @@ type Agent struct {
 	rootfd    int
 	mounted   bool
 	readOnly  bool
+	noJournal bool // MountArgs.Disposable
 	mounts    []string
 	mountInfo *proto.MountResult
 	powerOff  chan struct{}

@@ -34,6 +34,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		return nil, errors.New("the image is already mounted")
 	}
 	a.readOnly = args.ReadOnly
+	a.noJournal = args.Disposable && !args.ReadOnly
 	if a.pid1 {
 		if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
 			return nil, err
@@ -75,6 +76,11 @@ func (a *Agent) mountOpts(fstype string) (uintptr, string) {
 		case "xfs":
 			data = "norecovery"
 		}
+	} else if a.noJournal && (fstype == "ext3" || fstype == "ext4") {
+		// Metadata goes straight to its place instead of journal and then
+		// place. The kernel refuses this when the journal needs replaying;
+		// mountFS then mounts with it, which replays it.
+		data = "noload"
 	}
 	return flags, data
 }

@@ -259,10 +259,11 @@ func (a *Agent) handleReplayLog(_ context.Context, _ *stream, raw json.RawMessag
 	if err := os.MkdirAll(replayDir, 0o700); err != nil {
 		return nil, err
 	}
-	ro := a.readOnly
-	a.readOnly = false // mountOpts: a read-write mount, so the log is replayed
+	ro, nj := a.readOnly, a.noJournal
+	// mountOpts: a read-write mount with the journal, so the log is replayed
+	a.readOnly, a.noJournal = false, false
 	err = a.mountFS(dev, replayDir, fs.Type)
-	a.readOnly = ro
+	a.readOnly, a.noJournal = ro, nj
 	if err != nil {
 		return nil, fmt.Errorf("replay_log: %w", err)
 	}

@@ -198,7 +198,8 @@ func openImages(ctx context.Context, c *cli.Context, stdio Stdio, o openOptions)
 		op.verbosef("found %d device(s), mounted nothing", len(fss))
 		return op, nil
 	}
-	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.readOnly, Mounts: mounts})
+	disposable := !o.readOnly && !o.inPlace // every disk is an overlay
+	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.readOnly, Disposable: disposable, Mounts: mounts})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

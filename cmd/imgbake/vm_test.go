@@ -374,3 +374,69 @@ func TestMountOverride(t *testing.T) {
 		t.Errorf("-m /dev/vda3 should mount only the root:\n%s", r.stdout)
 	}
 }
+
+// TestJournalOffOnOverlays: with changes going to an overlay, ext4 is
+// mounted without its journal (noload, shown as norecovery), and the image
+// that is committed is clean; --in-place keeps the journal, and so does a
+// filesystem whose journal needs replaying (the replay happens).
+func TestJournalOffOnOverlays(t *testing.T) {
+	vmTests(t)
+	tmp := privateTmp(t)
+	for _, tc := range []struct {
+		name        string
+		args        []string
+		needsReplay bool // set the journal's needs_recovery flag first
+		journalOff  bool
+	}{
+		{name: "overlay", journalOff: true},
+		{name: "in place", args: []string{"--in-place"}},
+		{name: "journal needs replay", needsReplay: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := testimages.Fresh(t, testimages.NoPart)
+			if tc.needsReplay {
+				debugfsWrite(t, disk, "feature needs_recovery")
+			}
+			recipe := writeRecipe(t, `name: journal
+steps:
+  - run: grep ' / ' /proc/mounts > /root/mounts
+  - copy_in: {src: ./tree, dest: /opt}
+  - delete: /opt/tree/d3
+`)
+			dir := filepath.Dir(recipe)
+			for d := range 5 {
+				sub := filepath.Join(dir, "tree", fmt.Sprintf("d%d", d))
+				must(t, os.MkdirAll(sub, 0o755))
+				for f := range 40 {
+					must(t, os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%d", f)), []byte(strings.Repeat("x", f*100)), 0o644))
+				}
+			}
+			r := imgbake(t, append(append([]string{"run"}, tc.args...), "-a", disk, recipe)...)
+			wantCode(t, r, 0, "run")
+			mounts, err := testimages.ReadFile(t, disk, "raw", 0, "/root/mounts")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if off := strings.Contains(string(mounts), "norecovery"); off != tc.journalOff {
+				t.Errorf("mounted without the journal: %v, want %v: %s", off, tc.journalOff, mounts)
+			}
+			if got, err := testimages.ReadFile(t, disk, "raw", 0, "/opt/tree/d4/f39"); err != nil || len(got) != 3900 {
+				t.Errorf("/opt/tree/d4/f39: %d bytes, %v", len(got), err)
+			}
+			if _, err := testimages.Stat(t, disk, "raw", 0, "/opt/tree/d3"); err == nil {
+				t.Error("/opt/tree/d3 was not deleted")
+			}
+			if out, err := exec.Command("e2fsck", "-f", "-n", disk).CombinedOutput(); err != nil {
+				t.Errorf("e2fsck -fn: %v\n%s", err, out)
+			}
+			out, err := exec.Command("dumpe2fs", "-h", disk).CombinedOutput()
+			if err != nil {
+				t.Fatalf("dumpe2fs: %v\n%s", err, out)
+			}
+			if strings.Contains(string(out), "needs_recovery") {
+				t.Errorf("the image's journal still needs replaying:\n%s", out)
+			}
+		})
+	}
+	noLeftovers(t, tmp)
+}
