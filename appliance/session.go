@@ -119,10 +119,14 @@ func WithVerbose(f func(format string, args ...any)) Option {
 // without them, and small steps did not get slower. init_on_alloc=0: the
 // Debian kernel zeroes every page it allocates (hardening), page cache
 // pages included, which the emulated CPU pays for byte by byte: 12% of the
-// guest's busy time when copying a source tree in.
+// guest's busy time when copying a source tree in. The appliance runs one
+// agent and the image's tools and enforces nothing, so memory cgroup
+// accounting, syscall audit, AppArmor hooks and the per-syscall stack
+// offset are work without use: together 7% off copying 7,000 files.
 const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic no_timer_check " +
 	"i8042.noaux i8042.nomux i8042.nopnp i8042.nokbd 8250.nr_uarts=1 cryptomgr.notests " +
-	"random.trust_cpu=on mitigations=off nowatchdog rcupdate.rcu_expedited=1 tsc=reliable highres=off init_on_alloc=0"
+	"random.trust_cpu=on mitigations=off nowatchdog rcupdate.rcu_expedited=1 tsc=reliable highres=off init_on_alloc=0 " +
+	"cgroup_disable=memory audit=0 apparmor=0 randomize_kstack_offset=off"
 
 // Start boots the appliance, waits for its agent and returns the session.
 // The caller must Close (orderly) or Kill it; both reap qemu. With the
