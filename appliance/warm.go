@@ -166,6 +166,8 @@ func (q *QEMU) saveSnapshot(ctx context.Context, spec MachineSpec, path string) 
 	}
 	defer os.RemoveAll(tmp)
 	spec.Dir, spec.Disks = dir, nil
+	// Only this boot's command line: the key (snapshotFile) is the runs'.
+	spec.Append += " " + proto.PreloadArg
 	m, err := q.launch(spec, warmArgs(spec.MemoryMB, filepath.Join(tmp, snapshotRAM), true))
 	if err != nil {
 		return err

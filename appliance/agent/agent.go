@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,6 +181,11 @@ func Main() {
 		}
 		devNull, _ = os.Open(os.DevNull)
 		a.modules = loadModules(ModuleList, "boot")
+		if kernelArg(proto.PreloadArg) {
+			for _, g := range preloadGroups {
+				a.ensureFSModules(g)
+			}
+		}
 	}
 	a.startReaper()
 	port, err := findChannel(10 * time.Second)
@@ -363,6 +369,19 @@ func halt() {
 		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
 	os.Exit(1)
+}
+
+// preloadGroups are the filesystem drivers loaded before a boot that is
+// saved for warm starts (proto.PreloadArg), so restored appliances have
+// them: loading at mount time cost every run about 70 ms for vfat (the
+// EFI system partition of most cloud images) and 800 ms for xfs (the root
+// of the RHEL family) under TCG. Other boots load them on first use.
+var preloadGroups = []string{"vfat", "xfs"}
+
+// kernelArg reports whether the word arg is on the kernel command line.
+func kernelArg(arg string) bool {
+	b, err := os.ReadFile("/proc/cmdline")
+	return err == nil && slices.Contains(strings.Fields(string(b)), arg)
 }
 
 // ensureFSModules loads the driver group for a filesystem type once.

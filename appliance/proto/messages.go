@@ -225,3 +225,8 @@ type TarResult struct {
 	Files int   `json:"files"`
 	Bytes int64 `json:"bytes"`
 }
+
+// PreloadArg on the kernel command line marks a boot that will be saved
+// for warm starts: the agent loads the common filesystem drivers before it
+// reports ready, so every restore has them.
+const PreloadArg = "imgbake.preload"

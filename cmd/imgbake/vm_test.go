@@ -440,3 +440,38 @@ steps:
 	}
 	noLeftovers(t, tmp)
 }
+
+// TestWarmStartHasFilesystemDrivers: the boot saved for warm starts loads
+// the vfat and xfs drivers, so a restored appliance has them before any
+// mount asks (an ext4-only image needs neither); a cold boot loads
+// drivers only on first use.
+func TestWarmStartHasFilesystemDrivers(t *testing.T) {
+	vmTests(t)
+	recipe := writeRecipe(t, "name: modules\nsteps:\n  - run: cut -d' ' -f1 /proc/modules > /root/modules\n")
+	for _, tc := range []struct {
+		name string
+		cold bool
+	}{{"warm start", false}, {"cold boot", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.cold {
+				t.Setenv("IMGBAKE_COLD", "1")
+			}
+			disk := testimages.Fresh(t, testimages.NoPart)
+			r := imgbake(t, "run", "-v", "-a", disk, recipe)
+			wantCode(t, r, 0, "run")
+			if strings.Contains(r.stderr, "cold boot") != tc.cold {
+				t.Fatalf("cold boot: want %v:\n%s", tc.cold, r.stderr)
+			}
+			b, err := testimages.ReadFile(t, disk, "raw", 0, "/root/modules")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mods := strings.Fields(string(b))
+			for _, m := range []string{"vfat", "xfs"} {
+				if loaded := slices.Contains(mods, m); loaded != !tc.cold {
+					t.Errorf("%s loaded: %v, want %v (modules: %s)", m, loaded, !tc.cold, strings.Join(mods, " "))
+				}
+			}
+		})
+	}
+}
