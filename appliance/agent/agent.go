@@ -137,8 +137,8 @@ func (a *Agent) ready() proto.Ready {
 // itself happens after the result reached the host.
 func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, error) {
 	var problems []string
-	if a.pid1 {
-		_ = syscall.Kill(-1, syscall.SIGTERM)
+	// ESRCH: no process besides us, so nothing to give time to exit.
+	if a.pid1 && syscall.Kill(-1, syscall.SIGTERM) == nil {
 		time.Sleep(20 * time.Millisecond)
 		_ = syscall.Kill(-1, syscall.SIGKILL)
 	}

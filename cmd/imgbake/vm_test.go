@@ -475,3 +475,21 @@ func TestWarmStartHasFilesystemDrivers(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownStopsLeftoverProcesses: a step may leave a process running
+// in the image (a daemon a postinst started); shutdown stops it so the
+// filesystems unmount and the image is committed.
+func TestShutdownStopsLeftoverProcesses(t *testing.T) {
+	vmTests(t)
+	disk := testimages.Fresh(t, testimages.NoPart)
+	recipe := writeRecipe(t, `name: leftover
+steps:
+  - run: cd /root && setsid sleep 600 </dev/null >/dev/null 2>&1 &
+  - write: {path: /root/after, content: "done\n"}
+`)
+	r := imgbake(t, "run", "-a", disk, recipe)
+	wantCode(t, r, 0, "run")
+	if b, err := testimages.ReadFile(t, disk, "raw", 0, "/root/after"); err != nil || string(b) != "done\n" {
+		t.Errorf("/root/after: %q, %v", b, err)
+	}
+}
