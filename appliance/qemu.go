@@ -27,7 +27,8 @@ type QEMU struct {
 func (q *QEMU) Name() string { return "qemu" }
 
 // AccelAvailable reports "kvm" when /dev/kvm can be opened for writing,
-// else "tcg". $IMGBAKE_ACCEL overrides.
+// else "tcg". $IMGBAKE_ACCEL overrides. An open /dev/kvm does not mean KVM
+// works: ResolveAccel also boots a kernel under it.
 func AccelAvailable() string {
 	if a := os.Getenv("IMGBAKE_ACCEL"); a != "" {
 		return a

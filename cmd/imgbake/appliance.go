@@ -61,7 +61,11 @@ func applianceCommand() *cli.Command {
 					if len(m.Rescue.Missing) > 0 {
 						fmt.Fprintf(w, "            not on this host (install to include): %s\n", strings.Join(m.Rescue.Missing, ", "))
 					}
-					fmt.Fprintf(w, "accel:      %s\n", appliance.AccelAvailable())
+					accel, note := appliance.ResolveAccel(c.Context, app.Kernel.Image)
+					if note != "" {
+						accel += " (" + note + ")"
+					}
+					fmt.Fprintf(w, "accel:      %s\n", accel)
 					if p, size, err := appliance.SnapshotInfo(app, c.Int("memory"), false); err == nil {
 						fmt.Fprintf(w, "snapshot:   %s (%s, warm start)\n", p, humanSize(size))
 					} else {

@@ -557,6 +557,9 @@ func (b *bench) exec(r *run, argv []string) error {
 func (b *bench) procOpts() procOpts {
 	o := procOpts{dir: b.cfg.work, timeout: b.cfg.timeout, sample: b.cfg.sample,
 		env: []string{"LIBGUESTFS_BACKEND=direct"}}
+	if strings.Contains(b.res.Machine.LibguestfsMode, "force_tcg") {
+		o.env = append(o.env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
+	}
 	if b.cfg.verbose {
 		o.logLines = func(l string) { fmt.Fprintf(os.Stderr, "    | %s\n", l) }
 	}
@@ -628,9 +631,10 @@ type machine struct {
 func gatherMachine(imgbake, image string) machine {
 	m := machine{Cores: runtime.NumCPU(), Accel: "tcg", LoadStart: loadavg1(), GoVersion: runtime.Version(),
 		LibguestfsMode: "direct"}
+	kvmOpens := false
 	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
 		f.Close()
-		m.Accel = "kvm"
+		kvmOpens = true
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -651,6 +655,20 @@ func gatherMachine(imgbake, image string) machine {
 	if imgbake != "" {
 		m.ApplianceInfo = strings.TrimSpace(output(imgbake, "appliance", "info"))
 		m.ImgbakeSHA256 = fileSHA(imgbake)
+	}
+	// The accelerator imgbake found usable (it checks that a kernel boots
+	// under KVM); libguestfs only checks that /dev/kvm opens, so where KVM
+	// is there but broken it is told to use TCG too, and both tools run
+	// under the same accelerator.
+	for _, l := range strings.Split(m.ApplianceInfo, "\n") {
+		if v, ok := strings.CutPrefix(l, "accel:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				m.Accel = f[0]
+			}
+		}
+	}
+	if kvmOpens && m.Accel == "tcg" {
+		m.LibguestfsMode = "direct, force_tcg"
 	}
 	m.GitCommit = strings.TrimSpace(output("git", "rev-parse", "--short", "HEAD"))
 	if m.GitCommit != "" && strings.TrimSpace(output("git", "status", "--porcelain", "--untracked-files=no")) != "" {
