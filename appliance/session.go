@@ -133,10 +133,17 @@ const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic no_tim
 // QEMU backend it restores a saved, already booted appliance when it can
 // (see warm.go) and boots cold otherwise.
 func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error) {
-	cfg := config{backend: &QEMU{}, memoryMB: 512, accel: AccelAvailable(), timeout: 120 * time.Second,
+	cfg := config{backend: &QEMU{}, memoryMB: 512, timeout: 120 * time.Second,
 		verbosef: func(string, ...any) {}, warm: os.Getenv("IMGBAKE_COLD") != "1", dataDisk: os.Getenv("IMGBAKE_DATA_DISK") != "0"}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.accel == "" {
+		var note string
+		cfg.accel, note = ResolveAccel(ctx, app.Kernel.Image)
+		if note != "" {
+			cfg.verbosef("%s", note)
+		}
 	}
 	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
 		Disks: cfg.disks, Accel: cfg.accel, Network: cfg.network, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
@@ -215,7 +222,11 @@ func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, c
 		s.Kill()
 		return nil, err
 	}
-	if err := s.call(ctx, proto.OpResume, proto.ResumeArgs{UnixNano: time.Now().UnixNano(), Entropy: entropy}, nil, nil, nil); err != nil {
+	resume := proto.ResumeArgs{UnixNano: time.Now().UnixNano(), Entropy: entropy}
+	if _, fresh := warmSplit(cfg.memoryMB); fresh > 0 {
+		resume.FreshNode = warmFreshID
+	}
+	if err := s.call(ctx, proto.OpResume, resume, nil, nil, nil); err != nil {
 		s.Kill()
 		removeSnapshot(path)
 		return nil, fmt.Errorf("resuming the restored agent: %w", err)

@@ -76,6 +76,7 @@ func TestWarmStart(t *testing.T) {
 			t.Errorf("restored guest clock is off by %ds", d)
 		}
 		randoms = append(randoms, shellOut(t, s, "head -c 16 /dev/urandom | od -An -tx1"))
+		checkFreshNode(t, s)
 		t.Logf("start %d: warm %v, ready %s", i+1, s.Timings.Warm, s.Timings.Ready)
 		if err := s.Close(context.Background()); err != nil {
 			t.Fatal(err)
@@ -83,6 +84,52 @@ func TestWarmStart(t *testing.T) {
 	}
 	if randoms[1] == randoms[2] || randoms[0] == randoms[1] {
 		t.Errorf("restored guests repeat their random state: %q", randoms)
+	}
+}
+
+// checkFreshNode: a restored appliance has the fresh-memory NUMA node, its
+// commands prefer it, and the page cache of what they write lands there.
+func checkFreshNode(t *testing.T, s *Session) {
+	t.Helper()
+	if _, fresh := warmSplit(512); fresh == 0 {
+		t.Fatal("a 512 MiB appliance should have a fresh-memory node")
+	}
+	if got := shellOut(t, s, "cat /sys/devices/system/node/online"); got != "0-1" {
+		t.Errorf("NUMA nodes online: %q, want 0-1", got)
+	}
+	if got := shellOut(t, s, "head -1 /proc/self/numa_maps"); !strings.Contains(got, "prefer:1") {
+		t.Errorf("a command's memory policy: %q, want prefer:1", got)
+	}
+	filePages := func() int {
+		out := shellOut(t, s, "grep FilePages /sys/devices/system/node/node1/meminfo")
+		f := strings.Fields(out)
+		kb, err := strconv.Atoi(f[len(f)-2])
+		if err != nil {
+			t.Fatalf("node 1 meminfo: %q", out)
+		}
+		return kb
+	}
+	before := filePages()
+	shellOut(t, s, "dd if=/dev/zero of=/root/fresh bs=1M count=32 2>/dev/null")
+	if after := filePages(); after-before < 24<<10 {
+		t.Errorf("node 1 file pages grew by %d KiB after writing 32 MiB, want most of it there", after-before)
+	}
+	shellOut(t, s, "rm -f /root/fresh")
+}
+
+func TestWarmSplit(t *testing.T) {
+	for _, tc := range []struct{ mem, file, fresh int }{
+		{512, 256, 256}, {1024, 256, 768}, {2048, 256, 1792},
+		{384, 256, 128}, {256, 256, 0}, {320, 320, 0}, {500, 372, 128}, {128, 128, 0},
+	} {
+		file, fresh := warmSplit(tc.mem)
+		if file != tc.file || fresh != tc.fresh || file+fresh != tc.mem {
+			t.Errorf("warmSplit(%d) = %d, %d; want %d, %d", tc.mem, file, fresh, tc.file, tc.fresh)
+		}
+		args := strings.Join(warmArgs(tc.mem, "/x", false), " ")
+		if hasNUMA := strings.Contains(args, "-numa"); hasNUMA != (tc.fresh > 0) {
+			t.Errorf("warmArgs(%d): %s", tc.mem, args)
+		}
 	}
 }
 

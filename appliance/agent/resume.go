@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -39,7 +40,29 @@ func (a *Agent) handleResume(_ context.Context, _ *stream, raw json.RawMessage) 
 			return nil, fmt.Errorf("resume: reseeding the RNG: %w", err)
 		}
 	}
+	if args.FreshNode > 0 {
+		if err := preferNode(args.FreshNode); err != nil {
+			return nil, fmt.Errorf("resume: preferring memory of NUMA node %d: %w", args.FreshNode, err)
+		}
+	}
 	return struct{}{}, nil
+}
+
+// preferNode makes every thread of the agent, and so every process it
+// starts, allocate from node first (MPOL_PREFERRED: other nodes when it is
+// full). The policy is per thread; new threads and children inherit it.
+func preferNode(node int) error {
+	const mpolPreferred = 1
+	if node >= 64 {
+		return fmt.Errorf("node %d out of range", node)
+	}
+	mask := uint64(1) << node
+	// maxnode counts one more than the mask's bits (the kernel's off-by-one).
+	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_SET_MEMPOLICY, mpolPreferred, uintptr(unsafe.Pointer(&mask)), 65)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // addEntropy mixes host randomness into the kernel pool and credits it

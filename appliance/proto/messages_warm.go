@@ -9,4 +9,8 @@ const OpResume = "resume"
 type ResumeArgs struct {
 	UnixNano int64  `json:"unix_nano"`
 	Entropy  []byte `json:"entropy"`
+	// FreshNode, when not 0, is the NUMA node of memory the host backs
+	// afresh (not the saved memory file): the agent and every command it
+	// starts prefer it, so their first writes to memory are cheap.
+	FreshNode int `json:"fresh_node,omitempty"`
 }
