@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,7 +21,8 @@ import (
 // with KVM it boots the appliance kernel once under KVM with no root
 // filesystem: a working KVM runs it to its "Unable to mount root fs" panic
 // and qemu exits (-no-reboot) within a second or so. The verdict is cached
-// for this host boot, qemu binary and kernel; anything else means TCG.
+// (in the cache directory and in the process) for this host boot, qemu
+// binary and kernel; anything else means TCG.
 
 // kvmProbeLimit bounds the probe: a kernel under KVM panics for want of a
 // root filesystem well within it.
@@ -44,6 +46,15 @@ func ResolveAccel(ctx context.Context, kernel string) (accel, note string) {
 	return (&QEMU{}).resolveAccel(ctx, kernel, AccelAvailable() == "kvm")
 }
 
+// kvmVerdicts remembers verdicts in the process too (tests and sessions
+// with their own cache directories probe once), and kvmProbeMu lets one
+// probe run at a time, so concurrent starts wait for it instead of each
+// booting a kernel.
+var (
+	kvmProbeMu  sync.Mutex
+	kvmVerdicts = map[string]kvmVerdict{}
+)
+
 func (q *QEMU) resolveAccel(ctx context.Context, kernel string, kvmOpens bool) (accel, note string) {
 	if !kvmOpens {
 		return "tcg", ""
@@ -52,12 +63,18 @@ func (q *QEMU) resolveAccel(ctx context.Context, kernel string, kvmOpens bool) (
 	if err != nil {
 		return "tcg", fmt.Sprintf("/dev/kvm is present but not used: %v", err)
 	}
+	kvmProbeMu.Lock()
+	defer kvmProbeMu.Unlock()
+	if v, ok := kvmVerdicts[key]; ok {
+		return verdictAccel(v)
+	}
 	path, err := kvmVerdictPath(key)
 	if err != nil {
 		return "tcg", fmt.Sprintf("/dev/kvm is present but not used: %v", err)
 	}
 	var v kvmVerdict
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &v) == nil && v.Key == key {
+		kvmVerdicts[key] = v
 		return verdictAccel(v)
 	}
 	usable, reason := q.probeKVM(ctx, kernel)
@@ -66,6 +83,7 @@ func (q *QEMU) resolveAccel(ctx context.Context, kernel string, kvmOpens bool) (
 		return "tcg", "/dev/kvm is present but not used: the KVM check was interrupted"
 	}
 	v = kvmVerdict{Key: key, Usable: usable, Reason: reason, At: time.Now().UTC()}
+	kvmVerdicts[key] = v
 	if b, err := json.Marshal(v); err == nil {
 		tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
 		if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, path) != nil {

@@ -49,7 +49,8 @@ func TestResolveAccel(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("IMGBAKE_CACHE_DIR", t.TempDir())
+			cache := t.TempDir()
+			t.Setenv("IMGBAKE_CACHE_DIR", cache)
 			q := fakeQEMU(t, tc.script)
 			start := time.Now()
 			got, note := q.resolveAccel(context.Background(), kernel, tc.kvmOpens)
@@ -63,6 +64,20 @@ func TestResolveAccel(t *testing.T) {
 			got2, note2 := q.resolveAccel(context.Background(), kernel, tc.kvmOpens)
 			if got2 != got || note2 != note {
 				t.Errorf("second call = %q, %q; first %q, %q", got2, note2, got, note)
+			}
+			// Another cache directory in the same process: the process
+			// remembers; a new process reads the file (simulated by
+			// forgetting).
+			t.Setenv("IMGBAKE_CACHE_DIR", t.TempDir())
+			if got3, _ := q.resolveAccel(context.Background(), kernel, tc.kvmOpens); got3 != got {
+				t.Errorf("with another cache dir = %q, want %q", got3, got)
+			}
+			t.Setenv("IMGBAKE_CACHE_DIR", cache)
+			kvmProbeMu.Lock()
+			clear(kvmVerdicts)
+			kvmProbeMu.Unlock()
+			if got4, _ := q.resolveAccel(context.Background(), kernel, tc.kvmOpens); got4 != got {
+				t.Errorf("from the cache file = %q, want %q", got4, got)
 			}
 			calls, _ := os.ReadFile(q.Binary + ".calls")
 			n := strings.Count(string(calls), "accel=kvm")
