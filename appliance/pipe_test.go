@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -949,5 +950,25 @@ func TestPipeCancelPendingWrite(t *testing.T) {
 	ents, _ := os.ReadDir(root)
 	for _, e := range ents {
 		t.Errorf("left in the image: %s", e.Name())
+	}
+}
+
+// TestPipeWriteSizes: content sent with its call (up to one chunk) and
+// content streamed after it (over a chunk) arrive whole, empty files too.
+func TestPipeWriteSizes(t *testing.T) {
+	s, root, _ := pipeSession(t)
+	for _, n := range []int{0, 1, proto.ChunkSize - 1, proto.ChunkSize, proto.ChunkSize + 1, 3*proto.ChunkSize + 7} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*7 + n)
+		}
+		p := fmt.Sprintf("/f%d", n)
+		if _, err := s.WriteFile(testCtx(t), proto.WriteArgs{Path: p}, bytes.NewReader(data)); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: read back %d bytes, equal %v, %v", n, len(got), bytes.Equal(got, data), err)
+		}
 	}
 }

@@ -335,6 +335,33 @@ func (s *Session) send(f proto.Frame) error {
 	return proto.WriteFrame(s.conn, f)
 }
 
+// sendBytes writes already encoded frames in one write.
+func (s *Session) sendBytes(frames []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.conn.Write(frames)
+	return err
+}
+
+// smallInput returns the whole of r when r says it holds at most one
+// chunk (strings.Reader, bytes.Reader, bytes.Buffer), so it can go out
+// with its call.
+func smallInput(r io.Reader) ([]byte, bool, error) {
+	l, ok := r.(interface{ Len() int })
+	if !ok || l.Len() > proto.ChunkSize {
+		return nil, false, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, proto.ChunkSize+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(b) > proto.ChunkSize {
+		// Len lied (a reader that grew): what was read cannot be put back.
+		return nil, false, fmt.Errorf("input grew past %d bytes while being sent", proto.ChunkSize)
+	}
+	return b, true, nil
+}
+
 // clientStream queues frames for one request without bound, so the reader
 // goroutine never blocks on a slow consumer (which could deadlock the
 // channel for everyone).
@@ -467,7 +494,24 @@ func (s *Session) callStream(ctx context.Context, op string, args any, in io.Rea
 		delete(s.streams, st.id)
 		s.mu.Unlock()
 	}()
-	if err := s.send(proto.Frame{Stream: st.id, Type: proto.TCall, Payload: payload}); err != nil {
+	request := proto.AppendFrame(nil, proto.Frame{Stream: st.id, Type: proto.TCall, Payload: payload})
+	// Input known to be small (a write step's content) goes in the same
+	// write as the call: under TCG every write to the channel wakes the
+	// guest, and one wake-up for the request is ~0.6 ms cheaper than three.
+	if in != nil && !opts.interactive {
+		data, ok, err := smallInput(in)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if len(data) > 0 {
+				request = proto.AppendFrame(request, proto.Frame{Stream: st.id, Type: proto.TData, Payload: data})
+			}
+			request = proto.AppendFrame(request, proto.Frame{Stream: st.id, Type: proto.TEOF})
+			in = nil
+		}
+	}
+	if err := s.sendBytes(request); err != nil {
 		return s.deadOr(err)
 	}
 	inErr := make(chan error, 1)
