@@ -43,7 +43,7 @@ func ResolveAccel(ctx context.Context, kernel string) (accel, note string) {
 	if a := os.Getenv("IMGBAKE_ACCEL"); a != "" {
 		return a, ""
 	}
-	return (&QEMU{}).resolveAccel(ctx, kernel, AccelAvailable() == "kvm")
+	return (&QEMU{}).resolveAccel(ctx, kernel, kvmDeviceOpens())
 }
 
 // kvmVerdicts remembers verdicts in the process too (tests and sessions
@@ -129,22 +129,21 @@ func kvmVerdictPath(key string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	// One file per key; an old host boot's verdicts are dropped.
+	path := filepath.Join(dir, "kvm-"+key+".json")
+	// One file per key; past a few, older host boots' verdicts are dropped.
 	if old, _ := filepath.Glob(filepath.Join(dir, "kvm-*.json")); len(old) > 8 {
 		for _, p := range old {
-			os.Remove(p)
+			if p != path {
+				os.Remove(p)
+			}
 		}
 	}
-	return filepath.Join(dir, "kvm-"+key+".json"), nil
+	return path, nil
 }
 
 // probeKVM boots kernel under KVM with no initramfs and reports whether it
 // got as far as its panic for want of a root filesystem.
 func (q *QEMU) probeKVM(ctx context.Context, kernel string) (bool, string) {
-	bin := q.Binary
-	if bin == "" {
-		bin = "qemu-system-x86_64"
-	}
 	dir, err := PrivateDir("kvmprobe")
 	if err != nil {
 		return false, err.Error()
@@ -153,7 +152,7 @@ func (q *QEMU) probeKVM(ctx context.Context, kernel string) (bool, string) {
 	console := filepath.Join(dir, "console.log")
 	pctx, cancel := context.WithTimeout(ctx, kvmProbeLimit)
 	defer cancel()
-	cmd := exec.CommandContext(pctx, bin, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+	cmd := exec.CommandContext(pctx, q.binary(), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-machine", "q35,accel=kvm", "-cpu", "host", "-m", "128", "-smp", "1",
 		"-kernel", kernel, "-append", "console=ttyS0 panic=-1 loglevel=4",
 		"-chardev", "file,id=con0,path="+escapeComma(console), "-serial", "chardev:con0")

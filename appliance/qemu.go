@@ -26,19 +26,23 @@ type QEMU struct {
 // Name implements Backend.
 func (q *QEMU) Name() string { return "qemu" }
 
-// AccelAvailable reports "kvm" when /dev/kvm can be opened for writing,
-// else "tcg". $IMGBAKE_ACCEL overrides. An open /dev/kvm does not mean KVM
-// works: ResolveAccel also boots a kernel under it.
-func AccelAvailable() string {
-	if a := os.Getenv("IMGBAKE_ACCEL"); a != "" {
-		return a
-	}
+// kvmDeviceOpens reports whether /dev/kvm can be opened for writing. That
+// does not mean KVM works: ResolveAccel also boots a kernel under it.
+func kvmDeviceOpens() bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
-		return "tcg"
+		return false
 	}
 	f.Close()
-	return "kvm"
+	return true
+}
+
+// binary is the qemu to run: Binary, or qemu-system-x86_64 on PATH.
+func (q *QEMU) binary() string {
+	if q.Binary != "" {
+		return q.Binary
+	}
+	return "qemu-system-x86_64"
 }
 
 // qemuArgs builds the command line. Disks go through -blockdev in JSON so
@@ -115,10 +119,7 @@ func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {
 // passed as fds 3, 4, ..., and reaps it in the background. The caller
 // connects the channel and QMP.
 func (q *QEMU) launch(spec MachineSpec, extra []string, files ...*os.File) (*qemuMachine, error) {
-	bin := q.Binary
-	if bin == "" {
-		bin = "qemu-system-x86_64"
-	}
+	bin := q.binary()
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		return nil, fmt.Errorf("%s not found: install QEMU (Debian: apt-get install qemu-system-x86): %w", bin, err)

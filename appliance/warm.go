@@ -92,11 +92,7 @@ func warmArgs(memoryMB int, ramPath string, share bool) []string {
 // qemuIdentity names the qemu binary exactly enough for the snapshot key:
 // a different or upgraded qemu cannot load another's state.
 func (q *QEMU) qemuIdentity() (string, error) {
-	bin := q.Binary
-	if bin == "" {
-		bin = "qemu-system-x86_64"
-	}
-	path, err := exec.LookPath(bin)
+	path, err := exec.LookPath(q.binary())
 	if err != nil {
 		return "", err
 	}
