@@ -557,7 +557,7 @@ func (b *bench) exec(r *run, argv []string) error {
 func (b *bench) procOpts() procOpts {
 	o := procOpts{dir: b.cfg.work, timeout: b.cfg.timeout, sample: b.cfg.sample,
 		env: []string{"LIBGUESTFS_BACKEND=direct"}}
-	if strings.Contains(b.res.Machine.LibguestfsMode, "force_tcg") {
+	if b.res.Machine.LibguestfsForceTCG {
 		o.env = append(o.env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
 	}
 	if b.cfg.verbose {
@@ -626,15 +626,17 @@ type machine struct {
 	LoadEnd        float64 `json:"loadavg1_end"`
 	GoVersion      string  `json:"go"`
 	LibguestfsMode string  `json:"libguestfs_backend"`
+	// LibguestfsForceTCG: libguestfs runs with force_tcg because KVM is
+	// present but imgbake found it unusable.
+	LibguestfsForceTCG bool `json:"libguestfs_force_tcg,omitempty"`
 }
 
 func gatherMachine(imgbake, image string) machine {
 	m := machine{Cores: runtime.NumCPU(), Accel: "tcg", LoadStart: loadavg1(), GoVersion: runtime.Version(),
 		LibguestfsMode: "direct"}
-	kvmOpens := false
 	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
 		f.Close()
-		kvmOpens = true
+		m.Accel = "kvm"
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -662,13 +664,11 @@ func gatherMachine(imgbake, image string) machine {
 	// under the same accelerator.
 	for _, l := range strings.Split(m.ApplianceInfo, "\n") {
 		if v, ok := strings.CutPrefix(l, "accel:"); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				m.Accel = f[0]
+			if f := strings.Fields(v); len(f) > 0 && f[0] == "tcg" && m.Accel == "kvm" {
+				m.Accel, m.LibguestfsForceTCG = "tcg", true
+				m.LibguestfsMode = "direct, force_tcg"
 			}
 		}
-	}
-	if kvmOpens && m.Accel == "tcg" {
-		m.LibguestfsMode = "direct, force_tcg"
 	}
 	m.GitCommit = strings.TrimSpace(output("git", "rev-parse", "--short", "HEAD"))
 	if m.GitCommit != "" && strings.TrimSpace(output("git", "status", "--porcelain", "--untracked-files=no")) != "" {
