@@ -25,7 +25,7 @@ import (
 // CopyIn copies a host file or directory (recursively) into the image
 // directory dest, like virt-copy-in: dest/BASENAME(src) is created. Modes
 // and symlinks are kept; files become owned by root.
-func CopyIn(ctx context.Context, s *Session, src, dest string) (Result, error) {
+func CopyIn(ctx context.Context, s Session, src, dest string) (Result, error) {
 	fi, err := os.Lstat(src)
 	if err != nil {
 		return Result{}, fmt.Errorf("copy_in source: %w", err)
@@ -254,7 +254,7 @@ func (t *treeWriter) entryDone() error {
 // extracts one part while the host walks the tree and stages the next, so
 // reading thousands of host files overlaps with writing them in the
 // guest. ok is false when the session has no data disk.
-func copyInParts(ctx context.Context, s *Session, tree *treeWriter, src, dest string, fi fs.FileInfo) (total proto.TarResult, ok bool, err error) {
+func copyInParts(ctx context.Context, s Session, tree *treeWriter, src, dest string, fi fs.FileInfo) (total proto.TarResult, ok bool, err error) {
 	stream, ok := s.NewStagedStream(ctx)
 	if !ok {
 		return total, false, nil
@@ -508,7 +508,7 @@ func unixPerm(m fs.FileMode) uint32 {
 
 // CopyOut copies an image file or directory into the host directory
 // hostDir (created if missing), like virt-copy-out.
-func CopyOut(ctx context.Context, s *Session, src, hostDir string) (Result, error) {
+func CopyOut(ctx context.Context, s Session, src, hostDir string) (Result, error) {
 	if err := os.MkdirAll(hostDir, 0o755); err != nil {
 		return Result{}, err
 	}

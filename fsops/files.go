@@ -27,7 +27,7 @@ const maxEditSize = 64 << 20
 
 // resolveFile follows symlinks in p inside the image, so that rewriting a
 // linked file (e.g. /etc/resolv.conf) changes its target and keeps the link.
-func resolveFile(ctx context.Context, s *Session, p string) (string, bool, error) {
+func resolveFile(ctx context.Context, s Session, p string) (string, bool, error) {
 	r, err := s.Realpath(ctx, p)
 	if err != nil {
 		return "", false, err
@@ -39,7 +39,7 @@ func resolveFile(ctx context.Context, s *Session, p string) (string, bool, error
 // unless the file already has exactly that line. A missing file is created
 // (0644) holding just the line; an existing one keeps its mode and owner.
 // Symlinks are followed inside the image.
-func AppendLine(ctx context.Context, s *Session, p, line string) (Result, error) {
+func AppendLine(ctx context.Context, s Session, p, line string) (Result, error) {
 	real, exists, err := resolveFile(ctx, s, p)
 	if err != nil {
 		return Result{}, err
@@ -82,7 +82,7 @@ func hasLine(data []byte, line string) bool {
 // exist; it keeps its mode and owner, and is left untouched (unchanged)
 // when nothing matches or the result is identical. Symlinks are followed
 // inside the image.
-func Edit(ctx context.Context, s *Session, p, pattern, replace string, multiline bool) (Result, error) {
+func Edit(ctx context.Context, s Session, p, pattern, replace string, multiline bool) (Result, error) {
 	re, err := regexp.Compile(pattern)
 	if err != nil {
 		return Result{}, err
@@ -145,7 +145,7 @@ func plural(n int, one, many string) string {
 // bits (never setuid, setgid or sticky), as cp does; without an owner an
 // existing dest keeps its owner and a new one is root's. Identical content
 // and attributes change nothing.
-func Upload(ctx context.Context, s *Session, src, dest string, o WriteOptions) (Result, error) {
+func Upload(ctx context.Context, s Session, src, dest string, o WriteOptions) (Result, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return Result{}, fmt.Errorf("upload source: %w", err)
@@ -177,7 +177,7 @@ func Upload(ctx context.Context, s *Session, src, dest string, o WriteOptions) (
 
 // Chmod sets the permission bits of path (a final symlink is followed
 // inside the image).
-func Chmod(ctx context.Context, s *Session, p string, mode fs.FileMode) (Result, error) {
+func Chmod(ctx context.Context, s Session, p string, mode fs.FileMode) (Result, error) {
 	changed, err := s.Chmod(ctx, p, appliance.UnixMode(mode))
 	return Result{Changed: changed}, err
 }
@@ -185,7 +185,7 @@ func Chmod(ctx context.Context, s *Session, p string, mode fs.FileMode) (Result,
 // Chown sets the owner of path (user[:group], resolved in the image; a
 // user alone gets the user's primary group). A final symlink is followed
 // inside the image; mode bits, setuid included, are kept.
-func Chown(ctx context.Context, s *Session, p, owner string) (Result, error) {
+func Chown(ctx context.Context, s Session, p, owner string) (Result, error) {
 	changed, err := s.Chown(ctx, p, owner)
 	return Result{Changed: changed}, err
 }
@@ -194,7 +194,7 @@ func Chown(ctx context.Context, s *Session, p, owner string) (Result, error) {
 // existing dest counts as done, so a second run is unchanged. A regular
 // file is moved across filesystems (e.g. into /boot/efi) by copying it,
 // keeping mode and owner, then deleting src; other kinds of file cannot be.
-func Move(ctx context.Context, s *Session, src, dest string) (Result, error) {
+func Move(ctx context.Context, s Session, src, dest string) (Result, error) {
 	changed, err := s.Rename(ctx, src, dest)
 	if err == nil || !errors.Is(err, syscall.EXDEV) {
 		return Result{Changed: changed}, err
@@ -226,7 +226,7 @@ func Move(ctx context.Context, s *Session, src, dest string) (Result, error) {
 // Link makes path a symlink to target (kept verbatim, relative or
 // absolute). An existing symlink pointing elsewhere, or a file, is replaced
 // atomically; a directory is an error.
-func Link(ctx context.Context, s *Session, target, p string) (Result, error) {
+func Link(ctx context.Context, s Session, target, p string) (Result, error) {
 	changed, err := s.Symlink(ctx, target, p)
 	return Result{Changed: changed}, err
 }
@@ -234,7 +234,7 @@ func Link(ctx context.Context, s *Session, target, p string) (Result, error) {
 // Touch creates an empty file (0644, root's) when nothing exists at path.
 // An existing path, whatever its type, is left alone: its mtime is NOT
 // updated, so that a second run changes nothing.
-func Touch(ctx context.Context, s *Session, p string) (Result, error) {
+func Touch(ctx context.Context, s Session, p string) (Result, error) {
 	st, err := s.Stat(ctx, p)
 	if err != nil {
 		return Result{}, err
@@ -248,7 +248,7 @@ func Touch(ctx context.Context, s *Session, p string) (Result, error) {
 // Truncate empties the regular file at path in place, keeping its inode,
 // mode and owner (a final symlink is followed inside the image). A missing
 // file is created empty, like truncate -s 0; an empty one is unchanged.
-func Truncate(ctx context.Context, s *Session, p string) (Result, error) {
+func Truncate(ctx context.Context, s Session, p string) (Result, error) {
 	changed, err := s.Truncate(ctx, p, true)
 	return Result{Changed: changed}, err
 }
@@ -257,7 +257,7 @@ func Truncate(ctx context.Context, s *Session, p string) (Result, error) {
 // inside the image, runs it chrooted with the interpreter its shebang names
 // (/bin/sh without one) followed by args, and removes it again. It fails
 // like Run: a non-zero exit is a *CommandError with the output in Result.
-func Script(ctx context.Context, s *Session, src string, args []string, o RunOptions) (Result, error) {
+func Script(ctx context.Context, s Session, src string, args []string, o RunOptions) (Result, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return Result{}, fmt.Errorf("script: %w", err)
@@ -326,7 +326,7 @@ func shebang(first string) []string {
 
 // scriptDir creates a fresh private directory for a script: under the
 // image's /tmp, or at its root when the image has no /tmp.
-func scriptDir(ctx context.Context, s *Session) (string, error) {
+func scriptDir(ctx context.Context, s Session) (string, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return "", err

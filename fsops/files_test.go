@@ -80,7 +80,7 @@ func TestShebang(t *testing.T) {
 }
 
 // filesPipe starts the in-process agent on a fresh directory.
-func filesPipe(t *testing.T) (*Session, string, context.Context) {
+func filesPipe(t *testing.T) (Session, string, context.Context) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {

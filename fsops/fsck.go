@@ -68,7 +68,7 @@ func Checkable(fstype string) bool { return fsckTool(fstype) != "" }
 // appliance's own rescue tools (the appliance must have been started with
 // them, and the image must not be mounted). An error means the appliance
 // failed; a checker that fails is reported in the result.
-func Fsck(ctx context.Context, s *Session, f proto.Filesystem, o FsckOptions) (FsckResult, error) {
+func Fsck(ctx context.Context, s Session, f proto.Filesystem, o FsckOptions) (FsckResult, error) {
 	r := FsckResult{Device: f.Device, Type: f.Type, Tool: fsckTool(f.Type)}
 	var err error
 	switch r.Tool {
@@ -95,7 +95,7 @@ func Fsck(ctx context.Context, s *Session, f proto.Filesystem, o FsckOptions) (F
 }
 
 // run executes a rescue tool in the appliance (not chrooted) on the device.
-func (r *FsckResult) run(ctx context.Context, s *Session, o FsckOptions, args ...string) (FsckRun, error) {
+func (r *FsckResult) run(ctx context.Context, s Session, o FsckOptions, args ...string) (FsckRun, error) {
 	argv := append([]string{path.Join(appliance.RescueBinDir, r.Tool)}, args...)
 	if o.Output != nil {
 		fmt.Fprintf(o.Output, "$ %s %s\n", r.Tool, strings.Join(args, " "))
@@ -134,7 +134,7 @@ func toolPackage(tool string) string {
 // status is a bit mask: 1 errors corrected, 2 corrected and the system
 // should reboot, 4 errors left uncorrected, 8 operational error, 16 usage,
 // 32 cancelled, 128 shared-library error.
-func fsckExt(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) error {
+func fsckExt(ctx context.Context, s Session, r *FsckResult, o FsckOptions) error {
 	mode := "-n"
 	if o.Repair {
 		mode = "-y"
@@ -179,7 +179,7 @@ func xfsDirtyLog(out string) bool {
 // a dirty log is replayed first by mounting and unmounting the filesystem
 // (xfs_repair refuses to run otherwise), then xfs_repair runs and a last
 // xfs_repair -n says whether it is clean now.
-func fsckXFS(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) error {
+func fsckXFS(ctx context.Context, s Session, r *FsckResult, o FsckOptions) error {
 	run, err := r.run(ctx, s, o, "-n", r.Device)
 	if err != nil {
 		return fsckFailed(r, err)
@@ -229,7 +229,7 @@ func fsckXFS(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) erro
 // fsckFAT runs fsck.fat -n; with Repair and problems found, fsck.fat -a
 // and a second fsck.fat -n to confirm. fsck.fat exits 1 when it found
 // (recoverable) errors.
-func fsckFAT(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) error {
+func fsckFAT(ctx context.Context, s Session, r *FsckResult, o FsckOptions) error {
 	run, err := r.run(ctx, s, o, "-n", r.Device)
 	if err != nil {
 		return fsckFailed(r, err)
@@ -253,7 +253,7 @@ func fsckFAT(ctx context.Context, s *Session, r *FsckResult, o FsckOptions) erro
 
 // recheck runs the checker read-only (-n) after a repair: clean means
 // repaired, anything else that errors remain.
-func (r *FsckResult) recheck(ctx context.Context, s *Session, o FsckOptions) error {
+func (r *FsckResult) recheck(ctx context.Context, s Session, o FsckOptions) error {
 	run, err := r.run(ctx, s, o, "-n", r.Device)
 	if err != nil {
 		return fsckFailed(r, err)

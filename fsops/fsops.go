@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -26,8 +27,47 @@ type Result struct {
 	Detail  string // short human summary, e.g. "12 files, 3.1 MB"
 }
 
-// Session is what fsops needs from an appliance session.
-type Session = appliance.Session
+// Session is what an operation needs from an open image: commands, files
+// and their metadata, bulk data, and what the agent found on the disks.
+// *appliance.Session implements it over the channel to a running
+// appliance; unit tests use the in-process agent of appliancetest or a
+// fake. Operations only ever see this interface, never the VM behind it.
+type Session interface {
+	Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout, stderr io.Writer) (proto.ExecResult, error)
+	ExecTTY(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout io.Writer, resize <-chan proto.Winsize) (proto.ExecResult, error)
+
+	WriteFile(ctx context.Context, args proto.WriteArgs, r io.Reader) (bool, error)
+	ReadFile(ctx context.Context, path string, w io.Writer) (int64, error)
+	ReadDir(ctx context.Context, path string) ([]proto.DirEntry, error)
+	Stat(ctx context.Context, path string) (proto.StatResult, error)
+	Realpath(ctx context.Context, path string) (proto.RealpathResult, error)
+	Mkdir(ctx context.Context, path string, mode *fs.FileMode, owner string, parents bool) (bool, error)
+	Delete(ctx context.Context, path string, recursive bool) (bool, error)
+	Chmod(ctx context.Context, path string, mode uint32) (bool, error)
+	Chown(ctx context.Context, path, owner string) (bool, error)
+	Rename(ctx context.Context, src, dest string) (bool, error)
+	Symlink(ctx context.Context, target, path string) (bool, error)
+	Truncate(ctx context.Context, path string, create bool) (bool, error)
+
+	TarIn(ctx context.Context, dest string, r io.Reader) (proto.TarResult, error)
+	TarInStaged(ctx context.Context, dest string, staged appliance.StagedRange) (proto.TarResult, error)
+	TarOut(ctx context.Context, path string, w io.Writer) (proto.TarResult, error)
+	// StageData and NewStagedStream report ok=false when there is no data
+	// disk; the caller then sends the data through the channel.
+	StageData(ctx context.Context, f *os.File, size int64) (appliance.StagedRange, bool, error)
+	NewStagedStream(ctx context.Context) (*appliance.StagedStream, bool)
+	ReleaseData(rs []appliance.StagedRange)
+
+	NetworkUp(ctx context.Context) (proto.NetworkResult, error)
+	Inspect(ctx context.Context) (*proto.OSInfo, error)
+	ListOS(ctx context.Context) (*proto.ListOSResult, error)
+	Probe(ctx context.Context) ([]proto.Filesystem, error)
+	FSUsage(ctx context.Context) ([]proto.FSUsage, error)
+	FstabCheck(ctx context.Context) (*proto.FstabReport, error)
+	ReplayLog(ctx context.Context, device, fstype string) error
+}
+
+var _ Session = (*appliance.Session)(nil)
 
 // maxCapture bounds captured command output kept for reports.
 const maxCapture = 1 << 20
@@ -89,16 +129,16 @@ type RunOptions struct {
 
 // Run executes a shell command with /bin/sh -c inside the image (chroot).
 // A non-zero exit is a *CommandError; Result still carries the output.
-func Run(ctx context.Context, s *Session, command string, o RunOptions) (Result, error) {
+func Run(ctx context.Context, s Session, command string, o RunOptions) (Result, error) {
 	return exec(ctx, s, proto.ExecArgs{Shell: command, Env: o.Env, TimeoutMS: o.Timeout.Milliseconds()}, o)
 }
 
 // Exec runs argv inside the image without a shell.
-func Exec(ctx context.Context, s *Session, argv []string, o RunOptions) (Result, error) {
+func Exec(ctx context.Context, s Session, argv []string, o RunOptions) (Result, error) {
 	return exec(ctx, s, proto.ExecArgs{Argv: argv, Env: o.Env, TimeoutMS: o.Timeout.Milliseconds()}, o)
 }
 
-func exec(ctx context.Context, s *Session, args proto.ExecArgs, o RunOptions) (Result, error) {
+func exec(ctx context.Context, s Session, args proto.ExecArgs, o RunOptions) (Result, error) {
 	out := &capture{live: o.Stdout}
 	errb := &capture{live: o.Stderr}
 	r, err := s.Exec(ctx, args, o.Stdin, out, errb)
@@ -120,7 +160,7 @@ type WriteOptions struct {
 
 // WriteFile atomically writes content to path inside the image. Writing
 // identical content with identical attributes changes nothing.
-func WriteFile(ctx context.Context, s *Session, path string, content io.Reader, o WriteOptions) (Result, error) {
+func WriteFile(ctx context.Context, s Session, path string, content io.Reader, o WriteOptions) (Result, error) {
 	args := proto.WriteArgs{Path: path, Owner: o.Owner}
 	if o.Mode != nil {
 		m := appliance.UnixMode(*o.Mode)
@@ -131,7 +171,7 @@ func WriteFile(ctx context.Context, s *Session, path string, content io.Reader, 
 }
 
 // ReadFile returns a file's contents, refusing files over limit bytes.
-func ReadFile(ctx context.Context, s *Session, path string, limit int64) ([]byte, error) {
+func ReadFile(ctx context.Context, s Session, path string, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
 	w := &limitWriter{w: &buf, n: limit}
 	_, err := s.ReadFile(ctx, path, w)
@@ -160,20 +200,20 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // Mkdir creates a directory and its parents, then applies mode and owner.
-func Mkdir(ctx context.Context, s *Session, path string, o WriteOptions) (Result, error) {
+func Mkdir(ctx context.Context, s Session, path string, o WriteOptions) (Result, error) {
 	changed, err := s.Mkdir(ctx, path, o.Mode, o.Owner, true)
 	return Result{Changed: changed}, err
 }
 
 // Delete removes a file or a directory tree; a missing path is not an error.
-func Delete(ctx context.Context, s *Session, path string) (Result, error) {
+func Delete(ctx context.Context, s Session, path string) (Result, error) {
 	changed, err := s.Delete(ctx, path, true)
 	return Result{Changed: changed}, err
 }
 
 // Hostname sets /etc/hostname and keeps /etc/hosts resolving the name, as
 // virt-customize --hostname does.
-func Hostname(ctx context.Context, s *Session, name string) (Result, error) {
+func Hostname(ctx context.Context, s Session, name string) (Result, error) {
 	short, _, _ := strings.Cut(name, ".")
 	res, err := WriteFile(ctx, s, "/etc/hostname", strings.NewReader(short+"\n"), WriteOptions{})
 	if err != nil {
@@ -228,7 +268,7 @@ type OSInfo = proto.OSInfo
 
 // Exists reports whether path exists in the image (a dangling symlink
 // counts: lstat semantics).
-func Exists(ctx context.Context, s *Session, path string) (bool, error) {
+func Exists(ctx context.Context, s Session, path string) (bool, error) {
 	st, err := s.Stat(ctx, path)
 	if err == nil {
 		return st.Exists, nil

@@ -41,7 +41,7 @@ func FstabProblems(rep *proto.FstabReport) []proto.FstabEntry {
 // every other one is commented out or, with nofail, gets the nofail option
 // so a boot no longer waits for it. The old file is kept as FstabBackup.
 // Nothing is written when there is nothing to fix.
-func FixFstab(ctx context.Context, s *Session, rep *proto.FstabReport, root proto.Filesystem, nofail bool) (Result, []FstabFix, error) {
+func FixFstab(ctx context.Context, s Session, rep *proto.FstabReport, root proto.Filesystem, nofail bool) (Result, []FstabFix, error) {
 	problems := FstabProblems(rep)
 	if len(problems) == 0 {
 		return Result{Detail: "nothing to fix"}, nil, nil

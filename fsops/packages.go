@@ -95,7 +95,7 @@ func manager(name string) (packageManager, error) {
 }
 
 // allInstalled reports whether every package is installed.
-func allInstalled(ctx context.Context, s *Session, pm packageManager, pkgs []string) (bool, error) {
+func allInstalled(ctx context.Context, s Session, pm packageManager, pkgs []string) (bool, error) {
 	res, err := Exec(ctx, s, append([]string{"/bin/sh", "-c", pm.installed, "sh"}, pkgs...), RunOptions{})
 	if err == nil {
 		return true, nil
@@ -108,7 +108,7 @@ func allInstalled(ctx context.Context, s *Session, pm packageManager, pkgs []str
 }
 
 // Install installs pkgs unless all are installed already.
-func Install(ctx context.Context, s *Session, pkgs []string, o PackageOptions) (Result, error) {
+func Install(ctx context.Context, s Session, pkgs []string, o PackageOptions) (Result, error) {
 	pm, err := manager(o.Manager)
 	if err != nil {
 		return Result{}, err
@@ -120,7 +120,7 @@ func Install(ctx context.Context, s *Session, pkgs []string, o PackageOptions) (
 }
 
 // Uninstall removes pkgs that are installed.
-func Uninstall(ctx context.Context, s *Session, pkgs []string, o PackageOptions) (Result, error) {
+func Uninstall(ctx context.Context, s Session, pkgs []string, o PackageOptions) (Result, error) {
 	pm, err := manager(o.Manager)
 	if err != nil {
 		return Result{}, err
@@ -142,7 +142,7 @@ func Uninstall(ctx context.Context, s *Session, pkgs []string, o PackageOptions)
 }
 
 // Update upgrades every package; Changed says whether anything was.
-func Update(ctx context.Context, s *Session, o PackageOptions) (Result, error) {
+func Update(ctx context.Context, s Session, o PackageOptions) (Result, error) {
 	pm, err := manager(o.Manager)
 	if err != nil {
 		return Result{}, err
@@ -154,7 +154,7 @@ func Update(ctx context.Context, s *Session, o PackageOptions) (Result, error) {
 	return res, err
 }
 
-func packageCommand(ctx context.Context, s *Session, pm packageManager, script string, pkgs []string, o PackageOptions) (res Result, err error) {
+func packageCommand(ctx context.Context, s Session, pm packageManager, script string, pkgs []string, o PackageOptions) (res Result, err error) {
 	if o.Network {
 		restore, err := withNetwork(ctx, s)
 		if err != nil {
@@ -196,7 +196,7 @@ const (
 // withNetwork brings the appliance network up and points the image's
 // resolv.conf at QEMU's resolver, returning a function that puts the
 // image's own resolv.conf (a file, a symlink, or nothing) back.
-func withNetwork(ctx context.Context, s *Session) (func() error, error) {
+func withNetwork(ctx context.Context, s Session) (func() error, error) {
 	nr, err := s.NetworkUp(ctx)
 	if err != nil {
 		return nil, err
@@ -222,7 +222,7 @@ if [ -e %[2]s ] || [ -L %[2]s ]; then mv -f %[2]s %[1]s; fi`, resolvConf, resolv
 
 // blockServiceStarts installs a policy-rc.d that forbids starting
 // services, unless the image has its own, and returns the undo.
-func blockServiceStarts(ctx context.Context, s *Session) (func() error, error) {
+func blockServiceStarts(ctx context.Context, s Session) (func() error, error) {
 	exists, err := Exists(ctx, s, policyRCD)
 	if err != nil || exists {
 		return func() error { return nil }, err

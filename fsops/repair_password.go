@@ -16,7 +16,7 @@ import (
 // stack), a SHA-512 crypt hash is made on the host and written into
 // /etc/shadow directly, keeping the file's mode and owner. The password
 // itself is never written anywhere.
-func ResetPassword(ctx context.Context, s *Session, user, password string) (Result, error) {
+func ResetPassword(ctx context.Context, s Session, user, password string) (Result, error) {
 	res, err := SetPassword(ctx, s, user, password)
 	if err == nil || !chpasswdUnusable(err) || ctx.Err() != nil {
 		return res, err
@@ -41,7 +41,7 @@ func chpasswdUnusable(err error) bool {
 // password and the last-change day to today. A user in /etc/passwd without
 // a shadow entry gets one; a passwd entry whose password field is not "x"
 // is pointed at the shadow file.
-func writeShadowHash(ctx context.Context, s *Session, user, password string) (Result, error) {
+func writeShadowHash(ctx context.Context, s Session, user, password string) (Result, error) {
 	passwdPath, _, err := resolveFile(ctx, s, "/etc/passwd")
 	if err != nil {
 		return Result{}, err

@@ -207,7 +207,7 @@ func ApplySed(data []byte, exprs []*SedExpr) ([]byte, int) {
 // passes its contents to edit and writes the result back atomically,
 // keeping the file's mode and owner. When edit returns the contents
 // unchanged the image is not written at all.
-func EditInPlace(ctx context.Context, s *Session, p string, edit func([]byte) ([]byte, error)) (Result, error) {
+func EditInPlace(ctx context.Context, s Session, p string, edit func([]byte) ([]byte, error)) (Result, error) {
 	real, exists, err := resolveFile(ctx, s, p)
 	if err != nil {
 		return Result{}, err

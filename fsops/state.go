@@ -66,7 +66,7 @@ func NewRun(prev *RunState, recipe, file, sha string, steps int, version string)
 // ReadState returns the image's run state, or nil when it has none. A
 // state file that cannot be parsed is an error: the image was tampered
 // with or damaged, and the caller must not guess.
-func ReadState(ctx context.Context, s *Session) (*RunState, error) {
+func ReadState(ctx context.Context, s Session) (*RunState, error) {
 	b, err := ReadFile(ctx, s, StatePath, 4<<20)
 	if err != nil {
 		if isNotExist(err) {
@@ -86,7 +86,7 @@ func ReadState(ctx context.Context, s *Session) (*RunState, error) {
 }
 
 // WriteState records st in the image.
-func WriteState(ctx context.Context, s *Session, st *RunState) error {
+func WriteState(ctx context.Context, s Session, st *RunState) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err

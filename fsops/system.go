@@ -20,7 +20,7 @@ import (
 const dbLimit = 16 << 20
 
 // readOptional reads a file of the image; a missing file is (nil, false).
-func readOptional(ctx context.Context, s *Session, path string) ([]byte, bool, error) {
+func readOptional(ctx context.Context, s Session, path string) ([]byte, bool, error) {
 	b, err := ReadFile(ctx, s, path, dbLimit)
 	if err != nil {
 		if isNotExist(err) {
@@ -33,7 +33,7 @@ func readOptional(ctx context.Context, s *Session, path string) ([]byte, bool, e
 
 // lstat is the agent's lstat inside the image; Exists is false for a
 // missing path.
-func lstat(ctx context.Context, s *Session, path string) (proto.StatResult, error) {
+func lstat(ctx context.Context, s Session, path string) (proto.StatResult, error) {
 	st, err := s.Stat(ctx, path)
 	if err != nil && isNotExist(err) {
 		return proto.StatResult{}, nil
@@ -49,7 +49,7 @@ func isRegular(st proto.StatResult) bool { return st.Exists && fs.FileMode(st.Mo
 
 // symlink makes link point at target inside the image with the image's own
 // ln, replacing an existing non-directory at link.
-func symlink(ctx context.Context, s *Session, target, link string) (Result, error) {
+func symlink(ctx context.Context, s Session, target, link string) (Result, error) {
 	res, err := Exec(ctx, s, []string{"ln", "-sfn", "--", target, link}, RunOptions{})
 	if err != nil {
 		return res, fmt.Errorf("ln -s %s %s: %w", target, link, err)
@@ -59,7 +59,7 @@ func symlink(ctx context.Context, s *Session, target, link string) (Result, erro
 
 // listDir returns the names in dir (not recursive), using the image's find.
 // A missing directory has no entries.
-func listDir(ctx context.Context, s *Session, dir string) ([]string, error) {
+func listDir(ctx context.Context, s Session, dir string) ([]string, error) {
 	st, err := lstat(ctx, s, dir)
 	if err != nil || !st.Exists {
 		return nil, err
@@ -90,7 +90,7 @@ type passwdEntry struct {
 }
 
 // lookupUser finds name in the image's /etc/passwd; nil when absent.
-func lookupUser(ctx context.Context, s *Session, name string) (*passwdEntry, error) {
+func lookupUser(ctx context.Context, s Session, name string) (*passwdEntry, error) {
 	data, _, err := readOptional(ctx, s, "/etc/passwd")
 	if err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ type groupEntry struct {
 }
 
 // readGroups parses the image's /etc/group.
-func readGroups(ctx context.Context, s *Session) (map[string]groupEntry, error) {
+func readGroups(ctx context.Context, s Session) (map[string]groupEntry, error) {
 	data, _, err := readOptional(ctx, s, "/etc/group")
 	if err != nil {
 		return nil, err
@@ -160,7 +160,7 @@ func dbLines(data []byte, n int) [][]string {
 
 // shadowHash returns the password field of user in the image's
 // /etc/shadow; ok is false when the user has no shadow entry.
-func shadowHash(ctx context.Context, s *Session, user string) (hash string, ok bool, err error) {
+func shadowHash(ctx context.Context, s Session, user string) (hash string, ok bool, err error) {
 	data, _, err := readOptional(ctx, s, "/etc/shadow")
 	if err != nil {
 		return "", false, err
@@ -174,7 +174,7 @@ func shadowHash(ctx context.Context, s *Session, user string) (hash string, ok b
 }
 
 // loginDefs returns the value of key in the image's /etc/login.defs, or "".
-func loginDefs(ctx context.Context, s *Session, key string) (string, error) {
+func loginDefs(ctx context.Context, s Session, key string) (string, error) {
 	data, _, err := readOptional(ctx, s, "/etc/login.defs")
 	if err != nil {
 		return "", err
@@ -191,7 +191,7 @@ func loginDefs(ctx context.Context, s *Session, key string) (string, error) {
 
 // hasProgram reports whether the image has an executable named name on the
 // default PATH.
-func hasProgram(ctx context.Context, s *Session, name string) (string, error) {
+func hasProgram(ctx context.Context, s Session, name string) (string, error) {
 	for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
 		p := dir + "/" + name
 		st, err := s.Stat(ctx, p)

@@ -12,7 +12,7 @@ import (
 // Timezone points /etc/localtime at /usr/share/zoneinfo/NAME, which must
 // exist in the image, and keeps /etc/timezone (Debian's record of the
 // name) in step where the image has or expects one.
-func Timezone(ctx context.Context, s *Session, name string) (Result, error) {
+func Timezone(ctx context.Context, s Session, name string) (Result, error) {
 	zone := "/usr/share/zoneinfo/" + name
 	st, err := lstat(ctx, s, zone)
 	if err != nil {
@@ -62,7 +62,7 @@ type CronSpec struct {
 }
 
 // Cron writes /etc/cron.d/NAME (0644, root) holding one job.
-func Cron(ctx context.Context, s *Session, c CronSpec) (Result, error) {
+func Cron(ctx context.Context, s Session, c CronSpec) (Result, error) {
 	if u, err := lookupUser(ctx, s, c.User); err != nil {
 		return Result{}, err
 	} else if u == nil {
@@ -111,7 +111,7 @@ type FstabEntry struct {
 // Fstab adds e to /etc/fstab, or replaces the entry for the same mount
 // point (for swap and "none", for the same spec). Comments and other lines
 // are kept; a line that already says the same is left as written.
-func Fstab(ctx context.Context, s *Session, e FstabEntry) (Result, error) {
+func Fstab(ctx context.Context, s Session, e FstabEntry) (Result, error) {
 	old, exists, err := readOptional(ctx, s, "/etc/fstab")
 	if err != nil {
 		return Result{}, err
@@ -229,7 +229,7 @@ func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 // the image gets its own ID at first boot, and removes a stale D-Bus copy
 // (/var/lib/dbus/machine-id as a regular file; the usual symlink stays).
 // An image without /etc/machine-id has nothing to reset.
-func MachineIDReset(ctx context.Context, s *Session) (Result, error) {
+func MachineIDReset(ctx context.Context, s Session) (Result, error) {
 	var res Result
 	st, err := lstat(ctx, s, "/etc/machine-id")
 	if err != nil {
@@ -265,7 +265,7 @@ func MachineIDReset(ctx context.Context, s *Session) (Result, error) {
 // /etc/selinux/config enables SELinux (enforcing or permissive), so the
 // whole filesystem is relabelled at the next boot. Otherwise it does
 // nothing and says why.
-func SELinuxRelabel(ctx context.Context, s *Session) (Result, error) {
+func SELinuxRelabel(ctx context.Context, s Session) (Result, error) {
 	cfg, ok, err := readOptional(ctx, s, "/etc/selinux/config")
 	if err != nil {
 		return Result{}, err

@@ -74,7 +74,7 @@ func slug(s string) string {
 // Firstboot installs script (the contents) to run once at first boot, named
 // NNNN-<name>. A script with the same contents already waiting or already
 // run leaves the image as it is.
-func Firstboot(ctx context.Context, s *Session, name string, script []byte) (Result, error) {
+func Firstboot(ctx context.Context, s Session, name string, script []byte) (Result, error) {
 	var res Result
 	scripts, done := FirstbootDir+"/scripts", FirstbootDir+"/scripts-done"
 	next := 1

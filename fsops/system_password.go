@@ -21,7 +21,7 @@ import (
 // The new hash is made by the image's chpasswd with the method the image's
 // /etc/login.defs asks for: YESCRYPT when ENCRYPT_METHOD says so, else
 // SHA512.
-func SetPassword(ctx context.Context, s *Session, user, password string) (Result, error) {
+func SetPassword(ctx context.Context, s Session, user, password string) (Result, error) {
 	if password == "" || strings.ContainsAny(password, "\n\r\x00") {
 		return Result{}, errors.New("a password must be one non-empty line")
 	}
@@ -78,7 +78,7 @@ func SetPassword(ctx context.Context, s *Session, user, password string) (Result
 
 // hashMethod is the chpasswd -c method for the image: YESCRYPT where the
 // image's login.defs asks for it, SHA512 otherwise.
-func hashMethod(ctx context.Context, s *Session) (string, error) {
+func hashMethod(ctx context.Context, s Session) (string, error) {
 	m, err := loginDefs(ctx, s, "ENCRYPT_METHOD")
 	if err != nil {
 		return "", err
@@ -92,7 +92,7 @@ func hashMethod(ctx context.Context, s *Session) (string, error) {
 // verifyHash checks password against a crypt(3) hash. known is false when
 // neither the host nor the image could check it. Locked ("!...") and
 // disabled ("*") hashes never match.
-func verifyHash(ctx context.Context, s *Session, password, hash string) (match, known bool, err error) {
+func verifyHash(ctx context.Context, s Session, password, hash string) (match, known bool, err error) {
 	if hash == "" || hash[0] == '!' || hash[0] == '*' || !strings.HasPrefix(hash, "$") {
 		return false, true, nil
 	}
@@ -122,7 +122,7 @@ func verifyHash(ctx context.Context, s *Session, password, hash string) (match, 
 
 // LockPassword locks user's password the way passwd -l does (a '!' in front
 // of the hash), with the image's usermod.
-func LockPassword(ctx context.Context, s *Session, user string) (Result, error) {
+func LockPassword(ctx context.Context, s Session, user string) (Result, error) {
 	hash, ok, err := shadowHash(ctx, s, user)
 	if err != nil {
 		return Result{}, err

@@ -106,7 +106,7 @@ func splitTemplate(name string) (template, instance string, ok bool) {
 
 // findUnit returns the path of the unit file for name (for a template
 // instance, of its template) and whether it is masked.
-func findUnit(ctx context.Context, s *Session, name string) (file string, masked bool, err error) {
+func findUnit(ctx context.Context, s Session, name string) (file string, masked bool, err error) {
 	lookup := []string{name}
 	if tmpl, inst, ok := splitTemplate(name); ok && inst != "" {
 		lookup = append(lookup, tmpl)
@@ -138,7 +138,7 @@ type ServiceSpec struct {
 }
 
 // Service applies spec offline: unmask, then enable or disable, then mask.
-func Service(ctx context.Context, s *Session, spec ServiceSpec) (Result, error) {
+func Service(ctx context.Context, s Session, spec ServiceSpec) (Result, error) {
 	var res Result
 	var details []string
 	if spec.Masked != nil && !*spec.Masked {
@@ -181,7 +181,7 @@ func Service(ctx context.Context, s *Session, spec ServiceSpec) (Result, error) 
 
 // EnableUnit creates the symlinks of the unit's [Install] section (and
 // enables the units its Also= names).
-func EnableUnit(ctx context.Context, s *Session, name string) (Result, error) {
+func EnableUnit(ctx context.Context, s Session, name string) (Result, error) {
 	var res Result
 	var links []string
 	static, err := enableUnit(ctx, s, name, map[string]bool{}, &res, &links)
@@ -197,7 +197,7 @@ func EnableUnit(ctx context.Context, s *Session, name string) (Result, error) {
 	return res, nil
 }
 
-func enableUnit(ctx context.Context, s *Session, name string, seen map[string]bool, res *Result, links *[]string) (static bool, err error) {
+func enableUnit(ctx context.Context, s Session, name string, seen map[string]bool, res *Result, links *[]string) (static bool, err error) {
 	if seen[name] {
 		return false, nil
 	}
@@ -276,7 +276,7 @@ func enableUnit(ctx context.Context, s *Session, name string, seen map[string]bo
 
 // disableUnit removes every symlink named like the unit (and its aliases)
 // from /etc/systemd/system and its .wants/.requires/.upholds directories.
-func disableUnit(ctx context.Context, s *Session, name string) (Result, error) {
+func disableUnit(ctx context.Context, s Session, name string) (Result, error) {
 	names := []string{name}
 	if file, masked, err := findUnit(ctx, s, name); err != nil {
 		return Result{}, err
@@ -335,7 +335,7 @@ func disableUnit(ctx context.Context, s *Session, name string) (Result, error) {
 }
 
 // maskUnit links /etc/systemd/system/NAME to /dev/null.
-func maskUnit(ctx context.Context, s *Session, name string) (Result, error) {
+func maskUnit(ctx context.Context, s Session, name string) (Result, error) {
 	p := path.Join(systemdEtc, name)
 	st, err := lstat(ctx, s, p)
 	if err != nil {
@@ -357,7 +357,7 @@ func maskUnit(ctx context.Context, s *Session, name string) (Result, error) {
 }
 
 // unmaskUnit removes a /dev/null link at /etc/systemd/system/NAME.
-func unmaskUnit(ctx context.Context, s *Session, name string) (Result, error) {
+func unmaskUnit(ctx context.Context, s Session, name string) (Result, error) {
 	p := path.Join(systemdEtc, name)
 	st, err := lstat(ctx, s, p)
 	if err != nil || !isSymlink(st) || st.Target != "/dev/null" {

@@ -27,7 +27,7 @@ type UserSpec struct {
 // EnsureUser creates the user with the image's useradd, or brings an
 // existing one in line with usermod, then sees to its keys, password and
 // sudo rule. It changes nothing when everything already matches.
-func EnsureUser(ctx context.Context, s *Session, u UserSpec) (Result, error) {
+func EnsureUser(ctx context.Context, s Session, u UserSpec) (Result, error) {
 	if u.Shell != "" {
 		st, err := lstat(ctx, s, u.Shell)
 		if err != nil {
@@ -103,7 +103,7 @@ func EnsureUser(ctx context.Context, s *Session, u UserSpec) (Result, error) {
 	return res, nil
 }
 
-func createUser(ctx context.Context, s *Session, u UserSpec, groups map[string]groupEntry) (Result, error) {
+func createUser(ctx context.Context, s Session, u UserSpec, groups map[string]groupEntry) (Result, error) {
 	if p, err := hasProgram(ctx, s, "useradd"); err != nil {
 		return Result{}, err
 	} else if p == "" {
@@ -134,7 +134,7 @@ func createUser(ctx context.Context, s *Session, u UserSpec, groups map[string]g
 	return Result{Changed: true}, nil
 }
 
-func updateUser(ctx context.Context, s *Session, u UserSpec, cur *passwdEntry, groups map[string]groupEntry) (Result, []string, error) {
+func updateUser(ctx context.Context, s Session, u UserSpec, cur *passwdEntry, groups map[string]groupEntry) (Result, []string, error) {
 	var argv, what []string
 	if u.UID != nil && *u.UID != cur.UID {
 		argv = append(argv, "-u", strconv.Itoa(*u.UID))
@@ -192,7 +192,7 @@ func keyBlob(line string) string {
 // AuthorizeKeys makes sure each key is in user's ~/.ssh/authorized_keys
 // (keeping the keys already there), with ~/.ssh 0700 and the file 0600,
 // both owned by the user.
-func AuthorizeKeys(ctx context.Context, s *Session, user string, keys []string) (Result, error) {
+func AuthorizeKeys(ctx context.Context, s Session, user string, keys []string) (Result, error) {
 	pw, err := lookupUser(ctx, s, user)
 	if err != nil {
 		return Result{}, err
@@ -274,7 +274,7 @@ func sudoersFile(user string) string {
 // Sudoer grants user full sudo rights without a password through
 // /etc/sudoers.d/NAME (mode 0440, checked with the image's visudo when sudo
 // is installed), or removes that file.
-func Sudoer(ctx context.Context, s *Session, user string, grant bool) (Result, error) {
+func Sudoer(ctx context.Context, s Session, user string, grant bool) (Result, error) {
 	file := sudoersFile(user)
 	if !grant {
 		r, err := Delete(ctx, s, file)

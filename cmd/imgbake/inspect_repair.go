@@ -16,7 +16,7 @@ import (
 // filesystem usage, the kernels installed in /boot and the fstab entries
 // that point to nothing. Each part is best effort: a failure leaves it out
 // with a warning, the rest of inspect still works.
-func (r *inspectReport) addRepairInfo(ctx context.Context, s *fsops.Session) {
+func (r *inspectReport) addRepairInfo(ctx context.Context, s fsops.Session) {
 	if u, err := s.FSUsage(ctx); err == nil {
 		r.Usage = u
 	} else {
@@ -122,7 +122,7 @@ func (r inspectReport) printRepairInfo(w io.Writer) {
 
 // addOperatingSystems lists every OS root of the image (best effort, like
 // addRepairInfo).
-func (r *inspectReport) addOperatingSystems(ctx context.Context, s *fsops.Session) {
+func (r *inspectReport) addOperatingSystems(ctx context.Context, s fsops.Session) {
 	res, err := s.ListOS(ctx)
 	if err != nil {
 		r.Warnings = append(r.Warnings, "looking for other operating systems: "+err.Error())

@@ -83,7 +83,7 @@ var errTooDeep = errors.New("directories nest too deeply")
 
 type lister struct {
 	ctx             context.Context
-	s               *fsops.Session
+	s               fsops.Session
 	w               io.Writer
 	errw            io.Writer
 	long, recursive bool
@@ -215,7 +215,7 @@ func lsMode(m fs.FileMode) string {
 
 // idNames maps the ids of an /etc/passwd or /etc/group of the image to
 // names; a missing or unreadable file gives an empty map (ids are shown).
-func idNames(ctx context.Context, s *fsops.Session, file string) map[int]string {
+func idNames(ctx context.Context, s fsops.Session, file string) map[int]string {
 	out := map[int]string{}
 	data, err := fsops.ReadFile(ctx, s, file, 8<<20)
 	if err != nil {

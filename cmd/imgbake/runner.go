@@ -15,7 +15,7 @@ import (
 
 // runner carries out a recipe's steps on one session.
 type runner struct {
-	sess    *fsops.Session
+	sess    fsops.Session
 	errOut  io.Writer
 	verbose bool
 	state   *stateRecorder

@@ -78,7 +78,7 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 }
 
 // imageShell picks the image's interactive shell, if it has a usable one.
-func imageShell(ctx context.Context, s *fsops.Session) (string, bool) {
+func imageShell(ctx context.Context, s fsops.Session) (string, bool) {
 	for _, sh := range []string{"/bin/bash", "/bin/sh"} {
 		// A real start, not a stat: a dangling /bin/sh -> dash or a shell
 		// missing its libraries must fall back to the rescue shell.
