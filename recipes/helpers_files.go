@@ -14,18 +14,18 @@ import (
 
 // filesTarget is imagePath for a path that must name something below /,
 // e.g. the file an append_line edits.
-func (d *decoder) filesTarget(ctx string, n *yaml.Node) string {
-	p := d.imagePath(ctx, n)
+func (d *Decoder) FilesTarget(ctx string, n *yaml.Node) string {
+	p := d.ImagePath(ctx, n)
 	if p == "/" {
-		d.errorf(n, "%s/ is a directory", prefix(ctx))
+		d.Errorf(n, "%s/ is a directory", Prefix(ctx))
 	}
 	return p
 }
 
 // filesHostFile is existingHostPath for a path that must be a regular file
 // (or a symlink to one). dirHint follows the message for a directory.
-func (d *decoder) filesHostFile(ctx string, n *yaml.Node, dirHint string) string {
-	abs := d.existingHostPath(ctx, n)
+func (d *Decoder) FilesHostFile(ctx string, n *yaml.Node, dirHint string) string {
+	abs := d.ExistingHostPath(ctx, n)
 	if abs == "" {
 		return ""
 	}
@@ -33,18 +33,18 @@ func (d *decoder) filesHostFile(ctx string, n *yaml.Node, dirHint string) string
 	if err != nil {
 		return abs // existingHostPath reported it
 	}
-	written := resolve(n).Value
+	written := ResolveAlias(n).Value
 	switch {
 	case fi.IsDir():
-		d.errorf(n, "%s%s is a directory%s", prefix(ctx), quote(written), dirHint)
+		d.Errorf(n, "%s%s is a directory%s", Prefix(ctx), Quote(written), dirHint)
 	case !fi.Mode().IsRegular():
-		d.errorf(n, "%s%s is not a regular file", prefix(ctx), quote(written))
+		d.Errorf(n, "%s%s is not a regular file", Prefix(ctx), Quote(written))
 	default:
 		if f, err := os.Open(abs); err != nil {
 			if pathErr := (*fs.PathError)(nil); errors.As(err, &pathErr) {
 				err = pathErr.Err
 			}
-			d.errorf(n, "%s%s: %v", prefix(ctx), quote(written), err)
+			d.Errorf(n, "%s%s: %v", Prefix(ctx), Quote(written), err)
 		} else {
 			f.Close()
 		}
@@ -53,33 +53,33 @@ func (d *decoder) filesHostFile(ctx string, n *yaml.Node, dirHint string) string
 }
 
 // filesLine is str for text that must be one non-empty line.
-func (d *decoder) filesLine(ctx string, n *yaml.Node) string {
-	s, ok := d.str(ctx, n)
+func (d *Decoder) FilesLine(ctx string, n *yaml.Node) string {
+	s, ok := d.Str(ctx, n)
 	switch {
 	case !ok:
 	case s == "":
-		d.errorf(n, "%sempty line", prefix(ctx))
+		d.Errorf(n, "%sempty line", Prefix(ctx))
 	case strings.ContainsAny(s, "\n\r"):
-		d.errorf(n, "%smust be a single line (no newline)", prefix(ctx))
+		d.Errorf(n, "%smust be a single line (no newline)", Prefix(ctx))
 	case strings.ContainsRune(s, 0):
-		d.errorf(n, "%scontains a NUL byte", prefix(ctx))
+		d.Errorf(n, "%scontains a NUL byte", Prefix(ctx))
 	}
 	return s
 }
 
 // filesArgs decodes a list of scalars (strings, numbers, booleans taken
 // verbatim) such as a script's arguments.
-func (d *decoder) filesArgs(ctx string, n *yaml.Node) []string {
-	l := resolve(n)
+func (d *Decoder) FilesArgs(ctx string, n *yaml.Node) []string {
+	l := ResolveAlias(n)
 	if l.Kind != yaml.SequenceNode {
-		d.typeError(ctx, "a list of strings", n)
+		d.TypeError(ctx, "a list of strings", n)
 		return nil
 	}
 	out := make([]string, 0, len(l.Content))
 	for _, item := range l.Content {
-		s, ok := d.str(ctx, item)
+		s, ok := d.Str(ctx, item)
 		if ok && strings.ContainsRune(s, 0) {
-			d.errorf(item, "%s%s contains a NUL byte", prefix(ctx), quote(s))
+			d.Errorf(item, "%s%s contains a NUL byte", Prefix(ctx), Quote(s))
 		}
 		out = append(out, s)
 	}

@@ -16,15 +16,15 @@ import (
 // cron, fstab, ...).
 
 // integer decodes a YAML integer within [lo, hi].
-func (d *decoder) integer(ctx string, n *yaml.Node, lo, hi int64) (int64, bool) {
-	s := resolve(n)
+func (d *Decoder) Int(ctx string, n *yaml.Node, lo, hi int64) (int64, bool) {
+	s := ResolveAlias(n)
 	if s.Kind != yaml.ScalarNode || s.ShortTag() != "!!int" {
-		d.typeError(ctx, "an integer", n)
+		d.TypeError(ctx, "an integer", n)
 		return 0, false
 	}
 	v, err := strconv.ParseInt(s.Value, 0, 64)
 	if err != nil || v < lo || v > hi {
-		d.errorf(n, "%s%s is out of range (%d to %d)", prefix(ctx), show(s.Value), lo, hi)
+		d.Errorf(n, "%s%s is out of range (%d to %d)", Prefix(ctx), show(s.Value), lo, hi)
 		return 0, false
 	}
 	return v, true
@@ -32,28 +32,28 @@ func (d *decoder) integer(ctx string, n *yaml.Node, lo, hi int64) (int64, bool) 
 
 // trueOnly decodes a step whose only meaningful value is true, such as
 // `machine_id_reset: true`.
-func (d *decoder) trueOnly(ctx string, n *yaml.Node) {
-	s := resolve(n)
+func (d *Decoder) TrueOnly(ctx string, n *yaml.Node) {
+	s := ResolveAlias(n)
 	if s.Kind != yaml.ScalarNode || s.ShortTag() != "!!bool" {
-		d.typeError(ctx, "true", n)
+		d.TypeError(ctx, "true", n)
 		return
 	}
-	if !d.boolean(ctx, n) {
-		d.errorf(n, "%sonly true is meaningful; remove the step instead", prefix(ctx))
+	if !d.Bool(ctx, n) {
+		d.Errorf(n, "%sonly true is meaningful; remove the step instead", Prefix(ctx))
 	}
 }
 
 // singleLine decodes a non-empty string without line breaks or NUL bytes.
 // what names the value in messages, e.g. "command".
-func (d *decoder) singleLine(ctx, what string, n *yaml.Node) string {
-	s, ok := d.str(ctx, n)
+func (d *Decoder) SingleLine(ctx, what string, n *yaml.Node) string {
+	s, ok := d.Str(ctx, n)
 	switch {
 	case !ok:
 		return ""
 	case strings.TrimSpace(s) == "":
-		d.errorf(n, "%s%s is empty", prefix(ctx), what)
+		d.Errorf(n, "%s%s is empty", Prefix(ctx), what)
 	case strings.ContainsAny(s, "\n\r\x00"):
-		d.errorf(n, "%s%s must be a single line (no line breaks or NUL bytes)", prefix(ctx), what)
+		d.Errorf(n, "%s%s must be a single line (no line breaks or NUL bytes)", Prefix(ctx), what)
 	}
 	return s
 }
@@ -63,27 +63,27 @@ func (d *decoder) singleLine(ctx, what string, n *yaml.Node) string {
 var accountName = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,30}[a-z0-9_.$-]?$`)
 
 // account decodes a user or group name; what is "user" or "group".
-func (d *decoder) account(ctx, what string, n *yaml.Node) string {
-	s, ok := d.str(ctx, n)
+func (d *Decoder) Account(ctx, what string, n *yaml.Node) string {
+	s, ok := d.Str(ctx, n)
 	if !ok {
 		return ""
 	}
 	if !accountName.MatchString(s) {
-		d.errorf(n, "%s%s is not a valid %s name (lower-case letters, digits, '_', '-' and '.', starting with a letter or '_', at most 32 characters)",
-			prefix(ctx), quote(s), what)
+		d.Errorf(n, "%s%s is not a valid %s name (lower-case letters, digits, '_', '-' and '.', starting with a letter or '_', at most 32 characters)",
+			Prefix(ctx), Quote(s), what)
 	}
 	return s
 }
 
 // stringList decodes a list of scalars (a single scalar counts as a list of
 // one), each checked by item.
-func (d *decoder) stringList(ctx string, n *yaml.Node, item func(ctx string, n *yaml.Node) string) []string {
-	l := resolve(n)
-	if l.Kind == yaml.ScalarNode && !isNull(l) {
+func (d *Decoder) StringList(ctx string, n *yaml.Node, item func(ctx string, n *yaml.Node) string) []string {
+	l := ResolveAlias(n)
+	if l.Kind == yaml.ScalarNode && !IsNull(l) {
 		return []string{item(ctx, n)}
 	}
 	if l.Kind != yaml.SequenceNode {
-		d.typeError(ctx, "a list", n)
+		d.TypeError(ctx, "a list", n)
 		return nil
 	}
 	out := make([]string, 0, len(l.Content))
@@ -113,13 +113,13 @@ func CheckSSHKey(line string) error {
 	return errors.New(`not an OpenSSH public key (want e.g. "ssh-ed25519 AAAA... user@host")`)
 }
 
-func (d *decoder) sshKey(ctx string, n *yaml.Node) string {
-	s, ok := d.str(ctx, n)
+func (d *Decoder) SSHKey(ctx string, n *yaml.Node) string {
+	s, ok := d.Str(ctx, n)
 	if !ok {
 		return ""
 	}
 	if err := CheckSSHKey(s); err != nil {
-		d.errorf(n, "%s%v", prefix(ctx), err)
+		d.Errorf(n, "%s%v", Prefix(ctx), err)
 	}
 	return strings.TrimSpace(s)
 }
@@ -160,51 +160,51 @@ func (s Secret) GoString() string { return "recipes.Secret" + s.String() }
 
 // password decodes a plain-text password: never empty, one line. Messages
 // never include it.
-func (d *decoder) password(ctx string, n *yaml.Node) string {
-	s := resolve(n)
-	if s.Kind != yaml.ScalarNode || isNull(s) {
-		d.typeError(ctx, "a string", n)
+func (d *Decoder) Password(ctx string, n *yaml.Node) string {
+	s := ResolveAlias(n)
+	if s.Kind != yaml.ScalarNode || IsNull(s) {
+		d.TypeError(ctx, "a string", n)
 		return ""
 	}
 	p := s.Value
 	switch {
 	case p == "":
-		d.errorf(n, "%sempty password", prefix(ctx))
+		d.Errorf(n, "%sempty password", Prefix(ctx))
 	case strings.ContainsAny(p, "\n\r\x00"):
-		d.errorf(n, "%sthe password must be a single line (no line breaks or NUL bytes)", prefix(ctx))
+		d.Errorf(n, "%sthe password must be a single line (no line breaks or NUL bytes)", Prefix(ctx))
 	}
 	return p
 }
 
 // randomPath decodes the host file a generated password is written to: its
 // directory must exist and it must not be a directory itself.
-func (d *decoder) randomPath(ctx string, n *yaml.Node) string {
-	abs, written := d.hostPath(ctx, n)
+func (d *Decoder) RandomPath(ctx string, n *yaml.Node) string {
+	abs, written := d.HostPath(ctx, n)
 	if abs == "" {
 		return ""
 	}
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-		d.errorf(n, "%s%s is a directory; name the file to write the password to", prefix(ctx), quote(written))
+		d.Errorf(n, "%s%s is a directory; name the file to write the password to", Prefix(ctx), Quote(written))
 		return abs
 	}
 	dir := filepath.Dir(abs)
 	if fi, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			d.errorf(n, "%sdirectory %q does not exist (for %s)", prefix(ctx), dir, quote(written))
+			d.Errorf(n, "%sdirectory %q does not exist (for %s)", Prefix(ctx), dir, Quote(written))
 		} else {
-			d.errorf(n, "%s%s: %v", prefix(ctx), quote(written), err)
+			d.Errorf(n, "%s%s: %v", Prefix(ctx), Quote(written), err)
 		}
 	} else if !fi.IsDir() {
-		d.errorf(n, "%s%q is not a directory (for %s)", prefix(ctx), dir, quote(written))
+		d.Errorf(n, "%s%q is not a directory (for %s)", Prefix(ctx), dir, Quote(written))
 	}
 	return abs
 }
 
-// secretDecoder decodes {password | file | random} (and locked, when
-// lockable): its fields go into a d.fields call, possibly next to others,
+// SecretDecoder decodes {password | file | random} (and locked, when
+// lockable): its fields go into a d.Fields call, possibly next to others,
 // then done checks that exactly one was given.
-type secretDecoder struct {
-	d      *decoder
+type SecretDecoder struct {
+	d      *Decoder
 	ctx    string
 	keys   []string
 	given  []string
@@ -212,35 +212,35 @@ type secretDecoder struct {
 	locked bool
 }
 
-func (d *decoder) secretFields(ctx string, lockable bool) (*secretDecoder, []field) {
-	s := &secretDecoder{d: d, ctx: ctx, keys: []string{"password", "file", "random"}}
-	fields := []field{
-		{key: "password", decode: func(v *yaml.Node) {
-			if p := d.password(ctx+".password", v); s.one("password", v) {
+func (d *Decoder) SecretFields(ctx string, lockable bool) (*SecretDecoder, []Field) {
+	s := &SecretDecoder{d: d, ctx: ctx, keys: []string{"password", "file", "random"}}
+	fields := []Field{
+		{Key: "password", Decode: func(v *yaml.Node) {
+			if p := d.Password(ctx+".password", v); s.One("password", v) {
 				s.sec.Password = p
 			}
 		}},
-		{key: "file", decode: func(v *yaml.Node) {
-			if p := d.existingHostPath(ctx+".file", v); s.one("file", v) {
+		{Key: "file", Decode: func(v *yaml.Node) {
+			if p := d.ExistingHostPath(ctx+".file", v); s.One("file", v) {
 				s.sec.File = p
 			}
 		}},
-		{key: "random", decode: func(v *yaml.Node) {
-			if p := d.randomPath(ctx+".random", v); s.one("random", v) {
+		{Key: "random", Decode: func(v *yaml.Node) {
+			if p := d.RandomPath(ctx+".random", v); s.One("random", v) {
 				s.sec.Random = p
 			}
 		}},
 	}
 	if lockable {
 		s.keys = append(s.keys, "locked")
-		fields = append(fields, field{key: "locked", decode: func(v *yaml.Node) {
-			if !d.boolean(ctx+".locked", v) {
-				if b := resolve(v); b.Kind == yaml.ScalarNode && b.ShortTag() == "!!bool" {
-					d.errorf(v, "%s.locked: only true is meaningful; to unlock the account, set a password", ctx)
+		fields = append(fields, Field{Key: "locked", Decode: func(v *yaml.Node) {
+			if !d.Bool(ctx+".locked", v) {
+				if b := ResolveAlias(v); b.Kind == yaml.ScalarNode && b.ShortTag() == "!!bool" {
+					d.Errorf(v, "%s.locked: only true is meaningful; to unlock the account, set a password", ctx)
 				}
 				return
 			}
-			if s.one("locked", v) {
+			if s.One("locked", v) {
 				s.locked = true
 			}
 		}})
@@ -248,27 +248,33 @@ func (d *decoder) secretFields(ctx string, lockable bool) (*secretDecoder, []fie
 	return s, fields
 }
 
-func (s *secretDecoder) one(key string, v *yaml.Node) bool {
+func (s *SecretDecoder) One(key string, v *yaml.Node) bool {
 	s.given = append(s.given, key)
 	if len(s.given) > 1 {
-		s.d.errorf(v, "%s.%s: give only one of %s (%s is already set)", s.ctx, key, strings.Join(s.keys, ", "), s.given[0])
+		s.d.Errorf(v, "%s.%s: give only one of %s (%s is already set)", s.ctx, key, strings.Join(s.keys, ", "), s.given[0])
 		return false
 	}
 	return true
 }
 
 // done reports a mapping n that gave none of the keys.
-func (s *secretDecoder) done(n *yaml.Node) {
+// Value is the secret decoded so far.
+func (s *SecretDecoder) Value() Secret { return s.sec }
+
+// Locked reports whether the mapping asked for a locked password.
+func (s *SecretDecoder) Locked() bool { return s.locked }
+
+func (s *SecretDecoder) Done(n *yaml.Node) {
 	if len(s.given) == 0 {
-		s.d.errorf(n, "%s: needs one of %s", s.ctx, strings.Join(s.keys, ", "))
+		s.d.Errorf(n, "%s: needs one of %s", s.ctx, strings.Join(s.keys, ", "))
 	}
 }
 
 // secret decodes a mapping that holds nothing but a secret.
-func (d *decoder) secret(ctx string, n *yaml.Node, lockable bool) (Secret, bool) {
-	s, fields := d.secretFields(ctx, lockable)
-	if d.fields(ctx, n, fields...) {
-		s.done(n)
+func (d *Decoder) Secret(ctx string, n *yaml.Node, lockable bool) (Secret, bool) {
+	s, fields := d.SecretFields(ctx, lockable)
+	if d.Fields(ctx, n, fields...) {
+		s.Done(n)
 	}
 	return s.sec, s.locked
 }

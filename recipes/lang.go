@@ -89,29 +89,29 @@ func ReadVarsFile(path string) (map[string]any, error) {
 }
 
 // vars decodes the recipe's vars mapping: scalars and lists of scalars.
-func (d *decoder) vars(n *yaml.Node) map[string]any {
+func (d *Decoder) vars(n *yaml.Node) map[string]any {
 	out := map[string]any{}
-	d.mapping("vars", "a mapping of names to values", n, func(key string, keyNode, value *yaml.Node) {
+	d.Mapping("vars", "a mapping of names to values", n, func(key string, keyNode, value *yaml.Node) {
 		if !validVarName(key) {
-			d.errorf(keyNode, "vars: %s is not a valid name (letters, digits and _, not starting with a digit)", quote(key))
+			d.Errorf(keyNode, "vars: %s is not a valid name (letters, digits and _, not starting with a digit)", Quote(key))
 			return
 		}
-		v := resolve(value)
+		v := ResolveAlias(value)
 		switch v.Kind {
 		case yaml.ScalarNode:
 			out[key] = v.Value
 		case yaml.SequenceNode:
 			var items []any
 			for _, it := range v.Content {
-				if it = resolve(it); it.Kind != yaml.ScalarNode {
-					d.typeError("vars."+key, "a scalar", it)
+				if it = ResolveAlias(it); it.Kind != yaml.ScalarNode {
+					d.TypeError("vars."+key, "a scalar", it)
 					continue
 				}
 				items = append(items, it.Value)
 			}
 			out[key] = items
 		default:
-			d.typeError("vars."+key, "a string, number, boolean or list", value)
+			d.TypeError("vars."+key, "a string, number, boolean or list", value)
 		}
 	})
 	return out
@@ -161,7 +161,7 @@ func expandVars(vars map[string]any) error {
 }
 
 // names reports whether an expression may use name.
-func (d *decoder) names(withResult bool) func(string) bool {
+func (d *Decoder) names(withResult bool) func(string) bool {
 	return func(n string) bool {
 		for _, f := range factNames {
 			if n == f {
@@ -185,10 +185,10 @@ func (d *decoder) names(withResult bool) func(string) bool {
 
 // expr parses an expression field (when, changed_when), reporting errors
 // at the offending character where the YAML node allows it.
-func (d *decoder) expr(ctx string, n *yaml.Node, withResult bool) *Expr {
-	v := resolve(n)
-	if v.Kind != yaml.ScalarNode || isNull(v) {
-		d.typeError(ctx, "an expression", n)
+func (d *Decoder) expr(ctx string, n *yaml.Node, withResult bool) *Expr {
+	v := ResolveAlias(n)
+	if v.Kind != yaml.ScalarNode || IsNull(v) {
+		d.TypeError(ctx, "an expression", n)
 		return nil
 	}
 	e, err := ParseExpr(v.Value, d.names(withResult))
@@ -201,7 +201,7 @@ func (d *decoder) expr(ctx string, n *yaml.Node, withResult bool) *Expr {
 				pos.Col++
 			}
 		}
-		d.errs = append(d.errs, &Error{Pos: pos, Msg: fmt.Sprintf("%s%v in %s", prefix(ctx), err, quote(v.Value))})
+		d.errs = append(d.errs, &Error{Pos: pos, Msg: fmt.Sprintf("%s%v in %s", Prefix(ctx), err, Quote(v.Value))})
 		return nil
 	}
 	return e
@@ -209,7 +209,7 @@ func (d *decoder) expr(ctx string, n *yaml.Node, withResult bool) *Expr {
 
 // hasTemplate reports whether any scalar under n uses template syntax.
 func hasTemplate(n *yaml.Node) bool {
-	n = resolve(n)
+	n = ResolveAlias(n)
 	if n.Kind == yaml.ScalarNode {
 		return strings.Contains(n.Value, "{{")
 	}
@@ -224,7 +224,7 @@ func hasTemplate(n *yaml.Node) bool {
 // renderNode returns a deep copy of n with every templated scalar rendered
 // with data; errors name the scalar's position.
 func renderNode(n *yaml.Node, data map[string]any, fail func(n *yaml.Node, err error)) *yaml.Node {
-	n = resolve(n)
+	n = ResolveAlias(n)
 	c := *n
 	if n.Kind == yaml.ScalarNode {
 		if strings.Contains(n.Value, "{{") {
@@ -250,18 +250,18 @@ func renderNode(n *yaml.Node, data map[string]any, fail func(n *yaml.Node, err e
 func renderString(name, text string, data map[string]any) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return "", templateError(err)
+		return "", TemplateError(err)
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, data); err != nil {
-		return "", templateError(err)
+		return "", TemplateError(err)
 	}
 	return b.String(), nil
 }
 
 // templateError shortens text/template's messages, which repeat the
 // template name and position we already report.
-func templateError(err error) error {
+func TemplateError(err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "template: ")
 	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, ":") {
@@ -283,7 +283,7 @@ func (r *Recipe) Resolve(st Step, f Facts) (Op, error) {
 		return st.Op, nil
 	}
 	data := r.Data(f)
-	d := &decoder{file: r.File, baseDir: r.Dir, varsSeen: r.Vars}
+	d := &Decoder{file: r.File, baseDir: r.Dir, varsSeen: r.Vars}
 	var errs ErrorList
 	rendered := renderNode(st.opNode, data, func(n *yaml.Node, err error) {
 		errs = append(errs, &Error{Pos: d.pos(n), Msg: err.Error()})
@@ -291,7 +291,7 @@ func (r *Recipe) Resolve(st Step, f Facts) (Op, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	op := opDecoders[st.Op.Kind()](d, rendered)
+	op := syntaxes[st.Op.Kind()].Decode(d, rendered)
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // Op is what a step does to the image. Each kind of op is a pointer to a
-// struct in this package, e.g. *Write; switch on the type to carry it out.
+// struct of the package that defines the kind (see package steps).
 type Op interface {
 	// Kind is the recipe key that selects the op, e.g. "write".
 	Kind() string
@@ -16,26 +16,36 @@ type Op interface {
 	Describe() string
 }
 
-// decodeFunc decodes and validates the value under an op's key, reporting
+// DecodeFunc decodes and validates the value under an op's key, reporting
 // every problem through d. Its result is discarded if d recorded any error,
 // so it may return a partly filled op, or nil.
-type decodeFunc func(d *decoder, value *yaml.Node) Op
+type DecodeFunc func(d *Decoder, value *yaml.Node) Op
 
-var opDecoders = make(map[string]decodeFunc)
-
-// register makes an op kind usable in recipes. Each kind lives in its own
-// op_*.go file: its struct, Kind, Describe, and a decodeFunc built from the
-// decoder's helpers (fields, str, imagePath, mode, owner, ...), registered
-// from init. Nothing else needs to change, apart from covering the new kind
-// in TestParseValid.
-func register(kind string, decode decodeFunc) {
-	if _, dup := opDecoders[kind]; dup {
-		panic("recipes: op kind registered twice: " + kind)
-	}
-	opDecoders[kind] = decode
+// Syntax is what the recipe language needs to know about a step kind.
+type Syntax struct {
+	Kind   string
+	Decode DecodeFunc
+	// Command kinds run a program whose effect imgbake cannot see: they
+	// may use changed_when and creates.
+	Command bool
 }
 
-// Kinds returns the names of all op kinds, sorted.
+var syntaxes = make(map[string]Syntax)
+
+// Register makes a step kind usable in recipes. Package steps registers
+// every kind from its own file; recipes itself defines none, so a program
+// that parses recipes imports steps.
+func Register(s Syntax) {
+	if _, dup := syntaxes[s.Kind]; dup {
+		panic("recipes: step kind registered twice: " + s.Kind)
+	}
+	if s.Kind == "" || s.Decode == nil {
+		panic("recipes: step kind without a name or decoder")
+	}
+	syntaxes[s.Kind] = s
+}
+
+// Kinds returns the names of all registered step kinds, sorted.
 func Kinds() []string {
-	return slices.Sorted(maps.Keys(opDecoders))
+	return slices.Sorted(maps.Keys(syntaxes))
 }

@@ -46,7 +46,7 @@ func TestParseSystemValid(t *testing.T) {
       password: hunter2
       sudo: true
   - user: {name: app, groups: users, password: {random: ./app.txt}, sudo: false}
-  - ssh_inject: {user: root, key: "` + testKey + `"}
+  - ssh_inject: {user: root, Key: "` + testKey + `"}
   - ssh_inject: {user: root, file: id.pub}
   - service: {name: ssh, enabled: true}
   - service: {name: fstrim.timer, enabled: false, masked: true}
@@ -218,14 +218,14 @@ func TestParseSystemInvalid(t *testing.T) {
 		// ssh_inject
 		{"ssh_inject without key", "steps:\n- ssh_inject: {user: root}\n",
 			[]string{`r.yaml:2:15: ssh_inject: needs one of key, file`}},
-		{"ssh_inject key and file", "steps:\n- ssh_inject: {user: root, key: \"" + testKey + "\", file: ./k}\n",
+		{"ssh_inject key and file", "steps:\n- ssh_inject: {user: root, Key: \"" + testKey + "\", file: ./k}\n",
 			[]string{
 				`r.yaml:2:` + strconv.Itoa(43+len(testKey)) + `: ssh_inject.file: "./k" does not exist (looked for "$DIR/k")`,
 				`r.yaml:2:` + strconv.Itoa(43+len(testKey)) + `: ssh_inject.file: give only one of key, file (key is already set)`,
 			}},
-		{"ssh_inject private key", "steps:\n- ssh_inject: {user: root, key: \"-----BEGIN OPENSSH PRIVATE KEY-----\"}\n",
+		{"ssh_inject private key", "steps:\n- ssh_inject: {user: root, Key: \"-----BEGIN OPENSSH PRIVATE KEY-----\"}\n",
 			[]string{`r.yaml:2:33: ssh_inject.key: not an OpenSSH public key (want e.g. "ssh-ed25519 AAAA... user@host")`}},
-		{"ssh_inject without user", "steps:\n- ssh_inject: {key: \"" + testKey + "\"}\n",
+		{"ssh_inject without user", "steps:\n- ssh_inject: {Key: \"" + testKey + "\"}\n",
 			[]string{`r.yaml:2:15: ssh_inject: missing required key "user"`}},
 		// service
 		{"service without action", "steps:\n- service: {name: ssh}\n",

@@ -77,7 +77,7 @@ func headline(s string, limit int) string {
 			return ' '
 		}
 		return r
-	}, firstLine(s))
+	}, FirstLine(s))
 	if utf8.RuneCountInString(h) > limit {
 		h = string([]rune(h)[:limit-1]) + "…"
 	}
@@ -86,7 +86,7 @@ func headline(s string, limit int) string {
 
 // firstLine returns the first non-blank line of s, trimmed, followed by " …"
 // if other non-blank lines follow.
-func firstLine(s string) string {
+func FirstLine(s string) string {
 	var first string
 	for line := range strings.Lines(s) {
 		if line = strings.TrimSpace(line); line == "" {
@@ -103,8 +103,6 @@ func firstLine(s string) string {
 // stepKeys are the keys any step may have besides its operation.
 var stepKeys = []string{"changed_when", "creates", "ignore_errors", "name", "timeout", "when"}
 
-// commandKinds may use changed_when and creates.
-var commandKinds = map[string]bool{"run": true, "script": true}
 
 // Load reads and parses the recipe at path. Host paths in it are relative to
 // its directory.
@@ -130,7 +128,7 @@ func Parse(file string, data []byte, baseDir string, opts ...Option) (*Recipe, e
 	}
 	sum := sha256.Sum256(data)
 	r := &Recipe{File: file, Dir: dir, SHA256: hex.EncodeToString(sum[:])}
-	d := &decoder{file: file, baseDir: dir, overrides: cfg.vars}
+	d := &Decoder{file: file, baseDir: dir, overrides: cfg.vars}
 	d.recipe(data, r)
 	if len(d.errs) > 0 {
 		d.errs.sort()
@@ -150,24 +148,24 @@ func defaultName(file string) string {
 	return strings.TrimSuffix(base, filepath.Ext(base))
 }
 
-func (d *decoder) recipe(data []byte, r *Recipe) {
+func (d *Decoder) recipe(data []byte, r *Recipe) {
 	root := d.parseYAML(data)
 	if root == nil {
 		return
 	}
-	if isNull(root) {
-		d.errorf(root, "recipe is empty; it needs a steps list")
+	if IsNull(root) {
+		d.Errorf(root, "recipe is empty; it needs a steps list")
 		return
 	}
 	var steps, varsNode *yaml.Node
-	d.fields("", root,
-		field{key: "name", decode: func(v *yaml.Node) { r.Name, _ = d.str("name", v) }},
-		field{key: "vars", decode: func(v *yaml.Node) { varsNode = v }},
-		field{key: "steps", required: true, decode: func(v *yaml.Node) { steps = v }},
+	d.Fields("", root,
+		Field{Key: "name", Decode: func(v *yaml.Node) { r.Name, _ = d.Str("name", v) }},
+		Field{Key: "vars", Decode: func(v *yaml.Node) { varsNode = v }},
+		Field{Key: "steps", Required: true, Decode: func(v *yaml.Node) { steps = v }},
 	)
 	// Vars first, wherever they are in the file: steps use them.
 	r.Vars = map[string]any{}
-	if varsNode != nil && !isNull(varsNode) {
+	if varsNode != nil && !IsNull(varsNode) {
 		r.Vars = d.vars(varsNode)
 	}
 	for k, v := range d.overrides {
@@ -178,7 +176,7 @@ func (d *decoder) recipe(data []byte, r *Recipe) {
 		if varsNode != nil {
 			at = varsNode
 		}
-		d.errorf(at, "%v", err)
+		d.Errorf(at, "%v", err)
 	}
 	d.varsSeen = r.Vars
 	// Templates are checked at load with the facts left empty, so a typo
@@ -188,11 +186,11 @@ func (d *decoder) recipe(data []byte, r *Recipe) {
 	if steps == nil {
 		return
 	}
-	switch list := resolve(steps); {
-	case isNull(list) || list.Kind == yaml.SequenceNode && len(list.Content) == 0:
-		d.errorf(steps, "steps: list is empty; a recipe needs at least one step")
+	switch list := ResolveAlias(steps); {
+	case IsNull(list) || list.Kind == yaml.SequenceNode && len(list.Content) == 0:
+		d.Errorf(steps, "steps: list is empty; a recipe needs at least one step")
 	case list.Kind != yaml.SequenceNode:
-		d.typeError("steps", "a list", steps)
+		d.TypeError("steps", "a list", steps)
 	default:
 		for i, n := range list.Content {
 			r.Steps = append(r.Steps, d.step(n, i+1))
@@ -202,7 +200,7 @@ func (d *decoder) recipe(data []byte, r *Recipe) {
 
 // parseYAML returns the root node of data's only document, or nil after
 // reporting why there is none.
-func (d *decoder) parseYAML(data []byte) *yaml.Node {
+func (d *Decoder) parseYAML(data []byte) *yaml.Node {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	switch err := dec.Decode(&doc); {
@@ -217,7 +215,7 @@ func (d *decoder) parseYAML(data []byte) *yaml.Node {
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		d.errorf(&extra, "recipe must be a single YAML document")
+		d.Errorf(&extra, "recipe must be a single YAML document")
 	case !errors.Is(err, io.EOF):
 		d.yamlError(err, data)
 	}
@@ -250,7 +248,7 @@ var yamlParserProblems = map[string]bool{
 
 // yamlError reports a syntax error. yaml.v3 gives at most a line, so the
 // column is 1 and a missing line means the first.
-func (d *decoder) yamlError(err error, data []byte) {
+func (d *Decoder) yamlError(err error, data []byte) {
 	msg := err.Error()
 	pos := Position{File: d.file, Line: 1, Col: 1}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -291,7 +289,7 @@ func findAlias(data []byte, name string, fallback Position) Position {
 	return fallback
 }
 
-func (d *decoder) step(n *yaml.Node, index int) Step {
+func (d *Decoder) step(n *yaml.Node, index int) Step {
 	s := Step{Index: index, Pos: d.pos(n)}
 	type opEntry struct {
 		kind       string
@@ -300,24 +298,24 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 	var ops []opEntry
 	var commandOnly []*yaml.Node // changed_when, creates
 	unknownKeys := false
-	ok := d.mapping("", "a step mapping with one operation", n, func(key string, keyNode, value *yaml.Node) {
+	ok := d.Mapping("", "a step mapping with one operation", n, func(key string, keyNode, value *yaml.Node) {
 		switch key {
 		case "name":
-			s.Name, _ = d.str("name", value)
+			s.Name, _ = d.Str("name", value)
 		case "timeout":
 			s.Timeout = d.timeout("timeout", value)
 		case "ignore_errors":
-			s.IgnoreErrors = d.boolean("ignore_errors", value)
+			s.IgnoreErrors = d.Bool("ignore_errors", value)
 		case "when":
 			s.When = d.expr("when", value, false)
 		case "changed_when":
 			s.ChangedWhen = d.expr("changed_when", value, true)
 			commandOnly = append(commandOnly, keyNode)
 		case "creates":
-			s.Creates = d.imagePath("creates", value)
+			s.Creates = d.ImagePath("creates", value)
 			commandOnly = append(commandOnly, keyNode)
 		default:
-			if _, isOp := opDecoders[key]; isOp {
+			if _, isOp := syntaxes[key]; isOp {
 				ops = append(ops, opEntry{key, keyNode, value})
 				return
 			}
@@ -334,7 +332,7 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 		if unknownKeys {
 			return s // the unknown key is most likely the misspelled operation
 		}
-		d.errorf(n, "step has no operation; add one of: %s", strings.Join(Kinds(), ", "))
+		d.Errorf(n, "step has no operation; add one of: %s", strings.Join(Kinds(), ", "))
 		return s
 	}
 	if len(ops) > 1 {
@@ -342,11 +340,11 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 		for i, op := range ops {
 			kinds[i] = strconv.Quote(op.kind)
 		}
-		d.errorf(ops[1].key, "step has more than one operation (%s); use a separate step for each", strings.Join(kinds, ", "))
+		d.Errorf(ops[1].key, "step has more than one operation (%s); use a separate step for each", strings.Join(kinds, ", "))
 	}
-	if !commandKinds[ops[0].kind] {
+	if !syntaxes[ops[0].kind].Command {
 		for _, k := range commandOnly {
-			d.errorf(k, "%s applies only to run and script steps", k.Value)
+			d.Errorf(k, "%s applies only to %s steps", k.Value, commandKinds())
 		}
 	}
 	// Decode every operation, even surplus ones, so their errors show too.
@@ -355,10 +353,10 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 		templated := hasTemplate(value)
 		if templated {
 			value = renderNode(value, d.loadData, func(n *yaml.Node, err error) {
-				d.errorf(n, "%s: %v", op.kind, err)
+				d.Errorf(n, "%s: %v", op.kind, err)
 			})
 		}
-		if decoded := opDecoders[op.kind](d, value); i == 0 {
+		if decoded := syntaxes[op.kind].Decode(d, value); i == 0 {
 			s.Op = decoded
 			if templated {
 				s.opNode = op.value
@@ -366,4 +364,22 @@ func (d *decoder) step(n *yaml.Node, index int) Step {
 		}
 	}
 	return s
+}
+
+// commandKinds names the kinds that may use changed_when and creates,
+// e.g. "run and script".
+func commandKinds() string {
+	var names []string
+	for _, k := range Kinds() {
+		if syntaxes[k].Command {
+			names = append(names, k)
+		}
+	}
+	switch len(names) {
+	case 0:
+		return "command"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

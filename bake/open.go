@@ -1,0 +1,303 @@
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/image"
+)
+
+// Options say how to open the images and run the appliance. The zero value
+// opens the disks writable through a private overlay, detects their format
+// and mounts what the image's fstab says.
+type Options struct {
+	Format       string  // "raw" or "qcow2" for every disk; "" detects it from the header
+	AllowBacking bool    // accept a qcow2 that names a backing file
+	Mounts       []Mount // mount these instead of detecting (like guestfish -m)
+	Kernel       string  // appliance kernel; "" picks the host's (see appliance.Build)
+	MemoryMiB    int     // appliance memory; 0 means 512
+	Cold         bool    // boot instead of restoring the saved appliance
+
+	ReadOnly bool   // attach and mount read-only
+	InPlace  bool   // write directly to the image, no overlay
+	Output   string // Commit exports to this new image instead of the input
+	Network  bool   // user-mode networking for package steps
+	Rescue   bool   // the initramfs with the rescue tools (fsck, rescue shell)
+	NoMount  bool   // probe the devices but mount nothing (fsck)
+
+	// Logf receives progress lines (-v); nil discards them.
+	Logf func(format string, args ...any)
+	// Notices receives warnings and notices a user must see (stderr);
+	// nil discards them.
+	Notices io.Writer
+}
+
+// Mount is a filesystem to mount by hand: a device of the appliance
+// (/dev/vda2, vg0/root, ...) and where in the image, "/" when empty.
+type Mount struct {
+	Device     string
+	Mountpoint string
+}
+
+// ParseMount reads a -m argument, DEVICE[:MOUNTPOINT].
+func ParseMount(spec string) (Mount, error) {
+	dev, mp, _ := strings.Cut(spec, ":")
+	if dev == "" {
+		return Mount{}, Classify(ErrUsage, fmt.Errorf("-m %q: expected DEVICE[:MOUNTPOINT]", spec))
+	}
+	if mp != "" && !strings.HasPrefix(mp, "/") {
+		return Mount{}, Classify(ErrUsage, fmt.Errorf("-m %q: mountpoint must be absolute", spec))
+	}
+	return Mount{Device: dev, Mountpoint: mp}, nil
+}
+
+// Check validates disks and options without side effects, so bad usage is
+// reported before anything is locked or booted.
+func Check(disks []string, o Options) error {
+	if len(disks) == 0 {
+		return Classify(ErrUsage, errors.New("no disk image given: use -a FILE"))
+	}
+	if o.Format != "" && o.Format != "raw" && o.Format != "qcow2" {
+		return Classify(ErrUsage, fmt.Errorf("--format %q: use raw or qcow2", o.Format))
+	}
+	if o.InPlace && o.Output != "" {
+		return Classify(ErrUsage, errors.New("--in-place and --output exclude each other"))
+	}
+	if o.Output != "" {
+		if len(disks) != 1 {
+			return Classify(ErrUsage, errors.New("--output needs exactly one -a disk"))
+		}
+		if _, err := os.Stat(o.Output); err == nil {
+			return Classify(ErrUsage, fmt.Errorf("--output %s already exists", o.Output))
+		}
+	}
+	return nil
+}
+
+// Image is one or more disk images attached to one running appliance,
+// with their filesystems mounted: the transaction of a run. End it with
+// Commit or Discard (or Abort on an error path).
+type Image struct {
+	sess    *appliance.Session
+	mount   *proto.MountResult
+	disks   []diskState
+	names   string // the disks, for messages
+	runDir  string
+	locks   []*image.Lock
+	logf    func(string, ...any)
+	notices io.Writer
+	opts    Options
+	timings phaseTimings
+	boot    appliance.Timings // kept after the session is closed
+}
+
+// phaseTimings is where a command's wall time went, for --timings.
+type phaseTimings struct {
+	build, mount, steps, shutdown, commit time.Duration
+}
+
+type diskState struct {
+	path    string
+	format  string
+	overlay *image.Overlay
+}
+
+// Open resolves, locks and attaches the disks, boots one appliance and
+// mounts the image's filesystems (or only probes them, with NoMount). On
+// error everything is undone and nothing was changed.
+func Open(ctx context.Context, disks []string, o Options) (_ *Image, err error) {
+	if err := Check(disks, o); err != nil {
+		return nil, err
+	}
+	img := &Image{logf: o.Logf, notices: o.Notices, opts: o, names: strings.Join(disks, ", ")}
+	if img.logf == nil {
+		img.logf = func(string, ...any) {}
+	}
+	if img.notices == nil {
+		img.notices = io.Discard
+	}
+	for _, dir := range appliance.CleanStale() {
+		img.logf("removed %s, left by a run that was killed", dir)
+	}
+	defer func() {
+		if err != nil {
+			img.Abort()
+			err = classifyOpen(ctx, err)
+		}
+	}()
+	for _, d := range disks {
+		h, err := image.Resolve(d, o.Format, o.AllowBacking)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkAccess(d, o.ReadOnly || o.Output != ""); err != nil {
+			return nil, err
+		}
+		lock, err := image.Acquire(d)
+		if err != nil {
+			return nil, err
+		}
+		img.locks = append(img.locks, lock)
+		if err := img.resumeCommit(ctx, d, o.ReadOnly); err != nil {
+			return nil, err
+		}
+		img.disks = append(img.disks, diskState{path: d, format: h.Format})
+	}
+	t0 := time.Now()
+	app, err := appliance.Build(appliance.BuildOptions{Kernel: o.Kernel})
+	if err != nil {
+		return nil, err
+	}
+	img.timings.build = time.Since(t0)
+	if app.Built {
+		img.logf("built appliance %s (%s initramfs, %d modules) in %s", app.Key, HumanSize(app.Size), app.Modules, time.Since(t0).Round(time.Millisecond))
+	}
+	if o.Rescue {
+		app = app.WithRescueTools()
+		img.logf("with rescue tools (%s initramfs)", HumanSize(app.Size))
+	}
+	memory := o.MemoryMiB
+	if memory == 0 {
+		memory = 512
+	}
+	opts := []appliance.Option{appliance.WithMemory(memory), appliance.WithVerbose(img.logf), appliance.WithNetwork(o.Network)}
+	if o.Cold {
+		opts = append(opts, appliance.WithWarm(false))
+	}
+	if !o.ReadOnly && !o.InPlace {
+		if img.runDir, err = appliance.PrivateDir("run"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range img.disks {
+		d := &img.disks[i]
+		switch {
+		case o.ReadOnly:
+			opts = append(opts, appliance.WithDisk(d.path, d.format, true))
+		case o.InPlace:
+			opts = append(opts, appliance.WithDisk(d.path, d.format, false))
+		default:
+			ov, err := image.NewOverlay(ctx, img.runDir, d.path, d.format)
+			if err != nil {
+				return nil, err
+			}
+			d.overlay = ov
+			opts = append(opts, appliance.WithDisk(ov.Path, "qcow2", false))
+		}
+	}
+	if o.InPlace {
+		fmt.Fprintln(img.notices, "imgbake: --in-place: writing directly to the image; a failed run leaves it partly changed")
+	}
+	sess, err := appliance.Start(ctx, app, opts...)
+	if err != nil {
+		return nil, err
+	}
+	img.sess = sess
+	img.boot = sess.Timings
+	img.logf("appliance ready: qemu %s, agent ready %s (guest uptime %s)",
+		sess.Timings.QEMUStarted.Round(time.Millisecond), sess.Timings.Ready.Round(time.Millisecond),
+		sess.Timings.GuestUptime.Round(10*time.Millisecond))
+	t1 := time.Now()
+	if o.NoMount {
+		fss, err := sess.Probe(ctx)
+		if err != nil {
+			return nil, Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
+		}
+		img.mount = &proto.MountResult{Filesystems: fss}
+		img.logf("found %d device(s), mounted nothing", len(fss))
+		return img, nil
+	}
+	specs := make([]proto.MountSpec, len(o.Mounts))
+	for i, m := range o.Mounts {
+		specs[i] = proto.MountSpec{Device: m.Device, Mountpoint: m.Mountpoint}
+	}
+	disposable := !o.ReadOnly && !o.InPlace // every disk is an overlay
+	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, Classify(ErrImage, fmt.Errorf("%s: %w", img.names, err))
+	}
+	img.mount = mr
+	img.timings.mount = time.Since(t1)
+	img.logf("mounted %d filesystem(s) in %s (root %s)", len(mr.Mounts), time.Since(t1).Round(time.Millisecond), mr.Root)
+	for _, w := range mr.Warnings {
+		fmt.Fprintf(img.notices, "imgbake: warning: %s\n", w)
+	}
+	return img, nil
+}
+
+// classifyOpen marks an unclassified error from opening as an image error
+// (a cancelled context is left alone: the caller's signal decides).
+func classifyOpen(ctx context.Context, err error) error {
+	if Class(err) != nil || ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return Classify(ErrImage, err)
+}
+
+// Session is the open image, for the operations of fsops.
+func (img *Image) Session() fsops.Session { return img.sess }
+
+// Done is closed when the appliance stops (dies, or is shut down).
+func (img *Image) Done() <-chan struct{} { return img.sess.Done() }
+
+// Mounts is what was mounted (or, with NoMount, the devices found).
+func (img *Image) Mounts() *proto.MountResult { return img.mount }
+
+// Disks names the images, as given to Open.
+func (img *Image) Disks() string { return img.names }
+
+// Options returns the options the image was opened with.
+func (img *Image) Options() Options { return img.opts }
+
+// Boot is how the appliance started (cold or warm, and how long it took).
+func (img *Image) Boot() appliance.Timings { return img.boot }
+
+// MountTime is how long mounting took.
+func (img *Image) MountTime() time.Duration { return img.timings.mount }
+
+// resumeCommit finishes a commit into disk that an earlier, killed run
+// left half done (the lock is held, so that run is gone).
+func (img *Image) resumeCommit(ctx context.Context, disk string, readOnly bool) error {
+	pc, err := image.Pending(disk)
+	if err != nil || pc == nil {
+		return err
+	}
+	if readOnly {
+		return Classify(ErrImage, fmt.Errorf("%w at %s (pid %d): the image may be inconsistent; `imgbake run` on it completes the commit first",
+			image.ErrInterruptedCommit, pc.Started.Local().Format(time.DateTime), pc.PID))
+	}
+	fmt.Fprintf(img.notices, "imgbake: warning: a run (pid %d) was interrupted while committing into %s at %s; completing that commit from its overlay\n",
+		pc.PID, disk, pc.Started.Local().Format(time.DateTime))
+	if err := pc.Resume(context.WithoutCancel(ctx)); err != nil {
+		return Classify(ErrImage, err)
+	}
+	fmt.Fprintf(img.notices, "imgbake: the interrupted commit into %s is complete\n", disk)
+	return nil
+}
+
+func checkAccess(path string, readOnly bool) error {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("%w: %s is not %s", image.ErrFormat, path, map[bool]string{true: "readable", false: "writable"}[readOnly])
+		}
+		return fmt.Errorf("%w: %s: %v", image.ErrNotFound, path, err)
+	}
+	return f.Close()
+}
+

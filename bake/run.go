@@ -1,0 +1,88 @@
+package bake
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/imgbake/imgbake/recipes"
+)
+
+// LoadRecipe loads and validates a recipe with the variables given on a
+// command line: varsFile (a YAML mapping, may be "") and NAME=VALUE pairs,
+// which win over it and over the recipe's own vars. Every problem is
+// classified ErrUsage: nothing has been touched.
+func LoadRecipe(path, varsFile string, assignments []string) (*recipes.Recipe, error) {
+	vars, err := CommandLineVars(varsFile, assignments)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := recipes.Load(path, recipes.WithVars(vars))
+	if err != nil {
+		return nil, Classify(ErrUsage, err) // an unreadable recipe is bad input too
+	}
+	return rec, nil
+}
+
+// CommandLineVars merges a vars file and NAME=VALUE assignments, the
+// assignments winning.
+func CommandLineVars(varsFile string, assignments []string) (map[string]any, error) {
+	vars := map[string]any{}
+	if varsFile != "" {
+		fv, err := recipes.ReadVarsFile(varsFile)
+		if err != nil {
+			return nil, Classify(ErrUsage, err)
+		}
+		maps.Copy(vars, fv)
+	}
+	for _, kv := range assignments {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, Classify(ErrUsage, fmt.Errorf("--var %q: expected NAME=VALUE", kv))
+		}
+		vars[k] = v
+	}
+	return vars, nil
+}
+
+// RunRecipe is the whole transaction of `imgbake run`: open the disks,
+// apply rec, then commit (or export to Options.Output) only if every step
+// succeeded, else discard. The returned Image is finished; it still
+// answers PrintTimings. Options.Network is turned off when no step needs
+// the network.
+func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Recipe, ao ApplyOptions) (*Image, error) {
+	start := time.Now()
+	o.Network = o.Network && NeedsNetwork(rec)
+	img, err := Open(ctx, disks, o)
+	if err != nil {
+		return nil, timeoutCause(ctx, err)
+	}
+	events := ao.Events
+	if events == nil {
+		events = nopEvents{}
+	}
+	applied, err := img.Apply(ctx, rec, ao)
+	switch {
+	case err != nil:
+		_ = img.Discard(ctx)
+		events.RunEnd(rec, applied.Summary, time.Since(start), err, unchangedNote(o))
+		return img, err
+	case applied.AlreadyApplied:
+		return img, img.Discard(ctx)
+	}
+	if err := img.Commit(ctx); err != nil {
+		events.RunEnd(rec, applied.Summary, time.Since(start), err, "left unchanged")
+		return img, err
+	}
+	events.RunEnd(rec, applied.Summary, time.Since(start), nil, "")
+	return img, nil
+}
+
+func unchangedNote(o Options) string {
+	if o.InPlace {
+		return "partly changed (--in-place)"
+	}
+	return "left unchanged"
+}
