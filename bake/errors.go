@@ -44,9 +44,10 @@ func Classify(class, err error) error {
 // Class returns the outermost classification of err, or nil when err
 // carries none.
 func Class(err error) error {
-	var c *classified
-	if errors.As(err, &c) {
-		return c.class
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if c, ok := e.(*classified); ok {
+			return c.class
+		}
 	}
 	return nil
 }

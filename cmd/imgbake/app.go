@@ -13,18 +13,18 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/image"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/recipes"
 )
 
-// Exit codes, documented in --help and the README.
+// Exit codes (bake owns their meaning; the session protocol carries them).
 const (
-	ExitOK          = 0
-	ExitStepFailed  = 1
-	ExitUsage       = 2
-	ExitImage       = 3
-	ExitInterrupted = 130
-	ExitTerminated  = 143
+	ExitOK          = bake.ExitOK
+	ExitStepFailed  = bake.ExitStepFailed
+	ExitUsage       = bake.ExitUsage
+	ExitImage       = bake.ExitImage
+	ExitInterrupted = bake.ExitInterrupted
+	ExitTerminated  = bake.ExitTerminated
 )
 
 const exitCodesHelp = `EXIT CODES:
@@ -42,21 +42,7 @@ type Stdio struct {
 	Err io.Writer
 }
 
-// exitError carries an exit code through urfave/cli.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-func withCode(code int, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &exitError{code: code, err: err}
-}
+func withCode(code int, err error) error { return bake.WithCode(code, err) }
 
 func usageErr(format string, args ...any) error {
 	return withCode(ExitUsage, fmt.Errorf(format, args...))
@@ -93,23 +79,14 @@ func exitCode(ctx context.Context, err error) int {
 		}
 		return ExitInterrupted
 	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
+	code := bake.ExitCode(err)
+	if bake.Class(err) == nil && code == ExitImage && !bake.IsImageError(err) {
+		// urfave/cli reports flag problems as plain errors.
+		if strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
+			return ExitUsage
+		}
 	}
-	switch {
-	case errors.Is(err, recipes.ErrInvalid):
-		return ExitUsage
-	case errors.Is(err, image.ErrNotFound), errors.Is(err, image.ErrFormat), errors.Is(err, image.ErrBackingFile),
-		errors.Is(err, image.ErrLocked), errors.Is(err, appliance.ErrNoKernel), errors.Is(err, appliance.ErrNoAgent),
-		errors.Is(err, appliance.ErrApplianceDied):
-		return ExitImage
-	}
-	// urfave/cli reports flag problems as plain errors.
-	if strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
-		return ExitUsage
-	}
-	return ExitImage
+	return code
 }
 
 // caughtSignal is the signal that cancelled the run, if any.

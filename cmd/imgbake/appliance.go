@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/bake"
 )
 
 func applianceCommand() *cli.Command {
@@ -49,14 +50,14 @@ func applianceCommand() *cli.Command {
 					w := c.App.Writer
 					fmt.Fprintf(w, "key:        %s\n", app.Key)
 					fmt.Fprintf(w, "kernel:     %s (%s)\n", app.Kernel.Image, app.Kernel.Version)
-					fmt.Fprintf(w, "initramfs:  %s (%s)\n", app.Initramfs, humanSize(app.Size))
+					fmt.Fprintf(w, "initramfs:  %s (%s)\n", app.Initramfs, bake.HumanSize(app.Size))
 					fmt.Fprintf(w, "agent:      sha256 %s (version %s)\n", m.AgentSHA256[:16], appliance.AgentVersion)
 					fmt.Fprintf(w, "modules:    %d\n", len(m.Modules))
 					for _, mod := range m.Modules {
 						fmt.Fprintf(w, "            %s\n", mod)
 					}
 					fmt.Fprintf(w, "rescue:     %s (%s: the initramfs plus %s of rescue tools, for fsck and the rescue shell)\n",
-						app.RescueInitramfs, humanSize(app.RescueSize), humanSize(m.Rescue.Bytes))
+						app.RescueInitramfs, bake.HumanSize(app.RescueSize), bake.HumanSize(m.Rescue.Bytes))
 					fmt.Fprintf(w, "            tools %s; %d libraries, %d busybox applets\n", strings.Join(m.Rescue.Tools, ", "), len(m.Rescue.Libs), m.Rescue.Applets)
 					if len(m.Rescue.Missing) > 0 {
 						fmt.Fprintf(w, "            not on this host (install to include): %s\n", strings.Join(m.Rescue.Missing, ", "))
@@ -67,7 +68,7 @@ func applianceCommand() *cli.Command {
 					}
 					fmt.Fprintf(w, "accel:      %s\n", accel)
 					if p, size, err := appliance.SnapshotInfo(app, c.Int("memory"), false); err == nil {
-						fmt.Fprintf(w, "snapshot:   %s (%s, warm start)\n", p, humanSize(size))
+						fmt.Fprintf(w, "snapshot:   %s (%s, warm start)\n", p, bake.HumanSize(size))
 					} else {
 						fmt.Fprintf(w, "snapshot:   none yet for %d MiB (saved on the next start; warm start restores it)\n", c.Int("memory"))
 					}

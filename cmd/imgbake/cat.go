@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/imgbake/imgbake/bake"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,22 +21,22 @@ func catCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			op, err := openImages(c.Context, c, stdio, openOptions{readOnly: true})
+			op, err := openImage(c.Context, c, stdio, bake.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}
 			failed := false
 			for _, p := range paths {
-				if _, err := op.sess.ReadFile(c.Context, p, stdio.Out); err != nil {
+				if _, err := op.Session().ReadFile(c.Context, p, stdio.Out); err != nil {
 					if !isPathError(err) {
-						op.abort()
+						op.Abort()
 						return err
 					}
 					fmt.Fprintf(stdio.Err, "imgbake: cat: %v\n", err)
 					failed = true
 				}
 			}
-			if err := op.finish(c.Context, false); err != nil {
+			if err := op.Finish(c.Context, false); err != nil {
 				return err
 			}
 			if failed {

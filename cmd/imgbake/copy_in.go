@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -39,33 +40,33 @@ func copyInCommand() *cli.Command {
 				}
 			}
 			ctx := c.Context
-			op, err := openImages(ctx, c, stdio, openOptions{})
+			op, err := openImage(ctx, c, stdio, bake.Options{})
 			if err != nil {
 				return err
 			}
-			st, err := op.sess.Stat(ctx, dest)
+			st, err := op.Session().Stat(ctx, dest)
 			if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
 				// A final symlink to a directory is fine: resolve it.
-				if rp, rerr := op.sess.Realpath(ctx, dest); rerr == nil && rp.Exists {
-					st, err = op.sess.Stat(ctx, rp.Path)
+				if rp, rerr := op.Session().Realpath(ctx, dest); rerr == nil && rp.Exists {
+					st, err = op.Session().Stat(ctx, rp.Path)
 				}
 			}
 			if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
 				err = fmt.Errorf("%s is not a directory in the image", dest)
 			}
 			if err != nil {
-				op.abort()
+				op.Abort()
 				return opFailed(ctx, err)
 			}
 			for _, src := range srcs {
-				res, err := fsops.CopyIn(ctx, op.sess, src, dest)
+				res, err := fsops.CopyIn(ctx, op.Session(), src, dest)
 				if err != nil {
-					op.abort()
+					op.Abort()
 					return opFailed(ctx, fmt.Errorf("copy-in %s: %w", src, err))
 				}
-				op.verbosef("copied %s into %s (%s)", src, dest, res.Detail)
+				op.Logf("copied %s into %s (%s)", src, dest, res.Detail)
 			}
-			return op.finish(ctx, true)
+			return op.Finish(ctx, true)
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -37,19 +38,19 @@ func copyOutCommand() *cli.Command {
 				srcs = append(srcs, p)
 			}
 			ctx := c.Context
-			op, err := openImages(ctx, c, stdio, openOptions{readOnly: true})
+			op, err := openImage(ctx, c, stdio, bake.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}
 			for _, src := range srcs {
-				res, err := fsops.CopyOut(ctx, op.sess, src, hostDir)
+				res, err := fsops.CopyOut(ctx, op.Session(), src, hostDir)
 				if err != nil {
-					op.abort()
+					op.Abort()
 					return opFailed(ctx, fmt.Errorf("copy-out %s: %w", src, err))
 				}
-				op.verbosef("copied %s to %s (%s)", src, hostDir, res.Detail)
+				op.Logf("copied %s to %s (%s)", src, hostDir, res.Detail)
 			}
-			return op.finish(ctx, false)
+			return op.Finish(ctx, false)
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -58,12 +59,12 @@ func editCommand() *cli.Command {
 				editor = hostEditor()
 			}
 			ctx := c.Context
-			op, err := openImages(ctx, c, stdio, openOptions{})
+			op, err := openImage(ctx, c, stdio, bake.Options{})
 			if err != nil {
 				return err
 			}
 			replaced := 0
-			res, err := fsops.EditInPlace(ctx, op.sess, p, func(data []byte) ([]byte, error) {
+			res, err := fsops.EditInPlace(ctx, op.Session(), p, func(data []byte) ([]byte, error) {
 				if len(exprs) > 0 {
 					out, n := fsops.ApplySed(data, exprs)
 					replaced = n
@@ -72,13 +73,13 @@ func editCommand() *cli.Command {
 				return editWithEditor(ctx, stdio, editor, path.Base(p), data)
 			})
 			if err != nil {
-				op.abort()
+				op.Abort()
 				if errors.Is(err, errEditorFailed) {
 					return withCode(ExitStepFailed, err)
 				}
 				return opFailed(ctx, fmt.Errorf("edit %s: %w", p, err))
 			}
-			if err := op.finish(ctx, res.Changed); err != nil {
+			if err := op.Finish(ctx, res.Changed); err != nil {
 				return err
 			}
 			switch {

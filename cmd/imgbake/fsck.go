@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -51,13 +52,13 @@ func fsckCommand() *cli.Command {
 				want = append(want, d)
 			}
 			ctx := c.Context
-			op, err := openImages(ctx, c, stdio, openOptions{readOnly: !repair, rescue: true, noMount: true})
+			op, err := openImage(ctx, c, stdio, bake.Options{ReadOnly: !repair, Rescue: true, NoMount: true})
 			if err != nil {
 				return err
 			}
-			targets, err := fsckTargets(op.mount.Filesystems, want)
+			targets, err := fsckTargets(op.Mounts().Filesystems, want)
 			if err != nil {
-				op.abort()
+				op.Abort()
 				return err
 			}
 			var results []fsops.FsckResult
@@ -70,10 +71,10 @@ func fsckCommand() *cli.Command {
 					fmt.Fprintf(stdio.Out, "== %s (%s%s): %s\n", f.Device, f.Type, fsIdent(f), mode)
 				}
 				out := &indentWriter{w: stdio.Out, prefix: "   "}
-				r, err := fsops.Fsck(ctx, op.sess, f, fsops.FsckOptions{Repair: repair, Output: out})
+				r, err := fsops.Fsck(ctx, op.Session(), f, fsops.FsckOptions{Repair: repair, Output: out})
 				out.flush()
 				if err != nil {
-					op.abort()
+					op.Abort()
 					return err
 				}
 				results = append(results, r)
@@ -100,7 +101,7 @@ func fsckCommand() *cli.Command {
 					bad++
 				}
 			}
-			if err := op.finish(ctx, commit); err != nil {
+			if err := op.Finish(ctx, commit); err != nil {
 				return err
 			}
 			var parts []string

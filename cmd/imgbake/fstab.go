@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -31,16 +32,16 @@ func fstabCommand() *cli.Command {
 						return usageErr("fstab check takes no arguments (got %q)", c.Args().Slice())
 					}
 					ctx := c.Context
-					op, err := openImages(ctx, c, stdio, openOptions{readOnly: true})
+					op, err := openImage(ctx, c, stdio, bake.Options{ReadOnly: true})
 					if err != nil {
 						return err
 					}
-					rep, err := op.sess.FstabCheck(ctx)
+					rep, err := op.Session().FstabCheck(ctx)
 					if err != nil {
-						op.abort()
+						op.Abort()
 						return opFailed(ctx, fmt.Errorf("reading /etc/fstab: %w", err))
 					}
-					if err := op.finish(ctx, false); err != nil {
+					if err := op.Finish(ctx, false); err != nil {
 						return err
 					}
 					if c.Bool("json") {
@@ -77,27 +78,27 @@ func fstabCommand() *cli.Command {
 						return err
 					}
 					ctx := c.Context
-					op, err := openImages(ctx, c, stdio, openOptions{})
+					op, err := openImage(ctx, c, stdio, bake.Options{})
 					if err != nil {
 						return err
 					}
-					rep, err := op.sess.FstabCheck(ctx)
+					rep, err := op.Session().FstabCheck(ctx)
 					if err != nil {
-						op.abort()
+						op.Abort()
 						return opFailed(ctx, fmt.Errorf("reading /etc/fstab: %w", err))
 					}
 					var root proto.Filesystem
-					for _, fs := range op.mount.Filesystems {
-						if fs.Device == op.mount.Root {
+					for _, fs := range op.Mounts().Filesystems {
+						if fs.Device == op.Mounts().Root {
 							root = fs
 						}
 					}
-					res, fixes, err := fsops.FixFstab(ctx, op.sess, rep, root, c.Bool("nofail"))
+					res, fixes, err := fsops.FixFstab(ctx, op.Session(), rep, root, c.Bool("nofail"))
 					if err != nil {
-						op.abort()
+						op.Abort()
 						return opFailed(ctx, fmt.Errorf("fixing /etc/fstab: %w", err))
 					}
-					if err := op.finish(ctx, res.Changed); err != nil {
+					if err := op.Finish(ctx, res.Changed); err != nil {
 						return err
 					}
 					for _, f := range fixes {

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 )
 
 func inspectCommand() *cli.Command {
@@ -20,19 +21,19 @@ func inspectCommand() *cli.Command {
 			if c.NArg() != 0 {
 				return usageErr("inspect takes no arguments (got %q)", c.Args().Slice())
 			}
-			op, err := openImages(c.Context, c, stdio, openOptions{readOnly: true})
+			op, err := openImage(c.Context, c, stdio, bake.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}
-			info, err := op.sess.Inspect(c.Context)
+			info, err := op.Session().Inspect(c.Context)
 			if err != nil {
-				op.abort()
+				op.Abort()
 				return err
 			}
-			report := newInspectReport(info, op.mount)
-			report.addRepairInfo(c.Context, op.sess)
-			report.addOperatingSystems(c.Context, op.sess)
-			if err := op.finish(c.Context, false); err != nil {
+			report := newInspectReport(info, op.Mounts())
+			report.addRepairInfo(c.Context, op.Session())
+			report.addOperatingSystems(c.Context, op.Session())
+			if err := op.Finish(c.Context, false); err != nil {
 				return err
 			}
 			if c.Bool("json") {
@@ -117,7 +118,7 @@ func (r inspectReport) print(stdio Stdio) {
 		if fs.PartUUID != "" {
 			extra = append(extra, "PARTUUID="+fs.PartUUID)
 		}
-		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, safeName(fs.Device), fs.Type, humanSize(fs.Size), safeName(strings.Join(extra, " ")))
+		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, safeName(fs.Device), fs.Type, bake.HumanSize(fs.Size), safeName(strings.Join(extra, " ")))
 	}
 	r.printVolumeGroups(w)
 	fmt.Fprintln(w, "mountpoints:")

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -101,8 +102,8 @@ func appendUnique(list []string, s string) []string {
 func (r inspectReport) usageOf(mp string) string {
 	for _, u := range r.Usage {
 		if u.Mountpoint == mp && u.StatfsError == "" && u.Size > 0 {
-			return fmt.Sprintf("  (%s used of %s, %d%%; %s free)", humanSize(int64(u.Used)), humanSize(int64(u.Size)),
-				(u.Used*100+u.Size/2)/u.Size, humanSize(int64(u.Avail)))
+			return fmt.Sprintf("  (%s used of %s, %d%%; %s free)", bake.HumanSize(int64(u.Used)), bake.HumanSize(int64(u.Size)),
+				(u.Used*100+u.Size/2)/u.Size, bake.HumanSize(int64(u.Avail)))
 		}
 	}
 	return ""
@@ -163,7 +164,7 @@ func (r inspectReport) printVolumeGroups(w io.Writer) {
 	}
 	fmt.Fprintln(w, "lvm volume groups:")
 	for _, vg := range r.VolumeGroups {
-		fmt.Fprintf(w, "  %s  %s, %s free, PVs %s\n", safeName(vg.Name), humanSize(vg.Size), humanSize(vg.Free), safeName(strings.Join(vg.PVs, " ")))
+		fmt.Fprintf(w, "  %s  %s, %s free, PVs %s\n", safeName(vg.Name), bake.HumanSize(vg.Size), bake.HumanSize(vg.Free), safeName(strings.Join(vg.PVs, " ")))
 		if len(vg.MissingPVs) > 0 {
 			fmt.Fprintf(w, "    missing PVs: %s\n", safeName(strings.Join(vg.MissingPVs, " ")))
 		}
@@ -178,7 +179,7 @@ func (r inspectReport) printVolumeGroups(w io.Writer) {
 			if lv.Note != "" {
 				state += ": " + safeName(lv.Note)
 			}
-			fmt.Fprintf(w, "    %-12s %-8s %-7s %s\n", safeName(lv.Name), humanSize(lv.Size), lv.Type, state)
+			fmt.Fprintf(w, "    %-12s %-8s %-7s %s\n", safeName(lv.Name), bake.HumanSize(lv.Size), lv.Type, state)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -40,26 +41,26 @@ func lsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			op, err := openImages(c.Context, c, stdio, openOptions{readOnly: true})
+			op, err := openImage(c.Context, c, stdio, bake.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}
-			l := &lister{ctx: c.Context, s: op.sess, w: stdio.Out, errw: stdio.Err, long: c.Bool("long"), recursive: c.Bool("recursive")}
+			l := &lister{ctx: c.Context, s: op.Session(), w: stdio.Out, errw: stdio.Err, long: c.Bool("long"), recursive: c.Bool("recursive")}
 			if l.long {
-				l.users, l.groups = idNames(c.Context, op.sess, "/etc/passwd"), idNames(c.Context, op.sess, "/etc/group")
+				l.users, l.groups = idNames(c.Context, op.Session(), "/etc/passwd"), idNames(c.Context, op.Session(), "/etc/group")
 			}
 			var failed error
 			for i, p := range paths {
 				if err := l.list(p, len(paths) > 1 || l.recursive, i > 0); err != nil {
 					if !isPathError(err) {
-						op.abort()
+						op.Abort()
 						return err
 					}
 					fmt.Fprintf(stdio.Err, "imgbake: ls: %v\n", err)
 					failed = err
 				}
 			}
-			if err := op.finish(c.Context, false); err != nil {
+			if err := op.Finish(c.Context, false); err != nil {
 				return err
 			}
 			if failed != nil || l.failed {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -172,9 +173,9 @@ func TestInspectPrintLVMAndOSes(t *testing.T) {
 		"  /dev/mapper/vg0-root   Debian 12, hostname \"h1\" (root)\n",
 		"  /dev/vdb1              alpine 3.19, hostname \"h\\x1b2\" (not mounted)\n",
 		"  /dev/vdb2              Other, hostname \"\" (mounted at /mnt/other)\n",
-		"lvm volume groups:\n  vg0  " + humanSize(1<<30) + ", " + humanSize(64<<20) + " free, PVs /dev/vda2\n",
+		"lvm volume groups:\n  vg0  " + bake.HumanSize(1<<30) + ", " + bake.HumanSize(64<<20) + " free, PVs /dev/vda2\n",
 		"    missing PVs: abc-def\n",
-		"    root         " + humanSize(900<<20),
+		"    root         " + bake.HumanSize(900<<20),
 		"linear  /dev/mapper/vg0-root\n",
 		"thin    not active: \"segment type thin is not supported\\x1b[2J\"\n",
 	} {

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -77,18 +78,18 @@ func resetPasswordCommand() *cli.Command {
 				}
 			}
 			ctx := c.Context
-			op, err := openImages(ctx, c, stdio, openOptions{})
+			op, err := openImage(ctx, c, stdio, bake.Options{})
 			if err != nil {
 				removeSecret(randomFile)
 				return err
 			}
-			res, err := fsops.ResetPassword(ctx, op.sess, user, password)
+			res, err := fsops.ResetPassword(ctx, op.Session(), user, password)
 			if err != nil {
-				op.abort()
+				op.Abort()
 				removeSecret(randomFile)
 				return opFailed(ctx, fmt.Errorf("reset-password %s: %w", user, err))
 			}
-			if err := op.finish(ctx, res.Changed); err != nil {
+			if err := op.Finish(ctx, res.Changed); err != nil {
 				removeSecret(randomFile)
 				return err
 			}

@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"os"
-	"slices"
-	"strings"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/recipes"
 )
 
@@ -33,10 +28,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-network", Usage: "give the appliance no network: package steps must work from what is in the image"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line (run start, step start, step result, run end) instead of text"},
 		), varFlags()...),
-		Action: func(c *cli.Context) error {
-			stdio := Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
-			return runAction(c, stdio)
-		},
+		Action: func(c *cli.Context) error { return runAction(c, stdioOf(c)) },
 	}
 }
 
@@ -44,24 +36,14 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	if c.NArg() != 1 {
 		return usageErr("run: expected exactly one recipe file after the flags (got %d arguments)", c.NArg())
 	}
-	// The recipe is validated before any image is touched.
+	// The recipe and the flags are validated before any image is touched.
 	rec, err := loadRecipe(c)
 	if err != nil {
 		return err
 	}
-	if _, err := checkDisks(c); err != nil {
+	disks, o, err := diskOptions(c, stdio, bake.Options{InPlace: c.Bool("in-place"), Output: c.String("output"), Network: !c.Bool("no-network")})
+	if err != nil {
 		return err
-	}
-	if c.Bool("in-place") && c.String("output") != "" {
-		return usageErr("--in-place and --output exclude each other")
-	}
-	if c.String("output") != "" && len(c.StringSlice("add")) != 1 {
-		return usageErr("--output needs exactly one -a disk")
-	}
-	if out := c.String("output"); out != "" {
-		if _, err := os.Stat(out); err == nil {
-			return usageErr("--output %s already exists", out)
-		}
 	}
 	ctx := c.Context
 	if d := c.Duration("timeout"); d > 0 {
@@ -70,69 +52,27 @@ func runAction(c *cli.Context, stdio Stdio) error {
 		defer cancel()
 	}
 	start := time.Now()
-	network := !c.Bool("no-network") && slices.ContainsFunc(rec.Steps, func(st recipes.Step) bool { return recipes.NeedsNetwork(st.Op) })
-	op, err := openImages(ctx, c, stdio, openOptions{inPlace: c.Bool("in-place"), output: c.String("output"), network: network})
-	if err != nil {
-		return timeoutCause(ctx, err)
+	img, err := bake.RunRecipe(ctx, disks, o, rec, bake.ApplyOptions{Force: c.Bool("force"),
+		Events: events(c, stdio, c.Bool("json")), Live: liveOutput(c, stdio)})
+	if img != nil && c.Bool("timings") {
+		img.PrintTimings(stdio.Err, time.Since(start))
 	}
-	op.verbosef("appliance ready to run steps: qemu %s, agent ready %s (guest uptime %s)",
-		op.sess.Timings.QEMUStarted.Round(time.Millisecond), op.sess.Timings.Ready.Round(time.Millisecond),
-		op.sess.Timings.GuestUptime.Round(10*time.Millisecond))
-	prev, err := fsops.ReadState(ctx, op.sess)
-	if err != nil && !c.Bool("force") {
-		_ = op.finish(ctx, false)
-		return withCode(ExitImage, err)
+	return err
+}
+
+// events reports a run as text or, with --json, as JSON lines.
+func events(c *cli.Context, stdio Stdio, asJSON bool) bake.Events {
+	if asJSON {
+		return bake.NewJSONEvents(stdio.Out)
 	}
-	plan, err := planRun(prev, rec, c.Bool("force"))
-	if err != nil {
-		_ = op.finish(ctx, false)
-		return err
+	return bake.NewTextEvents(stdio.Out, c.Bool("verbose"))
+}
+
+// liveOutput is where commands' output streams with -v.
+func liveOutput(c *cli.Context, stdio Stdio) io.Writer {
+	if c.Bool("verbose") {
+		return stdio.Err
 	}
-	var events eventSink = &humanEvents{out: stdio.Out, verbose: c.Bool("verbose")}
-	if c.Bool("json") {
-		events = newJSONEvents(stdio.Out)
-	}
-	if plan.skipAll {
-		if err := op.finish(ctx, false); err != nil {
-			return err
-		}
-		events.alreadyApplied(rec, prev)
-		return nil
-	}
-	info, err := op.sess.Inspect(ctx)
-	if err != nil {
-		_ = op.finish(ctx, false)
-		return withCode(ExitImage, fmt.Errorf("gathering facts: %w", err))
-	}
-	facts := factsFrom(info)
-	events.runStart(rec, facts)
-	if plan.resumeMsg != "" {
-		fmt.Fprintf(stdio.Err, "imgbake: %s\n", plan.resumeMsg)
-	}
-	rs := &stateRecorder{sess: op.sess, progressive: op.opts.inPlace,
-		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
-	r := &runner{sess: op.sess, verbose: c.Bool("verbose"), errOut: stdio.Err, state: rs, startAt: plan.startAt,
-		rec: rec, facts: facts, events: events, network: network}
-	tSteps := time.Now()
-	sum, runErr := r.run(ctx)
-	if runErr == nil {
-		runErr = rs.complete(ctx)
-	}
-	op.timings.steps = time.Since(tSteps)
-	if c.Bool("timings") {
-		defer func() { op.printTimings(stdio.Err, time.Since(start)) }()
-	}
-	if runErr != nil {
-		_ = op.finish(ctx, false)
-		runErr = timeoutCause(ctx, runErr)
-		events.runEnd(rec, sum, time.Since(start), runErr, unchangedNote(op.opts))
-		return runErr
-	}
-	if err := op.finish(ctx, true); err != nil {
-		events.runEnd(rec, sum, time.Since(start), err, "left unchanged")
-		return err
-	}
-	events.runEnd(rec, sum, time.Since(start), nil, "")
 	return nil
 }
 
@@ -145,43 +85,7 @@ func varFlags() []cli.Flag {
 }
 
 // loadRecipe loads and validates the recipe argument with the command
-// line's variables. Every problem is bad input: exit 2, nothing touched.
+// line's variables.
 func loadRecipe(c *cli.Context) (*recipes.Recipe, error) {
-	vars := map[string]any{}
-	if f := c.String("vars-file"); f != "" {
-		fv, err := recipes.ReadVarsFile(f)
-		if err != nil {
-			return nil, withCode(ExitUsage, err)
-		}
-		maps.Copy(vars, fv)
-	}
-	for _, kv := range c.StringSlice("var") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, usageErr("--var %q: expected NAME=VALUE", kv)
-		}
-		vars[k] = v
-	}
-	rec, err := recipes.Load(c.Args().First(), recipes.WithVars(vars))
-	if err != nil {
-		return nil, withCode(ExitUsage, err) // an unreadable recipe is bad input too
-	}
-	return rec, nil
-}
-
-func unchangedNote(o openOptions) string {
-	if o.inPlace {
-		return "partly changed (--in-place)"
-	}
-	return "left unchanged"
-}
-
-// timeoutCause turns a deadline from --timeout into a clear step failure.
-func timeoutCause(ctx context.Context, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.DeadlineExceeded) {
-			return withCode(ExitStepFailed, cause)
-		}
-	}
-	return err
+	return bake.LoadRecipe(c.Args().First(), c.String("vars-file"), c.StringSlice("var"))
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/imgbake/imgbake/appliance"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/imgbake/imgbake/appliance"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"

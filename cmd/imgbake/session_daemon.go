@@ -155,7 +155,7 @@ func sessionServe(c *cli.Context, stdio Stdio) (err error) {
 	t := op.sess.Timings
 	boot := fmt.Sprintf("qemu %s, agent ready %s (guest uptime %s), mounted %d filesystem(s) in %s, root %s",
 		t.QEMUStarted.Round(time.Millisecond), t.Ready.Round(time.Millisecond), t.GuestUptime.Round(10*time.Millisecond),
-		len(op.mount.Mounts), op.timings.mount.Round(time.Millisecond), op.mount.Root)
+		len(op.Mounts().Mounts), op.timings.mount.Round(time.Millisecond), op.Mounts().Root)
 	logf("appliance booted (boot %d of this session): %s", appliance.Boots(), boot)
 
 	addr, closeDir, err := sockAddr(d.dir)

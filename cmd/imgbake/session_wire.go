@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/imgbake/imgbake/appliance"
 	"io"
 	"io/fs"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/imgbake/imgbake/appliance"
 
 	"golang.org/x/sys/unix"
 

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
 
@@ -41,14 +42,14 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 	ctx := c.Context
 	// The rescue appliance, so the fallback shell is there when the image
 	// has none; it boots as fast as the normal one.
-	op, err := openImages(ctx, c, stdio, openOptions{readOnly: c.Bool("ro"), rescue: true})
+	op, err := openImage(ctx, c, stdio, bake.Options{ReadOnly: c.Bool("ro"), Rescue: true})
 	if err != nil {
 		return err
 	}
 	args := proto.ExecArgs{Dir: "/", Env: []string{"debian_chroot=imgbake", "IMGBAKE=1"}}
 	rescue := c.Bool("rescue")
 	if !rescue {
-		shell, ok := imageShell(ctx, op.sess)
+		shell, ok := imageShell(ctx, op.Session())
 		if ok {
 			args.Argv = []string{shell}
 		} else {
@@ -65,10 +66,10 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 	}
 	res, err := runTerminal(ctx, op, args, stdio)
 	if err != nil {
-		op.abort()
+		op.Abort()
 		return withCode(ExitImage, err)
 	}
-	if err := op.finish(ctx, !c.Bool("ro")); err != nil {
+	if err := op.Finish(ctx, !c.Bool("ro")); err != nil {
 		return err
 	}
 	if res.RC != 0 {
@@ -93,7 +94,7 @@ func imageShell(ctx context.Context, s fsops.Session) (string, bool) {
 // runTerminal connects the local terminal to a TTY command in the
 // appliance: raw mode, window size and its changes, and everything typed
 // (Ctrl-C included) goes to the guest.
-func runTerminal(ctx context.Context, op *opened, args proto.ExecArgs, stdio Stdio) (proto.ExecResult, error) {
+func runTerminal(ctx context.Context, op *bake.Image, args proto.ExecArgs, stdio Stdio) (proto.ExecResult, error) {
 	in := stdio.In
 	resize := make(chan proto.Winsize, 1)
 	if f, ok := stdio.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -135,7 +136,7 @@ func runTerminal(ctx context.Context, op *opened, args proto.ExecArgs, stdio Std
 	if v := os.Getenv("TERM"); v != "" {
 		args.Term = v
 	}
-	res, err := op.sess.ExecTTY(ctx, args, in, stdio.Out, resize)
+	res, err := op.Session().ExecTTY(ctx, args, in, stdio.Out, resize)
 	if err != nil && errors.Is(err, fs.ErrNotExist) {
 		return res, fmt.Errorf("starting %s: %w", args.Argv[0], err)
 	}

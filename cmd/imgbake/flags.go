@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/bake"
+)
+
+// Flags shared by every command that opens an image.
+func diskFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "add", Aliases: []string{"a"}, Usage: "disk image `FILE` (repeat for several disks)"},
+		&cli.StringFlag{Name: "format", Usage: "disk format: raw or qcow2 (default: detected; applies to every -a)"},
+		&cli.StringSliceFlag{Name: "mount", Aliases: []string{"m"}, Usage: "mount `DEVICE[:MOUNTPOINT]` instead of detecting (like guestfish -m)"},
+		&cli.BoolFlag{Name: "allow-backing", Usage: "accept a qcow2 image that names a backing file"},
+		&cli.StringFlag{Name: "kernel", Usage: "appliance kernel `VMLINUZ` (default: newest /boot/vmlinuz-*-cloud-amd64; env IMGBAKE_KERNEL)"},
+		&cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB`"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print timings and live command output"},
+		&cli.BoolFlag{Name: "cold", Usage: "boot the appliance instead of restoring the saved one (env IMGBAKE_COLD=1)"},
+	}
+}
+
+// diskOptions reads the disk flags into o, which holds what the command
+// itself decided (read-only, rescue, ...), and checks them.
+func diskOptions(c *cli.Context, stdio Stdio, o bake.Options) ([]string, bake.Options, error) {
+	for _, s := range c.StringSlice("mount") {
+		m, err := bake.ParseMount(s)
+		if err != nil {
+			return nil, o, err
+		}
+		o.Mounts = append(o.Mounts, m)
+	}
+	o.Format, o.AllowBacking = c.String("format"), c.Bool("allow-backing")
+	o.Kernel, o.MemoryMiB, o.Cold = c.String("kernel"), c.Int("memory"), c.Bool("cold")
+	o.Logf, o.Notices = verboseFunc(c, stdio.Err), stdio.Err
+	disks := c.StringSlice("add")
+	return disks, o, bake.Check(disks, o)
+}
+
+// openImage opens the disks named by the flags in one appliance.
+func openImage(ctx context.Context, c *cli.Context, stdio Stdio, o bake.Options) (*bake.Image, error) {
+	disks, o, err := diskOptions(c, stdio, o)
+	if err != nil {
+		return nil, err
+	}
+	return bake.Open(ctx, disks, o)
+}
+
+func verboseFunc(c *cli.Context, w io.Writer) func(string, ...any) {
+	if !c.Bool("verbose") {
+		return nil
+	}
+	start := time.Now()
+	return func(format string, args ...any) {
+		fmt.Fprintf(w, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
