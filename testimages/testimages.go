@@ -29,6 +29,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 // Image names.
@@ -98,17 +100,42 @@ func Dir() string {
 	return filepath.Join(cache, "imgbake", "testimages")
 }
 
-var buildMu sync.Mutex
+var (
+	buildMu sync.Mutex
+	// buildFailed maps an image whose build failed in this process to its
+	// build log: the other tests that need it fail at once, naming the log,
+	// rather than building again.
+	buildFailed = map[string]string{}
+)
 
 // Path returns the path of the cached image name (one of Names), building it
 // with build.sh first if needed (the first build takes a minute or more; the
-// Debian rootfs is downloaded once). It skips the test when the image is
-// missing and cannot be built here: not root, or a build tool missing.
-// The returned image must not be modified: see Fresh.
+// Debian rootfs is downloaded once). The returned image must not be
+// modified: see Fresh.
+//
+// When the image is missing and cannot be built here (not root, a build
+// tool missing) the test fails under IMGBAKE_VM_TESTS=1 and is skipped
+// otherwise (see internal/vmtest). When build.sh fails the test fails,
+// naming the build log (NAME.build.log in Dir), and so does every later
+// test of the process that needs the image.
 func Path(t testing.TB, name string) string {
+	t.Helper()
+	return path(t, name)
+}
+
+// tb is the part of testing.TB that Path and build use.
+type tb interface {
+	Helper()
+	Skip(args ...any)
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func path(t tb, name string) string {
 	t.Helper()
 	if !known(name) {
 		t.Fatalf("testimages: unknown image %q (known: %s)", name, strings.Join(Names, ", "))
+		return ""
 	}
 	p := filepath.Join(Dir(), name)
 	if fileExists(p) && fileExists(p+".json") {
@@ -119,8 +146,17 @@ func Path(t testing.TB, name string) string {
 	if fileExists(p) && fileExists(p+".json") {
 		return p
 	}
+	if log, ok := buildFailed[name]; ok {
+		t.Fatalf("testimages: %s is not built: build.sh %s failed earlier in this run; its log is %s", name, name, log)
+		return ""
+	}
+	how := "`make images` (as root) builds it"
+	if name == Python || name == LVM {
+		how = fmt.Sprintf("`testimages/build.sh %s` (as root) builds it", name)
+	}
 	if os.Geteuid() != 0 {
-		t.Skipf("testimages: %s is not built and building needs root (run testimages/build.sh as root)", name)
+		vmtest.Missing(t, "test image %s is not built in %s and building it needs root: %s, or run the tests as root", name, Dir(), how)
+		return ""
 	}
 	tools := []string{"qemu-img", "mkfs.xfs", "xfs_db", "sfdisk", "mkfs.ext4", "mkfs.vfat", "go", "flock"}
 	if name == LVM {
@@ -131,14 +167,27 @@ func Path(t testing.TB, name string) string {
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("testimages: %s is not built and %s is missing (scripts/install-deps.sh installs it)", name, tool)
+			vmtest.Missing(t, "test image %s is not built in %s and building it needs %s: %s, then %s", name, Dir(), tool, vmtest.InstallDeps, how)
+			return ""
 		}
 	}
 	script, err := buildScript()
 	if err != nil {
 		t.Fatalf("testimages: %v", err)
+		return ""
 	}
-	t.Logf("testimages: building %s into %s (may take minutes)", name, Dir())
+	return build(t, script, name)
+}
+
+// build runs script (build.sh) for the image name, logging its output to
+// the test and to Dir()/NAME.build.log, and returns the image's path. A
+// failure fails t naming the log and is remembered in buildFailed. The
+// caller holds buildMu.
+func build(t tb, script, name string) string {
+	t.Helper()
+	p := filepath.Join(Dir(), name)
+	logPath, logFile := openBuildLog(name)
+	t.Logf("testimages: building %s into %s (may take minutes; log: %s)", name, Dir(), logPath)
 	start := time.Now()
 	cmd := exec.Command("bash", script, name)
 	cmd.Env = append(os.Environ(), "IMGBAKE_TESTIMAGES_DIR="+Dir())
@@ -153,6 +202,9 @@ func Path(t testing.TB, name string) string {
 		for sc.Scan() {
 			line := sc.Text()
 			t.Logf("  %s", line)
+			if logFile != nil {
+				fmt.Fprintln(logFile, line)
+			}
 			tail = append(tail, line)
 			if len(tail) > 40 {
 				tail = tail[1:]
@@ -160,17 +212,44 @@ func Path(t testing.TB, name string) string {
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	err = cmd.Run()
+	err := cmd.Run()
 	pw.Close()
 	<-done
-	if err != nil {
-		t.Fatalf("testimages: build.sh %s failed after %v: %v\n%s", name, time.Since(start).Round(time.Second), err, strings.Join(tail, "\n"))
+	if err == nil && !fileExists(p) {
+		err = fmt.Errorf("it succeeded but %s is missing", p)
 	}
-	if !fileExists(p) {
-		t.Fatalf("testimages: build.sh %s succeeded but %s is missing", name, p)
+	if logFile != nil {
+		if err != nil {
+			fmt.Fprintf(logFile, "testimages: build.sh %s failed: %v\n", name, err)
+		}
+		if cerr := logFile.Close(); cerr != nil && err == nil {
+			t.Logf("testimages: writing %s: %v", logPath, cerr)
+		}
+	}
+	if err != nil {
+		buildFailed[name] = logPath
+		t.Fatalf("testimages: building test image %s failed after %v: build.sh: %v\nbuild log: %s\nits last lines:\n%s",
+			name, time.Since(start).Round(time.Second), err, logPath, strings.Join(tail, "\n"))
+		return ""
 	}
 	t.Logf("testimages: built %s in %v", name, time.Since(start).Round(100*time.Millisecond))
 	return p
+}
+
+// openBuildLog creates Dir()/NAME.build.log (else a file in the temporary
+// directory) for build.sh's output. With neither, the log is the test's
+// own output only.
+func openBuildLog(name string) (string, *os.File) {
+	p := filepath.Join(Dir(), name+".build.log")
+	if err := os.MkdirAll(Dir(), 0o755); err == nil {
+		if f, err := os.Create(p); err == nil {
+			return p, f
+		}
+	}
+	if f, err := os.CreateTemp("", "imgbake-testimage-"+name+"-*.build.log"); err == nil {
+		return f.Name(), f
+	}
+	return "(none: the test output above)", nil
 }
 
 // Fresh returns a private sparse copy of the image name in t.TempDir(),
@@ -293,6 +372,7 @@ func ReadFiles(t testing.TB, imagePath, format string, partition int, paths ...s
 	}
 	defer v.close()
 	if v.fs == "ext" {
+		needDebugfs(t)
 		return v.debugfsReadFiles(paths)
 	}
 	return ReadFilesVM(t, imagePath, v.format, partition, paths...)
@@ -314,6 +394,7 @@ func ReadFileAt(t testing.TB, imagePath string, offset int64, path string) ([]by
 		return nil, fmt.Errorf("testimages: no ext2/3/4 filesystem at offset %d of %s", offset, imagePath)
 	}
 	v.fs = fsType
+	needDebugfs(t)
 	return v.debugfsReadFile(path)
 }
 
@@ -328,6 +409,7 @@ func Stat(t testing.TB, imagePath, format string, partition int, path string) (F
 	}
 	defer v.close()
 	if v.fs == "ext" {
+		needDebugfs(t)
 		return v.debugfsLstat(path)
 	}
 	m, err := StatVM(t, imagePath, v.format, partition, path)
@@ -352,6 +434,7 @@ func ReadFileDebugfs(t testing.TB, imagePath, format string, partition int, path
 	if v.fs != "ext" && v.fs != "ext-recover" {
 		return nil, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
 	}
+	needDebugfs(t)
 	return v.debugfsReadFile(path)
 }
 
@@ -366,7 +449,15 @@ func StatDebugfs(t testing.TB, imagePath, format string, partition int, path str
 	if v.fs != "ext" && v.fs != "ext-recover" {
 		return FileInfo{}, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
 	}
+	needDebugfs(t)
 	return v.debugfsLstat(path)
+}
+
+// needDebugfs ends the test (see internal/vmtest) when debugfs, the
+// independent ext2/3/4 reader, is missing.
+func needDebugfs(t testing.TB) {
+	t.Helper()
+	vmtest.LookPath(t, "debugfs", "e2fsprogs")
 }
 
 // detectFormat returns "qcow2" or "raw" from the file's magic.
@@ -421,6 +512,7 @@ func openView(t testing.TB, imagePath, format string, partition int) (*view, err
 	switch format {
 	case "raw":
 	case "qcow2":
+		vmtest.LookPath(t, "qemu-img", "qemu-utils")
 		v.tmp = filepath.Join(t.TempDir(), "view.raw")
 		v.raw = v.tmp
 		out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", imagePath, v.tmp).CombinedOutput()
@@ -432,6 +524,7 @@ func openView(t testing.TB, imagePath, format string, partition int) (*view, err
 		return nil, fmt.Errorf("testimages: unsupported image format %q", format)
 	}
 	if partition > 0 {
+		vmtest.LookPath(t, "sfdisk", "fdisk")
 		off, err := partitionOffset(v.raw, partition)
 		if err != nil {
 			v.close()

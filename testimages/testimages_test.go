@@ -3,20 +3,24 @@ package testimages
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
+// vmTests: these build the test images and boot the verifier VM (see
+// internal/vmtest).
 func vmTests(t *testing.T) {
 	t.Helper()
-	if os.Getenv("IMGBAKE_VM_TESTS") != "1" {
-		t.Skip("set IMGBAKE_VM_TESTS=1 to build the test images and boot the verifier VM")
-	}
+	vmtest.Gate(t)
 }
 
 // TestImages builds every image and reads files back with both independent readers.
@@ -331,9 +335,7 @@ func TestParseVerifierOutput(t *testing.T) {
 }
 
 func TestCpioWriter(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
-	}
+	vmtest.LookPath(t, "cpio", "cpio")
 	var buf bytes.Buffer
 	c := &cpioWriter{w: &buf}
 	c.dir("d")
@@ -358,5 +360,108 @@ func TestCpioWriter(t *testing.T) {
 	}
 	if !file || !dev {
 		t.Errorf("cpio -itv:\n%s", out)
+	}
+}
+
+// fakeTB records how Path and build end a test.
+type fakeTB struct {
+	failed, skipped bool
+	msg             string
+	logs            []string
+}
+
+func (f *fakeTB) Helper()          {}
+func (f *fakeTB) Skip(args ...any) { f.skipped, f.msg = true, fmt.Sprint(args...) }
+func (f *fakeTB) Logf(format string, args ...any) {
+	f.logs = append(f.logs, fmt.Sprintf(format, args...))
+}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.failed, f.msg = true, fmt.Sprintf(format, args...)
+}
+
+// TestBuildFailureNamesTheLog: a failing build.sh fails the test with a
+// message naming the build log, which holds build.sh's output; the next
+// test needing the image fails at once, naming the same log.
+func TestBuildFailureNamesTheLog(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("IMGBAKE_TESTIMAGES_DIR", dir)
+	script := filepath.Join(t.TempDir(), "build.sh")
+	if err := os.WriteFile(script, []byte("echo \"build.sh: building $1\"\necho 'build.sh: error: debootstrap failed' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		buildMu.Lock()
+		delete(buildFailed, NoPart)
+		buildMu.Unlock()
+	})
+
+	var f fakeTB
+	buildMu.Lock()
+	p := build(&f, script, NoPart)
+	buildMu.Unlock()
+	log := filepath.Join(dir, NoPart+".build.log")
+	if p != "" || !f.failed {
+		t.Fatalf("build of a failing script = %q, failed %v", p, f.failed)
+	}
+	for _, want := range []string{"building test image " + NoPart + " failed", "exit status 3", "build log: " + log, "build.sh: error: debootstrap failed"} {
+		if !strings.Contains(f.msg, want) {
+			t.Errorf("failure message lacks %q:\n%s", want, f.msg)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatalf("no build log: %v", err)
+	}
+	for _, want := range []string{"build.sh: building " + NoPart + "\n", "build.sh: error: debootstrap failed\n", "exit status 3"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("build log lacks %q:\n%s", want, data)
+		}
+	}
+
+	// The image is still missing: Path fails at once, naming the log, even
+	// without IMGBAKE_VM_TESTS.
+	for _, vm := range []string{"1", ""} {
+		t.Setenv("IMGBAKE_VM_TESTS", vm)
+		var g fakeTB
+		if p := path(&g, NoPart); p != "" || !g.failed || g.skipped ||
+			!strings.Contains(g.msg, "failed earlier in this run") || !strings.Contains(g.msg, log) {
+			t.Errorf("IMGBAKE_VM_TESTS=%q: Path after a failed build = %q, failed %v skipped %v: %s", vm, p, g.failed, g.skipped, g.msg)
+		}
+		if len(g.logs) != 0 {
+			t.Errorf("Path built again: %q", g.logs)
+		}
+	}
+}
+
+// TestPathCannotBuild: an image that is missing and cannot be built here
+// (no build tools on PATH; or not root) fails the test under
+// IMGBAKE_VM_TESTS=1, saying how to build it, and skips it otherwise.
+func TestPathCannotBuild(t *testing.T) {
+	t.Setenv("IMGBAKE_TESTIMAGES_DIR", t.TempDir())
+	t.Setenv("PATH", t.TempDir())
+	for _, tc := range []struct {
+		vm   string
+		fail bool
+	}{{"1", true}, {"", false}} {
+		t.Setenv("IMGBAKE_VM_TESTS", tc.vm)
+		for _, name := range []string{NoPart, Python} {
+			var f fakeTB
+			p := path(&f, name)
+			if p != "" || f.failed != tc.fail || f.skipped == tc.fail {
+				t.Errorf("IMGBAKE_VM_TESTS=%q %s: %q, failed %v skipped %v, want failed %v", tc.vm, name, p, f.failed, f.skipped, tc.fail)
+			}
+			how := "make images"
+			if name == Python {
+				how = "testimages/build.sh " + Python
+			}
+			for _, want := range []string{"missing prerequisite", "test image " + name + " is not built", how} {
+				if !strings.Contains(f.msg, want) {
+					t.Errorf("IMGBAKE_VM_TESTS=%q %s: message lacks %q: %s", tc.vm, name, want, f.msg)
+				}
+			}
+			if len(f.logs) != 0 {
+				t.Errorf("a build was attempted: %q", f.logs)
+			}
+		}
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 // The verifier VM: qemu-system-x86_64 (TCG, no KVM needed) boots the host
@@ -48,8 +50,9 @@ var verifierModules = []string{
 
 // ReadFilesVM reads paths from partition of the image with the verifier VM,
 // in one boot, whatever the filesystem (anything the kernel mounts: ext2/3/4,
-// xfs, vfat). See ReadFiles for the arguments and the result. The test is
-// skipped when qemu, a kernel or a static busybox is missing.
+// xfs, vfat). See ReadFiles for the arguments and the result. When qemu, a
+// kernel or a static busybox is missing the test fails under
+// IMGBAKE_VM_TESTS=1 and is skipped otherwise (see internal/vmtest).
 func ReadFilesVM(t testing.TB, imagePath, format string, partition int, paths ...string) (map[string][]byte, error) {
 	t.Helper()
 	reqs := make([]vmReq, len(paths))
@@ -123,7 +126,7 @@ type kernelSetup struct {
 	kernel  string
 	modDir  string
 	base    []byte // initramfs without the request
-	skipMsg string // why the verifier cannot run here
+	missing string // the prerequisite missing here, and how to get it
 	err     error
 }
 
@@ -142,12 +145,12 @@ func verifierSetup() *kernelSetup {
 func findSetup() kernelSetup {
 	var s kernelSetup
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		s.skipMsg = "qemu-system-x86_64 not found (scripts/install-deps.sh installs qemu-system-x86)"
+		s.missing = "qemu-system-x86_64 not found: install the Debian package qemu-system-x86 (" + vmtest.InstallDeps + ")"
 		return s
 	}
 	k, ver, err := findKernel()
 	if err != nil {
-		s.skipMsg = err.Error()
+		s.missing = err.Error()
 		return s
 	}
 	s.kernel = k
@@ -157,7 +160,7 @@ func findSetup() kernelSetup {
 	}
 	bb, err := findBusybox()
 	if err != nil {
-		s.skipMsg = err.Error()
+		s.missing = err.Error()
 		return s
 	}
 	s.base, s.err = buildBaseInitramfs(bb, s.modDir)
@@ -181,7 +184,7 @@ func findKernel() (string, string, error) {
 		k := m[len(m)-1]
 		return k, strings.TrimPrefix(filepath.Base(k), "vmlinuz-"), nil
 	}
-	return "", "", fmt.Errorf("no kernel /boot/vmlinuz-* (install linux-image-cloud-amd64 or set IMGBAKE_KERNEL)")
+	return "", "", fmt.Errorf("no kernel /boot/vmlinuz-*: install the Debian package linux-image-cloud-amd64 (%s) or set IMGBAKE_KERNEL", vmtest.InstallDeps)
 }
 
 // versionLess compares strings with embedded numbers numerically ("6.1.0-9" < "6.1.0-10").
@@ -236,7 +239,7 @@ func findBusybox() (string, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("no statically linked busybox (install busybox-static or set IMGBAKE_BUSYBOX)")
+	return "", fmt.Errorf("no statically linked busybox: install the Debian package busybox-static (%s) or set IMGBAKE_BUSYBOX", vmtest.InstallDeps)
 }
 
 // moduleOrder resolves names (module names, '-' or '_') to module files
@@ -511,8 +514,9 @@ func runVerifier(t testing.TB, imagePath, format string, partition int, reqs []v
 func runVerifierFS(t testing.TB, imagePath, format string, partition int, reqs []vmReq) ([]vmResult, string, error) {
 	t.Helper()
 	s := verifierSetup()
-	if s.skipMsg != "" {
-		t.Skipf("testimages: verifier VM unavailable: %s", s.skipMsg)
+	if s.missing != "" {
+		vmtest.Missing(t, "testimages: the verifier VM cannot run here: %s", s.missing)
+		return nil, "", fmt.Errorf("testimages: verifier VM: %s", s.missing)
 	}
 	if s.err != nil {
 		return nil, "", s.err
