@@ -4,17 +4,27 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
+
+// requireAppliance ends the test (a failure under IMGBAKE_VM_TESTS=1, a
+// skip otherwise) when the appliance cannot be built here: no kernel, or a
+// test binary built without the agent.
+func requireAppliance(t *testing.T) {
+	t.Helper()
+	if _, err := FindKernel(""); err != nil {
+		vmtest.Missing(t, "no appliance kernel: %v (scripts/install-deps.sh installs linux-image-cloud-amd64)", err)
+	}
+	if _, err := AgentBinary(); err != nil {
+		vmtest.Missing(t, "no appliance agent: %v (run `make agent`, which builds %s)", err, "appliance/agentbin/imgbake-agent")
+	}
+}
 
 // TestBuildRemembersKey: the second Build finds the appliance through the
 // stat fingerprint of its inputs, and a lost memo falls back to hashing.
 func TestBuildRemembersKey(t *testing.T) {
-	if _, err := FindKernel(""); err != nil {
-		t.Skipf("no kernel: %v", err)
-	}
-	if _, err := AgentBinary(); err != nil {
-		t.Skipf("no agent: %v", err)
-	}
+	requireAppliance(t)
 	cache := t.TempDir()
 	first, err := Build(BuildOptions{CacheDir: cache})
 	if err != nil {

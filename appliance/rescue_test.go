@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -14,7 +15,7 @@ import (
 // program's libraries and interpreter are in the set.
 func TestCollectRescue(t *testing.T) {
 	if _, err := os.Stat("/usr/sbin/e2fsck"); err != nil {
-		t.Skip("no e2fsck on this host")
+		vmtest.Missing(t, "no /usr/sbin/e2fsck on this host: install the Debian package e2fsprogs (%s)", vmtest.InstallDeps)
 	}
 	rs, err := collectRescue()
 	if err != nil {

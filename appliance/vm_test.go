@@ -2,18 +2,20 @@ package appliance
 
 import (
 	"context"
-	"github.com/imgbake/imgbake/appliance/proto"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 // vmTest skips unless IMGBAKE_VM_TESTS=1: these boot the real appliance.
+// With it set, a missing qemu, kernel or agent fails the test.
 func vmTest(t *testing.T) *Appliance {
 	t.Helper()
-	if os.Getenv("IMGBAKE_VM_TESTS") != "1" {
-		t.Skip("set IMGBAKE_VM_TESTS=1 to boot the appliance")
-	}
+	vmtest.Gate(t)
+	requireAppliance(t)
+	vmtest.LookPath(t, (&QEMU{}).binary(), "qemu-system-x86")
 	app, err := Build(BuildOptions{})
 	if err != nil {
 		t.Fatalf("building appliance: %v", err)

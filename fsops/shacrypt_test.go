@@ -4,6 +4,8 @@ import (
 	execpkg "os/exec"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 // Test vectors from Ulrich Drepper's SHA-crypt specification.
@@ -39,12 +41,10 @@ func TestShaCryptVectors(t *testing.T) {
 
 // TestShaCryptOpenSSL cross-checks with openssl passwd when it is installed.
 func TestShaCryptOpenSSL(t *testing.T) {
-	if _, err := execpkg.LookPath("openssl"); err != nil {
-		t.Skip("no openssl")
-	}
+	openssl := vmtest.LookPath(t, "openssl", "openssl")
 	for _, pw := range []string{"a", "correct horse battery staple", strings.Repeat("ü", 40), "with:colon and $dollar"} {
 		for _, alg := range []string{"-5", "-6"} {
-			out, err := execpkg.Command("openssl", "passwd", alg, "-salt", "Zq8.xx/yy", pw).Output()
+			out, err := execpkg.Command(openssl, "passwd", alg, "-salt", "Zq8.xx/yy", pw).Output()
 			if err != nil {
 				t.Fatal(err)
 			}

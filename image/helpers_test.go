@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 const (
@@ -18,14 +20,11 @@ const (
 	extDataFile      = 0x44415441
 )
 
-// requireTool skips the test when a qemu-utils binary is missing.
+// requireTool returns the path of a qemu-utils binary; a missing one is a
+// missing prerequisite (see internal/vmtest).
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (apt-get install -y qemu-utils)", name)
-	}
-	return p
+	return vmtest.LookPath(t, name, "qemu-utils")
 }
 
 // run runs a qemu-utils command and fails the test on error.

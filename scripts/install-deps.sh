@@ -15,6 +15,7 @@ pkgs=(
   mtools            # test images: files into the ESP without mounting
   tmux              # tests drive `imgbake shell` on a real terminal
   ansible-core openssh-client openssh-server # tests: the Ansible connection plugin, local and over ssh
+  openssl           # tests: check password hashes independently of imgbake
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libguestfs-tools)

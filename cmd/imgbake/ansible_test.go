@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -35,9 +36,7 @@ func repoRoot(t *testing.T) string {
 // playbook runs with: our collection, our ansible.cfg, this binary as imgbake.
 func ansibleEnv(t *testing.T, tmp string) []string {
 	t.Helper()
-	if _, err := exec.LookPath("ansible-playbook"); err != nil {
-		t.Skip("ansible-playbook is not installed (scripts/install-deps.sh installs ansible-core)")
-	}
+	vmtest.LookPath(t, "ansible-playbook", "ansible-core")
 	exe, err := os.Executable()
 	must(t, err)
 	root := repoRoot(t)
@@ -392,18 +391,17 @@ type sshHost struct {
 
 // startSSHD runs sshd on a free localhost port for a throw-away user whose
 // only login is a fresh key, with a copy of this binary as its imgbake.
-// Everything is undone when the test ends; the test is skipped when that
-// cannot be set up here.
+// Everything is undone when the test ends. The test is skipped when not
+// root; a missing or broken ssh setup is a missing prerequisite (see
+// internal/vmtest).
 func startSSHD(t *testing.T) *sshHost {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the remote test needs root (a user of its own and sshd)")
 	}
 	sshd := "/usr/sbin/sshd"
-	for _, tool := range []string{sshd, "ssh", "ssh-keygen", "useradd", "userdel"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the remote test needs %s (scripts/install-deps.sh installs openssh-server)", tool)
-		}
+	for tool, pkg := range map[string]string{sshd: "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client", "useradd": "passwd", "userdel": "passwd"} {
+		vmtest.LookPath(t, tool, pkg)
 	}
 	h := &sshHost{}
 	dir, err := os.MkdirTemp("/tmp", "imgbaketest-ssh-")
@@ -415,7 +413,7 @@ func startSSHD(t *testing.T) *sshHost {
 	h.user = fmt.Sprintf("imgbk%d", os.Getpid()%1000000)
 	home := filepath.Join(dir, "home")
 	if out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/bin/sh", h.user).CombinedOutput(); err != nil {
-		t.Skipf("useradd: %v %s", err, out)
+		vmtest.Missing(t, "the remote test cannot add its user: useradd: %v %s", err, out)
 	}
 	u, err := user.Lookup(h.user)
 	must(t, err)
@@ -486,7 +484,7 @@ LogLevel ERROR
 	var serr bytes.Buffer
 	cmd.Stderr = &serr
 	if err := cmd.Start(); err != nil {
-		t.Skipf("sshd cannot be started: %v", err)
+		vmtest.Missing(t, "sshd cannot be started: %v (scripts/install-deps.sh installs openssh-server)", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -507,11 +505,11 @@ LogLevel ERROR
 		}
 		select {
 		case <-done:
-			t.Skipf("sshd exited at once: %s", serr.String())
+			vmtest.Missing(t, "sshd exited at once: %s", serr.String())
 		default:
 		}
 		if i > 50 {
-			t.Skipf("sshd does not listen on port %d: %s", h.port, serr.String())
+			vmtest.Missing(t, "sshd does not listen on port %d: %s", h.port, serr.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -519,7 +517,7 @@ LogLevel ERROR
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
 		h.user+"@127.0.0.1", "id -u").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != strconv.Itoa(h.uid) {
-		t.Skipf("cannot log in over ssh as %s: %v %s %s", h.user, err, out, serr.String())
+		vmtest.Missing(t, "cannot log in over ssh as %s: %v %s %s", h.user, err, out, serr.String())
 	}
 	return h
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imgbake/imgbake/image"
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/recipes"
 )
 
@@ -42,8 +43,9 @@ func TestBadInput(t *testing.T) {
 	before := sha256File(t, disk)
 	good := writeRecipe(t, goodRecipe)
 	qcow := filepath.Join(t.TempDir(), "backed.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", disk, qcow).CombinedOutput(); err != nil {
-		t.Skipf("qemu-img unavailable: %v %s", err, out)
+	qemuImg := vmtest.LookPath(t, "qemu-img", "qemu-utils")
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", disk, qcow).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v %s", err, out)
 	}
 
 	tests := []struct {

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 // cliResult is what one in-process run of the CLI produced.
@@ -110,9 +113,17 @@ func privateTmp(t *testing.T) string {
 	return dir
 }
 
+// vmTests gates a test that boots the appliance (see internal/vmtest): it
+// skips without IMGBAKE_VM_TESTS=1; with it, a missing qemu, kernel or
+// agent fails the test.
 func vmTests(t *testing.T) {
 	t.Helper()
-	if os.Getenv("IMGBAKE_VM_TESTS") != "1" {
-		t.Skip("VM test: set IMGBAKE_VM_TESTS=1 (make test does)")
+	vmtest.Gate(t)
+	vmtest.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
+	if _, err := appliance.FindKernel(""); err != nil {
+		vmtest.Missing(t, "no appliance kernel: %v (scripts/install-deps.sh installs linux-image-cloud-amd64)", err)
+	}
+	if _, err := appliance.AgentBinary(); err != nil {
+		vmtest.Missing(t, "no appliance agent in this test binary: %v (run `make agent` first; make test does)", err)
 	}
 }

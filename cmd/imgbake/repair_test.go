@@ -15,6 +15,7 @@ import (
 
 	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -29,7 +30,7 @@ func debugfsWrite(t *testing.T, disk string, reqs ...string) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "debugfs.cmds")
 	must(t, os.WriteFile(f, []byte(strings.Join(reqs, "\n")+"\n"), 0o600))
-	out, err := exec.Command("debugfs", "-w", "-f", f, disk).CombinedOutput()
+	out, err := exec.Command(vmtest.LookPath(t, "debugfs", "e2fsprogs"), "-w", "-f", f, disk).CombinedOutput()
 	if err != nil {
 		t.Fatalf("debugfs -w: %v\n%s", err, out)
 	}
@@ -186,11 +187,11 @@ func checkOpenSSL(t *testing.T, password, hash string) {
 	if len(f) != 4 || f[1] != "6" {
 		t.Fatalf("hash %q is not a $6$ (SHA-512) hash with default rounds", hash)
 	}
-	cmd := exec.Command("openssl", "passwd", "-6", "-salt", f[2], "-stdin")
+	cmd := exec.Command(vmtest.LookPath(t, "openssl", "openssl"), "passwd", "-6", "-salt", f[2], "-stdin")
 	cmd.Stdin = strings.NewReader(password + "\n")
 	out, err := cmd.Output()
 	if err != nil {
-		t.Skipf("openssl passwd: %v", err)
+		t.Fatalf("openssl passwd: %v", err)
 	}
 	if got := strings.TrimSpace(string(out)); got != hash {
 		t.Errorf("openssl passwd -6 -salt %s gives %s, the image has %s", f[2], got, hash)

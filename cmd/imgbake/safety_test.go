@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -261,9 +262,9 @@ func tinyImage(t *testing.T, sizeMiB int) string {
 	must(t, os.WriteFile(filepath.Join(root, "etc", "os-release"), []byte("ID=tiny\nVERSION_ID=1\nNAME=Tiny\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(root, "etc", "fstab"), []byte("LABEL=tiny / ext4 defaults 0 1\n"), 0o644))
 	disk := filepath.Join(t.TempDir(), "tiny.raw")
-	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "tiny", "-d", root, disk, fmt.Sprintf("%dM", sizeMiB)).CombinedOutput()
+	out, err := exec.Command(vmtest.LookPath(t, "mkfs.ext4", "e2fsprogs"), "-q", "-F", "-L", "tiny", "-d", root, disk, fmt.Sprintf("%dM", sizeMiB)).CombinedOutput()
 	if err != nil {
-		t.Skipf("mkfs.ext4 -d: %v %s", err, out)
+		t.Fatalf("mkfs.ext4 -d: %v %s", err, out)
 	}
 	return disk
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -22,9 +23,7 @@ type tmuxSession struct {
 
 func startTmux(t *testing.T, cols, rows int, args ...string) *tmuxSession {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux is not installed (scripts/install-deps.sh installs it)")
-	}
+	vmtest.LookPath(t, "tmux", "tmux")
 	s := &tmuxSession{t: t, name: "imgbake", sock: filepath.Join(t.TempDir(), "tmux.sock")}
 	quoted := make([]string, len(args))
 	for i, a := range args {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -104,10 +105,8 @@ func hostCryptMatches(t *testing.T, password, hash string) bool {
 			return strings.TrimSpace(string(out)) == hash
 		}
 	}
-	if _, err := exec.LookPath("perl"); err != nil {
-		t.Skipf("cannot check %.4s hashes on this host: no perl", hash)
-	}
-	err := exec.Command("perl", "-e", `exit(crypt($ARGV[0], $ARGV[1]) eq $ARGV[1] ? 0 : 1)`, password, hash).Run()
+	perl := vmtest.LookPath(t, "perl", "perl-base")
+	err := exec.Command(perl, "-e", `exit(crypt($ARGV[0], $ARGV[1]) eq $ARGV[1] ? 0 : 1)`, password, hash).Run()
 	return err == nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -346,8 +347,8 @@ func TestNoOperatingSystem(t *testing.T) {
 	must(t, err)
 	must(t, f.Truncate(64<<20))
 	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "data", disk).CombinedOutput(); err != nil {
-		t.Skipf("mkfs.ext4: %v %s", err, out)
+	if out, err := exec.Command(vmtest.LookPath(t, "mkfs.ext4", "e2fsprogs"), "-q", "-F", "-L", "data", disk).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
 	}
 	before := sha256File(t, disk)
 	r := imgbake(t, "run", "-a", disk, writeRecipe(t, goodRecipe))

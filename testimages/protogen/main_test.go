@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
 )
 
 // makeTree builds a small tree with every kind of entry protogen handles.
@@ -102,10 +104,8 @@ func TestGenerate(t *testing.T) {
 
 // TestMkfsXFS feeds the protofile to mkfs.xfs and checks the result with xfs_db.
 func TestMkfsXFS(t *testing.T) {
-	for _, tool := range []string{"mkfs.xfs", "xfs_db"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
+	for _, tool := range []string{"mkfs.xfs", "xfs_db", "xfs_repair"} {
+		vmtest.LookPath(t, tool, "xfsprogs")
 	}
 	root := makeTree(t)
 	dir := t.TempDir()
