@@ -5,10 +5,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/recipes"
 )
 
 func TestPackagesParse(t *testing.T) {
-	r, err := Parse("p.yaml", []byte("steps:\n  - install: [nginx, haveged, \"libc6:amd64\", python3.11]\n  - install: hello\n  - uninstall: [telnet]\n  - update: true\n"), t.TempDir())
+	r, err := recipes.Parse("p.yaml", []byte("steps:\n  - install: [nginx, haveged, \"libc6:amd64\", python3.11]\n  - install: hello\n  - uninstall: [telnet]\n  - update: true\n"), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +20,7 @@ func TestPackagesParse(t *testing.T) {
 	if got := r.Steps[1].Op.(*Install).Packages; !slices.Equal(got, []string{"hello"}) {
 		t.Errorf("install scalar = %v", got)
 	}
-	if !NeedsNetwork(r.Steps[0].recipes.Op) || NeedsNetwork(r.Steps[2].recipes.Op) || !NeedsNetwork(r.Steps[3].recipes.Op) {
+	if !NeedsNetwork(r.Steps[0].Op) || NeedsNetwork(r.Steps[2].Op) || !NeedsNetwork(r.Steps[3].Op) {
 		t.Error("NeedsNetwork is wrong")
 	}
 }
@@ -34,8 +36,8 @@ func TestPackagesInvalid(t *testing.T) {
 		{"steps:\n  - update: yes please\n", `p.yaml:2:13: update: expected true or false, got string "yes please"`},
 	}
 	for _, tt := range tests {
-		_, err := Parse("p.yaml", []byte(tt.src), t.TempDir())
-		var el ErrorList
+		_, err := recipes.Parse("p.yaml", []byte(tt.src), t.TempDir())
+		var el recipes.ErrorList
 		if !errors.As(err, &el) {
 			t.Errorf("%q: want errors, got %v", tt.src, err)
 			continue

@@ -1,4 +1,4 @@
-package recipes
+package steps
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/recipes"
 )
 
 // Tests for the file step kinds: append_line, edit, upload, chmod, chown,
@@ -55,12 +57,12 @@ steps:
     timeout: 5m
   - script: {src: ./setup.sh}
 `
-	r, err := Parse("files.yaml", []byte(src), dir)
+	r, err := recipes.Parse("files.yaml", []byte(src), dir)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	script := filepath.Join(dir, "setup.sh")
-	want := []Op{
+	want := []recipes.Op{
 		&AppendLine{Path: "/etc/environment", Line: "EDITOR=vim"},
 		&AppendLine{Path: "/etc/modules", Line: "42"},
 		&Edit{Path: "/etc/ssh/sshd_config", Regexp: `^#?PermitRootLogin .*`, Replace: "PermitRootLogin no"},
@@ -105,7 +107,7 @@ steps:
 		covered[s.Op.Kind()] = true
 	}
 	for _, k := range []string{"append_line", "edit", "upload", "chmod", "chown", "move", "link", "touch", "truncate", "script"} {
-		if _, ok := opDecoders[k]; !ok || !covered[k] {
+		if _, ok := Lookup(k); !ok || !covered[k] {
 			t.Errorf("kind %s: registered %v, covered %v", k, ok, covered[k])
 		}
 	}
@@ -267,11 +269,11 @@ func TestParseFileOpsInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filesDir(t)
-			r, err := Parse("r.yaml", []byte(tt.src), dir)
+			r, err := recipes.Parse("r.yaml", []byte(tt.src), dir)
 			if err == nil {
 				t.Fatalf("Parse succeeded with %d steps, want errors", len(r.Steps))
 			}
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, recipes.ErrInvalid) {
 				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
 			}
 			want := strings.ReplaceAll(strings.Join(tt.want, "\n"), "$DIR", dir)

@@ -1,4 +1,4 @@
-package recipes
+package steps
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/recipes"
 )
 
 func TestExprEval(t *testing.T) {
@@ -39,7 +41,7 @@ func TestExprEval(t *testing.T) {
 		{`os.arch == "x86_64" and os.package_manager == "apt"`, true},
 	}
 	for _, tt := range tests {
-		e, err := ParseExpr(tt.expr, nil)
+		e, err := recipes.ParseExpr(tt.expr, nil)
 		if err != nil {
 			t.Errorf("ParseExpr(%q): %v", tt.expr, err)
 			continue
@@ -69,8 +71,8 @@ func TestExprErrors(t *testing.T) {
 	}
 	known := func(n string) bool { return n == "os.id" || n == "os.arch" }
 	for _, tt := range tests {
-		_, err := ParseExpr(tt.expr, known)
-		var ee *ExprError
+		_, err := recipes.ParseExpr(tt.expr, known)
+		var ee *recipes.ExprError
 		if !errors.As(err, &ee) || ee.Offset != tt.offset || ee.Msg != tt.msg {
 			t.Errorf("ParseExpr(%q) = %v (%+v), want offset %d %q", tt.expr, err, ee, tt.offset, tt.msg)
 		}
@@ -82,7 +84,7 @@ func TestCompareVersions(t *testing.T) {
 		a, b string
 		want int
 	}{{"12", "9", 1}, {"2.10", "2.9", 1}, {"12", "12.1", -1}, {"12.0", "12.0", 0}, {"8.6", "9", -1}, {"1.0~rc1", "1.0", 1}} {
-		if got := CompareVersions(tt.a, tt.b); got != tt.want {
+		if got := recipes.CompareVersions(tt.a, tt.b); got != tt.want {
 			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
 	}
@@ -98,7 +100,7 @@ func TestFamilyOf(t *testing.T) {
 		{"almalinux", []string{"rhel", "centos", "fedora"}, "rhel"}, {"opensuse-leap", []string{"suse", "opensuse"}, "suse"},
 		{"alpine", nil, "alpine"}, {"pop", []string{"ubuntu", "debian"}, "debian"}, {"weird", nil, "weird"},
 	} {
-		if got := FamilyOf(tt.id, tt.like); got != tt.family {
+		if got := recipes.FamilyOf(tt.id, tt.like); got != tt.family {
 			t.Errorf("FamilyOf(%q, %v) = %q, want %q", tt.id, tt.like, got, tt.family)
 		}
 	}
@@ -119,18 +121,18 @@ steps:
   - run: echo ubuntu only
     when: os.id == "ubuntu"
 `
-	r, err := Parse("w.yaml", []byte(src), t.TempDir())
+	r, err := recipes.Parse("w.yaml", []byte(src), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		facts Facts
+		facts recipes.Facts
 		want  []string
 	}{
-		{Facts{OSID: "debian", VersionID: "12", Family: FamilyOf("debian", nil)}, []string{"apt-get install -y nginx"}},
-		{Facts{OSID: "ubuntu", VersionID: "22.04", Family: FamilyOf("ubuntu", []string{"debian"})}, []string{"apt-get install -y nginx", "echo ubuntu only"}},
-		{Facts{OSID: "rocky", VersionID: "9.3", Family: FamilyOf("rocky", []string{"rhel", "centos", "fedora"})}, []string{"dnf install -y nginx"}},
-		{Facts{OSID: "almalinux", VersionID: "8.9", Family: FamilyOf("almalinux", []string{"rhel", "centos", "fedora"})}, []string{"yum install -y nginx"}},
+		{recipes.Facts{OSID: "debian", VersionID: "12", Family: recipes.FamilyOf("debian", nil)}, []string{"apt-get install -y nginx"}},
+		{recipes.Facts{OSID: "ubuntu", VersionID: "22.04", Family: recipes.FamilyOf("ubuntu", []string{"debian"})}, []string{"apt-get install -y nginx", "echo ubuntu only"}},
+		{recipes.Facts{OSID: "rocky", VersionID: "9.3", Family: recipes.FamilyOf("rocky", []string{"rhel", "centos", "fedora"})}, []string{"dnf install -y nginx"}},
+		{recipes.Facts{OSID: "almalinux", VersionID: "8.9", Family: recipes.FamilyOf("almalinux", []string{"rhel", "centos", "fedora"})}, []string{"yum install -y nginx"}},
 	}
 	for _, tt := range tests {
 		var got []string
@@ -172,14 +174,14 @@ steps:
     changed_when: '"debian" in stdout'
     creates: /etc/done
 `
-	r, err := Parse("v.yaml", []byte(src), dir, WithVars(map[string]any{"admin": "root"}))
+	r, err := recipes.Parse("v.yaml", []byte(src), dir, recipes.WithVars(map[string]any{"admin": "root"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Vars["motd"] != "Built by imgbake for root\n" {
 		t.Errorf("command-line var should win and vars expand: %q", r.Vars["motd"])
 	}
-	f := Facts{OSID: "debian", Family: "debian", Hostname: "h1"}
+	f := recipes.Facts{OSID: "debian", Family: "debian", Hostname: "h1"}
 	op, err := r.Resolve(r.Steps[1], f)
 	if err != nil {
 		t.Fatal(err)
@@ -259,8 +261,8 @@ func TestLanguageInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("r.yaml", []byte(tt.src), dir)
-			var el ErrorList
+			_, err := recipes.Parse("r.yaml", []byte(tt.src), dir)
+			var el recipes.ErrorList
 			if !errors.As(err, &el) {
 				t.Fatalf("want an ErrorList, got %v", err)
 			}

@@ -1,4 +1,4 @@
-package recipes
+package steps
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/recipes"
 )
 
 // FuzzParse checks that Parse never panics and that every failure is an
@@ -17,7 +19,7 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := Parse("fuzz.yaml", data, dir)
+		r, err := recipes.Parse("fuzz.yaml", data, dir)
 		if err == nil {
 			if r == nil || len(r.Steps) == 0 {
 				t.Fatalf("Parse returned no error and recipe %+v", r)
@@ -35,11 +37,11 @@ func FuzzParse(f *testing.F) {
 		if r != nil {
 			t.Fatalf("Parse returned a recipe along with error %v", err)
 		}
-		var list ErrorList
+		var list recipes.ErrorList
 		if !errors.As(err, &list) || len(list) == 0 {
 			t.Fatalf("error %q (%T) is not a non-empty ErrorList", err, err)
 		}
-		if !errors.Is(err, ErrInvalid) {
+		if !errors.Is(err, recipes.ErrInvalid) {
 			t.Fatalf("error %q does not match ErrInvalid", err)
 		}
 		for _, e := range list {

@@ -1,4 +1,4 @@
-package recipes
+package steps
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/recipes"
 )
 
 // systemKinds are the system step kinds tested here.
@@ -46,7 +48,7 @@ func TestParseSystemValid(t *testing.T) {
       password: hunter2
       sudo: true
   - user: {name: app, groups: users, password: {random: ./app.txt}, sudo: false}
-  - ssh_inject: {user: root, Key: "` + testKey + `"}
+  - ssh_inject: {user: root, key: "` + testKey + `"}
   - ssh_inject: {user: root, file: id.pub}
   - service: {name: ssh, enabled: true}
   - service: {name: fstrim.timer, enabled: false, masked: true}
@@ -60,24 +62,24 @@ func TestParseSystemValid(t *testing.T) {
   - machine_id_reset: true
   - selinux_relabel: true
 `
-	r, err := Parse("sys.yaml", []byte(src), dir)
+	r, err := recipes.Parse("sys.yaml", []byte(src), dir)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	p := func(name string) string { return filepath.Join(dir, name) }
-	want := []Op{
+	want := []recipes.Op{
 		&Timezone{Name: "Europe/Berlin"},
 		&Timezone{Name: "Etc/GMT+5"},
-		&RootPassword{Secret: Secret{Password: "s3cret: with colon"}},
-		&RootPassword{Secret: Secret{File: p("pw.txt")}},
-		&RootPassword{Secret: Secret{Random: p("root-password.txt")}},
+		&RootPassword{Secret: recipes.Secret{Password: "s3cret: with colon"}},
+		&RootPassword{Secret: recipes.Secret{File: p("pw.txt")}},
+		&RootPassword{Secret: recipes.Secret{Random: p("root-password.txt")}},
 		&RootPassword{Locked: true},
-		&Password{User: "ops", Secret: Secret{Password: "1234"}},
-		&Password{User: "svc.app", Secret: Secret{Random: p("out.txt")}},
+		&Password{User: "ops", Secret: recipes.Secret{Password: "1234"}},
+		&Password{User: "svc.app", Secret: recipes.Secret{Random: p("out.txt")}},
 		&User{Name: "ops"},
 		&User{Name: "ops", UID: new(1001), Groups: []string{"sudo", "adm"}, Shell: "/bin/bash", Home: "/srv/ops",
-			SSHAuthorizedKeys: []string{testKey}, Password: &Secret{Password: "hunter2"}, Sudo: new(true)},
-		&User{Name: "app", Groups: []string{"users"}, Password: &Secret{Random: p("app.txt")}, Sudo: new(false)},
+			SSHAuthorizedKeys: []string{testKey}, Password: &recipes.Secret{Password: "hunter2"}, Sudo: new(true)},
+		&User{Name: "app", Groups: []string{"users"}, Password: &recipes.Secret{Random: p("app.txt")}, Sudo: new(false)},
 		&SSHInject{User: "root", Key: testKey},
 		&SSHInject{User: "root", File: p("id.pub")},
 		&Service{Name: "ssh.service", Enabled: new(true)},
@@ -107,7 +109,7 @@ func TestParseSystemValid(t *testing.T) {
 		t.Errorf("test covers %v, want %v", got, systemKinds)
 	}
 	for _, k := range systemKinds {
-		if !slices.Contains(Kinds(), k) {
+		if !slices.Contains(recipes.Kinds(), k) {
 			t.Errorf("kind %q is not registered", k)
 		}
 	}
@@ -117,7 +119,7 @@ func TestParseSystemValid(t *testing.T) {
 func TestSecretsStayHidden(t *testing.T) {
 	src := "steps:\n  - root_password: {password: TopSecret1}\n  - password: {user: ops, password: TopSecret2}\n" +
 		"  - user: {name: ops, password: TopSecret3}\n  - user: {name: ops, password: {password: TopSecret4}}\n"
-	r, err := Parse("s.yaml", []byte(src), t.TempDir())
+	r, err := recipes.Parse("s.yaml", []byte(src), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func TestSecretsStayHidden(t *testing.T) {
 		}
 	}
 	// Nor in error messages about them.
-	_, err = Parse("s.yaml", []byte("steps:\n  - root_password: {password: \"TopSecret\\nline2\", file: x}\n"), t.TempDir())
+	_, err = recipes.Parse("s.yaml", []byte("steps:\n  - root_password: {password: \"TopSecret\\nline2\", file: x}\n"), t.TempDir())
 	if err == nil || strings.Contains(err.Error(), "TopSecret") {
 		t.Errorf("error = %v", err)
 	}
@@ -218,14 +220,14 @@ func TestParseSystemInvalid(t *testing.T) {
 		// ssh_inject
 		{"ssh_inject without key", "steps:\n- ssh_inject: {user: root}\n",
 			[]string{`r.yaml:2:15: ssh_inject: needs one of key, file`}},
-		{"ssh_inject key and file", "steps:\n- ssh_inject: {user: root, Key: \"" + testKey + "\", file: ./k}\n",
+		{"ssh_inject key and file", "steps:\n- ssh_inject: {user: root, key: \"" + testKey + "\", file: ./k}\n",
 			[]string{
 				`r.yaml:2:` + strconv.Itoa(43+len(testKey)) + `: ssh_inject.file: "./k" does not exist (looked for "$DIR/k")`,
 				`r.yaml:2:` + strconv.Itoa(43+len(testKey)) + `: ssh_inject.file: give only one of key, file (key is already set)`,
 			}},
-		{"ssh_inject private key", "steps:\n- ssh_inject: {user: root, Key: \"-----BEGIN OPENSSH PRIVATE KEY-----\"}\n",
+		{"ssh_inject private key", "steps:\n- ssh_inject: {user: root, key: \"-----BEGIN OPENSSH PRIVATE KEY-----\"}\n",
 			[]string{`r.yaml:2:33: ssh_inject.key: not an OpenSSH public key (want e.g. "ssh-ed25519 AAAA... user@host")`}},
-		{"ssh_inject without user", "steps:\n- ssh_inject: {Key: \"" + testKey + "\"}\n",
+		{"ssh_inject without user", "steps:\n- ssh_inject: {key: \"" + testKey + "\"}\n",
 			[]string{`r.yaml:2:15: ssh_inject: missing required key "user"`}},
 		// service
 		{"service without action", "steps:\n- service: {name: ssh}\n",
@@ -291,11 +293,11 @@ func TestParseSystemInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			r, err := Parse("r.yaml", []byte(tt.src), dir)
+			r, err := recipes.Parse("r.yaml", []byte(tt.src), dir)
 			if err == nil {
 				t.Fatalf("Parse succeeded with %d steps, want errors", len(r.Steps))
 			}
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, recipes.ErrInvalid) {
 				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
 			}
 			want := strings.ReplaceAll(strings.Join(tt.want, "\n"), "$DIR", dir)

@@ -1,4 +1,4 @@
-package recipes
+package steps
 
 import (
 	"crypto/sha256"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imgbake/imgbake/recipes"
 )
 
 func modePtr(m fs.FileMode) *fs.FileMode { return &m }
@@ -42,7 +44,7 @@ steps:
   - delete: /root/hello
     ignore_errors: false
 `
-	r, err := Parse("demo.yaml", []byte(src), dir)
+	r, err := recipes.Parse("demo.yaml", []byte(src), dir)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -50,8 +52,8 @@ steps:
 	if r.Name != "demo" || r.File != "demo.yaml" || r.Dir != dir || r.SHA256 != hex.EncodeToString(sum[:]) {
 		t.Errorf("recipe = {Name: %q, File: %q, Dir: %q, SHA256: %q}", r.Name, r.File, r.Dir, r.SHA256)
 	}
-	pos := func(line int) Position { return Position{File: "demo.yaml", Line: line, Col: 5} }
-	want := []Step{
+	pos := func(line int) recipes.Position { return recipes.Position{File: "demo.yaml", Line: line, Col: 5} }
+	want := []recipes.Step{
 		{Index: 1, Name: "set the hostname", Timeout: 30 * time.Second, Pos: pos(3), Op: &Hostname{Name: "baked"}},
 		{Index: 2, IgnoreErrors: true, Pos: pos(6), Op: &Run{Command: "echo hello > /root/hello"}},
 		{Index: 3, Pos: pos(8), Op: &Write{Path: "/etc/motd", Content: "Welcome\n", Mode: modePtr(0o644), Owner: "root:root"}},
@@ -87,7 +89,7 @@ steps:
 
 func TestKinds(t *testing.T) {
 	core := []string{"copy_in", "copy_out", "delete", "hostname", "mkdir", "run", "template", "write"}
-	got := Kinds()
+	got := recipes.Kinds()
 	if !slices.IsSorted(got) {
 		t.Errorf("Kinds() = %v, not sorted", got)
 	}
@@ -141,13 +143,13 @@ func TestParseInvalid(t *testing.T) {
 		{"step is a string", "steps:\n- hostname\n",
 			[]string{`r.yaml:2:3: expected a step mapping with one operation, got string "hostname"`}},
 		{"step without operation", "steps:\n- name: only a name\n",
-			[]string{`r.yaml:2:3: step has no operation; add one of: ` + strings.Join(Kinds(), ", ")}},
+			[]string{`r.yaml:2:3: step has no operation; add one of: ` + strings.Join(recipes.Kinds(), ", ")}},
 		{"two operations", "steps:\n- run: a\n  hostname: b\n",
 			[]string{`r.yaml:3:3: step has more than one operation ("run", "hostname"); use a separate step for each`}},
 		{"misspelled operation", "steps:\n- hostnme: b\n",
 			[]string{`r.yaml:2:3: unknown key "hostnme"; did you mean "hostname"?`}},
 		{"unknown step key", "steps:\n- run: a\n  retries: 3\n",
-			[]string{`r.yaml:3:3: unknown key "retries"; a step needs one operation (` + strings.Join(Kinds(), ", ") + `) and may have changed_when, creates, ignore_errors, name, timeout, when`}},
+			[]string{`r.yaml:3:3: unknown key "retries"; a step needs one operation (` + strings.Join(recipes.Kinds(), ", ") + `) and may have changed_when, creates, ignore_errors, name, timeout, when`}},
 		{"duplicate step key", "steps:\n- run: a\n  run: b\n",
 			[]string{`r.yaml:3:3: duplicate key "run" (first at 2:3)`}},
 		{"non-string key", "steps:\n- [a]: b\n  run: c\n",
@@ -236,14 +238,14 @@ func TestParseInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			r, err := Parse("r.yaml", []byte(tt.src), dir)
+			r, err := recipes.Parse("r.yaml", []byte(tt.src), dir)
 			if err == nil {
 				t.Fatalf("Parse succeeded with %d steps, want errors", len(r.Steps))
 			}
 			if r != nil {
 				t.Errorf("Parse returned a recipe along with error %v", err)
 			}
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, recipes.ErrInvalid) {
 				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
 			}
 			want := strings.ReplaceAll(strings.Join(tt.want, "\n"), "$DIR", dir)
@@ -266,7 +268,7 @@ steps:
   - frobnicate: yes
 `
 	dir := t.TempDir()
-	_, err := Parse("multi.yaml", []byte(src), dir)
+	_, err := recipes.Parse("multi.yaml", []byte(src), dir)
 	want := []string{
 		`multi.yaml:1:7: name: expected a string, got a list`,
 		`multi.yaml:3:15: hostname: "bad_name" contains '_'; only letters, digits, '-' and '.' are allowed`,
@@ -276,9 +278,9 @@ steps:
 		`multi.yaml:7:19: write.path: "relative" is not absolute; paths in the image start with /`,
 		`multi.yaml:7:47: write.mode: invalid mode "999"; want octal digits like "0644"`,
 		`multi.yaml:8:20: copy_in.src: "missing" does not exist (looked for "` + filepath.Join(dir, "missing") + `")`,
-		`multi.yaml:9:5: unknown key "frobnicate"; a step needs one operation (` + strings.Join(Kinds(), ", ") + `) and may have changed_when, creates, ignore_errors, name, timeout, when`,
+		`multi.yaml:9:5: unknown key "frobnicate"; a step needs one operation (` + strings.Join(recipes.Kinds(), ", ") + `) and may have changed_when, creates, ignore_errors, name, timeout, when`,
 	}
-	var list ErrorList
+	var list recipes.ErrorList
 	if !errors.As(err, &list) {
 		t.Fatalf("error %v (%T) is not an ErrorList", err, err)
 	}
@@ -289,11 +291,11 @@ steps:
 	if !slices.Equal(got, want) {
 		t.Errorf("errors differ\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
 	}
-	var first *Error
+	var first *recipes.Error
 	if !errors.As(err, &first) || first != list[0] {
 		t.Errorf("errors.As(*Error) = %v, want the first entry", first)
 	}
-	if !errors.Is(err, ErrInvalid) || !errors.Is(list[3], ErrInvalid) {
+	if !errors.Is(err, recipes.ErrInvalid) || !errors.Is(list[3], recipes.ErrInvalid) {
 		t.Errorf("errors do not match ErrInvalid")
 	}
 }
@@ -319,7 +321,7 @@ func TestHostPaths(t *testing.T) {
 	// Load with a path relative to the working directory: host paths must
 	// still resolve against the recipe's own directory.
 	t.Chdir(root)
-	r, err := Load(filepath.Join("recipes", "host.yaml"))
+	r, err := recipes.Load(filepath.Join("recipes", "host.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +351,7 @@ func TestHostPaths(t *testing.T) {
 
 func TestLoadMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.yaml")
-	_, err := Load(path)
+	_, err := recipes.Load(path)
 	if err == nil {
 		t.Fatal("Load succeeded")
 	}
@@ -360,55 +362,26 @@ func TestLoadMissingFile(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("error does not match fs.ErrNotExist")
 	}
-	if errors.Is(err, ErrInvalid) {
+	if errors.Is(err, recipes.ErrInvalid) {
 		t.Errorf("a missing file should not count as an invalid recipe")
-	}
-}
-
-func TestParseMode(t *testing.T) {
-	tests := []struct {
-		in   string
-		want fs.FileMode
-		unix uint32
-	}{
-		{"0644", 0o644, 0o644},
-		{"644", 0o644, 0o644},
-		{"0o755", 0o755, 0o755},
-		{"0O700", 0o700, 0o700},
-		{"0", 0, 0},
-		{"4755", fs.ModeSetuid | 0o755, 0o4755},
-		{"2775", fs.ModeSetgid | 0o775, 0o2775},
-		{"01777", fs.ModeSticky | 0o777, 0o1777},
-		{"7777", fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky | 0o777, 0o7777},
-	}
-	for _, tt := range tests {
-		got, err := parseMode(tt.in)
-		if err != nil || got != tt.want || UnixMode(got) != tt.unix {
-			t.Errorf("parseMode(%q) = %v, %v (unix %o), want %v (unix %o)", tt.in, got, err, UnixMode(got), tt.want, tt.unix)
-		}
-	}
-	for _, in := range []string{"", "8", "0o", "-644", "+644", "0x1ff", "10000", "0o0o644", "6 44"} {
-		if m, err := parseMode(in); err == nil {
-			t.Errorf("parseMode(%q) = %v, want an error", in, m)
-		}
 	}
 }
 
 func TestStepTitle(t *testing.T) {
 	tests := []struct {
-		step Step
+		step recipes.Step
 		want string
 	}{
-		{Step{Name: "set the hostname", Op: &Hostname{Name: "baked"}}, "set the hostname"},
-		{Step{Op: &Hostname{Name: "baked"}}, "hostname: baked"},
-		{Step{Op: &Run{Command: "echo hello > /root/hello"}}, "run: echo hello > /root/hello"},
-		{Step{Op: &Run{Command: "\n  apt-get update\n  apt-get -y install nginx\n"}}, "run: apt-get update …"},
-		{Step{Op: &Run{Command: "printf 'a\tb'"}}, "run: printf 'a b'"},
-		{Step{Op: &Run{Command: strings.Repeat("x", 100)}}, "run: " + strings.Repeat("x", 54) + "…"},
-		{Step{Op: &Write{Path: "/etc/motd"}}, "write: /etc/motd"},
-		{Step{Op: &CopyIn{Src: "/src", Dest: "/dest"}}, "copy_in: /src -> /dest"},
-		{Step{Name: "two\nlines"}, "two …"},
-		{Step{Index: 3}, "step 3"},
+		{recipes.Step{Name: "set the hostname", Op: &Hostname{Name: "baked"}}, "set the hostname"},
+		{recipes.Step{Op: &Hostname{Name: "baked"}}, "hostname: baked"},
+		{recipes.Step{Op: &Run{Command: "echo hello > /root/hello"}}, "run: echo hello > /root/hello"},
+		{recipes.Step{Op: &Run{Command: "\n  apt-get update\n  apt-get -y install nginx\n"}}, "run: apt-get update …"},
+		{recipes.Step{Op: &Run{Command: "printf 'a\tb'"}}, "run: printf 'a b'"},
+		{recipes.Step{Op: &Run{Command: strings.Repeat("x", 100)}}, "run: " + strings.Repeat("x", 54) + "…"},
+		{recipes.Step{Op: &Write{Path: "/etc/motd"}}, "write: /etc/motd"},
+		{recipes.Step{Op: &CopyIn{Src: "/src", Dest: "/dest"}}, "copy_in: /src -> /dest"},
+		{recipes.Step{Name: "two\nlines"}, "two …"},
+		{recipes.Step{Index: 3}, "step 3"},
 	}
 	for _, tt := range tests {
 		got := tt.step.Title()
@@ -422,9 +395,9 @@ func TestStepTitle(t *testing.T) {
 }
 
 func TestErrorFormat(t *testing.T) {
-	list := ErrorList{
-		{Pos: Position{File: "a.yaml", Line: 2, Col: 3}, Msg: "first"},
-		{Pos: Position{File: "a.yaml", Line: 10, Col: 1}, Msg: "second"},
+	list := recipes.ErrorList{
+		{Pos: recipes.Position{File: "a.yaml", Line: 2, Col: 3}, Msg: "first"},
+		{Pos: recipes.Position{File: "a.yaml", Line: 10, Col: 1}, Msg: "second"},
 	}
 	if got, want := list.Error(), "a.yaml:2:3: first\na.yaml:10:1: second"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
