@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -259,17 +258,10 @@ func (m *qemuMachine) attachReadOnly(ctx context.Context, path, serial string) e
 	}
 	port := m.portsUsed
 	node := fmt.Sprintf("data%d", port)
-	cmds := []map[string]any{
-		{"execute": "blockdev-add", "arguments": map[string]any{"driver": "file", "filename": path, "node-name": node + "-file", "read-only": true}},
-		{"execute": "blockdev-add", "arguments": map[string]any{"driver": "raw", "file": node + "-file", "node-name": node, "read-only": true}},
-		{"execute": "device_add", "arguments": map[string]any{"driver": "virtio-blk-pci", "drive": node, "serial": serial,
-			"bus": fmt.Sprintf("rp%d", port), "id": node + "-dev"}},
-	}
-	for _, c := range cmds {
-		b, _ := json.Marshal(c)
-		if _, err := runQMP(mon, string(b)); err != nil {
-			return fmt.Errorf("hot-plugging the data disk: %w", err)
-		}
+	file, raw := diskNodes(path, "raw", node+"-file", node, true, "")
+	dev := virtioBlk{Driver: "virtio-blk-pci", Drive: node, Serial: serial, Bus: fmt.Sprintf("rp%d", port), ID: node + "-dev"}
+	if err := hotplugDisk(mon, file, raw, dev); err != nil {
+		return fmt.Errorf("hot-plugging the data disk: %w", err)
 	}
 	m.portsUsed++
 	return nil

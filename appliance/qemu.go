@@ -3,7 +3,6 @@ package appliance
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -83,11 +82,8 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 		if err != nil {
 			return nil, err
 		}
-		file := map[string]any{"driver": "file", "filename": abs, "node-name": fmt.Sprintf("file%d", i),
-			"read-only": d.ReadOnly, "discard": "unmap"}
+		file, fmtNode := diskNodes(abs, d.Format, fmt.Sprintf("file%d", i), fmt.Sprintf("disk%d", i), d.ReadOnly, "unmap")
 		fb, _ := json.Marshal(file)
-		fmtNode := map[string]any{"driver": d.Format, "file": fmt.Sprintf("file%d", i),
-			"node-name": fmt.Sprintf("disk%d", i), "read-only": d.ReadOnly, "discard": "unmap"}
 		db, _ := json.Marshal(fmtNode)
 		args = append(args, "-blockdev", string(fb), "-blockdev", string(db),
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=imgbake%d", i, i))
@@ -225,31 +221,16 @@ func (m *qemuMachine) connectQMP() {
 	m.qmpMu.Unlock()
 }
 
-// QMP runs a monitor command, for backends' callers that need it.
-func (m *qemuMachine) QMP(cmd string) ([]byte, error) {
-	m.qmpMu.Lock()
-	mon := m.qmp
-	m.qmpMu.Unlock()
-	if mon == nil {
-		return nil, errors.New("QMP not connected")
+// hotplugDisk adds a disk to a running machine: its file node, its format
+// node, and the virtio device on a free root port.
+func hotplugDisk(mon qmp.Monitor, file, format blockdevNode, dev virtioBlk) error {
+	if err := blockdevAdd(mon, file); err != nil {
+		return err
 	}
-	type result struct {
-		b   []byte
-		err error
+	if err := blockdevAdd(mon, format); err != nil {
+		return err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		b, err := mon.Run([]byte(`{"execute":"` + cmd + `"}`))
-		ch <- result{b, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.b, r.err
-	case <-time.After(5 * time.Second): // go-qemu has no context support
-		return nil, errors.New("QMP command timed out")
-	case <-m.done:
-		return nil, ErrApplianceDied
-	}
+	return deviceAdd(mon, dev)
 }
 
 func (m *qemuMachine) Channel() net.Conn     { return m.conn }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/digitalocean/go-qemu/qmp/raw"
 	"golang.org/x/sys/unix"
 
 	"github.com/imgbake/imgbake/appliance/proto"
@@ -220,33 +221,22 @@ func (q *QEMU) saveSnapshot(ctx context.Context, spec MachineSpec, path string) 
 	if err != nil {
 		return err
 	}
-	steps := []string{
-		// The default cap (128 MiB/s) makes saving slow for nothing.
-		`{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":17179869184}}`,
-		`{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}`,
-		`{"execute":"stop"}`,
-		fmt.Sprintf(`{"execute":"migrate","arguments":{"uri":%q}}`, "exec:cat > "+shellQuote(filepath.Join(tmp, snapshotState))),
+	if err := startSave(mon, filepath.Join(tmp, snapshotState)); err != nil {
+		return err
 	}
-	for _, c := range steps {
-		if _, err := runQMP(mon, c); err != nil {
-			return fmt.Errorf("saving the appliance: %s: %w", c, err)
-		}
-	}
+	r := raw.NewMonitor(mon)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, err := runQMP(mon, `{"execute":"query-migrate"}`)
+		info, err := r.QueryMigrate()
 		if err != nil {
 			return err
 		}
-		var r struct {
-			Return struct {
-				Status    string `json:"status"`
-				ErrorDesc string `json:"error-desc"`
-			} `json:"return"`
+		status := raw.MigrationStatusNone
+		if info.Status != nil {
+			status = *info.Status
 		}
-		_ = json.Unmarshal(out, &r)
-		switch r.Return.Status {
-		case "completed":
+		switch status {
+		case raw.MigrationStatusCompleted:
 			// The RAM file is complete once qemu has stopped the guest.
 			m.Kill()
 			<-m.done
@@ -259,14 +249,53 @@ func (q *QEMU) saveSnapshot(ctx context.Context, spec MachineSpec, path string) 
 				return err
 			} // else another start saved it first: use that one
 			return nil
-		case "failed", "cancelled":
-			return fmt.Errorf("saving the appliance: migration %s: %s", r.Return.Status, r.Return.ErrorDesc)
+		case raw.MigrationStatusFailed, raw.MigrationStatusCancelled:
+			desc := ""
+			if info.ErrorDesc != nil {
+				desc = *info.ErrorDesc
+			}
+			return fmt.Errorf("saving the appliance: migration %s: %s", status, desc)
 		}
 		if time.Now().After(deadline) {
 			return errors.New("saving the appliance: migration did not finish in 60s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startSave stops the guest and starts saving its device state to
+// statePath; the guest memory is the shared RAM file, left out.
+func startSave(mon qmp.Monitor, statePath string) error {
+	r := raw.NewMonitor(mon)
+	bandwidth := int64(16 << 30) // the default cap (128 MiB/s) makes saving slow for nothing
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"migrate-set-parameters", func() error {
+			return r.MigrateSetParameters(&raw.MigrateSetParameters{MaxBandwidth: &bandwidth})
+		}},
+		{"migrate-set-capabilities x-ignore-shared", func() error { return setIgnoreShared(mon) }},
+		{"stop", r.Stop},
+		{"migrate", func() error { return r.Migrate("exec:cat > "+shellQuote(statePath), nil, nil, nil) }},
+	} {
+		if err := step.run(); err != nil {
+			return fmt.Errorf("saving the appliance: %s: %w", step.name, err)
+		}
+	}
+	return nil
+}
+
+// startIncoming starts loading the saved device state from uri into a
+// machine started with -incoming defer and the RAM file as its memory.
+func startIncoming(mon qmp.Monitor, uri string) error {
+	if err := setIgnoreShared(mon); err != nil {
+		return fmt.Errorf("restoring the appliance: migrate-set-capabilities x-ignore-shared: %w", err)
+	}
+	if err := raw.NewMonitor(mon).MigrateIncoming(uri); err != nil {
+		return fmt.Errorf("restoring the appliance: migrate-incoming: %w", err)
+	}
+	return nil
 }
 
 // restore starts qemu from the saved state and hot-plugs spec's disks.
@@ -302,37 +331,27 @@ func (q *QEMU) restore(ctx context.Context, spec MachineSpec, path string) (*qem
 		return nil, m.explain(err)
 	}
 	m.phases = append(m.phases, "qmp "+time.Since(t0).Round(time.Millisecond).String())
-	for _, c := range []string{
-		`{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}`,
-		`{"execute":"migrate-incoming","arguments":{"uri":"fd:3"}}`,
-	} {
-		if _, err := runQMP(mon, c); err != nil {
-			return nil, fmt.Errorf("restoring the appliance: %s: %w", c, err)
-		}
+	if err := startIncoming(mon, "fd:3"); err != nil {
+		return nil, err
 	}
+	r := raw.NewMonitor(mon)
 	// The VM runs by itself once the incoming migration is loaded.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, err := runQMP(mon, `{"execute":"query-status"}`)
+		st, err := r.QueryStatus()
 		if err != nil {
 			return nil, m.explain(err)
 		}
-		var r struct {
-			Return struct {
-				Status string `json:"status"`
-			} `json:"return"`
-		}
-		_ = json.Unmarshal(out, &r)
-		if r.Return.Status == "running" {
+		if st.Status == raw.RunStateRunning {
 			break
 		}
-		if r.Return.Status == "postmigrate" || r.Return.Status == "paused" {
-			if _, err := runQMP(mon, `{"execute":"cont"}`); err != nil {
+		if st.Status == raw.RunStatePostmigrate || st.Status == raw.RunStatePaused {
+			if err := r.Cont(); err != nil {
 				return nil, err
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("restored VM still %q after 20s", r.Return.Status)
+			return nil, fmt.Errorf("restored VM still %q after 20s", st.Status)
 		}
 		select {
 		case <-m.done:
@@ -351,17 +370,11 @@ func (q *QEMU) restore(ctx context.Context, spec MachineSpec, path string) (*qem
 		if err != nil {
 			return nil, err
 		}
-		file, _ := json.Marshal(map[string]any{"execute": "blockdev-add", "arguments": map[string]any{
-			"driver": "file", "filename": abs, "node-name": fmt.Sprintf("file%d", i), "read-only": d.ReadOnly, "discard": "unmap"}})
-		format, _ := json.Marshal(map[string]any{"execute": "blockdev-add", "arguments": map[string]any{
-			"driver": d.Format, "file": fmt.Sprintf("file%d", i), "node-name": fmt.Sprintf("disk%d", i), "read-only": d.ReadOnly, "discard": "unmap"}})
-		dev, _ := json.Marshal(map[string]any{"execute": "device_add", "arguments": map[string]any{
-			"driver": "virtio-blk-pci", "drive": fmt.Sprintf("disk%d", i), "serial": fmt.Sprintf("imgbake%d", i),
-			"bus": fmt.Sprintf("rp%d", i), "id": fmt.Sprintf("vd%d", i)}})
-		for _, c := range [][]byte{file, format, dev} {
-			if _, err := runQMP(mon, string(c)); err != nil {
-				return nil, fmt.Errorf("hot-plugging %s: %w", d.Path, err)
-			}
+		file, format := diskNodes(abs, d.Format, fmt.Sprintf("file%d", i), fmt.Sprintf("disk%d", i), d.ReadOnly, "unmap")
+		dev := virtioBlk{Driver: "virtio-blk-pci", Drive: format.NodeName, Serial: fmt.Sprintf("imgbake%d", i),
+			Bus: fmt.Sprintf("rp%d", i), ID: fmt.Sprintf("vd%d", i)}
+		if err := hotplugDisk(mon, file, format, dev); err != nil {
+			return nil, fmt.Errorf("hot-plugging %s: %w", d.Path, err)
 		}
 	}
 	m.portsUsed = len(disks)
@@ -450,23 +463,6 @@ func (m *qemuMachine) qmpConnect(ctx context.Context) (*qmp.SocketMonitor, error
 		return err
 	})
 	return mon, err
-}
-
-// runQMP runs one command and turns a QMP error reply into an error.
-func runQMP(mon *qmp.SocketMonitor, cmd string) ([]byte, error) {
-	out, err := mon.Run([]byte(cmd))
-	if err != nil {
-		return nil, err
-	}
-	var e struct {
-		Error *struct {
-			Desc string `json:"desc"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(out, &e) == nil && e.Error != nil {
-		return nil, errors.New(e.Error.Desc)
-	}
-	return out, nil
 }
 
 // waitReady reads frames until the agent says it is ready.
