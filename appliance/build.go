@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,13 +19,15 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/imgbake/imgbake/appliance/kernel"
 )
 
 //go:embed agentbin
 var agentFS embed.FS
 
 // ErrNoKernel means no usable kernel was found or it cannot be read.
-var ErrNoKernel = errors.New("no usable appliance kernel")
+var ErrNoKernel = kernel.ErrNoKernel
 
 // ErrNoAgent means this imgbake binary was built without its agent.
 var ErrNoAgent = errors.New("imgbake was built without its appliance agent (build it with `make`)")
@@ -67,151 +68,17 @@ var moduleGroups = []struct {
 }
 
 // Kernel is the kernel image and its module tree.
-type Kernel struct {
-	Image      string // vmlinuz
-	Version    string // uname -r
-	ModulesDir string // /lib/modules/VERSION
-}
+type Kernel = kernel.Kernel
 
-// FindKernel picks the kernel: explicit path, $IMGBAKE_KERNEL, or the newest
-// /boot/vmlinuz-*-cloud-amd64, then any /boot/vmlinuz-*.
-func FindKernel(explicit string) (Kernel, error) {
-	path := explicit
-	if path == "" {
-		path = os.Getenv("IMGBAKE_KERNEL")
-	}
-	if path == "" {
-		cands, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-		if len(cands) == 0 {
-			cands, _ = filepath.Glob("/boot/vmlinuz-*")
-		}
-		if len(cands) == 0 {
-			return Kernel{}, fmt.Errorf("%w: no /boot/vmlinuz-* on this host; install one (Debian: apt-get install linux-image-cloud-amd64) or pass --kernel", ErrNoKernel)
-		}
-		sort.Slice(cands, func(i, j int) bool { return versionLess(cands[i], cands[j]) })
-		path = cands[len(cands)-1]
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return Kernel{}, fmt.Errorf("%w: %s is not readable by this user (some distributions make kernels root-only): run as root, or `sudo chmod 0644 %s`, or pass --kernel with a readable copy", ErrNoKernel, path, path)
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return Kernel{}, fmt.Errorf("%w: %s does not exist; install a kernel (Debian: apt-get install linux-image-cloud-amd64) or pass --kernel", ErrNoKernel, path)
-		}
-		return Kernel{}, fmt.Errorf("%w: %v", ErrNoKernel, err)
-	}
-	f.Close()
-	version := strings.TrimPrefix(filepath.Base(path), "vmlinuz-")
-	k := Kernel{Image: path, Version: version, ModulesDir: filepath.Join("/lib/modules", version)}
-	if _, err := os.Stat(filepath.Join(k.ModulesDir, "modules.dep")); err != nil {
-		return Kernel{}, fmt.Errorf("%w: kernel %s has no module tree at %s (install the matching linux-image package)", ErrNoKernel, path, k.ModulesDir)
-	}
-	return k, nil
-}
+// FindKernel picks the kernel (kernel.Find): explicit path,
+// $IMGBAKE_KERNEL, or the newest /boot/vmlinuz-*-cloud-amd64, then any
+// /boot/vmlinuz-*.
+func FindKernel(explicit string) (Kernel, error) { return kernel.Find(explicit) }
 
-// versionLess orders kernel file names by their numeric version parts.
-func versionLess(a, b string) bool {
-	pa, pb := splitNums(a), splitNums(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		if pa[i] != pb[i] {
-			return pa[i] < pb[i]
-		}
-	}
-	return len(pa) < len(pb)
-}
-
-func splitNums(s string) []int {
-	var out []int
-	n, in := 0, false
-	for _, c := range s {
-		if c >= '0' && c <= '9' {
-			n = n*10 + int(c-'0')
-			in = true
-		} else if in {
-			out = append(out, n)
-			n, in = 0, false
-		}
-	}
-	if in {
-		out = append(out, n)
-	}
-	return out
-}
-
-// moduleDeps reads modules.dep into name → (path, deps) and the set of
-// built-in modules.
-type moduleIndex struct {
-	dir     string
-	paths   map[string]string   // module name → relative path
-	deps    map[string][]string // relative path → dependency paths
-	builtin map[string]bool
-}
-
-func modName(path string) string {
-	n := filepath.Base(path)
-	for _, ext := range []string{".xz", ".zst", ".gz"} {
-		n = strings.TrimSuffix(n, ext)
-	}
-	return strings.ReplaceAll(strings.TrimSuffix(n, ".ko"), "-", "_")
-}
-
-func loadModuleIndex(dir string) (*moduleIndex, error) {
-	idx := &moduleIndex{dir: dir, paths: map[string]string{}, deps: map[string][]string{}, builtin: map[string]bool{}}
-	f, err := os.Open(filepath.Join(dir, "modules.dep"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		mod, deps, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		idx.paths[modName(mod)] = mod
-		idx.deps[mod] = strings.Fields(deps)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
-		for _, l := range strings.Fields(string(b)) {
-			idx.builtin[modName(l)] = true
-		}
-	}
-	return idx, nil
-}
-
-// resolve returns the module files for names, dependencies first, skipping
-// built-ins and anything already in seen.
-func (idx *moduleIndex) resolve(names []string, seen map[string]bool) ([]string, error) {
-	var order []string
-	var visit func(p string)
-	visit = func(p string) {
-		if seen[p] {
-			return
-		}
-		seen[p] = true
-		deps := idx.deps[p]
-		// modules.dep lists the deepest dependency last.
-		for i := len(deps) - 1; i >= 0; i-- {
-			visit(deps[i])
-		}
-		order = append(order, p)
-	}
-	for _, n := range names {
-		n = strings.ReplaceAll(n, "-", "_")
-		if idx.builtin[n] {
-			continue
-		}
-		p, ok := idx.paths[n]
-		if !ok {
-			continue // not built for this kernel; the agent copes
-		}
-		visit(p)
-	}
+// resolveModules returns the module files for names, dependencies first,
+// skipping built-ins and anything already in seen.
+func resolveModules(idx *kernel.Modules, names []string, seen map[string]bool) ([]string, error) {
+	order := idx.Resolve(names, seen)
 	for _, p := range order {
 		if strings.HasSuffix(p, ".xz") || strings.HasSuffix(p, ".zst") || strings.HasSuffix(p, ".gz") {
 			return nil, fmt.Errorf("module %s is compressed; the appliance needs uncompressed modules", p)
@@ -295,14 +162,14 @@ func Build(opts BuildOptions) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, err := loadModuleIndex(k.ModulesDir)
+	idx, err := kernel.LoadModules(k.ModulesDir)
 	if err != nil {
 		return nil, fmt.Errorf("reading modules of kernel %s: %w", k.Version, err)
 	}
 	var groups []groupFiles
 	seen := map[string]bool{}
 	for _, g := range moduleGroups {
-		files, err := idx.resolve(g.modules, seen)
+		files, err := resolveModules(idx, g.modules, seen)
 		if err != nil {
 			return nil, err
 		}

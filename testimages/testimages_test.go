@@ -2,8 +2,10 @@ package testimages
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/internal/vmtest"
+	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // vmTests: these build the test images and boot the verifier VM (see
@@ -286,37 +289,6 @@ User:     0   Group:     0   Project:     0   Size: 0
 	}
 }
 
-func TestResolveModules(t *testing.T) {
-	dep := []byte(`kernel/fs/xfs/xfs.ko: kernel/lib/libcrc32c.ko
-kernel/lib/libcrc32c.ko:
-kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
-kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
-kernel/drivers/virtio/virtio_pci_modern_dev.ko:
-kernel/drivers/virtio/virtio.ko:
-kernel/drivers/virtio/virtio_ring.ko:
-kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
-kernel/fs/nls/nls_iso8859-1.ko:
-`)
-	got := resolveModules(dep, []string{"virtio_pci", "virtio_blk", "ext4", "xfs", "nls_iso8859_1"})
-	want := []string{
-		"kernel/drivers/virtio/virtio_pci_legacy_dev.ko", "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
-		"kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio_pci.ko",
-		"kernel/drivers/block/virtio_blk.ko", "kernel/lib/libcrc32c.ko", "kernel/fs/xfs/xfs.ko", "kernel/fs/nls/nls_iso8859-1.ko",
-	}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("got  %v\nwant %v", got, want)
-	}
-}
-
-func TestVersionLess(t *testing.T) {
-	if !versionLess("/boot/vmlinuz-6.1.0-9-cloud-amd64", "/boot/vmlinuz-6.1.0-10-cloud-amd64") {
-		t.Error("6.1.0-9 < 6.1.0-10")
-	}
-	if versionLess("/boot/vmlinuz-6.10.0-1-cloud-amd64", "/boot/vmlinuz-6.9.0-1-cloud-amd64") {
-		t.Error("6.10 > 6.9")
-	}
-}
-
 func TestParseVerifierOutput(t *testing.T) {
 	reqs := []vmReq{{"cat", "/a"}, {"cat", "/b"}, {"stat", "/c"}, {"cat", "/d"}}
 	out := "noise\r\n@@IMGBAKE-BEGIN xfs\r\n@@R 0 OK\r\naGVs\r\nbG8K\r\n@@E 0 OK\r\n@@R 1 MISSING\r\n" +
@@ -334,32 +306,100 @@ func TestParseVerifierOutput(t *testing.T) {
 	}
 }
 
-func TestCpioWriter(t *testing.T) {
-	vmtest.LookPath(t, "cpio", "cpio")
-	var buf bytes.Buffer
-	c := &cpioWriter{w: &buf}
-	c.dir("d")
-	c.file("d/f", 0644, []byte("hello"))
-	c.entry("dev/console", sIFCHR|0600, 5, 1, nil)
-	c.close()
-	cmd := exec.Command("cpio", "-it", "-v")
-	cmd.Stdin = &buf
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("cpio: %v: %s", err, out)
-	}
-	var file, dev bool
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case strings.HasSuffix(line, " d/f"):
-			file = strings.HasPrefix(line, "-rw-r--r--") && len(f) > 4 && f[4] == "5"
-		case strings.HasSuffix(line, " dev/console"):
-			dev = strings.HasPrefix(line, "crw-------") && strings.Contains(line, " 5,")
+// TestBaseInitramfs: the verifier's initramfs, from a fake busybox and
+// module tree, holds what /init needs, modules in load order (a .ko.gz
+// uncompressed), and reads back as the kernel would (newc); the request
+// archive too.
+func TestBaseInitramfs(t *testing.T) {
+	dir := t.TempDir()
+	bb := filepath.Join(dir, "busybox")
+	mods := filepath.Join(dir, "modules")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("xfs module"))
+	zw.Close()
+	for name, data := range map[string][]byte{
+		bb:                                []byte("busybox binary"),
+		mods + "/modules.dep":             []byte("kernel/fs/xfs/xfs.ko.gz: kernel/lib/libcrc32c.ko\nkernel/lib/libcrc32c.ko:\nkernel/other.ko:\n"),
+		mods + "/kernel/fs/xfs/xfs.ko.gz": gz.Bytes(),
+		mods + "/kernel/lib/libcrc32c.ko": []byte("crc module"),
+		mods + "/kernel/other.ko":         []byte("not wanted"),
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if !file || !dev {
-		t.Errorf("cpio -itv:\n%s", out)
+	base, err := buildBaseInitramfs(bb, mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := requestArchive(2, "cat /etc/hostname\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(base)%4 != 0 {
+		t.Errorf("base archive of %d bytes: the request would not start aligned", len(base))
+	}
+	got := map[string]cpio.Record{}
+	var names []string
+	for _, archive := range [][]byte{base, req} {
+		rr := cpio.EOFReader{RecordReader: cpio.Newc.Reader(bytes.NewReader(archive))}
+		recs, err := cpio.ReadAllRecords(rr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			got[r.Name] = r
+			names = append(names, r.Name)
+		}
+	}
+	content := func(name string) string {
+		r, ok := got[name]
+		if !ok {
+			t.Errorf("%s missing; archive: %v", name, names)
+			return ""
+		}
+		b, err := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if c := got["dev/console"]; c.Mode != cpio.S_IFCHR|0o600 || c.Rmajor != 5 || c.Rminor != 1 {
+		t.Errorf("dev/console: %v", c)
+	}
+	if c := got["dev/ttyS1"]; c.Mode != cpio.S_IFCHR|0o600 || c.Rmajor != 4 || c.Rminor != 65 {
+		t.Errorf("dev/ttyS1: %v", c)
+	}
+	if d := got["lib/modules"]; d.Mode != cpio.S_IFDIR|0o755 {
+		t.Errorf("lib/modules: %v", d)
+	}
+	if got["init"].Mode != cpio.S_IFREG|0o755 || !strings.HasPrefix(content("init"), "#!/bin/busybox sh") {
+		t.Errorf("init: %v", got["init"])
+	}
+	for name, want := range map[string]string{
+		"bin/busybox":                 "busybox binary",
+		"lib/modules/00-libcrc32c.ko": "crc module",
+		"lib/modules/01-xfs.ko":       "xfs module",
+		"modules.order":               "00-libcrc32c.ko\n01-xfs.ko\n",
+		"req/part":                    "2",
+		"req/fstype":                  "",
+		"req/list":                    "cat /etc/hostname\n",
+	} {
+		if c := content(name); c != want {
+			t.Errorf("%s: %q, want %q", name, c, want)
+		}
+	}
+	if _, err := exec.LookPath("cpio"); err == nil {
+		// And GNU cpio agrees.
+		cmd := exec.Command("cpio", "-it")
+		cmd.Stdin = bytes.NewReader(base)
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "lib/modules/01-xfs.ko") {
+			t.Errorf("cpio -it: %v: %s", err, out)
+		}
 	}
 }
 

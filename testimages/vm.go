@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,9 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/internal/vmtest"
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/imgbake/imgbake/appliance/kernel"
 )
 
 // The verifier VM: qemu-system-x86_64 (TCG, no KVM needed) boots the host
@@ -32,7 +34,7 @@ import (
 // Environment:
 //
 //	IMGBAKE_KERNEL           kernel image (default: newest /boot/vmlinuz-*-cloud-amd64,
-//	                         else newest /boot/vmlinuz-*)
+//	                         else newest /boot/vmlinuz-*; kernel.Find, as the appliance)
 //	IMGBAKE_KERNEL_MODULES   its modules directory (default /lib/modules/VERSION,
 //	                         VERSION taken from the vmlinuz-VERSION file name)
 //	IMGBAKE_BUSYBOX          a statically linked busybox (default /bin/busybox)
@@ -148,16 +150,12 @@ func findSetup() kernelSetup {
 		s.missing = "qemu-system-x86_64 not found: install the Debian package qemu-system-x86 (" + vmtest.InstallDeps + ")"
 		return s
 	}
-	k, ver, err := findKernel()
+	k, err := kernel.Find("")
 	if err != nil {
 		s.missing = err.Error()
 		return s
 	}
-	s.kernel = k
-	s.modDir = os.Getenv("IMGBAKE_KERNEL_MODULES")
-	if s.modDir == "" {
-		s.modDir = filepath.Join("/lib/modules", ver)
-	}
+	s.kernel, s.modDir = k.Image, k.ModulesDir
 	bb, err := findBusybox()
 	if err != nil {
 		s.missing = err.Error()
@@ -166,57 +164,6 @@ func findSetup() kernelSetup {
 	s.base, s.err = buildBaseInitramfs(bb, s.modDir)
 	return s
 }
-
-// findKernel returns the kernel image and its version.
-func findKernel() (string, string, error) {
-	if k := os.Getenv("IMGBAKE_KERNEL"); k != "" {
-		if _, err := os.Stat(k); err != nil {
-			return "", "", fmt.Errorf("IMGBAKE_KERNEL: %v", err)
-		}
-		return k, strings.TrimPrefix(filepath.Base(k), "vmlinuz-"), nil
-	}
-	for _, pattern := range []string{"/boot/vmlinuz-*-cloud-amd64", "/boot/vmlinuz-*"} {
-		m, _ := filepath.Glob(pattern)
-		if len(m) == 0 {
-			continue
-		}
-		sort.Slice(m, func(i, j int) bool { return versionLess(m[i], m[j]) })
-		k := m[len(m)-1]
-		return k, strings.TrimPrefix(filepath.Base(k), "vmlinuz-"), nil
-	}
-	return "", "", fmt.Errorf("no kernel /boot/vmlinuz-*: install the Debian package linux-image-cloud-amd64 (%s) or set IMGBAKE_KERNEL", vmtest.InstallDeps)
-}
-
-// versionLess compares strings with embedded numbers numerically ("6.1.0-9" < "6.1.0-10").
-func versionLess(a, b string) bool {
-	for a != "" && b != "" {
-		da, db := isDigit(a[0]), isDigit(b[0])
-		if da && db {
-			i := 0
-			for i < len(a) && isDigit(a[i]) {
-				i++
-			}
-			j := 0
-			for j < len(b) && isDigit(b[j]) {
-				j++
-			}
-			na, _ := strconv.ParseUint(a[:i], 10, 64)
-			nb, _ := strconv.ParseUint(b[:j], 10, 64)
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[i:], b[j:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
-	}
-	return len(a) < len(b)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func findBusybox() (string, error) {
 	cands := []string{"/bin/busybox", "/usr/bin/busybox"}
@@ -242,109 +189,30 @@ func findBusybox() (string, error) {
 	return "", fmt.Errorf("no statically linked busybox: install the Debian package busybox-static (%s) or set IMGBAKE_BUSYBOX", vmtest.InstallDeps)
 }
 
-// moduleOrder resolves names (module names, '-' or '_') to module files
-// relative to modDir in load order, using modules.dep. Names that are built
-// in or unknown are left out.
-func moduleOrder(modDir string, names []string) ([]string, error) {
-	dep, err := os.ReadFile(filepath.Join(modDir, "modules.dep"))
-	if err != nil {
-		return nil, fmt.Errorf("testimages: kernel modules: %v", err)
-	}
-	return resolveModules(dep, names), nil
-}
-
-func moduleName(file string) string {
-	b := filepath.Base(file)
-	if i := strings.Index(b, ".ko"); i >= 0 {
-		b = b[:i]
-	}
-	return strings.ReplaceAll(b, "-", "_")
-}
-
-func resolveModules(dep []byte, names []string) []string {
-	deps := map[string][]string{}
-	files := map[string]string{}
-	for _, line := range strings.Split(string(dep), "\n") {
-		i := strings.IndexByte(line, ':')
-		if i < 0 {
-			continue
-		}
-		file := line[:i]
-		n := moduleName(file)
-		files[n] = file
-		deps[n] = strings.Fields(line[i+1:])
-	}
-	var order []string
-	seen := map[string]bool{}
-	var visit func(n string)
-	visit = func(n string) {
-		if seen[n] {
-			return
-		}
-		seen[n] = true
-		file, ok := files[n]
-		if !ok {
-			return // built in, or not in this kernel
-		}
-		for _, d := range deps[n] {
-			visit(moduleName(d))
-		}
-		order = append(order, file)
-	}
-	for _, n := range names {
-		visit(strings.ReplaceAll(n, "-", "_"))
-	}
-	return order
-}
-
-// cpioWriter writes a "newc" cpio archive, as the kernel's initramfs wants.
-type cpioWriter struct {
-	w   *bytes.Buffer
-	ino int
-}
-
-func (c *cpioWriter) entry(name string, mode uint32, rdevMajor, rdevMinor uint32, data []byte) {
-	c.ino++
-	fmt.Fprintf(c.w, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdevMajor, rdevMinor, len(name)+1, 0)
-	c.w.WriteString(name)
-	c.w.WriteByte(0)
-	c.pad()
-	c.w.Write(data)
-	c.pad()
-}
-
-func (c *cpioWriter) pad() {
-	for c.w.Len()%4 != 0 {
-		c.w.WriteByte(0)
-	}
-}
-
-func (c *cpioWriter) dir(name string)                      { c.entry(name, sIFDIR|0755, 0, 0, nil) }
-func (c *cpioWriter) file(name string, m uint32, d []byte) { c.entry(name, sIFREG|m, 0, 0, d) }
-func (c *cpioWriter) close()                               { c.entry("TRAILER!!!", 0, 0, 0, nil) }
-
+// buildBaseInitramfs is the verifier's initramfs without the request:
+// busybox, /init, the device nodes it needs before devtmpfs, and the
+// modules (uncompressed) with the order busybox insmod loads them in.
 func buildBaseInitramfs(busybox, modDir string) ([]byte, error) {
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
 		return nil, err
 	}
-	mods, err := moduleOrder(modDir, verifierModules)
+	idx, err := kernel.LoadModules(modDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testimages: kernel modules: %v", err)
 	}
-	var buf bytes.Buffer
-	c := &cpioWriter{w: &buf}
+	var recs []cpio.Record
 	for _, d := range []string{"bin", "dev", "proc", "sys", "mnt", "tmp", "lib", "lib/modules"} {
-		c.dir(d)
+		recs = append(recs, cpio.Directory(d, 0o755))
 	}
-	c.entry("dev/console", sIFCHR|0600, 5, 1, nil)
-	c.entry("dev/null", sIFCHR|0666, 1, 3, nil)
-	c.entry("dev/ttyS1", sIFCHR|0600, 4, 65, nil)
-	c.file("bin/busybox", 0755, bb)
-	c.file("init", 0755, []byte(initScript))
+	recs = append(recs,
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+		cpio.CharDev("dev/ttyS1", 0o600, 4, 65),
+		regular("bin/busybox", 0o755, bb),
+		regular("init", 0o755, []byte(initScript)))
 	var order strings.Builder
-	for i, m := range mods {
+	for i, m := range idx.Resolve(verifierModules, nil) {
 		data, err := os.ReadFile(filepath.Join(modDir, m))
 		if err != nil {
 			return nil, fmt.Errorf("testimages: kernel module: %v", err)
@@ -365,11 +233,41 @@ func buildBaseInitramfs(busybox, modDir string) ([]byte, error) {
 			return nil, fmt.Errorf("testimages: kernel module %s: only .ko and .ko.gz are supported", m)
 		}
 		name = fmt.Sprintf("%02d-%s", i, name)
-		c.file("lib/modules/"+name, 0644, data)
+		recs = append(recs, regular("lib/modules/"+name, 0o644, data))
 		order.WriteString(name + "\n")
 	}
-	c.file("modules.order", 0644, []byte(order.String()))
-	c.close()
+	recs = append(recs, regular("modules.order", 0o644, []byte(order.String())))
+	return newcArchive(recs)
+}
+
+// requestArchive is the verifier's request, a second archive appended to
+// the base one: the partition, the filesystem type to mount it as (empty:
+// the kernel's guess) and the list of operations.
+func requestArchive(partition int, list string) ([]byte, error) {
+	return newcArchive([]cpio.Record{
+		cpio.Directory("req", 0o755),
+		regular("req/part", 0o644, []byte(strconv.Itoa(partition))),
+		regular("req/fstype", 0o644, nil),
+		regular("req/list", 0o644, []byte(list)),
+	})
+}
+
+func regular(name string, perm uint64, data []byte) cpio.Record {
+	return cpio.StaticRecord(data, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm})
+}
+
+// newcArchive is recs as a "newc" cpio archive, as the kernel's initramfs
+// wants, with its trailer.
+func newcArchive(recs []cpio.Record) ([]byte, error) {
+	var buf bytes.Buffer
+	w := cpio.Newc.Writer(&buf)
+	cpio.MakeAllReproducible(recs)
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		return nil, err
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return nil, err
+	}
 	return buf.Bytes(), nil
 }
 
@@ -549,15 +447,12 @@ func runVerifierFS(t testing.TB, imagePath, format string, partition int, reqs [
 	defer os.RemoveAll(dir)
 
 	// The request is a second cpio archive appended to the base one.
-	var req bytes.Buffer
-	c := &cpioWriter{w: &req}
-	c.dir("req")
-	c.file("req/part", 0644, []byte(strconv.Itoa(partition)))
-	c.file("req/fstype", 0644, nil)
-	c.file("req/list", 0644, []byte(list.String()))
-	c.close()
+	req, err := requestArchive(partition, list.String())
+	if err != nil {
+		return nil, "", err
+	}
 	initrd := filepath.Join(dir, "initrd")
-	if err := os.WriteFile(initrd, append(append([]byte{}, s.base...), req.Bytes()...), 0600); err != nil {
+	if err := os.WriteFile(initrd, append(append([]byte{}, s.base...), req...), 0600); err != nil {
 		return nil, "", err
 	}
 	consoleLog := filepath.Join(dir, "console.log")

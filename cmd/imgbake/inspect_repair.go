@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imgbake/imgbake/appliance/kernel"
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
@@ -52,40 +53,7 @@ func kernelVersions(ents []proto.DirEntry) []string {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return versionBefore(out[i], out[j]) })
-	return out
-}
-
-// versionBefore orders versions by their numeric parts (5.10 after 5.9).
-func versionBefore(a, b string) bool {
-	na, nb := numParts(a), numParts(b)
-	for i := 0; i < len(na) && i < len(nb); i++ {
-		if na[i] != nb[i] {
-			return na[i] < nb[i]
-		}
-	}
-	if len(na) != len(nb) {
-		return len(na) < len(nb)
-	}
-	return a < b
-}
-
-func numParts(s string) []int {
-	var out []int
-	n, in := 0, false
-	for _, c := range s {
-		if c >= '0' && c <= '9' {
-			n, in = n*10+int(c-'0'), true
-			continue
-		}
-		if in {
-			out = append(out, n)
-		}
-		n, in = 0, false
-	}
-	if in {
-		out = append(out, n)
-	}
+	sort.Slice(out, func(i, j int) bool { return kernel.VersionLess(out[i], out[j]) })
 	return out
 }
 
