@@ -6,7 +6,11 @@
 package bake
 
 import (
+	"context"
 	"errors"
+	"strings"
+
+	"github.com/imgbake/imgbake/appliance"
 )
 
 // Every error bake returns is classified by one of these sentinels, which
@@ -50,4 +54,23 @@ func Class(err error) error {
 		}
 	}
 	return nil
+}
+
+// OperationFailed classifies err from an operation on an open image (a
+// repair command's read, edit or check) as ErrStepFailed: it failed inside
+// the image. Errors that already have a class or code, an appliance that
+// died, a broken agent channel and a cancelled context keep theirs.
+func OperationFailed(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *codedError
+	if ctx.Err() != nil || Class(err) != nil || errors.As(err, &ce) || errors.Is(err, appliance.ErrApplianceDied) {
+		return err
+	}
+	var re *appliance.RemoteError
+	if !errors.As(err, &re) && strings.Contains(err.Error(), "agent channel") {
+		return Classify(ErrImage, err)
+	}
+	return Classify(ErrStepFailed, err)
 }

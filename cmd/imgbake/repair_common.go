@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"path"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/imgbake/imgbake/bake"
 	"github.com/urfave/cli/v2"
-
-	"github.com/imgbake/imgbake/appliance"
 )
 
 // Helpers shared by the one-shot commands that look at or repair an image
@@ -82,22 +80,8 @@ func noFlagsAfterArgs(c *cli.Context) error {
 	return nil
 }
 
-// opFailed marks an operation that failed inside the image (exit 1). An
-// appliance that died or a cancelled context keep their own codes.
-func opFailed(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	var ee *exitError
-	if ctx.Err() != nil || errors.As(err, &ee) || errors.Is(err, appliance.ErrApplianceDied) {
-		return err
-	}
-	var re *appliance.RemoteError
-	if !errors.As(err, &re) && strings.Contains(err.Error(), "agent channel") {
-		return err
-	}
-	return withCode(ExitStepFailed, err)
-}
+// opFailed marks an operation that failed inside the image (exit 1).
+func opFailed(ctx context.Context, err error) error { return bake.OperationFailed(ctx, err) }
 
 // safeName makes a name from the image printable on a terminal: names with
 // control characters (escape sequences, newlines) or invalid UTF-8 are
