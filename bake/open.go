@@ -301,6 +301,5 @@ func checkAccess(path string, readOnly bool) error {
 	return f.Close()
 }
 
-
 // Logf reports progress the way Options.Logf asked (-v).
 func (img *Image) Logf(format string, args ...any) { img.logf(format, args...) }

@@ -33,4 +33,3 @@ func TestParseMode(t *testing.T) {
 		}
 	}
 }
-

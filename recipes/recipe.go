@@ -103,7 +103,6 @@ func FirstLine(s string) string {
 // stepKeys are the keys any step may have besides its operation.
 var stepKeys = []string{"changed_when", "creates", "ignore_errors", "name", "timeout", "when"}
 
-
 // Load reads and parses the recipe at path. Host paths in it are relative to
 // its directory.
 func Load(path string, opts ...Option) (*Recipe, error) {
