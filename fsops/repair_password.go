@@ -92,6 +92,10 @@ func writeShadowHash(ctx context.Context, s Session, user, password string) (Res
 
 // newSHA512Crypt hashes password as crypt(3) "$6$" with a random 16
 // character salt and the default rounds.
+// SHA512Crypt hashes password as crypt(3) SHA-512 ("$6$...") with a new
+// random salt.
+func SHA512Crypt(password string) (string, error) { return newSHA512Crypt(password) }
+
 func newSHA512Crypt(password string) (string, error) {
 	salt := make([]byte, 16)
 	for i := range salt {

@@ -23,7 +23,7 @@ type CopyOut struct {
 }
 
 func init() {
-	register(Kind{Name: "copy_in", Idempotent: true, Decode: decodeCopyIn,
+	register(Kind{Name: "copy_in", Decode: decodeCopyIn,
 		Example: `copy_in: {src: ./files, dest: /opt/app}     # host file/dir (relative to the recipe) into image dir`,
 		Apply: func(ctx context.Context, env Env, st recipes.Step) (fsops.Result, error) {
 			op := st.Op.(*CopyIn)

@@ -23,7 +23,7 @@ type User struct {
 
 func init() {
 	register(Kind{Name: "user", Idempotent: true, Decode: decodeUser,
-		Example: `user: {name: ops, groups: [sudo], shell: /bin/bash, ssh_authorized_keys: ["ssh-ed25519 AAAA... ops@example"], sudo: true}  # also uid, home, password`,
+		Example: `user: {name: ops, groups: [sudo], shell: /bin/bash, ssh_authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5dGVzdGtleXRlc3RrZXl0ZXN0a2V5 ops@example"], sudo: true}  # also uid, home, password`,
 		Apply: func(ctx context.Context, env Env, st recipes.Step) (fsops.Result, error) {
 			op := st.Op.(*User)
 			spec := fsops.UserSpec{Name: op.Name, UID: op.UID, Groups: op.Groups, Shell: op.Shell, Home: op.Home,
