@@ -13,9 +13,15 @@ func stepsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "steps",
 		Usage: "list the recipe step kinds with examples",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "markdown", Usage: "print the catalog as a Markdown table (as in the README)"}},
 		Action: func(c *cli.Context) error {
 			w := c.App.Writer
-			fmt.Fprintln(w, "Common fields on every step: name, when (expression), timeout (e.g. 30s), ignore_errors; run/script also changed_when and creates.")
+			if c.Bool("markdown") {
+				fmt.Fprint(w, steps.Reference())
+				return nil
+			}
+			fmt.Fprintf(w, "Common fields on every step: name, when (expression), timeout (e.g. 30s), ignore_errors; %s also changed_when and creates.\n",
+				strings.Join(steps.CommandKinds(), "/"))
 			for _, k := range steps.All() {
 				fmt.Fprintf(w, "  - %s\n", strings.TrimSpace(k.Example))
 			}

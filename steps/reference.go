@@ -1,0 +1,46 @@
+package steps
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Reference is the step catalog as a Markdown table, for the README (kept
+// in sync by a test) and `imgbake steps --markdown`.
+func Reference() string {
+	var b strings.Builder
+	b.WriteString("| kind | example | properties |\n|---|---|---|\n")
+	for _, k := range All() {
+		ex, comment, _ := strings.Cut(k.Example, " # ")
+		ex = strings.TrimSpace(ex)
+		var props []string
+		if k.Command {
+			props = append(props, "command (creates, changed_when)")
+		}
+		if k.Idempotent {
+			props = append(props, "idempotent")
+		} else if !k.Command {
+			props = append(props, "reports changed every run")
+		}
+		if k.NeedsNetwork {
+			props = append(props, "network")
+		}
+		cell := "`" + strings.ReplaceAll(ex, "|", "\\|") + "`"
+		if c := strings.TrimSpace(comment); c != "" {
+			cell += " — " + strings.ReplaceAll(c, "|", "\\|")
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", k.Name, cell, strings.Join(props, ", "))
+	}
+	return b.String()
+}
+
+// CommandKinds names the kinds that may use creates and changed_when.
+func CommandKinds() []string {
+	var out []string
+	for _, k := range All() {
+		if k.Command {
+			out = append(out, k.Name)
+		}
+	}
+	return out
+}
