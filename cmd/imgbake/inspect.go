@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/fsops"
 )
 
 func inspectCommand() *cli.Command {
@@ -25,14 +25,11 @@ func inspectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			info, err := op.Session().Inspect(c.Context)
+			report, err := fsops.Inspect(c.Context, op.Session(), op.Mounts())
 			if err != nil {
 				op.Abort()
 				return err
 			}
-			report := newInspectReport(info, op.Mounts())
-			report.addRepairInfo(c.Context, op.Session())
-			report.addOperatingSystems(c.Context, op.Session())
 			if err := op.Finish(c.Context, false); err != nil {
 				return err
 			}
@@ -41,67 +38,21 @@ func inspectCommand() *cli.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(report)
 			}
-			report.print(stdio)
+			printInspection(stdio, report)
 			return nil
 		},
 	}
 }
 
-type inspectOS struct {
-	ID        string   `json:"id"`
-	VersionID string   `json:"version_id"`
-	Name      string   `json:"name,omitempty"`
-	IDLike    []string `json:"id_like,omitempty"`
-	Root      string   `json:"root"`
-}
-
-type inspectReport struct {
-	OS             inspectOS          `json:"os"`
-	Hostname       string             `json:"hostname"`
-	Arch           string             `json:"arch"`
-	PackageManager string             `json:"package_manager"`
-	Filesystems    []proto.Filesystem `json:"filesystems"`
-	Mountpoints    map[string]string  `json:"mountpoints"`
-	Warnings       []string           `json:"warnings,omitempty"`
-	// Filled by addRepairInfo (inspect_repair.go).
-	Usage         []proto.FSUsage    `json:"usage,omitempty"`
-	Kernels       []string           `json:"kernels,omitempty"`
-	FstabProblems []proto.FstabEntry `json:"fstab_problems,omitempty"`
-	// OperatingSystems lists every filesystem holding an OS root, the
-	// mounted one included (multi-boot images have more than one).
-	OperatingSystems []proto.OSRoot      `json:"operating_systems,omitempty"`
-	VolumeGroups     []proto.VolumeGroup `json:"volume_groups,omitempty"`
-}
-
-func newInspectReport(info *proto.OSInfo, m *proto.MountResult) inspectReport {
-	r := inspectReport{
-		OS:             inspectOS{ID: info.ID, VersionID: info.VersionID, Name: info.PrettyName, IDLike: info.IDLike, Root: m.Root},
-		Hostname:       info.Hostname,
-		Arch:           info.Arch,
-		PackageManager: info.PackageManager,
-		Mountpoints:    map[string]string{},
-		Warnings:       m.Warnings,
-		VolumeGroups:   m.VolumeGroups,
-	}
-	for _, fs := range m.Filesystems {
-		if fs.Type != "" {
-			r.Filesystems = append(r.Filesystems, fs)
-		}
-	}
-	for _, mt := range m.Mounts {
-		r.Mountpoints[mt.Mountpoint] = mt.Device
-	}
-	return r
-}
-
-func (r inspectReport) print(stdio Stdio) {
+// printInspection writes the report for people.
+func printInspection(stdio Stdio, r *fsops.Inspection) {
 	w := stdio.Out
 	fmt.Fprintf(w, "os:              %s %s (%s)\n", r.OS.ID, r.OS.VersionID, r.OS.Name)
 	fmt.Fprintf(w, "root:            %s\n", r.OS.Root)
 	fmt.Fprintf(w, "hostname:        %s\n", r.Hostname)
 	fmt.Fprintf(w, "arch:            %s\n", r.Arch)
 	fmt.Fprintf(w, "package manager: %s\n", r.PackageManager)
-	r.printOperatingSystems(w)
+	printOperatingSystems(w, r)
 	fmt.Fprintln(w, "filesystems:")
 	width := 10 // LVM volumes (/dev/mapper/VG-LV) widen the device column
 	for _, fs := range r.Filesystems {
@@ -120,12 +71,12 @@ func (r inspectReport) print(stdio Stdio) {
 		}
 		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, safeName(fs.Device), fs.Type, bake.HumanSize(fs.Size), safeName(strings.Join(extra, " ")))
 	}
-	r.printVolumeGroups(w)
+	printVolumeGroups(w, r)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
-		fmt.Fprintf(w, "  %-12s %s%s\n", mp, r.Mountpoints[mp], r.usageOf(mp))
+		fmt.Fprintf(w, "  %-12s %s%s\n", mp, r.Mountpoints[mp], usageOf(r, mp))
 	}
-	r.printRepairInfo(w)
+	printRepairInfo(w, r)
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wn)
 	}

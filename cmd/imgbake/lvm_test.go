@@ -8,6 +8,7 @@ import (
 
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -26,7 +27,7 @@ func TestLVMRootVM(t *testing.T) {
 
 	r := imgbake(t, "inspect", "--json", "-a", disk)
 	wantCode(t, r, 0, "inspect --json")
-	var rep inspectReport
+	var rep fsops.Inspection
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, r)
 	}
@@ -150,8 +151,8 @@ func TestFsckDeviceArgLVM(t *testing.T) {
 }
 
 func TestInspectPrintLVMAndOSes(t *testing.T) {
-	rep := inspectReport{
-		OS:          inspectOS{ID: "debian", VersionID: "12", Name: "Debian 12", Root: "/dev/mapper/vg0-root"},
+	rep := &fsops.Inspection{
+		OS:          fsops.InspectedOS{ID: "debian", VersionID: "12", Name: "Debian 12", Root: "/dev/mapper/vg0-root"},
 		Mountpoints: map[string]string{"/": "/dev/mapper/vg0-root"},
 		VolumeGroups: []proto.VolumeGroup{{Name: "vg0", Size: 1 << 30, Free: 64 << 20, PVs: []string{"/dev/vda2"},
 			MissingPVs: []string{"abc-def"},
@@ -166,7 +167,7 @@ func TestInspectPrintLVMAndOSes(t *testing.T) {
 		},
 	}
 	var out bytes.Buffer
-	rep.print(Stdio{Out: &out})
+	printInspection(Stdio{Out: &out}, rep)
 	got := out.String()
 	for _, want := range []string{
 		"operating systems: 3 (multi-boot)\n",
@@ -189,7 +190,7 @@ func TestInspectPrintLVMAndOSes(t *testing.T) {
 	// One OS: no multi-boot section.
 	rep.OperatingSystems = rep.OperatingSystems[:1]
 	out.Reset()
-	rep.print(Stdio{Out: &out})
+	printInspection(Stdio{Out: &out}, rep)
 	if strings.Contains(out.String(), "operating systems:") {
 		t.Errorf("single OS listed as multi-boot:\n%s", out.String())
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -94,7 +95,7 @@ func TestRepairFstab(t *testing.T) {
 
 	r := imgbake(t, "inspect", "--json", "-a", disk)
 	wantCode(t, r, 0, "inspect")
-	var rep inspectReport
+	var rep fsops.Inspection
 	must(t, json.Unmarshal([]byte(r.stdout), &rep))
 	if rep.OS.Root != "/dev/vda" || rep.OS.ID != "debian" {
 		t.Errorf("inspect did not mount the root: %+v", rep.OS)

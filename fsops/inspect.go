@@ -1,0 +1,127 @@
+package fsops
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/imgbake/imgbake/appliance/kernel"
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+// InspectedOS is the operating system that was mounted.
+type InspectedOS struct {
+	ID        string   `json:"id"`
+	VersionID string   `json:"version_id"`
+	Name      string   `json:"name,omitempty"`
+	IDLike    []string `json:"id_like,omitempty"`
+	Root      string   `json:"root"`
+}
+
+// Inspection is what `imgbake inspect` reports about an image.
+type Inspection struct {
+	OS             InspectedOS        `json:"os"`
+	Hostname       string             `json:"hostname"`
+	Arch           string             `json:"arch"`
+	PackageManager string             `json:"package_manager"`
+	Filesystems    []proto.Filesystem `json:"filesystems"`
+	Mountpoints    map[string]string  `json:"mountpoints"`
+	Warnings       []string           `json:"warnings,omitempty"`
+	// What an admin repairing the image wants to see.
+	Usage         []proto.FSUsage    `json:"usage,omitempty"`
+	Kernels       []string           `json:"kernels,omitempty"`
+	FstabProblems []proto.FstabEntry `json:"fstab_problems,omitempty"`
+	// OperatingSystems lists every filesystem holding an OS root, the
+	// mounted one included (multi-boot images have more than one).
+	OperatingSystems []proto.OSRoot      `json:"operating_systems,omitempty"`
+	VolumeGroups     []proto.VolumeGroup `json:"volume_groups,omitempty"`
+}
+
+// Inspect describes the image open in s, whose filesystems were mounted
+// as m says. The OS facts are required; usage, kernels, fstab problems and
+// other operating systems are best effort: a failure leaves them out with
+// a warning.
+func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection, error) {
+	info, err := s.Inspect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &Inspection{
+		OS:             InspectedOS{ID: info.ID, VersionID: info.VersionID, Name: info.PrettyName, IDLike: info.IDLike, Root: m.Root},
+		Hostname:       info.Hostname,
+		Arch:           info.Arch,
+		PackageManager: info.PackageManager,
+		Mountpoints:    map[string]string{},
+		Warnings:       m.Warnings,
+		VolumeGroups:   m.VolumeGroups,
+	}
+	for _, f := range m.Filesystems {
+		if f.Type != "" {
+			r.Filesystems = append(r.Filesystems, f)
+		}
+	}
+	for _, mt := range m.Mounts {
+		r.Mountpoints[mt.Mountpoint] = mt.Device
+	}
+	if u, err := s.FSUsage(ctx); err == nil {
+		r.Usage = u
+	} else {
+		r.Warnings = append(r.Warnings, "filesystem usage: "+err.Error())
+	}
+	if ents, err := s.ReadDir(ctx, "/boot"); err == nil {
+		r.Kernels = KernelVersions(ents)
+	}
+	if rep, err := s.FstabCheck(ctx); err == nil {
+		for _, e := range FstabProblems(rep) {
+			r.FstabProblems = append(r.FstabProblems, e)
+			w := fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.Line, e.Spec, e.Mountpoint)
+			if !slices.Contains(r.Warnings, w) {
+				r.Warnings = append(r.Warnings, w)
+			}
+		}
+	} else {
+		r.Warnings = append(r.Warnings, "checking /etc/fstab: "+err.Error())
+	}
+	if res, err := s.ListOS(ctx); err == nil {
+		r.OperatingSystems = res.OSes
+		for _, p := range res.Problems {
+			r.Warnings = append(r.Warnings, "looking for an operating system on "+p)
+		}
+	} else {
+		r.Warnings = append(r.Warnings, "looking for other operating systems: "+err.Error())
+	}
+	return r, nil
+}
+
+// KernelVersions are the versions of the kernels in a /boot listing
+// (vmlinuz-VERSION, vmlinux-VERSION, kernel-VERSION), oldest first.
+func KernelVersions(ents []proto.DirEntry) []string {
+	var out []string
+	for _, e := range ents {
+		m := fs.FileMode(e.Mode)
+		if !m.IsRegular() && m&fs.ModeSymlink == 0 {
+			continue
+		}
+		for _, p := range []string{"vmlinuz-", "vmlinux-", "kernel-"} {
+			if v, ok := strings.CutPrefix(e.Name, p); ok && v != "" {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return kernel.VersionLess(out[i], out[j]) })
+	return out
+}
+
+// UsageOf is the usage of the filesystem mounted at mp, if known.
+func (r *Inspection) UsageOf(mp string) (proto.FSUsage, bool) {
+	for _, u := range r.Usage {
+		if u.Mountpoint == mp && u.StatfsError == "" && u.Size > 0 {
+			return u, true
+		}
+	}
+	return proto.FSUsage{}, false
+}
