@@ -1,14 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
@@ -45,9 +44,9 @@ func fsckCommand() *cli.Command {
 			}
 			var want []string
 			for _, a := range c.Args().Slice() {
-				d, err := fsckDeviceArg(a)
+				d, err := fsops.DeviceArg(a)
 				if err != nil {
-					return err
+					return usageErr("fsck: %v", err)
 				}
 				want = append(want, d)
 			}
@@ -56,10 +55,13 @@ func fsckCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			targets, err := fsckTargets(op.Mounts().Filesystems, want)
+			targets, err := fsops.FsckTargets(op.Mounts().Filesystems, want)
 			if err != nil {
 				op.Abort()
-				return err
+				if errors.Is(err, fsops.ErrNoDevice) {
+					return usageErr("fsck: %v", err)
+				}
+				return withCode(ExitStepFailed, fmt.Errorf("fsck: %w", err))
 			}
 			var results []fsops.FsckResult
 			for _, f := range targets {
@@ -68,7 +70,7 @@ func fsckCommand() *cli.Command {
 					mode = "checking and repairing"
 				}
 				if fsops.Checkable(f.Type) {
-					fmt.Fprintf(stdio.Out, "== %s (%s%s): %s\n", f.Device, f.Type, fsIdent(f), mode)
+					fmt.Fprintf(stdio.Out, "== %s (%s%s): %s\n", f.Device, f.Type, fsops.FilesystemIdent(f), mode)
 				}
 				out := &indentWriter{w: stdio.Out, prefix: "   "}
 				r, err := fsops.Fsck(ctx, op.Session(), f, fsops.FsckOptions{Repair: repair, Output: out})
@@ -87,118 +89,17 @@ func fsckCommand() *cli.Command {
 				}
 				fmt.Fprintln(stdio.Out, line)
 			}
-			commit := false
-			bad := 0
-			counts := map[string]int{}
-			for _, r := range results {
-				counts[r.Status]++
-				switch r.Status {
-				case fsops.FsckRepaired, fsops.FsckErrorsRemain:
-					commit = repair
-				}
-				switch r.Status {
-				case fsops.FsckErrorsFound, fsops.FsckErrorsRemain, fsops.FsckFailed:
-					bad++
-				}
-			}
+			summary, commit, bad := fsops.SummarizeFsck(results, repair)
 			if err := op.Finish(ctx, commit); err != nil {
 				return err
 			}
-			var parts []string
-			for _, s := range []string{fsops.FsckClean, fsops.FsckRepaired, fsops.FsckErrorsFound, fsops.FsckErrorsRemain, fsops.FsckFailed, fsops.FsckSkipped} {
-				if counts[s] > 0 {
-					parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
-				}
-			}
-			summary := "fsck: " + strings.Join(parts, ", ")
-			switch {
-			case commit:
-				summary += "; the repairs were written to the image"
-			case repair:
-				summary += "; nothing was repaired, the image is unchanged"
-			case counts[fsops.FsckErrorsFound] > 0:
-				summary += "; run with --repair to fix"
-			}
 			fmt.Fprintln(stdio.Out, summary)
-			if bad > 0 {
+			if bad {
 				return withCode(ExitStepFailed, errReported)
 			}
 			return nil
 		},
 	}
-}
-
-var (
-	deviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	lvmNameRE    = regexp.MustCompile(`^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$`)
-)
-
-// fsckDeviceArg checks a DEVICE argument: an appliance device name, with or
-// without /dev/, or an LVM volume as mapper/VG-LV or VG/LV.
-func fsckDeviceArg(a string) (string, error) {
-	name := strings.TrimPrefix(a, "/dev/")
-	if m, ok := strings.CutPrefix(name, "mapper/"); ok && lvmName(m) {
-		return "/dev/mapper/" + m, nil
-	}
-	if vg, lv, ok := strings.Cut(name, "/"); ok && lvmName(vg) && lvmName(lv) {
-		// LVM's device-mapper name: dashes in either part doubled.
-		return "/dev/mapper/" + strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--"), nil
-	}
-	if !deviceNameRE.MatchString(name) {
-		return "", usageErr("fsck: %q is not a device name (e.g. vda3, /dev/vda3 or vg0/root; `imgbake inspect` lists them)", a)
-	}
-	return "/dev/" + name, nil
-}
-
-// lvmName reports whether s may name an LVM volume group or volume.
-func lvmName(s string) bool {
-	return lvmNameRE.MatchString(s) && s != "." && s != ".."
-}
-
-// fsckTargets picks the filesystems to check: the devices asked for, or
-// every checkable one. An unknown device is a usage error.
-func fsckTargets(fss []proto.Filesystem, want []string) ([]proto.Filesystem, error) {
-	var names []string
-	byDev := map[string]proto.Filesystem{}
-	for _, f := range fss {
-		byDev[f.Device] = f
-		desc := f.Device
-		if f.Type != "" {
-			desc += " (" + f.Type + ")"
-		}
-		names = append(names, desc)
-	}
-	if len(want) > 0 {
-		var out []proto.Filesystem
-		for _, d := range want {
-			f, ok := byDev[d]
-			if !ok {
-				return nil, usageErr("fsck: no device %s in the image (devices: %s)", d, strings.Join(names, ", "))
-			}
-			out = append(out, f)
-		}
-		return out, nil
-	}
-	var out []proto.Filesystem
-	for _, f := range fss {
-		if fsops.Checkable(f.Type) || f.Type == "LVM2_member" || f.Type == "btrfs" {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		return nil, withCode(ExitStepFailed, fmt.Errorf("fsck: no filesystem to check (devices: %s)", strings.Join(names, ", ")))
-	}
-	return out, nil
-}
-
-func fsIdent(f proto.Filesystem) string {
-	switch {
-	case f.Label != "":
-		return ", LABEL=" + f.Label
-	case f.UUID != "":
-		return ", UUID=" + f.UUID
-	}
-	return ""
 }
 
 // indentWriter prefixes every line written through it.

@@ -124,32 +124,6 @@ steps:
 	noLeftovers(t, tmp)
 }
 
-func TestFsckDeviceArgLVM(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"vda3", "/dev/vda3"},
-		{"/dev/mapper/vg0-root", "/dev/mapper/vg0-root"},
-		{"mapper/vg0-root", "/dev/mapper/vg0-root"},
-		{"vg0/root", "/dev/mapper/vg0-root"},
-		{"/dev/my-vg/lv_1", "/dev/mapper/my--vg-lv_1"},
-		{"../root", ""},
-		{"vg0/..", ""},
-		{"mapper/..", ""},
-		{"vg0/root/x", ""},
-		{"/dev/mapper/a b", ""},
-	} {
-		got, err := fsckDeviceArg(tc.in)
-		if tc.want == "" {
-			if err == nil {
-				t.Errorf("fsckDeviceArg(%q) = %q, want an error", tc.in, got)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("fsckDeviceArg(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-		}
-	}
-}
-
 func TestInspectPrintLVMAndOSes(t *testing.T) {
 	rep := &fsops.Inspection{
 		OS:          fsops.InspectedOS{ID: "debian", VersionID: "12", Name: "Debian 12", Root: "/dev/mapper/vg0-root"},

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/appliance/proto"
 )
 
 // TestRepairCommandsBadInput: every mistake in the arguments of the
@@ -120,33 +119,6 @@ func TestSafeName(t *testing.T) {
 	} {
 		if got := safeName(in); got != want {
 			t.Errorf("safeName(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-func TestFsckTargets(t *testing.T) {
-	fss := []proto.Filesystem{
-		{Device: "/dev/vda"}, {Device: "/dev/vda1", Type: "vfat"}, {Device: "/dev/vda2", Type: "ext4"},
-		{Device: "/dev/vda3", Type: "swap"}, {Device: "/dev/vdb", Type: "xfs"},
-	}
-	got, err := fsckTargets(fss, nil)
-	if err != nil || len(got) != 3 || got[0].Device != "/dev/vda1" || got[2].Device != "/dev/vdb" {
-		t.Errorf("all: %v %v", got, err)
-	}
-	got, err = fsckTargets(fss, []string{"/dev/vda2"})
-	if err != nil || len(got) != 1 || got[0].Type != "ext4" {
-		t.Errorf("one: %v %v", got, err)
-	}
-	if _, err := fsckTargets(fss, []string{"/dev/vdz"}); err == nil || exitCode(t.Context(), err) != ExitUsage ||
-		!strings.Contains(err.Error(), "no device /dev/vdz in the image (devices: /dev/vda, /dev/vda1 (vfat)") {
-		t.Errorf("missing device: %v", err)
-	}
-	if _, err := fsckTargets(fss[:1], nil); err == nil {
-		t.Error("nothing to check was accepted")
-	}
-	for _, ok := range []string{"vda3", "/dev/vda3", "dm-0", "vdb"} {
-		if _, err := fsckDeviceArg(ok); err != nil {
-			t.Errorf("fsckDeviceArg(%q): %v", ok, err)
 		}
 	}
 }
