@@ -345,3 +345,26 @@ func scriptDir(ctx context.Context, s Session) (string, error) {
 	}
 	return "", fmt.Errorf("creating a directory for the script: %w", err)
 }
+
+// RequireDir fails unless path is a directory in the image; a final
+// symlink to a directory counts (it is resolved inside the image).
+func RequireDir(ctx context.Context, s Session, path string) error {
+	st, err := s.Stat(ctx, path)
+	if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
+		if rp, rerr := s.Realpath(ctx, path); rerr == nil && rp.Exists {
+			st, err = s.Stat(ctx, rp.Path)
+		}
+	}
+	if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
+		err = fmt.Errorf("%s is not a directory in the image", path)
+	}
+	return err
+}
+
+// IsPathError tells a problem with one path (the agent answered with an
+// error: ENOENT, EISDIR, EIO from a damaged filesystem, ...) from a failure
+// of the appliance or its channel.
+func IsPathError(err error) bool {
+	var re *appliance.RemoteError
+	return errors.As(err, &re)
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/recipes"
 )
@@ -110,7 +109,7 @@ func newApp(stdio Stdio) *cli.App {
 	app := &cli.App{
 		Name:                   "imgbake",
 		Usage:                  "customize VM disk images offline, one appliance boot per image",
-		Version:                appliance.AgentVersion,
+		Version:                bake.Version,
 		Reader:                 stdio.In,
 		Writer:                 stdio.Out,
 		ErrWriter:              stdio.Err,

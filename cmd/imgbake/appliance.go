@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/bake"
 )
 
@@ -22,7 +21,7 @@ func applianceCommand() *cli.Command {
 				Usage: "build the appliance now (it is also built on first use)",
 				Flags: []cli.Flag{kernel, &cli.BoolFlag{Name: "force", Usage: "rebuild even if cached"}},
 				Action: func(c *cli.Context) error {
-					app, err := appliance.Build(appliance.BuildOptions{Kernel: c.String("kernel"), Force: c.Bool("force")})
+					app, err := bake.BuildAppliance(c.String("kernel"), c.Bool("force"))
 					if err != nil {
 						return err
 					}
@@ -39,19 +38,16 @@ func applianceCommand() *cli.Command {
 				Usage: "show the appliance that would be used",
 				Flags: []cli.Flag{kernel, &cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB` (snapshots are per size)"}},
 				Action: func(c *cli.Context) error {
-					app, err := appliance.Build(appliance.BuildOptions{Kernel: c.String("kernel")})
+					app, err := bake.DescribeAppliance(c.Context, c.String("kernel"), c.Int("memory"))
 					if err != nil {
 						return err
 					}
-					m, err := app.ReadManifest()
-					if err != nil {
-						return err
-					}
+					m := app.Manifest
 					w := c.App.Writer
 					fmt.Fprintf(w, "key:        %s\n", app.Key)
 					fmt.Fprintf(w, "kernel:     %s (%s)\n", app.Kernel.Image, app.Kernel.Version)
 					fmt.Fprintf(w, "initramfs:  %s (%s)\n", app.Initramfs, bake.HumanSize(app.Size))
-					fmt.Fprintf(w, "agent:      sha256 %s (version %s)\n", m.AgentSHA256[:16], appliance.AgentVersion)
+					fmt.Fprintf(w, "agent:      sha256 %s (version %s)\n", m.AgentSHA256[:16], bake.Version)
 					fmt.Fprintf(w, "modules:    %d\n", len(m.Modules))
 					for _, mod := range m.Modules {
 						fmt.Fprintf(w, "            %s\n", mod)
@@ -62,13 +58,13 @@ func applianceCommand() *cli.Command {
 					if len(m.Rescue.Missing) > 0 {
 						fmt.Fprintf(w, "            not on this host (install to include): %s\n", strings.Join(m.Rescue.Missing, ", "))
 					}
-					accel, note := appliance.ResolveAccel(c.Context, app.Kernel.Image)
-					if note != "" {
-						accel += " (" + note + ")"
+					accel := app.Accel
+					if app.AccelNote != "" {
+						accel += " (" + app.AccelNote + ")"
 					}
 					fmt.Fprintf(w, "accel:      %s\n", accel)
-					if p, size, err := appliance.SnapshotInfo(app, c.Int("memory"), false); err == nil {
-						fmt.Fprintf(w, "snapshot:   %s (%s, warm start)\n", p, bake.HumanSize(size))
+					if app.Snapshot != "" {
+						fmt.Fprintf(w, "snapshot:   %s (%s, warm start)\n", app.Snapshot, bake.HumanSize(app.SnapshotSize))
 					} else {
 						fmt.Fprintf(w, "snapshot:   none yet for %d MiB (saved on the next start; warm start restores it)\n", c.Int("memory"))
 					}

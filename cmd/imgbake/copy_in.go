@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -44,16 +43,7 @@ func copyInCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			st, err := op.Session().Stat(ctx, dest)
-			if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
-				// A final symlink to a directory is fine: resolve it.
-				if rp, rerr := op.Session().Realpath(ctx, dest); rerr == nil && rp.Exists {
-					st, err = op.Session().Stat(ctx, rp.Path)
-				}
-			}
-			if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
-				err = fmt.Errorf("%s is not a directory in the image", dest)
-			}
+			err = fsops.RequireDir(ctx, op.Session(), dest)
 			if err != nil {
 				op.Abort()
 				return opFailed(ctx, err)

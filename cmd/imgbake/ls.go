@@ -14,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
@@ -76,8 +75,7 @@ func lsCommand() *cli.Command {
 // with an error (ENOENT, EISDIR, EIO from a damaged filesystem, ...) is about
 // the path.
 func isPathError(err error) bool {
-	var re *appliance.RemoteError
-	return errors.As(err, &re) || errors.Is(err, errTooDeep)
+	return fsops.IsPathError(err) || errors.Is(err, errTooDeep)
 }
 
 var errTooDeep = errors.New("directories nest too deeply")
