@@ -252,7 +252,7 @@ func (img *Image) Session() fsops.Session { return img.sess }
 func (img *Image) Done() <-chan struct{} { return img.sess.Done() }
 
 // Mounts is what was mounted (or, with NoMount, the devices found).
-func (img *Image) Mounts() *proto.MountResult { return img.mount }
+func (img *Image) Mounts() *fsops.MountResult { return img.mount }
 
 // Disks names the images, as given to Open.
 func (img *Image) Disks() string { return img.names }

@@ -266,6 +266,17 @@ func isNotExist(err error) bool {
 // OSInfo is what the agent found out about the image's operating system.
 type OSInfo = proto.OSInfo
 
+// The agent's descriptions of what it found, as operations return them.
+type (
+	Filesystem  = proto.Filesystem  // a block device and the filesystem on it
+	DirEntry    = proto.DirEntry    // one entry of a directory listing
+	FstabReport = proto.FstabReport // the image's fstab, entry by entry, checked against its devices
+	MountResult = proto.MountResult // what was mounted where
+	ExecArgs    = proto.ExecArgs    // a command to run in the image
+	ExecResult  = proto.ExecResult  // how a command ended
+	Winsize     = proto.Winsize     // a terminal's size
+)
+
 // Exists reports whether path exists in the image (a dangling symlink
 // counts: lstat semantics).
 func Exists(ctx context.Context, s Session, path string) (bool, error) {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
@@ -87,7 +86,7 @@ func fstabCommand() *cli.Command {
 						op.Abort()
 						return opFailed(ctx, fmt.Errorf("reading /etc/fstab: %w", err))
 					}
-					var root proto.Filesystem
+					var root fsops.Filesystem
 					for _, fs := range op.Mounts().Filesystems {
 						if fs.Device == op.Mounts().Root {
 							root = fs
@@ -123,7 +122,7 @@ func fstabCommand() *cli.Command {
 	return cmd
 }
 
-func printFstab(w io.Writer, rep *proto.FstabReport) {
+func printFstab(w io.Writer, rep *fsops.FstabReport) {
 	if !rep.Exists {
 		fmt.Fprintln(w, "the image has no /etc/fstab")
 		return

@@ -14,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
@@ -105,7 +104,7 @@ func (l *lister) list(p string, header, blank bool) error {
 		if !st.Exists {
 			return fmt.Errorf("%s: %w", p, fs.ErrNotExist)
 		}
-		l.entry(proto.DirEntry{Name: p, StatResult: st})
+		l.entry(fsops.DirEntry{Name: p, StatResult: st})
 		return nil
 	}
 	if err != nil {
@@ -114,7 +113,7 @@ func (l *lister) list(p string, header, blank bool) error {
 	return l.dir(p, ents, header, blank, 0)
 }
 
-func (l *lister) dir(p string, ents []proto.DirEntry, header, blank bool, depth int) error {
+func (l *lister) dir(p string, ents []fsops.DirEntry, header, blank bool, depth int) error {
 	if blank {
 		fmt.Fprintln(l.w)
 	}
@@ -151,7 +150,7 @@ func (l *lister) dir(p string, ents []proto.DirEntry, header, blank bool, depth 
 	return nil
 }
 
-func (l *lister) entry(e proto.DirEntry) {
+func (l *lister) entry(e fsops.DirEntry) {
 	name := safeName(e.Name)
 	if !l.long {
 		fmt.Fprintln(l.w, name)

@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 )
@@ -46,7 +45,7 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	args := proto.ExecArgs{Dir: "/", Env: []string{"debian_chroot=imgbake", "IMGBAKE=1"}}
+	args := fsops.ExecArgs{Dir: "/", Env: []string{"debian_chroot=imgbake", "IMGBAKE=1"}}
 	rescue := c.Bool("rescue")
 	if !rescue {
 		shell, ok := imageShell(ctx, op.Session())
@@ -94,14 +93,14 @@ func imageShell(ctx context.Context, s fsops.Session) (string, bool) {
 // runTerminal connects the local terminal to a TTY command in the
 // appliance: raw mode, window size and its changes, and everything typed
 // (Ctrl-C included) goes to the guest.
-func runTerminal(ctx context.Context, op *bake.Image, args proto.ExecArgs, stdio Stdio) (proto.ExecResult, error) {
+func runTerminal(ctx context.Context, op *bake.Image, args fsops.ExecArgs, stdio Stdio) (fsops.ExecResult, error) {
 	in := stdio.In
-	resize := make(chan proto.Winsize, 1)
+	resize := make(chan fsops.Winsize, 1)
 	if f, ok := stdio.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fd := int(f.Fd())
 		old, err := term.MakeRaw(fd)
 		if err != nil {
-			return proto.ExecResult{}, fmt.Errorf("terminal raw mode: %w", err)
+			return fsops.ExecResult{}, fmt.Errorf("terminal raw mode: %w", err)
 		}
 		defer term.Restore(fd, old)
 		if w, h, err := term.GetSize(fd); err == nil {
@@ -114,7 +113,7 @@ func runTerminal(ctx context.Context, op *bake.Image, args proto.ExecArgs, stdio
 			for range winch {
 				if w, h, err := term.GetSize(fd); err == nil {
 					select {
-					case resize <- proto.Winsize{Rows: uint16(h), Cols: uint16(w)}:
+					case resize <- fsops.Winsize{Rows: uint16(h), Cols: uint16(w)}:
 					default:
 					}
 				}
