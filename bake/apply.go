@@ -84,7 +84,7 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 	if events == nil {
 		events = nopEvents{}
 	}
-	prev, err := fsops.ReadState(ctx, img.sess)
+	prev, err := fsops.ReadState(ctx, img.ops)
 	if err != nil && !o.Force {
 		return out, Classify(ErrImage, err)
 	}
@@ -97,7 +97,7 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		out.AlreadyApplied = true
 		return out, nil
 	}
-	info, err := img.sess.Inspect(ctx)
+	info, err := img.ops.Inspect(ctx)
 	if err != nil {
 		return out, Classify(ErrImage, fmt.Errorf("gathering facts: %w", err))
 	}
@@ -106,9 +106,9 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 	if plan.resumeMsg != "" {
 		fmt.Fprintf(img.notices, "imgbake: %s\n", plan.resumeMsg)
 	}
-	rs := &stateRecorder{sess: img.sess, progressive: img.opts.InPlace,
+	rs := &stateRecorder{sess: img.ops, progressive: img.opts.InPlace,
 		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
-	r := &runner{env: steps.Env{Session: img.sess, Facts: out.Facts, Network: img.opts.Network, Live: o.Live},
+	r := &runner{env: steps.Env{Session: img.ops, Facts: out.Facts, Network: img.opts.Network, Live: o.Live},
 		state: rs, startAt: plan.startAt, rec: rec, events: events}
 	t := time.Now()
 	out.Summary, err = r.run(ctx)
@@ -210,7 +210,7 @@ func (r *runner) evaluate(ctx context.Context, st recipes.Step) Outcome {
 			return Outcome{Status: StatusSkipped, Why: st.Creates + " exists"}
 		}
 	}
-	res, err := r.step(ctx, st)
+	res, err := r.step(ctx, st, data)
 	if err != nil {
 		return Outcome{Result: res, Err: err}
 	}
@@ -230,13 +230,15 @@ func (r *runner) evaluate(ctx context.Context, st recipes.Step) Outcome {
 }
 
 // step runs the operation under the step's timeout.
-func (r *runner) step(ctx context.Context, st recipes.Step) (fsops.Result, error) {
+func (r *runner) step(ctx context.Context, st recipes.Step, data map[string]any) (fsops.Result, error) {
 	if st.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("%w: timed out after %s (the step's timeout)", errStepTimeout, st.Timeout))
 		defer cancel()
 	}
-	res, err := steps.Apply(ctx, r.env, st)
+	env := r.env
+	env.Data = data
+	res, err := steps.Apply(ctx, env, st)
 	if err != nil && ctx.Err() != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errStepTimeout) {
 			return res, cause

@@ -87,6 +87,7 @@ func Check(disks []string, o Options) error {
 // Commit or Discard (or Abort on an error path).
 type Image struct {
 	sess    *appliance.Session
+	ops     fsops.Session // what steps and commands use: sess, or a fake in tests
 	mount   *proto.MountResult
 	disks   []diskState
 	names   string // the disks, for messages
@@ -200,7 +201,7 @@ func Open(ctx context.Context, disks []string, o Options) (_ *Image, err error) 
 	if err != nil {
 		return nil, err
 	}
-	img.sess = sess
+	img.sess, img.ops = sess, sess
 	img.boot = sess.Timings
 	img.logf("appliance ready: qemu %s, agent ready %s (guest uptime %s)",
 		sess.Timings.QEMUStarted.Round(time.Millisecond), sess.Timings.Ready.Round(time.Millisecond),
@@ -246,7 +247,7 @@ func classifyOpen(ctx context.Context, err error) error {
 }
 
 // Session is the open image, for the operations of fsops.
-func (img *Image) Session() fsops.Session { return img.sess }
+func (img *Image) Session() fsops.Session { return img.ops }
 
 // Done is closed when the appliance stops (dies, or is shut down).
 func (img *Image) Done() <-chan struct{} { return img.sess.Done() }
