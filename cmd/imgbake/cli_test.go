@@ -11,7 +11,6 @@ import (
 
 	"github.com/imgbake/imgbake/image"
 	"github.com/imgbake/imgbake/internal/vmtest"
-	"github.com/imgbake/imgbake/recipes"
 )
 
 // makeRawDisk creates a small sparse raw file standing in for an image
@@ -154,20 +153,6 @@ func TestMissingKernel(t *testing.T) {
 		if r.code != ExitImage || !strings.Contains(r.stderr, "/nonexistent/vmlinuz-1 does not exist") ||
 			!strings.Contains(r.stderr, "linux-image-cloud-amd64") {
 			t.Errorf("%v: want exit 3 naming the file and what to install:\n%s", args, r)
-		}
-	}
-}
-
-// Every op kind the recipe language accepts must be runnable and documented.
-func TestEveryKindHasAHandler(t *testing.T) {
-	for _, k := range recipes.Kinds() {
-		sk, ok := stepKinds[k]
-		if !ok {
-			t.Errorf("recipe op %q has no step handler", k)
-			continue
-		}
-		if !strings.HasPrefix(sk.example, k+":") {
-			t.Errorf("step %q: example %q should start with %q", k, sk.example, k+":")
 		}
 	}
 }
