@@ -19,32 +19,32 @@ import (
 // opens the disks writable through a private overlay, detects their format
 // and mounts what the image's fstab says.
 type Options struct {
-	Format       string  // "raw" or "qcow2" for every disk; "" detects it from the header
-	AllowBacking bool    // accept a qcow2 that names a backing file
-	Mounts       []Mount // mount these instead of detecting (like guestfish -m)
-	Kernel       string  // appliance kernel; "" picks the host's (see appliance.Build)
-	MemoryMiB    int     // appliance memory; 0 means 512
-	Cold         bool    // boot instead of restoring the saved appliance
+	Format       string  `json:"format,omitempty"`        // "raw" or "qcow2" for every disk; "" detects it from the header
+	AllowBacking bool    `json:"allow_backing,omitempty"` // accept a qcow2 that names a backing file
+	Mounts       []Mount `json:"mounts,omitempty"`        // mount these instead of detecting (like guestfish -m)
+	Kernel       string  `json:"kernel,omitempty"`        // appliance kernel; "" picks the host's (see appliance.Build)
+	MemoryMiB    int     `json:"memory_mib,omitempty"`    // appliance memory; 0 means 512
+	Cold         bool    `json:"cold,omitempty"`          // boot instead of restoring the saved appliance
 
-	ReadOnly bool   // attach and mount read-only
-	InPlace  bool   // write directly to the image, no overlay
-	Output   string // Commit exports to this new image instead of the input
-	Network  bool   // user-mode networking for package steps
-	Rescue   bool   // the initramfs with the rescue tools (fsck, rescue shell)
-	NoMount  bool   // probe the devices but mount nothing (fsck)
+	ReadOnly bool   `json:"read_only,omitempty"` // attach and mount read-only
+	InPlace  bool   `json:"in_place,omitempty"`  // write directly to the image, no overlay
+	Output   string `json:"output,omitempty"`    // Commit exports to this new image instead of the input
+	Network  bool   `json:"network,omitempty"`   // user-mode networking for package steps
+	Rescue   bool   `json:"rescue,omitempty"`    // the initramfs with the rescue tools (fsck, rescue shell)
+	NoMount  bool   `json:"no_mount,omitempty"`  // probe the devices but mount nothing (fsck)
 
 	// Logf receives progress lines (-v); nil discards them.
-	Logf func(format string, args ...any)
+	Logf func(format string, args ...any) `json:"-"`
 	// Notices receives warnings and notices a user must see (stderr);
 	// nil discards them.
-	Notices io.Writer
+	Notices io.Writer `json:"-"`
 }
 
 // Mount is a filesystem to mount by hand: a device of the appliance
 // (/dev/vda2, vg0/root, ...) and where in the image, "/" when empty.
 type Mount struct {
-	Device     string
-	Mountpoint string
+	Device     string `json:"device"`
+	Mountpoint string `json:"mountpoint,omitempty"`
 }
 
 // ParseMount reads a -m argument, DEVICE[:MOUNTPOINT].
