@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/internal/vmtest"
+	"github.com/imgbake/imgbake/session"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -153,7 +154,7 @@ func sitePlay(t *testing.T, extra ...string) (out string, logs []string) {
 	t.Logf("the play: %d tasks, %d sessions in %s", strings.Count(out, "\nTASK ["), len(logs), took.Round(100*time.Millisecond))
 	verifyPlaybookImage(t, disk, outDir)
 	waitNoQEMU(t, tmp, 5*time.Second)
-	if ss := scanSessions(base, nil); len(ss) != 0 {
+	if ss := session.Scan(base, nil); len(ss) != 0 {
 		t.Errorf("sessions left running: %+v", ss)
 	}
 	return out, logs
@@ -215,7 +216,7 @@ func TestAnsibleFailure(t *testing.T) {
 		t.Error("a failed play changed the image")
 	}
 	waitNoQEMU(t, tmp, 5*time.Second)
-	if ss := scanSessions(base, nil); len(ss) != 0 {
+	if ss := session.Scan(base, nil); len(ss) != 0 {
 		t.Errorf("sessions left running: %+v", ss)
 	}
 }
@@ -229,7 +230,7 @@ func TestAnsibleKilled(t *testing.T) {
 	before := sha256File(t, disk)
 	killPlaybook(t, env, "slow.yml", "-e", "disk="+disk)
 	waitNoQEMU(t, tmp, 30*time.Second)
-	for i := 0; len(scanSessions(base, nil)) > 0; i++ {
+	for i := 0; len(session.Scan(base, nil)) > 0; i++ {
 		if i > 100 {
 			t.Fatal("the session is still there")
 		}

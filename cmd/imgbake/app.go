@@ -41,7 +41,19 @@ type Stdio struct {
 	Err io.Writer
 }
 
-func withCode(code int, err error) error { return bake.WithCode(code, err) }
+// exitError is an exit code a command chose (withCode), as opposed to one
+// bake derived from an error's class: opFailed leaves it alone.
+type exitError struct{ err error }
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{bake.WithCode(code, err)}
+}
 
 func usageErr(format string, args ...any) error {
 	return withCode(ExitUsage, fmt.Errorf(format, args...))

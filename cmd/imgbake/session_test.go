@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgbake/imgbake/session"
+	"github.com/imgbake/imgbake/session/api"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -37,12 +39,12 @@ func sessionTest(t *testing.T) (tmp, base string) {
 	vmTests(t)
 	tmp = privateTmp(t)
 	t.Setenv("IMGBAKE_TEST_AS_MAIN", "1")
-	base, err := sessionsBase()
+	base, err := api.Base()
 	must(t, err)
 	t.Cleanup(func() {
-		for _, s := range scanSessions(base, nil) {
-			t.Logf("killing session %s (pid %d) left running", s.info.Name, s.info.PID)
-			_ = syscall.Kill(s.info.PID, syscall.SIGKILL)
+		for _, s := range session.Scan(base, nil) {
+			t.Logf("killing session %s (pid %d) left running", s.Info.Name, s.Info.PID)
+			_ = syscall.Kill(s.Info.PID, syscall.SIGKILL)
 		}
 		waitNoQEMU(t, tmp, 10*time.Second)
 	})
@@ -205,7 +207,7 @@ func TestSessionLifecycle(t *testing.T) {
 
 	// list shows it, with its disk.
 	r = imgbake(t, "session", "list", "--json")
-	var list []sessionStatus
+	var list []api.Status
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].Name != "s1" || list[0].Disks[0] != disk || list[0].Boots != 1 {
 		t.Errorf("session list --json: %v\n%s", err, r)
 	}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/session"
+)
+
+func sessionStartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "start",
+		Usage:     "boot the appliance for an image and keep it; prints the session name when it is ready",
+		ArgsUsage: " ",
+		Flags: append(diskFlags(),
+			&cli.StringFlag{Name: "name", Usage: "session `NAME` (default: from the disk's file name)"},
+			&cli.IntFlag{Name: "owner-pid", Usage: "stop and discard when process `PID` exits"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 15 * time.Minute, Usage: "stop and discard after this long without a request (0: never)"},
+			&cli.BoolFlag{Name: "network", Usage: "give the appliance a network for package steps of `session run`"},
+			&cli.BoolFlag{Name: "reuse", Usage: "if session --name is already running on the same disk, use it (wait until it is ready)"},
+			&cli.BoolFlag{Name: "attach", Usage: "only use the running session --name on the same disk: fail if it is not running (never boot a new one)"},
+		),
+		Action: func(c *cli.Context) error { return sessionStart(c, sessionStdio(c)) },
+	}
+}
+
+// sessionStart hands the parsed disk options, unchanged, to the session's
+// daemon (session.Start writes them into its config).
+func sessionStart(c *cli.Context, stdio Stdio) error {
+	if c.NArg() != 0 {
+		return usageErr("session start takes no arguments (got %q): use -a DISK", c.Args().Slice())
+	}
+	disks, o, err := diskOptions(c, stdio, bake.Options{Network: c.Bool("network")})
+	if err != nil {
+		return err
+	}
+	st, err := session.Start(c.Context, session.StartConfig{Name: c.String("name"), Disks: disks, Options: o,
+		IdleTimeout: c.Duration("idle-timeout"), OwnerPID: c.Int("owner-pid"), Reuse: c.Bool("reuse"), Attach: c.Bool("attach")})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdio.Out, st.Name)
+	if c.Bool("verbose") && st.Boot != "" {
+		fmt.Fprintf(stdio.Err, "imgbake: session %s ready: %s\n", st.Name, st.Boot)
+	}
+	return nil
+}
