@@ -309,3 +309,50 @@ func TestSessionWatchdogs(t *testing.T) {
 	}
 	noLeftovers(t, tmp)
 }
+
+// TestSessionColdStart: `session start --cold` boots the appliance cold,
+// where a start without it restores the saved one: the daemon opens the
+// image with the options `session start` parsed (its config file), not
+// with flags parsed again. The session log and the -v report say which.
+func TestSessionColdStart(t *testing.T) {
+	_, base := sessionTest(t)
+	t.Setenv("IMGBAKE_COLD", "0")
+	disk := testimages.Fresh(t, testimages.NoPart)
+	for _, tc := range []struct {
+		name      string
+		flags     []string
+		want, not string // in the "appliance booted" line
+		appliance string // the appliance's own -v line
+	}{
+		{"warm", nil, "appliance booted (boot 1 of this session): warm start", "cold boot", "warm: restoring"},
+		{"cold", []string{"--cold"}, "appliance booted (boot 1 of this session): cold boot (--cold)", "warm start", "cold boot)"},
+	} {
+		r := imgbake(t, append([]string{"session", "start", "-v", "--name", tc.name, "-a", disk}, tc.flags...)...)
+		if r.code != 0 {
+			t.Fatalf("session start %v: %s", tc.flags, r)
+		}
+		if !strings.Contains(r.stderr, "session "+tc.name+" ready: "+strings.TrimPrefix(tc.want, "appliance booted (boot 1 of this session): ")) {
+			t.Errorf("session start -v %v does not say how it booted: %s", tc.flags, r)
+		}
+		cfg, err := os.ReadFile(filepath.Join(base, tc.name, "config.json"))
+		if err != nil || strings.Contains(string(cfg), `"cold": true`) != (tc.name == "cold") {
+			t.Errorf("config.json (%v):\n%s", err, cfg)
+		}
+		if r := imgbake(t, "session", "stop", "--discard", tc.name); r.code != 0 {
+			t.Fatalf("stop: %s", r)
+		}
+		b, err := os.ReadFile(filepath.Join(base, tc.name+".log"))
+		must(t, err)
+		log := string(b)
+		var booted string
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, "appliance booted") {
+				booted = l
+			}
+		}
+		if !strings.Contains(booted, tc.want) || strings.Contains(booted, tc.not) || !strings.Contains(log, tc.appliance) {
+			t.Errorf("session %s %v: want %q (and %q from the appliance), not %q in its log:\n%s", tc.name, tc.flags, tc.want, tc.appliance, tc.not, log)
+		}
+		t.Logf("%s", strings.TrimSpace(booted))
+	}
+}
