@@ -429,18 +429,12 @@ func (e *RemoteError) Error() string { return e.Msg }
 func (e *RemoteError) Is(target error) bool {
 	var errno syscall.Errno
 	if errors.As(target, &errno) {
-		return e.Errno != "" && errnoNames[errno] == e.Errno
+		return proto.ErrnoIs(e.Errno, errno)
 	}
 	if target == os.ErrNotExist {
-		return e.Errno == "ENOENT"
+		return proto.ErrnoIs(e.Errno, syscall.ENOENT)
 	}
 	return false
-}
-
-var errnoNames = map[syscall.Errno]string{
-	syscall.ENOENT: "ENOENT", syscall.ENOSPC: "ENOSPC", syscall.EEXIST: "EEXIST", syscall.EACCES: "EACCES",
-	syscall.EPERM: "EPERM", syscall.ENOTDIR: "ENOTDIR", syscall.EISDIR: "EISDIR", syscall.EROFS: "EROFS",
-	syscall.ENOTEMPTY: "ENOTEMPTY", syscall.ELOOP: "ELOOP", syscall.EXDEV: "EXDEV", syscall.EDQUOT: "EDQUOT",
 }
 
 // call runs one operation. in, if set, is streamed as TData then TEOF;

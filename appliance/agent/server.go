@@ -130,7 +130,7 @@ func (s *server) startCall(ctx context.Context, f proto.Frame) {
 			res.Error = err.Error()
 			var errno syscall.Errno
 			if errors.As(err, &errno) {
-				res.Errno = errnoName(errno)
+				res.Errno = proto.ErrnoName(errno)
 			}
 		} else if out != nil {
 			b, merr := json.Marshal(out)
@@ -216,34 +216,4 @@ func (w frameWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
-}
-
-func errnoName(e syscall.Errno) string {
-	switch e {
-	case syscall.ENOENT:
-		return "ENOENT"
-	case syscall.ENOSPC:
-		return "ENOSPC"
-	case syscall.EEXIST:
-		return "EEXIST"
-	case syscall.EACCES:
-		return "EACCES"
-	case syscall.EPERM:
-		return "EPERM"
-	case syscall.ENOTDIR:
-		return "ENOTDIR"
-	case syscall.EISDIR:
-		return "EISDIR"
-	case syscall.EROFS:
-		return "EROFS"
-	case syscall.ENOTEMPTY:
-		return "ENOTEMPTY"
-	case syscall.ELOOP:
-		return "ELOOP"
-	case syscall.EXDEV:
-		return "EXDEV"
-	case syscall.EDQUOT:
-		return "EDQUOT"
-	}
-	return fmt.Sprintf("errno %d", int(e))
 }
