@@ -21,6 +21,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/imgbake/imgbake/appliance/kernel"
+	"github.com/imgbake/imgbake/appliance/proto"
 )
 
 //go:embed agentbin
@@ -55,7 +56,7 @@ var moduleGroups = []struct {
 	group   string
 	modules []string
 }{
-	{"boot", []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "crc32c_generic",
+	{proto.ModulesBoot, []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "crc32c_generic",
 		// virtio_rng feeds the guest CRNG from the host so getrandom() in the
 		// agent and in image tools (ssh-keygen, openssl) does not stall.
 		"virtio_rng"}},
@@ -63,8 +64,8 @@ var moduleGroups = []struct {
 	{"btrfs", []string{"btrfs"}},
 	{"vfat", []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"}},
 	{"ext4", []string{"ext4"}},
-	{"dm", []string{"dm_mod"}},
-	{"net", []string{"virtio_net"}},
+	{proto.ModulesDM, []string{"dm_mod"}},
+	{proto.ModulesNet, []string{"virtio_net"}},
 }
 
 // Kernel is the kernel image and its module tree.
@@ -238,7 +239,7 @@ func Build(opts BuildOptions) (*Appliance, error) {
 	var list bytes.Buffer
 	for _, g := range groups {
 		for _, f := range g.files {
-			fmt.Fprintf(&list, "%s /lib/modules/%s/%s\n", g.group, k.Version, f)
+			list.WriteString(proto.ModuleListLine(g.group, "/lib/modules/"+k.Version+"/"+f))
 		}
 	}
 	if app.Size, err = writeInitramfsFile(dir, app.Initramfs, agent, k, allMods, list.Bytes(), nil); err != nil {
@@ -431,9 +432,9 @@ func writeInitramfs(w cpio.RecordWriter, agent []byte, k Kernel, modules []strin
 		cpio.Directory("sys", 0o755),
 		cpio.Directory("run", 0o755),
 		cpio.Directory("tmp", 0o1777),
-		cpio.Directory("sysroot", 0o755),
+		cpio.Directory(strings.TrimPrefix(proto.Sysroot, "/"), 0o755),
 		cpio.StaticRecord(agent, cpio.Info{Name: "init", Mode: unixRegular | 0o755}),
-		cpio.StaticRecord(list, cpio.Info{Name: "etc/imgbake/modules", Mode: unixRegular | 0o644}),
+		cpio.StaticRecord(list, cpio.Info{Name: strings.TrimPrefix(proto.ModuleList, "/"), Mode: unixRegular | 0o644}),
 	}
 	for _, m := range modules {
 		data, err := os.ReadFile(filepath.Join(k.ModulesDir, m))

@@ -26,10 +26,10 @@ import (
 // reused, so neither side can see stale data, and are punched out of the
 // host file once the copy is done.
 
-const (
-	dataDiskSize  = 1 << 40 // virtual size: sparse, only staged data uses space
-	dataDiskAlign = 1 << 12 // O_DIRECT reads in the guest need aligned offsets
-)
+// dataDiskSize is the data disk's virtual size: sparse, only staged data
+// uses space. Offsets on it are multiples of proto.DataAlign, as O_DIRECT
+// reads in the guest need.
+const dataDiskSize = 1 << 40
 
 // diskAttacher is what a machine needs for the data disk: hot-plugging a
 // host file as a read-only raw disk with a serial.
@@ -68,7 +68,7 @@ func (s *Session) StageData(ctx context.Context, f *os.File, size int64) (r Stag
 	if err := copyInto(d.file, off, f, size); err != nil {
 		return r, false, err
 	}
-	d.next = alignUp(off+size, dataDiskAlign)
+	d.next = alignUp(off+size, proto.DataAlign)
 	if d.next >= dataDiskSize {
 		d.err = errors.New("data disk full")
 	}
@@ -173,7 +173,7 @@ func (s *Session) ReleaseData(rs []StagedRange) {
 		return
 	}
 	for _, r := range rs {
-		_ = unix.Fallocate(int(d.file.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.Offset, alignUp(r.Size, dataDiskAlign))
+		_ = unix.Fallocate(int(d.file.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.Offset, alignUp(r.Size, proto.DataAlign))
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+
+	"github.com/imgbake/imgbake/appliance/proto"
 )
 
 // QEMU starts qemu-system-x86_64 directly: no daemon, nothing to configure.
@@ -57,7 +59,7 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 		"-serial", "chardev:con0",
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=ch0,path=" + escapeComma(chanSock) + ",server=on,wait=off",
-		"-device", "virtserialport,bus=vser0.0,chardev=ch0,name=" + channelName,
+		"-device", "virtserialport,bus=vser0.0,chardev=ch0,name=" + proto.ChannelName,
 		"-qmp", "unix:" + escapeComma(qmpSock) + ",server=on,wait=off",
 		"-device", "virtio-rng-pci",
 	}
@@ -92,8 +94,6 @@ func qemuArgs(spec MachineSpec, chanSock, qmpSock, consoleLog string) ([]string,
 }
 
 func escapeComma(s string) string { return strings.ReplaceAll(s, ",", ",,") }
-
-const channelName = "org.imgbake.channel.0"
 
 // Start implements Backend.
 func (q *QEMU) Start(ctx context.Context, spec MachineSpec) (Machine, error) {

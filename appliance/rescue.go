@@ -16,30 +16,29 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/imgbake/imgbake/appliance/proto"
 )
 
 // The appliance carries its own rescue tools, taken from the host's
 // packages: filesystem checkers, lvm and a shell, so that fsck and a rescue
 // shell work on any image, even one whose own tools are broken. Programs go
-// to RescueBinDir, their shared libraries (resolved through ELF DT_NEEDED)
-// to RescueLibDir. The directories the host's loader searches are symlinked
-// to RescueLibDir and the program interpreter (the dynamic loader) is kept
-// at its path, so the programs start with no environment at all;
-// RescueEnv is still the safest environment to run them with.
-const (
-	RescueBinDir = "/rescue/bin"
-	RescueLibDir = "/rescue/lib"
-)
+// to proto.RescueBinDir, their shared libraries (resolved through ELF
+// DT_NEEDED) to proto.RescueLibDir. The directories the host's loader
+// searches are symlinked to proto.RescueLibDir and the program interpreter
+// (the dynamic loader) is kept at its path, so the programs start with no
+// environment at all; RescueEnv is still the safest environment to run
+// them with.
 
 // RescueEnv is the environment for commands that run in the appliance
 // itself (not chrooted) and use the rescue tools.
 func RescueEnv() []string {
-	return []string{"PATH=" + RescueBinDir + ":/usr/sbin:/usr/bin:/sbin:/bin", "LD_LIBRARY_PATH=" + RescueLibDir}
+	return []string{"PATH=" + proto.RescueBinDir + ":/usr/sbin:/usr/bin:/sbin:/bin", "LD_LIBRARY_PATH=" + proto.RescueLibDir}
 }
 
 // rescueTool is one host program and the extra names it answers to.
 type rescueTool struct {
-	name  string   // name in RescueBinDir
+	name  string   // name in proto.RescueBinDir
 	paths []string // where the host may have it
 	links []string // more names (symlinks to name)
 	pkg   string   // Debian package, for messages
@@ -59,7 +58,7 @@ var rescueTools = []rescueTool{
 // busyboxPaths are where a static busybox may be (Debian: busybox-static).
 var busyboxPaths = []string{"/bin/busybox", "/usr/bin/busybox"}
 
-// busyboxApplets are linked into RescueBinDir when busybox has them (and no
+// busyboxApplets are linked into proto.RescueBinDir when busybox has them (and no
 // real tool of that name is there): a shell and the basics to look around.
 var busyboxApplets = strings.Fields(`sh ash ls cat cp mv rm mkdir rmdir ln chmod chown chroot echo printf
 	grep egrep fgrep sed awk vi less more head tail find xargs mount umount df du ps kill dmesg stat free
@@ -69,8 +68,8 @@ var busyboxApplets = strings.Fields(`sh ash ls cat cp mv rm mkdir rmdir ln chmod
 
 // RescueInfo says what went into the appliance's rescue part.
 type RescueInfo struct {
-	Tools   []string `json:"tools"`             // programs in RescueBinDir (not counting busybox applets)
-	Libs    []string `json:"libs"`              // shared libraries in RescueLibDir
+	Tools   []string `json:"tools"`             // programs in proto.RescueBinDir (not counting busybox applets)
+	Libs    []string `json:"libs"`              // shared libraries in proto.RescueLibDir
 	Applets int      `json:"applets,omitempty"` // busybox applets linked
 	Missing []string `json:"missing,omitempty"` // tools not found on the host, with their package
 	Bytes   int64    `json:"bytes"`             // file bytes added to the initramfs
@@ -107,24 +106,24 @@ func collectRescue() (*rescueSet, error) {
 			rs.info.Missing = append(rs.info.Missing, fmt.Sprintf("%s (%s)", t.name, t.pkg))
 			continue
 		}
-		if err := add(path.Join(RescueBinDir, t.name), host); err != nil {
+		if err := add(path.Join(proto.RescueBinDir, t.name), host); err != nil {
 			return nil, fmt.Errorf("rescue tool %s: %w", host, err)
 		}
 		for _, l := range t.links {
-			links[path.Join(RescueBinDir, l)] = t.name
+			links[path.Join(proto.RescueBinDir, l)] = t.name
 		}
 		rs.info.Tools = append(rs.info.Tools, t.name)
 		elfs = append(elfs, host)
 	}
 	if bb := firstExisting(busyboxPaths); bb != "" {
-		if err := add(path.Join(RescueBinDir, "busybox"), bb); err != nil {
+		if err := add(path.Join(proto.RescueBinDir, "busybox"), bb); err != nil {
 			return nil, fmt.Errorf("rescue shell %s: %w", bb, err)
 		}
 		rs.info.Tools = append(rs.info.Tools, "busybox")
 		elfs = append(elfs, bb)
 		have := busyboxList(bb)
 		for _, a := range busyboxApplets {
-			name := path.Join(RescueBinDir, a)
+			name := path.Join(proto.RescueBinDir, a)
 			if _, taken := files[name]; taken || (have != nil && !have[a]) {
 				continue
 			}
@@ -135,7 +134,7 @@ func collectRescue() (*rescueSet, error) {
 			rs.info.Applets++
 		}
 		// The appliance's own /bin/sh, for commands run outside the image.
-		links["/bin/sh"] = path.Join(RescueBinDir, "busybox")
+		links["/bin/sh"] = path.Join(proto.RescueBinDir, "busybox")
 	} else {
 		rs.info.Missing = append(rs.info.Missing, "busybox (busybox-static)")
 	}
@@ -149,21 +148,21 @@ func collectRescue() (*rescueSet, error) {
 		}
 	}
 	for soname, host := range r.found {
-		if err := add(path.Join(RescueLibDir, soname), host); err != nil {
+		if err := add(path.Join(proto.RescueLibDir, soname), host); err != nil {
 			return nil, fmt.Errorf("library %s: %w", host, err)
 		}
 		rs.info.Libs = append(rs.info.Libs, soname)
 	}
-	// The loader finds RescueLibDir through its system directories.
+	// The loader finds proto.RescueLibDir through its system directories.
 	for dir := range r.dirs {
 		if linkableLibDir(dir) {
-			links[dir] = RescueLibDir
+			links[dir] = proto.RescueLibDir
 		}
 	}
 	// The interpreter stays at its path (the kernel reads it from there):
-	// a link to the copy in RescueLibDir, or the file itself.
+	// a link to the copy in proto.RescueLibDir, or the file itself.
 	for interp := range interps {
-		inLib := path.Join(RescueLibDir, path.Base(interp))
+		inLib := path.Join(proto.RescueLibDir, path.Base(interp))
 		if _, ok := files[inLib]; !ok {
 			if err := add(inLib, interp); err != nil {
 				return nil, fmt.Errorf("program interpreter %s: %w", interp, err)
@@ -192,11 +191,11 @@ func collectRescue() (*rescueSet, error) {
 }
 
 // linkableLibDir says whether a host library directory may become a
-// symlink to RescueLibDir: not / or the plain lib directories, which hold
+// symlink to proto.RescueLibDir: not / or the plain lib directories, which hold
 // other things in the initramfs (/lib/modules).
 func linkableLibDir(dir string) bool {
 	switch dir {
-	case "/", "/lib", "/usr", "/usr/lib", "/rescue", RescueLibDir, RescueBinDir, "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/etc":
+	case "/", "/lib", "/usr", "/usr/lib", "/rescue", proto.RescueLibDir, proto.RescueBinDir, "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/etc":
 		return false
 	}
 	return strings.Count(dir, "/") >= 1

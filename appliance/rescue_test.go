@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -25,15 +26,15 @@ func TestCollectRescue(t *testing.T) {
 	for _, r := range rs.records {
 		names["/"+r.Name] = r
 	}
-	if _, ok := names[RescueBinDir+"/e2fsck"]; !ok {
+	if _, ok := names[proto.RescueBinDir+"/e2fsck"]; !ok {
 		t.Fatalf("no e2fsck in %v", rs.info.Tools)
 	}
 	for _, lib := range []string{"libext2fs.so.2", "libc.so.6"} {
-		if _, ok := names[RescueLibDir+"/"+lib]; !ok {
+		if _, ok := names[proto.RescueLibDir+"/"+lib]; !ok {
 			t.Errorf("%s missing; libs: %v", lib, rs.info.Libs)
 		}
 	}
-	if l, ok := names[RescueBinDir+"/fsck.ext4"]; !ok || l.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+	if l, ok := names[proto.RescueBinDir+"/fsck.ext4"]; !ok || l.Mode&cpio.S_IFMT != cpio.S_IFLNK {
 		t.Errorf("fsck.ext4 link missing")
 	}
 	if _, ok := names["/bin/sh"]; !ok && len(rs.info.Missing) == 0 {

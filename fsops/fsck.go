@@ -96,7 +96,7 @@ func Fsck(ctx context.Context, s Session, f proto.Filesystem, o FsckOptions) (Fs
 
 // run executes a rescue tool in the appliance (not chrooted) on the device.
 func (r *FsckResult) run(ctx context.Context, s Session, o FsckOptions, args ...string) (FsckRun, error) {
-	argv := append([]string{path.Join(appliance.RescueBinDir, r.Tool)}, args...)
+	argv := append([]string{path.Join(proto.RescueBinDir, r.Tool)}, args...)
 	if o.Output != nil {
 		fmt.Fprintf(o.Output, "$ %s %s\n", r.Tool, strings.Join(args, " "))
 	}

@@ -29,12 +29,6 @@ import (
 // Version is the protocol/agent version reported in Ready.
 const Version = proto.Version
 
-// ChannelName is the virtio-serial port name the host creates.
-const ChannelName = "org.imgbake.channel.0"
-
-// ModuleList is where the initramfs lists modules to load, in order.
-const ModuleList = "/etc/imgbake/modules"
-
 // Agent serves one host.
 type Agent struct {
 	reaper  *reaper
@@ -73,7 +67,7 @@ type Agent struct {
 var devNull *os.File
 
 func newAgent() *Agent {
-	return &Agent{reaper: newReaper(), sysroot: sysroot, rootfd: -1, powerOff: make(chan struct{}, 1), loaded: map[string]bool{}}
+	return &Agent{reaper: newReaper(), sysroot: proto.Sysroot, rootfd: -1, powerOff: make(chan struct{}, 1), loaded: map[string]bool{}}
 }
 
 func (a *Agent) register(s *server) {
@@ -180,7 +174,7 @@ func Main() {
 			log.Printf("agent: setup: %v", err)
 		}
 		devNull, _ = os.Open(os.DevNull)
-		a.modules = loadModules(ModuleList, "boot")
+		a.modules = loadModules(proto.ModulesBoot)
 		if kernelArg(proto.PreloadArg) {
 			for _, g := range preloadGroups {
 				a.ensureFSModules(g)
@@ -310,22 +304,18 @@ func setupSystem() error {
 	return nil
 }
 
-// loadModules loads the modules of one group from the list the host wrote:
-// lines of "GROUP PATH", dependencies first. The "boot" group is loaded at
+// loadModules loads the modules of one group from the list the host wrote
+// (proto.ModuleList), dependencies first. The "boot" group is loaded at
 // start; filesystem groups ("xfs", "btrfs", ...) only when such a filesystem
 // is found, because some (raid6_pq for btrfs) benchmark themselves on load,
 // which is slow under TCG. Failures are logged, not fatal.
-func loadModules(list, group string) int {
-	data, err := os.ReadFile(list)
+func loadModules(group string) int {
+	data, err := os.ReadFile(proto.ModuleList)
 	if err != nil {
 		return 0
 	}
 	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		g, p, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || g != group {
-			continue
-		}
+	for _, p := range proto.ModulesOf(data, group) {
 		f, err := os.Open(p)
 		if err != nil {
 			log.Printf("module %s: %v", p, err)
@@ -342,14 +332,14 @@ func loadModules(list, group string) int {
 	return n
 }
 
-// findChannel waits for the virtio-serial port named ChannelName.
+// findChannel waits for the virtio-serial port named proto.ChannelName.
 func findChannel(timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ents, _ := os.ReadDir("/sys/class/virtio-ports")
 		for _, e := range ents {
 			name, err := os.ReadFile(filepath.Join("/sys/class/virtio-ports", e.Name(), "name"))
-			if err == nil && strings.TrimSpace(string(name)) == ChannelName {
+			if err == nil && strings.TrimSpace(string(name)) == proto.ChannelName {
 				dev := "/dev/" + e.Name()
 				if _, err := os.Stat(dev); err == nil {
 					return dev, nil
@@ -357,7 +347,7 @@ func findChannel(timeout time.Duration) (string, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("virtio-serial port %s not found", ChannelName)
+			return "", fmt.Errorf("virtio-serial port %s not found", proto.ChannelName)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -390,5 +380,5 @@ func (a *Agent) ensureFSModules(fstype string) {
 		return
 	}
 	a.loaded[fstype] = true
-	a.modules += loadModules(ModuleList, fstype)
+	a.modules += loadModules(fstype)
 }

@@ -20,7 +20,6 @@ import (
 // carry the data's place on that disk instead of the data.
 
 const (
-	dataAlign     = 4096
 	dataChunkSize = 8 << 20
 	dataDiskWait  = 20 * time.Second
 )
@@ -85,9 +84,9 @@ type dataChunk struct {
 	err error
 }
 
-// openData starts reading size bytes at off (a multiple of dataAlign).
+// openData starts reading size bytes at off (a multiple of proto.DataAlign).
 func (a *Agent) openData(off, size int64) (*dataReader, error) {
-	if off < 0 || size < 0 || off%dataAlign != 0 {
+	if off < 0 || size < 0 || off%proto.DataAlign != 0 {
 		return nil, fmt.Errorf("bad data disk range %d+%d", off, size)
 	}
 	disk, err := a.dataDisk()
@@ -112,7 +111,7 @@ func (a *Agent) openData(off, size int64) (*dataReader, error) {
 			}
 			want := min(int64(dataChunkSize), size-done)
 			// Whole blocks for O_DIRECT; only want bytes are used.
-			n, err := unix.Pread(int(disk.Fd()), buf[:(want+dataAlign-1)/dataAlign*dataAlign], off+done)
+			n, err := unix.Pread(int(disk.Fd()), buf[:(want+proto.DataAlign-1)/proto.DataAlign*proto.DataAlign], off+done)
 			if err == nil && int64(n) < want {
 				err = errors.New("short read")
 			}
@@ -218,7 +217,7 @@ func (a *Agent) copyFromDataDisk(fd int, offsetS, sizeS string) (int64, error) {
 		}
 		if direct {
 			// O_DIRECT writes whole blocks; the file's tail goes buffered.
-			aligned := len(data) &^ (dataAlign - 1)
+			aligned := len(data) &^ (proto.DataAlign - 1)
 			n, err := writeAll(fd, data[:aligned])
 			written += int64(n)
 			if err != nil {

@@ -212,7 +212,7 @@ func hasSlash(s string) bool {
 func lookPathIn(root, name string) (string, error) {
 	dirs := []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
 	if root == "" || root == "/" {
-		dirs = append(dirs, "/rescue/bin") // the appliance's own tools
+		dirs = append(dirs, proto.RescueBinDir) // the appliance's own tools
 	}
 	for _, dir := range dirs {
 		p := dir + "/" + name

@@ -116,7 +116,7 @@ func (a *Agent) activateLVM(fss []proto.Filesystem, activate bool) ([]proto.Volu
 		return nil, warnings
 	}
 	if activate {
-		a.ensureFSModules("dm")
+		a.ensureFSModules(proto.ModulesDM)
 		if _, err := os.Stat(dmControl); err != nil {
 			warnings = append(warnings, fmt.Sprintf("LVM volumes not activated: no device-mapper (%s: %v; is dm_mod in the appliance?)", dmControl, unwrapErrno(err)))
 			activate = false

@@ -20,8 +20,6 @@ import (
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
-const sysroot = "/sysroot"
-
 // linuxRootTypes are tried as root filesystems, in this order of preference.
 var linuxRootTypes = map[string]int{"ext4": 0, "ext3": 0, "ext2": 0, "xfs": 1, "btrfs": 2, "vfat": 9}
 
@@ -52,7 +50,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		return nil, err
 	}
 	a.bindSystemDirs(res)
-	rootfd, err := unix.Open(sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		a.unmountAll()
 		return nil, err
@@ -111,7 +109,7 @@ func (a *Agent) mountDetected(res *proto.MountResult) error {
 		}
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return linuxRootTypes[cands[i].Type] < linuxRootTypes[cands[j].Type] })
-	if err := os.MkdirAll(sysroot, 0o755); err != nil {
+	if err := os.MkdirAll(proto.Sysroot, 0o755); err != nil {
 		return err
 	}
 	for _, fs := range res.Filesystems {
@@ -122,18 +120,18 @@ func (a *Agent) mountDetected(res *proto.MountResult) error {
 		}
 	}
 	for _, fs := range cands {
-		if err := a.mountFS(fs.Device, sysroot, fs.Type); err != nil {
+		if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type); err != nil {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s: %v", fs.Device, fs.Type, unwrapErrno(err)))
 			continue
 		}
-		if !hasOSRelease(sysroot) {
+		if !hasOSRelease(proto.Sysroot) {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s without /etc/os-release", fs.Device, fs.Type))
-			_ = unix.Unmount(sysroot, 0)
+			_ = unix.Unmount(proto.Sysroot, 0)
 			continue
 		}
 		res.Root = fs.Device
 		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: "/", Device: fs.Device, Type: fs.Type})
-		a.mounts = append(a.mounts, sysroot)
+		a.mounts = append(a.mounts, proto.Sysroot)
 		a.mountFstab(res)
 		return nil
 	}
@@ -179,7 +177,7 @@ func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) e
 	if sorted[0].Mountpoint != "/" {
 		return errors.New("-m: no filesystem given for /")
 	}
-	if err := os.MkdirAll(sysroot, 0o755); err != nil {
+	if err := os.MkdirAll(proto.Sysroot, 0o755); err != nil {
 		return err
 	}
 	byDev := map[string]proto.Filesystem{}
@@ -198,7 +196,7 @@ func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) e
 		if fs.Type == "" {
 			return fmt.Errorf("-m %s: no filesystem recognized on it", s.Device)
 		}
-		target := sysroot
+		target := proto.Sysroot
 		if i > 0 {
 			t, closeT, err := a.resolveMountpoint(s.Mountpoint)
 			if err != nil {
@@ -210,7 +208,7 @@ func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) e
 		if err := a.mountFS(dev, target, fs.Type); err != nil {
 			return err
 		}
-		a.mounts = append(a.mounts, sysroot+path.Clean(s.Mountpoint))
+		a.mounts = append(a.mounts, proto.Sysroot+path.Clean(s.Mountpoint))
 		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: path.Clean(s.Mountpoint), Device: dev, Type: fs.Type})
 		if i == 0 {
 			res.Root = dev
@@ -231,7 +229,7 @@ func deviceNames(fss []proto.Filesystem) []string {
 // returns a /proc/self/fd path for it: mounting there cannot be redirected by
 // a symlink in the image into the appliance.
 func (a *Agent) resolveMountpoint(mp string) (string, func(), error) {
-	rootfd, err := unix.Open(sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", nil, err
 	}
@@ -341,7 +339,7 @@ var skipFstabTypes = map[string]bool{
 }
 
 func (a *Agent) mountFstab(res *proto.MountResult) {
-	rootfd, err := unix.Open(sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		res.Warnings = append(res.Warnings, "cannot open the root: "+err.Error())
 		return
@@ -382,7 +380,7 @@ func (a *Agent) mountFstab(res *proto.MountResult) {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %v", e.line, err))
 			continue
 		}
-		a.mounts = append(a.mounts, sysroot+mp)
+		a.mounts = append(a.mounts, proto.Sysroot+mp)
 		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: mp, Device: fs.Device, Type: fs.Type})
 	}
 }
@@ -402,11 +400,11 @@ func (a *Agent) bindSystemDirs(res *proto.MountResult) {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("bind %s: %v", d, err))
 			continue
 		}
-		a.mounts = append(a.mounts, sysroot+d)
+		a.mounts = append(a.mounts, proto.Sysroot+d)
 	}
 }
 
-// unmountAll unmounts everything below /sysroot in reverse mount order.
+// unmountAll unmounts everything below /proto.Sysroot in reverse mount order.
 // The list comes from /proc/self/mountinfo, which shows the real paths even
 // when a mountpoint was reached through the image's symlinks.
 func (a *Agent) unmountAll() []string {
@@ -418,10 +416,10 @@ func (a *Agent) unmountAll() []string {
 	}
 	a.mounted = false
 	a.state.Unlock()
-	mps := mountsBelow(sysroot)
+	mps := mountsBelow(proto.Sysroot)
 	for i := len(mps) - 1; i >= 0; i-- {
 		m := mps[i]
-		rel := strings.TrimPrefix(m, sysroot)
+		rel := strings.TrimPrefix(m, proto.Sysroot)
 		flags := 0
 		if rel == "/proc" || rel == "/sys" || rel == "/dev" || strings.HasPrefix(rel, "/proc/") ||
 			strings.HasPrefix(rel, "/sys/") || strings.HasPrefix(rel, "/dev/") {

@@ -34,7 +34,7 @@ func (a *Agent) handleNetworkUp(ctx context.Context, _ *stream, _ json.RawMessag
 		return proto.NetworkResult{Interface: a.netIf, Address: guestAddr, Gateway: gatewayIP, Resolver: resolverIP}, nil
 	}
 	t := time.Now()
-	loadModules(ModuleList, "net")
+	loadModules(proto.ModulesNet)
 	link, err := waitForEthernet(ctx, 10*time.Second)
 	if err != nil {
 		return nil, err

@@ -198,7 +198,7 @@ type TarInArgs struct {
 	Staged *DataRange `json:"staged,omitempty"`
 }
 
-// DataRange is a range of the data disk (Offset a multiple of 4096).
+// DataRange is a range of the data disk (Offset a multiple of DataAlign).
 type DataRange struct {
 	Offset int64 `json:"offset"`
 	Size   int64 `json:"size"`
@@ -206,7 +206,7 @@ type DataRange struct {
 
 // A regular file's data may come from the session's data disk instead of
 // the tar stream: its header then has size 0 and these PAX records give
-// the data's offset on the disk (a multiple of 4096) and its size, in
+// the data's offset on the disk (a multiple of DataAlign) and its size, in
 // decimal. The data disk is the virtio disk whose serial is DataDiskSerial.
 const (
 	PAXDataOffset  = "IMGBAKE.data.offset"
