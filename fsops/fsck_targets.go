@@ -19,11 +19,10 @@ var (
 func DeviceArg(a string) (string, error) {
 	name := strings.TrimPrefix(a, "/dev/")
 	if m, ok := strings.CutPrefix(name, "mapper/"); ok && isLVMName(m) {
-		return "/dev/mapper/" + m, nil
+		return proto.MapperPath(m), nil
 	}
 	if vg, lv, ok := strings.Cut(name, "/"); ok && isLVMName(vg) && isLVMName(lv) {
-		// LVM's device-mapper name: dashes in either part doubled.
-		return "/dev/mapper/" + strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--"), nil
+		return proto.LVDevice(vg, lv), nil
 	}
 	if !deviceNameRE.MatchString(name) {
 		return "", fmt.Errorf("%q is not a device name (e.g. vda3, /dev/vda3 or vg0/root; `imgbake inspect` lists them)", a)

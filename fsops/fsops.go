@@ -289,3 +289,7 @@ func Exists(ctx context.Context, s Session, path string) (bool, error) {
 	}
 	return false, err
 }
+
+// Sysroot is where the image is mounted inside the appliance, for commands
+// that run outside the image's chroot (the rescue shell).
+const Sysroot = proto.Sysroot

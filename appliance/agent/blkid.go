@@ -210,7 +210,7 @@ func splitDev(n string) (string, int) {
 func devicePath(name string) string {
 	if strings.HasPrefix(name, "dm-") {
 		if b, err := os.ReadFile(filepath.Join("/sys/class/block", name, "dm", "name")); err == nil {
-			p := "/dev/mapper/" + strings.TrimSpace(string(b))
+			p := proto.MapperPath(strings.TrimSpace(string(b)))
 			if _, err := os.Stat(p); err == nil {
 				return p
 			}

@@ -23,7 +23,7 @@ import (
 
 // dmControl is the device-mapper control node (devtmpfs creates it when
 // dm_mod loads).
-const dmControl = "/dev/mapper/control"
+const dmControl = proto.MapperDir + "/control"
 
 // foundVG is a volume group with the devices of its PVs.
 type foundVG struct {
@@ -178,7 +178,7 @@ func (a *Agent) activateLVM(fss []proto.Filesystem, activate bool) ([]proto.Volu
 				info.Note = err.Error()
 				warnings = append(warnings, fmt.Sprintf("LVM volume %s/%s not activated: %v", vg.name, lv.name, err))
 			case activate:
-				dev, err := a.dmActivate(dmName(vg.name, lv.name), dmUUID(vg.id, lv.id), table, ro)
+				dev, err := a.dmActivate(proto.DMName(vg.name, lv.name), dmUUID(vg.id, lv.id), table, ro)
 				if err != nil {
 					info.Note = err.Error()
 					warnings = append(warnings, fmt.Sprintf("LVM volume %s/%s not activated: %v", vg.name, lv.name, err))
@@ -204,7 +204,7 @@ func deviceReadOnly(dev string) bool {
 // its /dev/mapper node. A device of that name that is already there (this
 // agent activated it for an earlier command) is reused.
 func (a *Agent) dmActivate(name, uuid string, table []dmTarget, ro bool) (string, error) {
-	node := "/dev/mapper/" + name
+	node := proto.MapperPath(name)
 	a.lvmMu.Lock()
 	defer a.lvmMu.Unlock()
 	for _, n := range a.dmActive {
@@ -263,7 +263,7 @@ func (a *Agent) deactivateLVM() []string {
 			problems = append(problems, fmt.Sprintf("deactivating LVM volume %s: %v", name, err))
 			continue
 		}
-		_ = os.Remove("/dev/mapper/" + name)
+		_ = os.Remove(proto.MapperPath(name))
 	}
 	for _, vg := range a.lvmVGs {
 		for _, lv := range vg.LVs {

@@ -550,12 +550,6 @@ func (vg *lvmVG) table(lv *lvmLV, dev func(pv string) (string, bool)) ([]dmTarge
 	return out, nil
 }
 
-// dmName is the device-mapper name LVM gives an LV: VG-LV with every dash
-// in either name doubled.
-func dmName(vg, lv string) string {
-	return strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
-}
-
 // dmUUID is LVM's device-mapper UUID of an LV, so lvm tools run later in
 // the appliance recognize the device as theirs.
 func dmUUID(vgID, lvID string) string {

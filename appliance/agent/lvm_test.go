@@ -321,16 +321,7 @@ func TestLVMTables(t *testing.T) {
 	}
 }
 
-func TestDMNames(t *testing.T) {
-	for _, tc := range []struct{ vg, lv, want string }{
-		{"vg0", "root", "vg0-root"},
-		{"my-vg", "lv-1", "my--vg-lv--1"},
-		{"a--b", "c", "a----b-c"},
-	} {
-		if got := dmName(tc.vg, tc.lv); got != tc.want {
-			t.Errorf("dmName(%q, %q) = %q, want %q", tc.vg, tc.lv, got, tc.want)
-		}
-	}
+func TestDMUUID(t *testing.T) {
 	if got := dmUUID("dGLctz-wcyF-ZBVd-4ght-aXq5-2nMY-g6pUwq", "Jzc8a3-Jugt-Uf6P-yyDj-9zDs-KEjS-RF63il"); got != "LVM-dGLctzwcyFZBVd4ghtaXq52nMYg6pUwqJzc8a3JugtUf6PyyDj9zDsKEjSRF63il" {
 		t.Errorf("dmUUID = %q", got)
 	}

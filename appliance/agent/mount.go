@@ -299,7 +299,7 @@ func resolveSpec(spec string, fss []proto.Filesystem) (proto.Filesystem, bool) {
 			continue
 		}
 		// LVM names: /dev/VG/LV, /dev/mapper/VG-LV (the Device itself).
-		if fs.LV != "" && (spec == "/dev/"+fs.VG+"/"+fs.LV || spec == "/dev/disk/by-id/dm-name-"+dmName(fs.VG, fs.LV)) {
+		if fs.LV != "" && (spec == "/dev/"+fs.VG+"/"+fs.LV || spec == "/dev/disk/by-id/dm-name-"+proto.DMName(fs.VG, fs.LV)) {
 			return fs, true
 		}
 		switch {

@@ -245,7 +245,7 @@ func (a *Agent) handleReplayLog(_ context.Context, _ *stream, raw json.RawMessag
 		return nil, errors.New("replay_log: the image is mounted; this is for unmounted devices")
 	}
 	dev := path.Clean(args.Device)
-	lvmDev := strings.HasPrefix(dev, "/dev/mapper/") && strings.Count(dev, "/") == 3
+	lvmDev := strings.HasPrefix(dev, proto.MapperDir+"/") && strings.Count(dev, "/") == 3
 	if !strings.HasPrefix(dev, "/dev/") || (strings.Count(dev, "/") != 2 && !lvmDev) {
 		return nil, fmt.Errorf("replay_log: %q is not a device of the appliance", args.Device)
 	}

@@ -57,7 +57,7 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 		}
 	}
 	if rescue {
-		args.Argv, args.NoChroot, args.Dir = []string{"sh"}, true, proto.Sysroot
+		args.Argv, args.NoChroot, args.Dir = []string{"sh"}, true, fsops.Sysroot
 		args.Env = append(args.Env, "PS1=imgbake-rescue:$PWD# ", "PATH=/rescue/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
 	if !c.Bool("ro") {
