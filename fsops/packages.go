@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+
+	"github.com/imgbake/imgbake/appliance/proto"
 )
 
 // Package steps run the image's own package manager inside the chroot,
@@ -15,7 +17,8 @@ import (
 // ErrNoPackageManager means the image has no package manager imgbake knows.
 var ErrNoPackageManager = errors.New("no supported package manager in the image")
 
-// packageManager knows how to drive one package manager.
+// packageManager knows how to drive one package manager; packageManagers
+// has one for each of proto.PackageManagers.
 type packageManager struct {
 	// installed is a shell command that succeeds when every package in
 	// "$@" is installed.
@@ -31,7 +34,7 @@ type packageManager struct {
 var aptUpgraded = regexp.MustCompile(`(?m)^([1-9][0-9]*) upgraded|, ([1-9][0-9]*) newly installed`)
 
 var packageManagers = map[string]packageManager{
-	"apt": {
+	proto.PkgApt: {
 		installed: `for p; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || exit 1; done`,
 		install:   `apt-get -o DPkg::Lock::Timeout=300 update -q && apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@"`,
 		uninstall: `apt-get -o DPkg::Lock::Timeout=300 remove -y -q "$@"`,
@@ -39,35 +42,35 @@ var packageManagers = map[string]packageManager{
 		env:       []string{"DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none", "LC_ALL=C"},
 		upgraded:  func(out string) bool { return aptUpgraded.MatchString(out) },
 	},
-	"dnf": {
+	proto.PkgDNF: {
 		installed: `rpm -q "$@" >/dev/null`,
 		install:   `dnf install -y "$@"`,
 		uninstall: `dnf remove -y "$@"`,
 		update:    `dnf upgrade -y --refresh`,
 		upgraded:  func(out string) bool { return !strings.Contains(out, "Nothing to do.") },
 	},
-	"yum": {
+	proto.PkgYum: {
 		installed: `rpm -q "$@" >/dev/null`,
 		install:   `yum install -y "$@"`,
 		uninstall: `yum remove -y "$@"`,
 		update:    `yum update -y`,
 		upgraded:  func(out string) bool { return !strings.Contains(out, "No packages marked for update") },
 	},
-	"zypper": {
+	proto.PkgZypper: {
 		installed: `rpm -q "$@" >/dev/null`,
 		install:   `zypper --non-interactive install "$@"`,
 		uninstall: `zypper --non-interactive remove "$@"`,
 		update:    `zypper --non-interactive update`,
 		upgraded:  func(out string) bool { return !strings.Contains(out, "Nothing to do.") },
 	},
-	"apk": {
+	proto.PkgAPK: {
 		installed: `apk info -e "$@" >/dev/null`,
 		install:   `apk add "$@"`,
 		uninstall: `apk del "$@"`,
 		update:    `apk update && apk upgrade`,
 		upgraded:  func(out string) bool { return strings.Contains(out, "Upgrading") },
 	},
-	"pacman": {
+	proto.PkgPacman: {
 		installed: `pacman -Q "$@" >/dev/null 2>&1`,
 		install:   `pacman -Sy --noconfirm --needed "$@"`,
 		uninstall: `pacman -R --noconfirm "$@"`,
@@ -78,7 +81,7 @@ var packageManagers = map[string]packageManager{
 
 // PackageOptions say how a package step runs.
 type PackageOptions struct {
-	Manager string // from the facts: apt, dnf, yum, zypper, apk, pacman
+	Manager string // from the facts: one of proto.PackageManagers
 	Network bool   // false: --no-network, the package manager must work offline
 	Run     RunOptions
 }
@@ -166,7 +169,7 @@ func packageCommand(ctx context.Context, s Session, pm packageManager, script st
 			}
 		}()
 	}
-	if o.Manager == "apt" {
+	if o.Manager == proto.PkgApt {
 		// Packages must not start services inside the chroot.
 		undo, err := blockServiceStarts(ctx, s)
 		if err != nil {

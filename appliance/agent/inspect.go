@@ -126,23 +126,21 @@ func (a *Agent) imageArch() string {
 	return ""
 }
 
-// packageManager names the image's package tool by the binaries present.
+// packageManager names the image's package tool by the binaries present
+// (proto.PackageManagers).
 func (a *Agent) packageManager() string {
 	rootfd, err := a.root()
 	if err != nil {
 		return ""
 	}
-	for _, c := range []struct{ name, path string }{
-		{"apt", "/usr/bin/apt-get"}, {"dnf", "/usr/bin/dnf"}, {"yum", "/usr/bin/yum"},
-		{"zypper", "/usr/bin/zypper"}, {"apk", "/sbin/apk"}, {"pacman", "/usr/bin/pacman"},
-	} {
+	for _, c := range proto.PackageManagers {
 		var st unix.Stat_t
-		fd, err := openInRoot(rootfd, c.path, unix.O_PATH, 0)
+		fd, err := openInRoot(rootfd, c.Path, unix.O_PATH, 0)
 		if err == nil {
 			err = unix.Fstat(fd, &st)
 			unix.Close(fd)
 			if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-				return c.name
+				return c.Name
 			}
 		}
 	}
