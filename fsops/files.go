@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/appliance/passwd"
 )
 
 // maxEditSize bounds the files append_line and edit read into memory.
@@ -367,4 +368,18 @@ func RequireDir(ctx context.Context, s Session, path string) error {
 func IsPathError(err error) bool {
 	var re *appliance.RemoteError
 	return errors.As(err, &re)
+}
+
+// OwnerNames maps the user and group ids of the image to their names, from
+// its own /etc/passwd and /etc/group; a missing or unreadable file gives an
+// empty map (callers show the ids).
+func OwnerNames(ctx context.Context, s Session) (users, groups map[int]string) {
+	read := func(file string, names func([]byte) map[int]string) map[int]string {
+		data, err := ReadFile(ctx, s, file, 8<<20)
+		if err != nil {
+			return map[int]string{}
+		}
+		return names(data)
+	}
+	return read(passwd.PasswdFile, passwd.UserNames), read(passwd.GroupFile, passwd.GroupNames)
 }

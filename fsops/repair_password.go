@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imgbake/imgbake/appliance/passwd"
 )
 
 // ResetPassword sets user's password the way SetPassword does (the image's
@@ -42,26 +44,21 @@ func chpasswdUnusable(err error) bool {
 // a shadow entry gets one; a passwd entry whose password field is not "x"
 // is pointed at the shadow file.
 func writeShadowHash(ctx context.Context, s Session, user, password string) (Result, error) {
-	passwdPath, _, err := resolveFile(ctx, s, "/etc/passwd")
+	passwdPath, _, err := resolveFile(ctx, s, passwd.PasswdFile)
 	if err != nil {
 		return Result{}, err
 	}
-	passwd, err := ReadFile(ctx, s, passwdPath, 16<<20)
+	pwData, err := ReadFile(ctx, s, passwdPath, 16<<20)
 	if err != nil {
 		return Result{}, fmt.Errorf("reading /etc/passwd: %w", err)
 	}
-	pwLine := -1
-	pwLines := strings.Split(string(passwd), "\n")
-	for i, l := range pwLines {
-		if f := strings.Split(l, ":"); len(f) >= 7 && f[0] == user {
-			pwLine = i
-			break
-		}
-	}
-	if pwLine < 0 {
+	pw, err := passwd.LookupUser(pwData, user)
+	if errors.Is(err, passwd.ErrNotFound) {
 		return Result{}, fmt.Errorf("user %q does not exist in the image", user)
+	} else if err != nil {
+		return Result{}, fmt.Errorf("/etc/passwd in the image has a bad entry for %q: %w", user, err)
 	}
-	shadowPath, exists, err := resolveFile(ctx, s, "/etc/shadow")
+	shadowPath, exists, err := resolveFile(ctx, s, passwd.ShadowFile)
 	if err != nil {
 		return Result{}, err
 	}
@@ -80,9 +77,11 @@ func writeShadowHash(ctx context.Context, s Session, user, password string) (Res
 	if _, err := WriteFile(ctx, s, shadowPath, strings.NewReader(out), WriteOptions{}); err != nil {
 		return Result{}, fmt.Errorf("writing /etc/shadow: %w", err)
 	}
-	if f := strings.Split(pwLines[pwLine], ":"); f[1] != "x" {
+	if pw.Password != "x" {
+		pwLines := strings.Split(string(pwData), "\n")
+		f := strings.Split(pwLines[pw.Line-1], ":")
 		f[1] = "x"
-		pwLines[pwLine] = strings.Join(f, ":")
+		pwLines[pw.Line-1] = strings.Join(f, ":")
 		if _, err := WriteFile(ctx, s, passwdPath, bytes.NewReader([]byte(strings.Join(pwLines, "\n"))), WriteOptions{}); err != nil {
 			return Result{}, fmt.Errorf("writing /etc/passwd: %w", err)
 		}
@@ -116,17 +115,14 @@ func newSHA512Crypt(password string) (string, error) {
 // adding the line when the user has none.
 func setShadowEntry(shadow, user, hash string, now time.Time) string {
 	day := strconv.FormatInt(now.Unix()/86400, 10)
-	lines := strings.Split(shadow, "\n")
-	for i, l := range lines {
-		f := strings.Split(l, ":")
-		if len(f) < 2 || f[0] != user {
-			continue
-		}
+	if e, err := passwd.LookupShadow([]byte(shadow), user); err == nil {
+		lines := strings.Split(shadow, "\n")
+		f := strings.Split(lines[e.Line-1], ":")
 		for len(f) < 9 {
 			f = append(f, "")
 		}
 		f[1], f[2] = hash, day
-		lines[i] = strings.Join(f, ":")
+		lines[e.Line-1] = strings.Join(f, ":")
 		return strings.Join(lines, "\n")
 	}
 	if shadow != "" && !strings.HasSuffix(shadow, "\n") {

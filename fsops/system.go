@@ -1,14 +1,13 @@
 package fsops
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"strings"
 
+	"github.com/imgbake/imgbake/appliance/passwd"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -80,97 +79,49 @@ func listDir(ctx context.Context, s Session, dir string) ([]string, error) {
 	return names, nil
 }
 
-// passwdEntry is one line of the image's /etc/passwd.
-type passwdEntry struct {
-	Name  string
-	UID   int
-	GID   int
-	Home  string
-	Shell string
-}
-
 // lookupUser finds name in the image's /etc/passwd; nil when absent.
-func lookupUser(ctx context.Context, s Session, name string) (*passwdEntry, error) {
-	data, _, err := readOptional(ctx, s, "/etc/passwd")
+func lookupUser(ctx context.Context, s Session, name string) (*passwd.User, error) {
+	data, _, err := readOptional(ctx, s, passwd.PasswdFile)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range dbLines(data, 7) {
-		if f[0] != name {
-			continue
-		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("/etc/passwd in the image has a bad entry for %q", name)
-		}
-		return &passwdEntry{Name: f[0], UID: uid, GID: gid, Home: f[5], Shell: f[6]}, nil
+	u, err := passwd.LookupUser(data, name)
+	switch {
+	case errors.Is(err, passwd.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("/etc/passwd in the image has a bad entry for %q: %w", name, err)
 	}
-	return nil, nil
+	return &u, nil
 }
 
-// groupEntry is one line of the image's /etc/group.
-type groupEntry struct {
-	Name    string
-	GID     int
-	Members []string
-}
-
-// readGroups parses the image's /etc/group.
-func readGroups(ctx context.Context, s Session) (map[string]groupEntry, error) {
-	data, _, err := readOptional(ctx, s, "/etc/group")
+// readGroups parses the image's /etc/group, by name (a later entry of the
+// same name wins); malformed lines are passed over.
+func readGroups(ctx context.Context, s Session) (map[string]passwd.Group, error) {
+	data, _, err := readOptional(ctx, s, passwd.GroupFile)
 	if err != nil {
 		return nil, err
 	}
-	groups := map[string]groupEntry{}
-	for _, f := range dbLines(data, 4) {
-		gid, err := strconv.Atoi(f[2])
-		if err != nil {
-			continue
-		}
-		var members []string
-		for m := range strings.SplitSeq(f[3], ",") {
-			if m = strings.TrimSpace(m); m != "" {
-				members = append(members, m)
-			}
-		}
-		groups[f[0]] = groupEntry{Name: f[0], GID: gid, Members: members}
+	entries, _ := passwd.ParseGroups(data)
+	groups := map[string]passwd.Group{}
+	for _, g := range entries {
+		groups[g.Name] = g
 	}
 	return groups, nil
-}
-
-// dbLines splits a colon-separated database into entries with at least n
-// fields, skipping comments and NIS "+"/"-" lines.
-func dbLines(data []byte, n int) [][]string {
-	var out [][]string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || line[0] == '+' || line[0] == '-' {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) >= n {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // shadowHash returns the password field of user in the image's
 // /etc/shadow; ok is false when the user has no shadow entry.
 func shadowHash(ctx context.Context, s Session, user string) (hash string, ok bool, err error) {
-	data, _, err := readOptional(ctx, s, "/etc/shadow")
+	data, _, err := readOptional(ctx, s, passwd.ShadowFile)
 	if err != nil {
 		return "", false, err
 	}
-	for _, f := range dbLines(data, 2) {
-		if f[0] == user {
-			return f[1], true, nil
-		}
+	e, err := passwd.LookupShadow(data, user)
+	if err != nil {
+		return "", false, nil
 	}
-	return "", false, nil
+	return e.Hash, true, nil
 }
 
 // loginDefs returns the value of key in the image's /etc/login.defs, or "".

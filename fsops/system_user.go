@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/imgbake/imgbake/appliance/passwd"
 )
 
 // UserSpec is what a user should look like. Zero fields are left alone
@@ -103,7 +105,7 @@ func EnsureUser(ctx context.Context, s Session, u UserSpec) (Result, error) {
 	return res, nil
 }
 
-func createUser(ctx context.Context, s Session, u UserSpec, groups map[string]groupEntry) (Result, error) {
+func createUser(ctx context.Context, s Session, u UserSpec, groups map[string]passwd.Group) (Result, error) {
 	if p, err := hasProgram(ctx, s, "useradd"); err != nil {
 		return Result{}, err
 	} else if p == "" {
@@ -134,7 +136,7 @@ func createUser(ctx context.Context, s Session, u UserSpec, groups map[string]gr
 	return Result{Changed: true}, nil
 }
 
-func updateUser(ctx context.Context, s Session, u UserSpec, cur *passwdEntry, groups map[string]groupEntry) (Result, []string, error) {
+func updateUser(ctx context.Context, s Session, u UserSpec, cur *passwd.User, groups map[string]passwd.Group) (Result, []string, error) {
 	var argv, what []string
 	if u.UID != nil && *u.UID != cur.UID {
 		argv = append(argv, "-u", strconv.Itoa(*u.UID))

@@ -1,14 +1,15 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgbake/imgbake/appliance/passwd"
 )
 
 // resolveOwner turns "user[:group]" into ids using the image's own
@@ -20,30 +21,24 @@ func (a *Agent) resolveOwner(owner string) (int, int, error) {
 	if n, err := strconv.Atoi(userPart); err == nil {
 		uid = n
 	} else {
-		ent, err := a.lookupDB("/etc/passwd", userPart)
+		u, err := lookupDB(a, passwd.PasswdFile, userPart, passwd.LookupUser)
 		if err != nil {
 			return 0, 0, fmt.Errorf("owner %q: %w", owner, err)
 		}
-		if uid, err = strconv.Atoi(ent[2]); err != nil {
-			return 0, 0, fmt.Errorf("owner %q: bad uid in /etc/passwd", owner)
-		}
+		uid = u.UID
 		if !hasGroup {
-			if gid, err = strconv.Atoi(ent[3]); err != nil {
-				return 0, 0, fmt.Errorf("owner %q: bad gid in /etc/passwd", owner)
-			}
+			gid = u.GID
 		}
 	}
 	if hasGroup {
 		if n, err := strconv.Atoi(groupPart); err == nil {
 			gid = n
 		} else {
-			ent, err := a.lookupDB("/etc/group", groupPart)
+			g, err := lookupDB(a, passwd.GroupFile, groupPart, passwd.LookupGroup)
 			if err != nil {
 				return 0, 0, fmt.Errorf("owner %q: %w", owner, err)
 			}
-			if gid, err = strconv.Atoi(ent[2]); err != nil {
-				return 0, 0, fmt.Errorf("owner %q: bad gid in /etc/group", owner)
-			}
+			gid = g.GID
 		}
 	} else if gid < 0 {
 		gid = uid
@@ -51,20 +46,21 @@ func (a *Agent) resolveOwner(owner string) (int, int, error) {
 	return uid, gid, nil
 }
 
-// lookupDB finds name in a colon-separated database file of the image.
-func (a *Agent) lookupDB(file, name string) ([]string, error) {
+// lookupDB finds name in an account database file of the image.
+func lookupDB[T any](a *Agent, file, name string, lookup func([]byte, string) (T, error)) (T, error) {
+	var zero T
 	data, err := a.readImageFile(file, 4<<20)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) >= 4 && f[0] == name {
-			return f, nil
-		}
+	v, err := lookup(data, name)
+	switch {
+	case errors.Is(err, passwd.ErrNotFound):
+		return zero, fmt.Errorf("no %q in the image's %s", name, file)
+	case err != nil:
+		return zero, fmt.Errorf("the image's %s %w", file, err)
 	}
-	return nil, fmt.Errorf("no %q in the image's %s", name, file)
+	return v, nil
 }
 
 // readImageFile reads a small file of the mounted image, resolved in root.

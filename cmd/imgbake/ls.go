@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"path"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -45,7 +44,7 @@ func lsCommand() *cli.Command {
 			}
 			l := &lister{ctx: c.Context, s: op.Session(), w: stdio.Out, errw: stdio.Err, long: c.Bool("long"), recursive: c.Bool("recursive")}
 			if l.long {
-				l.users, l.groups = idNames(c.Context, op.Session(), "/etc/passwd"), idNames(c.Context, op.Session(), "/etc/group")
+				l.users, l.groups = fsops.OwnerNames(c.Context, op.Session())
 			}
 			var failed error
 			for i, p := range paths {
@@ -209,26 +208,4 @@ func lsMode(m fs.FileMode) string {
 	special(6, m&fs.ModeSetgid != 0, 's', 'S')
 	special(9, m&fs.ModeSticky != 0, 't', 'T')
 	return string(b)
-}
-
-// idNames maps the ids of an /etc/passwd or /etc/group of the image to
-// names; a missing or unreadable file gives an empty map (ids are shown).
-func idNames(ctx context.Context, s fsops.Session, file string) map[int]string {
-	out := map[int]string{}
-	data, err := fsops.ReadFile(ctx, s, file, 8<<20)
-	if err != nil {
-		return out
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 3 || f[0] == "" || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if id, err := strconv.Atoi(f[2]); err == nil {
-			if _, dup := out[id]; !dup {
-				out[id] = f[0]
-			}
-		}
-	}
-	return out
 }
