@@ -91,29 +91,27 @@ func fixFstabText(data []byte, problems []proto.FstabEntry, root proto.Filesyste
 			return nil, nil, fmt.Errorf("/etc/fstab line %d: no such line", p.Line)
 		}
 		line := strings.TrimSuffix(lines[i], "\r")
-		spans := fieldSpans(line)
-		if len(spans) < 3 || fstab.Unescape(line[spans[0][0]:spans[0][1]]) != p.Spec ||
-			fstab.Unescape(line[spans[1][0]:spans[1][1]]) != p.Mountpoint {
+		e, ok := fstab.ParseLine(line)
+		if !ok || e.Spec != p.Spec || e.File != p.Mountpoint {
 			return nil, nil, fmt.Errorf("/etc/fstab line %d no longer holds %s %s", p.Line, p.Spec, p.Mountpoint)
 		}
 		fix := FstabFix{Line: p.Line, Old: line}
 		switch {
 		case p.Mountpoint == "/" && root.UUID != "":
-			fix.New = line[:spans[0][0]] + "UUID=" + root.UUID + line[spans[0][1]:]
+			fix.New = line[:e.Spans[0][0]] + "UUID=" + root.UUID + line[e.Spans[0][1]:]
 			fix.What = fmt.Sprintf("/ now names the root filesystem found (%s, UUID=%s)", root.Device, root.UUID)
 		case p.Mountpoint == "/":
 			// Commenting out / would leave the root read-only at boot.
 			fix.What = "left as is: the root filesystem found has no UUID to name"
 		case nofail:
-			if len(spans) < 4 {
+			if len(e.Spans) < 4 {
 				fix.New = line + " defaults,nofail"
 			} else {
-				opts := line[spans[3][0]:spans[3][1]]
-				if fstab.HasOption(opts, "nofail") {
+				if fstab.HasOption(e.MntOps, "nofail") {
 					fix.What = "left as is: already nofail"
 					break
 				}
-				fix.New = line[:spans[3][1]] + ",nofail" + line[spans[3][1]:]
+				fix.New = line[:e.Spans[3][1]] + ",nofail" + line[e.Spans[3][1]:]
 			}
 			fix.What = "added nofail: the boot no longer waits for " + p.Spec
 		default:
@@ -141,22 +139,4 @@ func fixFstabText(data []byte, problems []proto.FstabEntry, root proto.Filesyste
 		return data, fixes, nil
 	}
 	return []byte(strings.Join(lines, "\n")), fixes, nil
-}
-
-// fieldSpans returns the [start, end) byte offsets of the
-// whitespace-separated fields of line.
-func fieldSpans(line string) [][2]int {
-	var out [][2]int
-	start := -1
-	for i := 0; i <= len(line); i++ {
-		space := i == len(line) || line[i] == ' ' || line[i] == '\t'
-		switch {
-		case !space && start < 0:
-			start = i
-		case space && start >= 0:
-			out = append(out, [2]int{start, i})
-			start = -1
-		}
-	}
-	return out
 }

@@ -7,6 +7,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/imgbake/imgbake/appliance/fstab"
 )
 
 // Timezone points /etc/localtime at /usr/share/zoneinfo/NAME, which must
@@ -139,24 +141,19 @@ func fstabKey(spec, file, vfstype string) string {
 // setFstabEntry returns fstab with e in it, and whether that changed it.
 // The first line with e's key is replaced (unless it already matches) and
 // later ones with the same key are dropped; without one, e is appended.
-func setFstabEntry(fstab string, e FstabEntry) (string, bool) {
+func setFstabEntry(data string, e FstabEntry) (string, bool) {
 	key := fstabKey(e.Spec, e.File, e.VFSType)
-	want := strings.Join([]string{fstabEscape(e.Spec), fstabEscape(e.File), e.VFSType, e.MntOps,
+	want := strings.Join([]string{fstab.Escape(e.Spec), fstab.Escape(e.File), e.VFSType, e.MntOps,
 		strconv.Itoa(e.Freq), strconv.Itoa(e.PassNo)}, "\t")
 	var out []string
 	found, changed := false, false
-	lines := strings.SplitAfter(fstab, "\n")
+	lines := strings.SplitAfter(data, "\n")
 	for _, line := range lines {
 		if line == "" {
 			continue
 		}
-		f := strings.Fields(line)
-		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
-			out = append(out, line)
-			continue
-		}
-		spec, file := fstabUnescape(f[0]), fstabUnescape(f[1])
-		if fstabKey(spec, file, f[2]) != key {
+		old, ok := fstab.ParseLine(line)
+		if !ok || fstabKey(old.Spec, old.File, old.VFSType) != key {
 			out = append(out, line)
 			continue
 		}
@@ -165,7 +162,7 @@ func setFstabEntry(fstab string, e FstabEntry) (string, bool) {
 			continue
 		}
 		found = true
-		if sameFstabEntry(f, e) {
+		if sameFstabEntry(old, e) {
 			out = append(out, line)
 			continue
 		}
@@ -182,14 +179,14 @@ func setFstabEntry(fstab string, e FstabEntry) (string, bool) {
 	return strings.Join(out, ""), changed
 }
 
-// sameFstabEntry compares an existing line's fields with e, with fstab's
-// defaults for missing fields.
-func sameFstabEntry(f []string, e FstabEntry) bool {
-	get := func(i int, def string) string {
-		if i < len(f) {
-			return f[i]
+// sameFstabEntry compares an existing entry with e, with fstab's defaults
+// for missing fields.
+func sameFstabEntry(old fstab.Entry, e FstabEntry) bool {
+	or := func(s, def string) string {
+		if s == "" {
+			return def
 		}
-		return def
+		return s
 	}
 	num := func(s string) int {
 		n, err := strconv.Atoi(s)
@@ -198,32 +195,10 @@ func sameFstabEntry(f []string, e FstabEntry) bool {
 		}
 		return n
 	}
-	return fstabUnescape(f[0]) == e.Spec && path.Clean(fstabUnescape(f[1])) == path.Clean(e.File) &&
-		f[2] == e.VFSType && get(3, "defaults") == e.MntOps &&
-		num(get(4, "0")) == e.Freq && num(get(5, "0")) == e.PassNo
+	return old.Spec == e.Spec && path.Clean(old.File) == path.Clean(e.File) &&
+		old.VFSType == e.VFSType && or(old.MntOps, "defaults") == e.MntOps &&
+		num(or(old.Freq, "0")) == e.Freq && num(or(old.PassNo, "0")) == e.PassNo
 }
-
-// fstabEscape writes blanks and backslashes as the octal escapes fstab
-// uses.
-func fstabEscape(s string) string {
-	r := strings.NewReplacer("\\", `\134`, " ", `\040`, "\t", `\011`, "\n", `\012`)
-	return r.Replace(s)
-}
-
-func fstabUnescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // MachineIDReset empties /etc/machine-id, so that every machine made from
 // the image gets its own ID at first boot, and removes a stale D-Bus copy

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -241,35 +239,6 @@ func (a *Agent) resolveMountpoint(mp string) (string, func(), error) {
 	return "/proc/self/fd/" + strconv.Itoa(fd), func() { unix.Close(fd) }, nil
 }
 
-// fstabEntry is one line of /etc/fstab.
-type fstabEntry struct {
-	spec, file, vfstype, mntops string
-	line                        int
-}
-
-func parseFstab(data []byte) []fstabEntry {
-	var out []fstabEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			continue
-		}
-		e := fstabEntry{spec: fstab.Unescape(f[0]), file: fstab.Unescape(f[1]), vfstype: f[2], line: n}
-		if len(f) > 3 {
-			e.mntops = f[3]
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // resolveSpec maps an fstab device spec to one of our devices. Device names
 // from the original machine (sda, xvda, hda) are mapped by letter and
 // partition number onto our virtio disks, the way libguestfs does.
@@ -350,34 +319,34 @@ func (a *Agent) mountFstab(res *proto.MountResult) {
 		res.Warnings = append(res.Warnings, "no /etc/fstab in the image: only / is mounted")
 		return
 	}
-	entries := parseFstab(data)
+	entries := fstab.Parse(data)
 	// Parents before children: /boot before /boot/efi.
 	sort.SliceStable(entries, func(i, j int) bool {
-		return strings.Count(path.Clean(entries[i].file), "/") < strings.Count(path.Clean(entries[j].file), "/")
+		return strings.Count(path.Clean(entries[i].File), "/") < strings.Count(path.Clean(entries[j].File), "/")
 	})
 	for _, e := range entries {
-		mp := path.Clean(e.file)
-		if mp == "/" || !strings.HasPrefix(mp, "/") || skipFstabTypes[e.vfstype] || fstab.HasOption(e.mntops, "bind") {
+		mp := path.Clean(e.File)
+		if mp == "/" || !strings.HasPrefix(mp, "/") || skipFstabTypes[e.VFSType] || fstab.HasOption(e.MntOps, "bind") {
 			continue
 		}
-		fs, ok := resolveSpec(e.spec, res.Filesystems)
+		fs, ok := resolveSpec(e.Spec, res.Filesystems)
 		if !ok {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.line, e.spec, mp))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.Line, e.Spec, mp))
 			continue
 		}
 		if fs.Type == "" || fs.Type == "swap" || fs.Type == "LVM2_member" {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s (%s) has no mountable filesystem", e.line, e.spec, fs.Device))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s (%s) has no mountable filesystem", e.Line, e.Spec, fs.Device))
 			continue
 		}
 		target, closeT, err := a.resolveMountpoint(mp)
 		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: mountpoint %s: %v", e.line, mp, unwrapErrno(err)))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: mountpoint %s: %v", e.Line, mp, unwrapErrno(err)))
 			continue
 		}
 		err = a.mountFS(fs.Device, target, fs.Type)
 		closeT()
 		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %v", e.line, err))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %v", e.Line, err))
 			continue
 		}
 		a.mounts = append(a.mounts, proto.Sysroot+mp)

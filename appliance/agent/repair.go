@@ -181,7 +181,7 @@ func (a *Agent) handleFstabCheck(context.Context, *stream, json.RawMessage) (any
 		fss = a.mountInfo.Filesystems
 	}
 	rep := proto.FstabReport{Exists: true, Entries: []proto.FstabEntry{}}
-	for _, e := range parseFstab(data) {
+	for _, e := range fstab.Parse(data) {
 		rep.Entries = append(rep.Entries, checkFstabEntry(e, fss))
 	}
 	return rep, nil
@@ -191,28 +191,28 @@ func (a *Agent) handleFstabCheck(context.Context, *stream, json.RawMessage) (any
 // which entries cannot be judged: a plain device name other than the
 // sd/vd/xvd/hd disks we map (nvme, md, a device-mapper or LVM path) names a
 // device of the original machine we have no way to check.
-func checkFstabEntry(e fstabEntry, fss []proto.Filesystem) proto.FstabEntry {
-	out := proto.FstabEntry{Line: e.line, Spec: e.spec, Mountpoint: e.file, Type: e.vfstype, Options: e.mntops}
-	key, _, hasEq := strings.Cut(e.spec, "=")
+func checkFstabEntry(e fstab.Entry, fss []proto.Filesystem) proto.FstabEntry {
+	out := proto.FstabEntry{Line: e.Line, Spec: e.Spec, Mountpoint: e.File, Type: e.VFSType, Options: e.MntOps}
+	key, _, hasEq := strings.Cut(e.Spec, "=")
 	switch {
-	case e.vfstype != "swap" && skipFstabTypes[e.vfstype], fstab.HasOption(e.mntops, "bind"), fstab.HasOption(e.mntops, "rbind"):
+	case e.VFSType != "swap" && skipFstabTypes[e.VFSType], fstab.HasOption(e.MntOps, "bind"), fstab.HasOption(e.MntOps, "rbind"):
 		out.Status, out.Note = proto.FstabSkipped, "not a block device"
 		return out
-	case strings.Contains(e.spec, ":") && !hasEq, strings.HasPrefix(e.spec, "//"):
+	case strings.Contains(e.Spec, ":") && !hasEq, strings.HasPrefix(e.Spec, "//"):
 		out.Status, out.Note = proto.FstabSkipped, "network filesystem"
 		return out
 	case hasEq && key != "UUID" && key != "LABEL" && key != "PARTUUID" && key != "PARTLABEL":
 		out.Status, out.Note = proto.FstabUnverified, "unknown tag "+key
 		return out
-	case !hasEq && !strings.HasPrefix(e.spec, "/dev/"):
+	case !hasEq && !strings.HasPrefix(e.Spec, "/dev/"):
 		out.Status, out.Note = proto.FstabSkipped, "not a device"
 		return out
 	}
-	if fs, ok := resolveSpec(e.spec, fss); ok {
+	if fs, ok := resolveSpec(e.Spec, fss); ok {
 		out.Status, out.Device, out.FSType = proto.FstabOK, fs.Device, fs.Type
 		return out
 	}
-	if !hasEq && !strings.HasPrefix(e.spec, "/dev/disk/by-") && !mappableDevice(e.spec) {
+	if !hasEq && !strings.HasPrefix(e.Spec, "/dev/disk/by-") && !mappableDevice(e.Spec) {
 		out.Status, out.Note = proto.FstabUnverified, "a device name of the original machine (not checked)"
 		return out
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"testing"
 
+	"github.com/imgbake/imgbake/appliance/fstab"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -12,7 +13,7 @@ func TestCheckFstabEntry(t *testing.T) {
 		{Device: "/dev/vda2", Type: "ext4", UUID: "5ea1b0d0-0000-4000-8000-0000000000a3", Label: "root"},
 		{Device: "/dev/vda3", Type: "swap", UUID: "11111111-2222-3333-4444-555555555555"},
 	}
-	fstab := `# comment
+	data := `# comment
 UUID=5ea1b0d0-0000-4000-8000-0000000000a3 / ext4 errors=remount-ro 0 1
 UUID=5EA1-E5B0 /boot/efi vfat umask=0077 0 1
 UUID=deadbeef-0000-0000-0000-000000000000 /data ext4 defaults 0 2
@@ -41,17 +42,17 @@ ZFS=pool /zfs zfs defaults 0 0
 		"/zfs": proto.FstabUnverified, "/byuuid": proto.FstabMissing,
 	}
 	var swaps []string
-	for _, e := range parseFstab([]byte(fstab)) {
+	for _, e := range fstab.Parse([]byte(data)) {
 		got := checkFstabEntry(e, fss)
-		if e.vfstype == "swap" {
+		if e.VFSType == "swap" {
 			swaps = append(swaps, got.Status)
 			continue
 		}
-		if got.Status != want[e.file] {
-			t.Errorf("%s (%s): status %s (%s), want %s", e.file, e.spec, got.Status, got.Note, want[e.file])
+		if got.Status != want[e.File] {
+			t.Errorf("%s (%s): status %s (%s), want %s", e.File, e.Spec, got.Status, got.Note, want[e.File])
 		}
-		if got.Line != e.line {
-			t.Errorf("%s: line %d, want %d", e.file, got.Line, e.line)
+		if got.Line != e.Line {
+			t.Errorf("%s: line %d, want %d", e.File, got.Line, e.Line)
 		}
 	}
 	if len(swaps) != 2 || swaps[0] != proto.FstabOK || swaps[1] != proto.FstabMissing {
