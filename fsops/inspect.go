@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/imgbake/imgbake/appliance/kernel"
+	"github.com/imgbake/imgbake/appliance/vercmp"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -112,7 +112,7 @@ func KernelVersions(ents []proto.DirEntry) []string {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return kernel.VersionLess(out[i], out[j]) })
+	sort.Slice(out, func(i, j int) bool { return vercmp.Less(out[i], out[j]) })
 	return out
 }
 

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/imgbake/imgbake/appliance/vercmp"
 )
 
 // Expressions for `when` and `changed_when`. The language is small on
@@ -451,38 +453,7 @@ func describe(v any) string {
 	return toString(v)
 }
 
-// CompareVersions compares dotted versions part by part, numerically
-// where both parts are numbers: "12" > "9", "2.10" > "2.9", "12" < "12.1".
-func CompareVersions(a, b string) int {
-	pa, pb := versionParts(a), versionParts(b)
-	for i := 0; i < len(pa) || i < len(pb); i++ {
-		if i >= len(pa) {
-			return -1
-		}
-		if i >= len(pb) {
-			return 1
-		}
-		x, y := pa[i], pb[i]
-		nx, ex := strconv.Atoi(x)
-		ny, ey := strconv.Atoi(y)
-		switch {
-		case ex == nil && ey == nil:
-			if nx != ny {
-				if nx < ny {
-					return -1
-				}
-				return 1
-			}
-		case x != y:
-			if x < y {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
-}
-
-func versionParts(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '_' || r == '~' || r == '+' })
-}
+// CompareVersions is how `when` expressions order versions (<, <=, >,
+// >=): vercmp.Compare, numerically where both parts are numbers: "12" >
+// "9", "2.10" > "2.9", "12" < "12.1".
+func CompareVersions(a, b string) int { return vercmp.Compare(a, b) }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/imgbake/imgbake/appliance/vercmp"
 )
 
 // ErrNoKernel means no usable kernel was found or it cannot be read.
@@ -47,7 +49,7 @@ func Find(explicit string) (Kernel, error) {
 		if len(cands) == 0 {
 			return Kernel{}, fmt.Errorf("%w: no /boot/vmlinuz-* on this host; install one (Debian: apt-get install linux-image-cloud-amd64) or pass --kernel", ErrNoKernel)
 		}
-		sort.Slice(cands, func(i, j int) bool { return VersionLess(cands[i], cands[j]) })
+		sort.Slice(cands, func(i, j int) bool { return vercmp.Less(cands[i], cands[j]) })
 		path = cands[len(cands)-1]
 	}
 	f, err := os.Open(path)
@@ -70,39 +72,6 @@ func Find(explicit string) (Kernel, error) {
 		return Kernel{}, fmt.Errorf("%w: kernel %s has no module tree at %s (install the matching linux-image package)", ErrNoKernel, path, k.ModulesDir)
 	}
 	return k, nil
-}
-
-// VersionLess orders kernel file names or versions by their numeric parts
-// (6.1.0-10 after 6.1.0-9, 6.10 after 6.9), then as strings.
-func VersionLess(a, b string) bool {
-	pa, pb := numParts(a), numParts(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		if pa[i] != pb[i] {
-			return pa[i] < pb[i]
-		}
-	}
-	if len(pa) != len(pb) {
-		return len(pa) < len(pb)
-	}
-	return a < b
-}
-
-func numParts(s string) []int {
-	var out []int
-	n, in := 0, false
-	for _, c := range s {
-		if c >= '0' && c <= '9' {
-			n = n*10 + int(c-'0')
-			in = true
-		} else if in {
-			out = append(out, n)
-			n, in = 0, false
-		}
-	}
-	if in {
-		out = append(out, n)
-	}
-	return out
 }
 
 // Modules is a kernel's modules.dep (and modules.builtin).

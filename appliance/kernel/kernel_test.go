@@ -8,19 +8,6 @@ import (
 	"testing"
 )
 
-func TestVersionLess(t *testing.T) {
-	for _, c := range [][2]string{
-		{"/boot/vmlinuz-6.1.0-9-cloud-amd64", "/boot/vmlinuz-6.1.0-10-cloud-amd64"},
-		{"/boot/vmlinuz-6.9.0-1-cloud-amd64", "/boot/vmlinuz-6.10.0-1-cloud-amd64"},
-		{"5.10", "5.10.1"},
-		{"6.1.0-9-amd64", "6.1.0-9-cloud-amd64"}, // same numbers: by string
-	} {
-		if !VersionLess(c[0], c[1]) || VersionLess(c[1], c[0]) {
-			t.Errorf("want %s < %s", c[0], c[1])
-		}
-	}
-}
-
 func writeTree(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
