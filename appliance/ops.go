@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 
+	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -86,31 +87,12 @@ func (s *Session) Mkdir(ctx context.Context, path string, mode *fs.FileMode, own
 	var res proto.ChangeResult
 	args := proto.MkdirArgs{Path: path, Owner: owner, Parents: parents}
 	if mode != nil {
-		m := uint32(mode.Perm()) | uint32(specialBits(*mode))
+		m := filemode.ToUnix(*mode)
 		args.Mode = &m
 	}
 	err := s.call(ctx, proto.OpMkdir, args, nil, nil, &res)
 	return res.Changed, err
 }
-
-// specialBits maps fs.FileMode's setuid/setgid/sticky to unix bits.
-func specialBits(m fs.FileMode) uint32 {
-	var b uint32
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
-
-// UnixMode converts an fs.FileMode's permission and special bits to the
-// unix mode the agent expects.
-func UnixMode(m fs.FileMode) uint32 { return uint32(m.Perm()) | specialBits(m) }
 
 // Delete removes a path (recursively when asked).
 func (s *Session) Delete(ctx context.Context, path string, recursive bool) (bool, error) {

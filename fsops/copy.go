@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -189,7 +190,7 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 		}
 		return t.entryDone()
 	case fi.IsDir():
-		h := &tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
+		h := &tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(filemode.ToUnix(fi.Mode())), ModTime: mtime(fi)}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
@@ -229,7 +230,7 @@ func (t *treeWriter) add(src, name string, fi fs.FileInfo) error {
 
 // regHeader is the header of the regular file fi as name.
 func regHeader(name string, fi fs.FileInfo) *tar.Header {
-	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: int64(unixPerm(fi.Mode())), ModTime: mtime(fi)}
+	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: int64(filemode.ToUnix(fi.Mode())), ModTime: mtime(fi)}
 }
 
 // addRead adds a regular file whose data (fi.Size() bytes) was read ahead.
@@ -491,20 +492,6 @@ func (e *aheadEntry) read() {
 // TCG; with whole seconds the writer picks plain USTAR headers wherever
 // the entry fits them, PAX only where it must (long names, large ids).
 func mtime(fi fs.FileInfo) time.Time { return fi.ModTime().Truncate(time.Second) }
-
-func unixPerm(m fs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		p |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		p |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		p |= 0o1000
-	}
-	return p
-}
 
 // CopyOut copies an image file or directory into the host directory
 // hostDir (created if missing), like virt-copy-out.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/passwd"
 )
 
@@ -179,7 +180,7 @@ func Upload(ctx context.Context, s Session, src, dest string, o WriteOptions) (R
 // Chmod sets the permission bits of path (a final symlink is followed
 // inside the image).
 func Chmod(ctx context.Context, s Session, p string, mode fs.FileMode) (Result, error) {
-	changed, err := s.Chmod(ctx, p, appliance.UnixMode(mode))
+	changed, err := s.Chmod(ctx, p, filemode.ToUnix(mode))
 	return Result{Changed: changed}, err
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -163,7 +164,7 @@ type WriteOptions struct {
 func WriteFile(ctx context.Context, s Session, path string, content io.Reader, o WriteOptions) (Result, error) {
 	args := proto.WriteArgs{Path: path, Owner: o.Owner}
 	if o.Mode != nil {
-		m := appliance.UnixMode(*o.Mode)
+		m := filemode.ToUnix(*o.Mode)
 		args.Mode = &m
 	}
 	changed, err := s.WriteFile(ctx, args, content)

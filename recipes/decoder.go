@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imgbake/imgbake/appliance/filemode"
 )
 
 // Decoder walks a recipe's YAML node tree. It records every problem it finds
@@ -337,48 +339,15 @@ func (d *Decoder) Mode(ctx string, n *yaml.Node) *fs.FileMode {
 }
 
 func parseMode(s string) (fs.FileMode, error) {
-	digits := s
-	if rest, ok := strings.CutPrefix(s, "0o"); ok {
-		digits = rest
-	} else if rest, ok := strings.CutPrefix(s, "0O"); ok {
-		digits = rest
-	}
-	v, err := strconv.ParseUint(digits, 8, 32)
-	if err != nil {
-		return 0, fmt.Errorf(`invalid mode %s; want octal digits like "0644"`, Quote(s))
-	}
-	if v > 0o7777 {
+	v, err := filemode.Parse(s)
+	if errors.Is(err, filemode.ErrRange) {
 		return 0, fmt.Errorf("%s is out of range (max 07777)", Quote(s))
+	} else if err != nil {
+		return 0, fmt.Errorf(`invalid mode %s; want octal digits like "0644"`, Quote(s))
 	}
 	// fs.FileMode keeps the setuid, setgid and sticky bits outside the low
 	// 12 bits, so translate them rather than casting.
-	m := fs.FileMode(v) & fs.ModePerm
-	if v&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if v&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if v&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m, nil
-}
-
-// UnixMode converts a mode from a recipe back to the Unix encoding that
-// chmod(2) and chmod(1) expect, e.g. fs.ModeSetuid|0755 becomes 0o4755.
-func UnixMode(m fs.FileMode) uint32 {
-	u := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
-	return u
+	return filemode.FromUnix(v), nil
 }
 
 // ownerName matches a user or group name or numeric id. A leading '-' is

@@ -3,6 +3,8 @@ package recipes
 import (
 	"io/fs"
 	"testing"
+
+	"github.com/imgbake/imgbake/appliance/filemode"
 )
 
 func TestParseMode(t *testing.T) {
@@ -23,8 +25,8 @@ func TestParseMode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, err := parseMode(tt.in)
-		if err != nil || got != tt.want || UnixMode(got) != tt.unix {
-			t.Errorf("parseMode(%q) = %v, %v (unix %o), want %v (unix %o)", tt.in, got, err, UnixMode(got), tt.want, tt.unix)
+		if err != nil || got != tt.want || filemode.ToUnix(got) != tt.unix {
+			t.Errorf("parseMode(%q) = %v, %v (unix %o), want %v (unix %o)", tt.in, got, err, filemode.ToUnix(got), tt.want, tt.unix)
 		}
 	}
 	for _, in := range []string{"", "8", "0o", "-644", "+644", "0x1ff", "10000", "0o0o644", "6 44"} {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -132,7 +132,7 @@ func (a *Agent) handleWrite(_ context.Context, st *stream, raw json.RawMessage) 
 		return nil, &pathError{"chown", args.Path, unwrapErrno(err)}
 	}
 	// chmod after chown: chown clears setuid bits.
-	if err := f.Chmod(fs.FileMode(mode&0o777) | unixModeBits(mode)); err != nil {
+	if err := f.Chmod(filemode.FromUnix(mode)); err != nil {
 		return nil, &pathError{"chmod", args.Path, unwrapErrno(err)}
 	}
 	if err := unix.Renameat(dirfd, tmp, dirfd, base); err != nil {
@@ -140,21 +140,6 @@ func (a *Agent) handleWrite(_ context.Context, st *stream, raw json.RawMessage) 
 	}
 	committed = true
 	return proto.ChangeResult{Changed: true}, nil
-}
-
-// unixModeBits maps setuid/setgid/sticky to Go's fs.FileMode flags.
-func unixModeBits(m uint32) fs.FileMode {
-	var fm fs.FileMode
-	if m&unix.S_ISUID != 0 {
-		fm |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		fm |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		fm |= fs.ModeSticky
-	}
-	return fm
 }
 
 func sameContent(dirfd int, name string, sum []byte) (bool, error) {
@@ -243,7 +228,7 @@ func statAt(dirfd int, name string, flags int) (proto.StatResult, error) {
 	}
 	r := proto.StatResult{
 		Exists:  true,
-		Mode:    uint32(goMode(s.Mode)),
+		Mode:    uint32(filemode.FromUnix(s.Mode)),
 		Size:    s.Size,
 		UID:     int(s.Uid),
 		GID:     int(s.Gid),
@@ -256,26 +241,6 @@ func statAt(dirfd int, name string, flags int) (proto.StatResult, error) {
 		}
 	}
 	return r, nil
-}
-
-// goMode converts a unix st_mode to fs.FileMode.
-func goMode(m uint32) fs.FileMode {
-	fm := fs.FileMode(m&0o777) | unixModeBits(m)
-	switch m & unix.S_IFMT {
-	case unix.S_IFDIR:
-		fm |= fs.ModeDir
-	case unix.S_IFLNK:
-		fm |= fs.ModeSymlink
-	case unix.S_IFBLK:
-		fm |= fs.ModeDevice
-	case unix.S_IFCHR:
-		fm |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFIFO:
-		fm |= fs.ModeNamedPipe
-	case unix.S_IFSOCK:
-		fm |= fs.ModeSocket
-	}
-	return fm
 }
 
 func (a *Agent) handleMkdir(_ context.Context, _ *stream, raw json.RawMessage) (any, error) {
