@@ -54,6 +54,9 @@ fuzz: $(AGENT)
 	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/proto -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzExtractTar -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/passwd -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/fstab -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin $(AGENT)
