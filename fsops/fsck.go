@@ -85,7 +85,7 @@ func Fsck(ctx context.Context, s Session, f proto.Filesystem, o FsckOptions) (Fs
 			r.Note = "no filesystem recognized"
 		case "swap":
 			r.Note = "swap space"
-		case "LVM2_member":
+		case proto.TypeLVMPV:
 			r.Note = "LVM physical volume (its active logical volumes are checked on their own)"
 		default:
 			r.Note = "the appliance has no checker for " + f.Type

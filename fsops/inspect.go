@@ -2,14 +2,13 @@ package fsops
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/imgbake/imgbake/appliance/vercmp"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/appliance/vercmp"
 )
 
 // InspectedOS is the operating system that was mounted.
@@ -77,7 +76,7 @@ func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection,
 	if rep, err := s.FstabCheck(ctx); err == nil {
 		for _, e := range FstabProblems(rep) {
 			r.FstabProblems = append(r.FstabProblems, e)
-			w := fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.Line, e.Spec, e.Mountpoint)
+			w := proto.FstabMissingWarning(e.Line, e.Spec, e.Mountpoint)
 			if !slices.Contains(r.Warnings, w) {
 				r.Warnings = append(r.Warnings, w)
 			}

@@ -141,9 +141,9 @@ func loginDefs(ctx context.Context, s Session, key string) (string, error) {
 }
 
 // hasProgram reports whether the image has an executable named name on the
-// default PATH.
+// default PATH (proto.DefaultPath).
 func hasProgram(ctx context.Context, s Session, name string) (string, error) {
-	for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+	for _, dir := range proto.DefaultPathDirs() {
 		p := dir + "/" + name
 		st, err := s.Stat(ctx, p)
 		if err != nil {

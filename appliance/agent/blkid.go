@@ -59,7 +59,7 @@ func probeDevice(dev string) (proto.Filesystem, error) {
 		fs.UUID = formatUUID(at(1024+12, 16))
 		fs.Label = cString(at(1024+28, 16))
 	case bytes.Equal(at(512, 8), []byte("LABELONE")) && bytes.Equal(at(512+24, 8), []byte("LVM2 001")):
-		fs.Type = "LVM2_member"
+		fs.Type = proto.TypeLVMPV
 	case bytes.Equal(at(510, 2), []byte{0x55, 0xAA}) && bytes.Equal(at(0x52, 5), []byte("FAT32")):
 		fs.Type = "vfat"
 		fs.UUID = fatSerial(at(0x43, 4))
@@ -227,7 +227,7 @@ func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []strin
 	fss := probeAll()
 	hasPV := false
 	for _, fs := range fss {
-		hasPV = hasPV || fs.Type == "LVM2_member"
+		hasPV = hasPV || fs.Type == proto.TypeLVMPV
 	}
 	if !hasPV {
 		return fss, nil, nil

@@ -17,7 +17,7 @@ import (
 // defaultEnv is what commands see inside the image: predictable, no host
 // leakage, and DEBIAN_FRONTEND so package tools never prompt.
 var defaultEnv = []string{
-	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"PATH=" + proto.DefaultPath,
 	"HOME=/root",
 	"LANG=C.UTF-8",
 	"TERM=dumb",
@@ -210,7 +210,7 @@ func hasSlash(s string) bool {
 
 // lookPathIn finds name on the default PATH below root.
 func lookPathIn(root, name string) (string, error) {
-	dirs := []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+	dirs := proto.DefaultPathDirs()
 	if root == "" || root == "/" {
 		dirs = append(dirs, proto.RescueBinDir) // the appliance's own tools
 	}

@@ -39,7 +39,7 @@ func scanLVM(fss []proto.Filesystem) ([]*foundVG, []string) {
 	pvDev := map[string]string{} // PV uuid (no dashes) → device
 	vgs := map[string]*lvmVG{}   // VG id → newest metadata
 	for _, fs := range fss {
-		if fs.Type != "LVM2_member" {
+		if fs.Type != proto.TypeLVMPV {
 			continue
 		}
 		vg, uuid, err := readPV(fs.Device)

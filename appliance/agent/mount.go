@@ -331,10 +331,10 @@ func (a *Agent) mountFstab(res *proto.MountResult) {
 		}
 		fs, ok := resolveSpec(e.Spec, res.Filesystems)
 		if !ok {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", e.Line, e.Spec, mp))
+			res.Warnings = append(res.Warnings, proto.FstabMissingWarning(e.Line, e.Spec, mp))
 			continue
 		}
-		if fs.Type == "" || fs.Type == "swap" || fs.Type == "LVM2_member" {
+		if fs.Type == "" || fs.Type == "swap" || fs.Type == proto.TypeLVMPV {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s (%s) has no mountable filesystem", e.Line, e.Spec, fs.Device))
 			continue
 		}

@@ -13,6 +13,14 @@ const ChannelName = "org.imgbake.channel.0"
 // command run with ExecArgs.NoChroot sees the image there).
 const Sysroot = "/sysroot"
 
+// DefaultPath is the PATH commands run with in the image (ExecArgs.Env may
+// set another): the agent finds a command named without a '/' in these
+// directories, and the host looks for the image's programs there.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultPathDirs are DefaultPath's directories, in order.
+func DefaultPathDirs() []string { return strings.Split(DefaultPath, ":") }
+
 // RescueBinDir and RescueLibDir hold the appliance's rescue tools and their
 // libraries when the host built the initramfs with them; the agent finds
 // commands in RescueBinDir when it runs them outside the image.

@@ -25,3 +25,21 @@ func TestModuleList(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultPath(t *testing.T) {
+	want := []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+	if got := DefaultPathDirs(); !slices.Equal(got, want) {
+		t.Errorf("DefaultPathDirs() = %q, want %q", got, want)
+	}
+}
+
+func TestFstabMissingWarning(t *testing.T) {
+	// The agent passes a clean mount point, inspect the entry's as written:
+	// both must give the same words.
+	const want = "/etc/fstab line 3: LABEL=data for /data: no such device in the image"
+	for _, mp := range []string{"/data", "/data/", "//data"} {
+		if got := FstabMissingWarning(3, "LABEL=data", mp); got != want {
+			t.Errorf("FstabMissingWarning(%q) = %q, want %q", mp, got, want)
+		}
+	}
+}

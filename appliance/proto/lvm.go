@@ -2,6 +2,10 @@ package proto
 
 import "strings"
 
+// TypeLVMPV is the Filesystem.Type of an LVM physical volume (blkid's
+// name for it).
+const TypeLVMPV = "LVM2_member"
+
 // MapperDir holds the device-mapper nodes. An active LVM logical volume is
 // LVDevice(VG, LV) there, which is what Filesystem.Device and
 // LogicalVolume.Device name.

@@ -1,5 +1,10 @@
 package proto
 
+import (
+	"fmt"
+	"path"
+)
+
 // Operations for looking at and repairing a broken image.
 const (
 	// OpReadDir lists a directory of the mounted image (PathArgs; a final
@@ -87,6 +92,14 @@ type FstabEntry struct {
 	Device     string `json:"device,omitempty"` // the device it resolved to
 	FSType     string `json:"fstype,omitempty"` // what the device holds
 	Note       string `json:"note,omitempty"`
+}
+
+// FstabMissingWarning is the mount warning for the fstab entry at line
+// whose spec names no device of the image. inspect adds the FstabMissing
+// entries of a FstabReport to the mount's warnings in these words, so that
+// each entry is warned about once.
+func FstabMissingWarning(line int, spec, mountpoint string) string {
+	return fmt.Sprintf("/etc/fstab line %d: %s for %s: no such device in the image", line, spec, path.Clean(mountpoint))
 }
 
 // FstabReport is the image's /etc/fstab, resolved. Exists is false when the
