@@ -56,7 +56,7 @@ fuzz: $(AGENT)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzExtractTar -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/passwd -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/fstab -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
-	$(GO) test ./appliance/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin $(AGENT)

@@ -5,8 +5,8 @@ import (
 	"io"
 	"io/fs"
 
-	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 // Hello checks the agent is responsive.

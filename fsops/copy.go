@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 // CopyIn copies a host file or directory (recursively) into the image

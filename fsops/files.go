@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/passwd"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 // maxEditSize bounds the files append_line and edit read into memory.

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/appliance/filemode"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 // Result is the outcome of one operation.

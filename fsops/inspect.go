@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/imgbake/imgbake/appliance/proto"
-	"github.com/imgbake/imgbake/appliance/vercmp"
+	"github.com/imgbake/imgbake/internal/vercmp"
 )
 
 // InspectedOS is the operating system that was mounted.

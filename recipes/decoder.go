@@ -16,7 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/imgbake/imgbake/appliance/filemode"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 // Decoder walks a recipe's YAML node tree. It records every problem it finds

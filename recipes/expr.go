@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/imgbake/imgbake/appliance/vercmp"
+	"github.com/imgbake/imgbake/internal/vercmp"
 )
 
 // Expressions for `when` and `changed_when`. The language is small on

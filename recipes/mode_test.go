@@ -4,7 +4,7 @@ import (
 	"io/fs"
 	"testing"
 
-	"github.com/imgbake/imgbake/appliance/filemode"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 func TestParseMode(t *testing.T) {

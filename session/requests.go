@@ -15,6 +15,7 @@ import (
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/filemode"
 	"github.com/imgbake/imgbake/recipes"
 	"github.com/imgbake/imgbake/session/api"
 )
@@ -165,20 +166,9 @@ func changedWord(c bool) string {
 	return "unchanged"
 }
 
-// fileModeOf turns unix mode bits into an fs.FileMode.
-func fileModeOf(m uint32) fs.FileMode {
-	fm := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		fm |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		fm |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		fm |= fs.ModeSticky
-	}
-	return fm
-}
+// fileModeOf turns unix mode bits into an fs.FileMode (file-type bits
+// are ignored).
+func fileModeOf(m uint32) fs.FileMode { return filemode.FromUnix(m & filemode.Max) }
 
 // fetch copies out of the image like cp; Host "" sends a file on the
 // connection.

@@ -18,7 +18,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/imgbake/imgbake/appliance/vercmp"
+	"github.com/imgbake/imgbake/internal/vercmp"
 )
 
 // ErrNoKernel means no usable kernel was found or it cannot be read.

@@ -4,11 +4,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/internal/filemode"
 	"github.com/imgbake/imgbake/session"
 	"github.com/imgbake/imgbake/session/api"
 )
@@ -63,11 +63,11 @@ func sessionPutCommand() *cli.Command {
 
 // parseUnixMode parses an octal mode such as 0644 or 4755.
 func parseUnixMode(s string) (uint32, error) {
-	m, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || m > 0o7777 {
+	m, err := filemode.Parse(s)
+	if err != nil {
 		return 0, usageErr("--mode %q: expected an octal mode such as 0644", s)
 	}
-	return uint32(m), nil
+	return m, nil
 }
 
 func sessionFetchCommand() *cli.Command {
