@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/imgbake/imgbake/fsops"
 )
 
 // Commit shuts the appliance down cleanly and writes the changes back into
@@ -128,14 +130,4 @@ func (img *Image) PrintTimings(w io.Writer, total time.Duration) {
 }
 
 // HumanSize formats a byte count, e.g. "3.1 MiB".
-func HumanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func HumanSize(n int64) string { return fsops.HumanBytes(n) }

@@ -97,10 +97,11 @@ func worthStaging(src string, fi fs.FileInfo) bool {
 }
 
 func countDetail(r proto.TarResult) string {
-	return fmt.Sprintf("%d files, %s", r.Files, humanBytes(r.Bytes))
+	return fmt.Sprintf("%d files, %s", r.Files, HumanBytes(r.Bytes))
 }
 
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count, e.g. "3.1 MiB".
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
@@ -522,7 +523,7 @@ func CopyOut(ctx context.Context, s Session, src, hostDir string) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: false, Detail: fmt.Sprintf("%d files, %s", stats.Files, humanBytes(stats.Bytes))}, nil
+	return Result{Changed: false, Detail: fmt.Sprintf("%d files, %s", stats.Files, HumanBytes(stats.Bytes))}, nil
 }
 
 func errOr(err, def error) error {

@@ -172,7 +172,7 @@ func Upload(ctx context.Context, s Session, src, dest string, o WriteOptions) (R
 	}
 	res, err := WriteFile(ctx, s, dest, io.LimitReader(f, fi.Size()), o)
 	if err == nil && res.Changed {
-		res.Detail = humanBytes(fi.Size())
+		res.Detail = HumanBytes(fi.Size())
 	}
 	return res, err
 }

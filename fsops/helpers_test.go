@@ -135,8 +135,8 @@ func TestHumanBytes(t *testing.T) {
 		{1 << 40, "1024.0 GiB"},
 	}
 	for _, c := range cases {
-		if got := humanBytes(c.n); got != c.want {
-			t.Errorf("humanBytes(%d) = %q, want %q", c.n, got, c.want)
+		if got := HumanBytes(c.n); got != c.want {
+			t.Errorf("HumanBytes(%d) = %q, want %q", c.n, got, c.want)
 		}
 	}
 }
