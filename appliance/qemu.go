@@ -172,6 +172,8 @@ type qemuMachine struct {
 	portsUsed                       int // root ports taken by hot-plugged disks
 	hotplugMu                       sync.Mutex
 	killOnce                        sync.Once
+	snapshots                       map[int]string // disk index → its top node after snapshots (else disk<N>)
+	snapCount                       int
 }
 
 // dial connects to a socket qemu creates at startup.

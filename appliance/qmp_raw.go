@@ -51,6 +51,23 @@ func blockdevAdd(mon qmp.Monitor, n blockdevNode) error {
 	return runRaw(mon, "blockdev-add", n)
 }
 
+// blockdevOverlay is a qcow2 node whose backing the snapshot command sets
+// (backing: null, so QEMU does not open the file the header names).
+type blockdevOverlay struct {
+	Driver   string  `json:"driver"`
+	File     string  `json:"file"`
+	NodeName string  `json:"node-name"`
+	Backing  *string `json:"backing"`
+}
+
+// blockdevSnapshot makes overlay (a node without backing) the active layer
+// over node. Raw like blockdev-add: the generated BlockdevSnapshot's
+// arguments are fine, but keeping the block-layer commands together keeps
+// their node names in one vocabulary.
+func blockdevSnapshot(mon qmp.Monitor, node, overlay string) error {
+	return runRaw(mon, "blockdev-snapshot", map[string]string{"node": node, "overlay": overlay})
+}
+
 // virtioBlk is the arguments of device_add for a virtio disk. Raw because
 // raw.Monitor.DeviceAdd takes only driver, bus and id: no drive, no serial.
 type virtioBlk struct {

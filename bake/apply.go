@@ -30,10 +30,14 @@ type Applied struct {
 }
 
 // Summary counts step outcomes.
-type Summary struct{ OK, Changed, Failed, Skipped, Ignored int }
+type Summary struct{ OK, Changed, Failed, Skipped, Ignored, Cached int }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d ok, %d changed, %d skipped, %d failed, %d ignored", s.OK, s.Changed, s.Skipped, s.Failed, s.Ignored)
+	out := fmt.Sprintf("%d ok, %d changed, %d skipped, %d failed, %d ignored", s.OK, s.Changed, s.Skipped, s.Failed, s.Ignored)
+	if s.Cached > 0 {
+		out += fmt.Sprintf(", %d cached", s.Cached)
+	}
+	return out
 }
 
 // Step statuses, as printed and in --json events.
@@ -44,6 +48,7 @@ const (
 	StatusFailed      = "failed"
 	StatusIgnored     = "failed (ignored)"
 	StatusInterrupted = "interrupted"
+	StatusCached      = "cached" // the step-layer cache held the image after it
 )
 
 // StepError is a failed step, already reported through the events.
@@ -102,6 +107,11 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		return out, Classify(ErrImage, fmt.Errorf("gathering facts: %w", err))
 	}
 	out.Facts = FactsOf(info)
+	if img.cache != nil {
+		if err := img.cache.begin(out.Facts, rec); err != nil {
+			return out, err
+		}
+	}
 	events.RunStart(rec, out.Facts)
 	if plan.resumeMsg != "" {
 		fmt.Fprintf(img.notices, "imgbake: %s\n", plan.resumeMsg)
@@ -110,8 +120,19 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
 	r := &runner{env: steps.Env{Session: img.ops, Facts: out.Facts, Network: img.opts.Network, Live: o.Live},
 		state: rs, startAt: plan.startAt, rec: rec, events: events}
+	if c := img.cache; c != nil {
+		for _, st := range rec.Steps[:c.hit] {
+			events.StepStart(st)
+			events.StepResult(st, Outcome{Status: StatusCached, Why: "layer " + shortKey(c.keys[st.Index-1])})
+			out.Summary.Cached++
+		}
+		r.startAt = max(r.startAt, c.hit+1)
+		r.after = img.cacheStep
+	}
 	t := time.Now()
-	out.Summary, err = r.run(ctx)
+	sum, err := r.run(ctx)
+	sum.Cached = out.Summary.Cached
+	out.Summary = sum
 	if err == nil {
 		err = rs.complete(ctx)
 	}
@@ -126,6 +147,7 @@ type runner struct {
 	startAt int // first step to run (resuming an interrupted run); 0 or 1: all
 	rec     *recipes.Recipe
 	events  Events
+	after   func(ctx context.Context, st recipes.Step, o Outcome) error // each step's end (the layer cache); nil: nothing
 }
 
 func (r *runner) run(ctx context.Context) (Summary, error) {
@@ -140,6 +162,11 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 		r.events.StepStart(st)
 		o := r.execute(ctx, st)
 		r.events.StepResult(st, o)
+		if r.after != nil {
+			if err := r.after(ctx, st, o); err != nil {
+				return sum, err
+			}
+		}
 		switch o.Status {
 		case StatusOK:
 			sum.OK++
@@ -291,4 +318,12 @@ func FactsOf(info *fsops.OSInfo) recipes.Facts {
 	}
 	return recipes.Facts{OSID: info.ID, VersionID: info.VersionID, Family: recipes.FamilyOf(info.ID, info.IDLike),
 		PackageManager: info.PackageManager, Arch: info.Arch, Hostname: info.Hostname}
+}
+
+// shortKey is a cache key as shown to people.
+func shortKey(k string) string {
+	if len(k) > 12 {
+		return k[:12]
+	}
+	return k
 }

@@ -55,7 +55,7 @@ func (h *humanEvents) StepStart(recipes.Step) {}
 func (h *humanEvents) StepResult(st recipes.Step, o Outcome) {
 	line := fmt.Sprintf("[%*d/%d] %-60s %-8s %s", h.width, st.Index, h.total, st.Title(), o.Status, FmtDuration(o.Took))
 	switch {
-	case o.Status == StatusSkipped:
+	case o.Status == StatusSkipped || o.Status == StatusCached:
 		line += "  (" + o.Why + ")"
 	case o.Result.Detail != "" && o.Err == nil:
 		line += "  (" + o.Result.Detail + ")"
@@ -153,7 +153,7 @@ func (j *jsonEvents) StepResult(st recipes.Step, o Outcome) {
 
 func (j *jsonEvents) RunEnd(rec *recipes.Recipe, sum Summary, took time.Duration, err error, imageNote string) {
 	e := event{Event: "run_end", Recipe: rec.Name, Status: "ok", DurationMS: ms(took), Image: "changed",
-		Summary: map[string]int{"ok": sum.OK, "changed": sum.Changed, "skipped": sum.Skipped, "failed": sum.Failed, "ignored": sum.Ignored}}
+		Summary: map[string]int{"ok": sum.OK, "changed": sum.Changed, "skipped": sum.Skipped, "failed": sum.Failed, "ignored": sum.Ignored, "cached": sum.Cached}}
 	if err != nil {
 		e.Status, e.Error, e.Image = "failed", err.Error(), imageNote
 	}

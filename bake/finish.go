@@ -55,6 +55,9 @@ func (img *Image) finish(ctx context.Context, commit bool) error {
 			return Classify(ErrImage, err)
 		}
 	}
+	// The layers are complete now that QEMU is gone; the chain the overlay
+	// names must be in place before it is committed or exported.
+	img.finishCache()
 	if !commit || img.opts.ReadOnly || img.opts.InPlace {
 		return nil
 	}
@@ -94,6 +97,7 @@ func (img *Image) Abort() {
 		img.sess.Kill()
 		img.sess = nil
 	}
+	img.finishCache()
 	img.release()
 }
 

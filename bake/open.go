@@ -31,7 +31,12 @@ type Options struct {
 	Output   string `json:"output,omitempty"`    // Commit exports to this new image instead of the input
 	Network  bool   `json:"network,omitempty"`   // user-mode networking for package steps
 	Rescue   bool   `json:"rescue,omitempty"`    // the initramfs with the rescue tools (fsck, rescue shell)
-	NoMount  bool   `json:"no_mount,omitempty"`  // probe the devices but mount nothing (fsck)
+	NoMount  bool   `json:"no_mount,omitempty"`
+
+	// The step-layer cache (run only; one disk through an overlay).
+	Cache    bool   `json:"cache,omitempty"`     // use it: skip the longest cached prefix, store new layers
+	CacheDir string `json:"cache_dir,omitempty"` // where; "" is DefaultLayerCache
+	Refresh  bool   `json:"refresh,omitempty"`   // ignore cached layers (and replace them)  // probe the devices but mount nothing (fsck)
 
 	// Logf receives progress lines (-v); nil discards them.
 	Logf func(format string, args ...any) `json:"-"`
@@ -71,6 +76,9 @@ func Check(disks []string, o Options) error {
 	if o.InPlace && o.Output != "" {
 		return Classify(ErrUsage, errors.New("--in-place and --output exclude each other"))
 	}
+	if o.Cache && (len(disks) != 1 || o.InPlace || o.ReadOnly) {
+		return Classify(ErrUsage, errors.New("--cache needs exactly one -a disk and an overlay (not --in-place)"))
+	}
 	if o.Output != "" {
 		if len(disks) != 1 {
 			return Classify(ErrUsage, errors.New("--output needs exactly one -a disk"))
@@ -96,6 +104,7 @@ type Image struct {
 	logf    func(string, ...any)
 	notices io.Writer
 	opts    Options
+	cache   *cachePlan // the step-layer cache of this run, or nil
 	timings phaseTimings
 	boot    appliance.Timings // kept after the session is closed
 }
@@ -114,11 +123,18 @@ type diskState struct {
 // Open resolves, locks and attaches the disks, boots one appliance and
 // mounts the image's filesystems (or only probes them, with NoMount). On
 // error everything is undone and nothing was changed.
-func Open(ctx context.Context, disks []string, o Options) (_ *Image, err error) {
+func Open(ctx context.Context, disks []string, o Options) (*Image, error) {
+	return open(ctx, disks, o, nil)
+}
+
+// open is Open, with the step-layer cache's plan when the run uses one:
+// the overlays then live in the cache's run directory, over the layer the
+// cached prefix ends at.
+func open(ctx context.Context, disks []string, o Options, plan *cachePlan) (_ *Image, err error) {
 	if err := Check(disks, o); err != nil {
 		return nil, err
 	}
-	img := &Image{logf: o.Logf, notices: o.Notices, opts: o, names: strings.Join(disks, ", ")}
+	img := &Image{cache: plan, logf: o.Logf, notices: o.Notices, opts: o, names: strings.Join(disks, ", ")}
 	if img.logf == nil {
 		img.logf = func(string, ...any) {}
 	}
@@ -173,7 +189,12 @@ func Open(ctx context.Context, disks []string, o Options) (_ *Image, err error) 
 	if o.Cold {
 		opts = append(opts, appliance.WithWarm(false))
 	}
-	if !o.ReadOnly && !o.InPlace {
+	switch {
+	case plan != nil:
+		if img.runDir, err = plan.store.RunDir(); err != nil {
+			return nil, err
+		}
+	case !o.ReadOnly && !o.InPlace:
 		if img.runDir, err = appliance.PrivateDir("run"); err != nil {
 			return nil, err
 		}
@@ -186,7 +207,12 @@ func Open(ctx context.Context, disks []string, o Options) (_ *Image, err error) 
 		case o.InPlace:
 			opts = append(opts, appliance.WithDisk(d.path, d.format, false))
 		default:
-			ov, err := image.NewOverlay(ctx, img.runDir, d.path, d.format)
+			var ov *image.Overlay
+			if plan != nil && plan.layer != "" {
+				ov, err = image.NewLayeredOverlay(ctx, img.runDir, plan.store.LayerPath(strings.TrimSuffix(plan.layer, ".qcow2")), d.path, d.format)
+			} else {
+				ov, err = image.NewOverlay(ctx, img.runDir, d.path, d.format)
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -55,7 +55,20 @@ func CommandLineVars(varsFile string, assignments []string) (map[string]any, err
 func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Recipe, ao ApplyOptions) (*Image, error) {
 	start := time.Now()
 	o.Network = o.Network && NeedsNetwork(rec)
-	img, err := Open(ctx, disks, o)
+	if err := Check(disks, o); err != nil {
+		return nil, err
+	}
+	var plan *cachePlan
+	if o.Cache {
+		store, err := OpenLayerCache(o.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		if plan, err = planCache(ctx, store, disks[0], o, rec); err != nil {
+			return nil, err
+		}
+	}
+	img, err := open(ctx, disks, o, plan)
 	if err != nil {
 		return nil, timeoutCause(ctx, err)
 	}

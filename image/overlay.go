@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -60,9 +61,60 @@ func NewOverlay(ctx context.Context, dir, base, baseFormat string) (*Overlay, er
 	return &Overlay{Path: p, Base: abs, BaseFormat: baseFormat}, nil
 }
 
-// Commit writes the overlay's changes into the base image.
+// Commit writes the overlay's changes into the base image, through every
+// layer between them (a step-layer cache's chain, which stays as it is:
+// -b implies -d).
 func (o *Overlay) Commit(ctx context.Context) error {
-	return qemuImg(ctx, "commit", "-q", "-d", o.Path)
+	return qemuImg(ctx, "commit", "-q", "-b", o.Base, o.Path)
+}
+
+// NewLayeredOverlay creates dir/NAME.qcow2 over layer, a qcow2 whose chain
+// ends in base: the overlay's Base is base, so Commit writes the changes of
+// the whole chain into it.
+func NewLayeredOverlay(ctx context.Context, dir, layer, base, baseFormat string) (*Overlay, error) {
+	o, err := NewOverlay(ctx, dir, layer, "qcow2")
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return nil, err
+	}
+	o.Base, o.BaseFormat = abs, baseFormat
+	return o, nil
+}
+
+// CreateOverlayUnchecked creates an empty qcow2 at path of size bytes whose
+// header names backing (format backingFormat) without opening it: for a
+// layer that is moved to that path later.
+func CreateOverlayUnchecked(ctx context.Context, path, backing, backingFormat string, size int64) error {
+	return qemuImg(ctx, "create", "-q", "-f", "qcow2", "-u", "-F", backingFormat, "-b", backing, path, fmt.Sprint(size))
+}
+
+// Rebase points the qcow2 at path at backing (format backingFormat)
+// without copying anything: only right when backing holds the same data
+// as the file it replaces.
+func Rebase(ctx context.Context, path, backing, backingFormat string) error {
+	return qemuImg(ctx, "rebase", "-q", "-u", "-f", "qcow2", "-F", backingFormat, "-b", backing, path)
+}
+
+// VirtualSize is the size of the disk the image at path holds.
+func VirtualSize(ctx context.Context, path, format string) (int64, error) {
+	bin, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return 0, fmt.Errorf("qemu-img not found: install qemu-utils: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, bin, "info", "--output=json", "-f", format, path).Output()
+	if err != nil {
+		return 0, fmt.Errorf("%w: qemu-img info %s: %v", ErrQemuImg, path, err)
+	}
+	var info struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || info.VirtualSize <= 0 {
+		return 0, fmt.Errorf("%w: qemu-img info %s: no virtual size", ErrQemuImg, path)
+	}
+	return info.VirtualSize, nil
 }
 
 // Export writes base+overlay as a new standalone image at dest.

@@ -29,6 +29,8 @@ type Decoder struct {
 	overrides map[string]any // vars from the command line
 	varsSeen  map[string]any // the recipe's vars, once decoded
 	loadData  map[string]any // template data at load: vars, empty facts
+
+	hostPaths []string // every host path decoded, in order (Step.HostPaths)
 }
 
 func (d *Decoder) pos(n *yaml.Node) Position {
@@ -296,10 +298,12 @@ func (d *Decoder) HostPath(ctx string, n *yaml.Node) (abs, written string) {
 		d.Errorf(n, "%s%s contains a NUL byte", Prefix(ctx), Quote(p))
 		return "", ""
 	case filepath.IsAbs(p):
-		return filepath.Clean(p), p
+		abs = filepath.Clean(p)
 	default:
-		return filepath.Join(d.baseDir, p), p
+		abs = filepath.Join(d.baseDir, p)
 	}
+	d.hostPaths = append(d.hostPaths, abs)
+	return abs, p
 }
 
 // existingHostPath is hostPath for paths that must already exist.

@@ -279,8 +279,15 @@ func TemplateError(err error) error {
 // Resolve returns the step's operation with templates rendered for facts
 // f. Steps without templates return their op as loaded.
 func (r *Recipe) Resolve(st Step, f Facts) (Op, error) {
+	rs, err := r.ResolveStep(st, f)
+	return rs.Op, err
+}
+
+// ResolveStep is Resolve for the whole step: its Op and HostPaths are
+// those of the rendered operation.
+func (r *Recipe) ResolveStep(st Step, f Facts) (Step, error) {
 	if st.opNode == nil {
-		return st.Op, nil
+		return st, nil
 	}
 	data := r.Data(f)
 	d := &Decoder{file: r.File, baseDir: r.Dir, varsSeen: r.Vars}
@@ -289,11 +296,12 @@ func (r *Recipe) Resolve(st Step, f Facts) (Op, error) {
 		errs = append(errs, &Error{Pos: d.pos(n), Msg: err.Error()})
 	})
 	if len(errs) > 0 {
-		return nil, errs
+		return st, errs
 	}
 	op := syntaxes[st.Op.Kind()].Decode(d, rendered)
 	if len(d.errs) > 0 {
-		return nil, d.errs
+		return st, d.errs
 	}
-	return op, nil
+	st.Op, st.HostPaths = op, d.hostPaths
+	return st, nil
 }

@@ -46,6 +46,12 @@ type Step struct {
 	Creates      string   // run/script only: skip when this image path exists
 	Pos          Position // where the step's mapping starts
 	Op           Op
+	// NoCache (cache: false) ends the cached prefix of a step-layer cache
+	// here: this step and those after it always run.
+	NoCache bool
+	// HostPaths are the host files and directories the operation names
+	// (absolute), whose contents a step-layer cache key covers.
+	HostPaths []string
 
 	// opNode is the operation's YAML when it uses templates: Recipe.Resolve
 	// renders it with the run's facts and decodes it again.
@@ -101,7 +107,7 @@ func FirstLine(s string) string {
 }
 
 // stepKeys are the keys any step may have besides its operation.
-var stepKeys = []string{"changed_when", "creates", "ignore_errors", "name", "timeout", "when"}
+var stepKeys = []string{"cache", "changed_when", "creates", "ignore_errors", "name", "timeout", "when"}
 
 // Load reads and parses the recipe at path. Host paths in it are relative to
 // its directory.
@@ -303,6 +309,8 @@ func (d *Decoder) step(n *yaml.Node, index int) Step {
 			s.Name, _ = d.Str("name", value)
 		case "timeout":
 			s.Timeout = d.timeout("timeout", value)
+		case "cache":
+			s.NoCache = !d.Bool("cache", value)
 		case "ignore_errors":
 			s.IgnoreErrors = d.Bool("ignore_errors", value)
 		case "when":
@@ -355,8 +363,9 @@ func (d *Decoder) step(n *yaml.Node, index int) Step {
 				d.Errorf(n, "%s: %v", op.kind, err)
 			})
 		}
+		d.hostPaths = nil
 		if decoded := syntaxes[op.kind].Decode(d, value); i == 0 {
-			s.Op = decoded
+			s.Op, s.HostPaths = decoded, d.hostPaths
 			if templated {
 				s.opNode = op.value
 			}

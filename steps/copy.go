@@ -30,7 +30,7 @@ func init() {
 			return fsops.CopyIn(ctx, env.Session, op.Src, op.Dest)
 		},
 	})
-	register(Kind{Name: "copy_out", Idempotent: true, Decode: decodeCopyOut,
+	register(Kind{Name: "copy_out", Idempotent: true, HostEffect: true, Decode: decodeCopyOut,
 		Example: `copy_out: {src: /etc/os-release, dest: ./out} # image file/dir into host dir`,
 		Apply: func(ctx context.Context, env Env, st recipes.Step) (fsops.Result, error) {
 			op := st.Op.(*CopyOut)

@@ -61,8 +61,8 @@ steps:
 		{Index: 5, Pos: pos(14), Op: &Write{Path: "/usr/local/bin/tool", Content: "42", Mode: modePtr(0o755), Owner: "0:0"}},
 		{Index: 6, Pos: pos(15), Op: &Mkdir{Path: "/opt/app", Mode: modePtr(fs.ModeSetgid | 0o775), Owner: "app"}},
 		{Index: 7, Pos: pos(16), Op: &Mkdir{Path: "/srv"}},
-		{Index: 8, Pos: pos(17), Op: &CopyIn{Src: filepath.Join(dir, "files"), Dest: "/opt/app"}},
-		{Index: 9, Pos: pos(18), Op: &CopyOut{Src: "/etc/os-release", Dest: filepath.Join(dir, "out")}},
+		{Index: 8, Pos: pos(17), Op: &CopyIn{Src: filepath.Join(dir, "files"), Dest: "/opt/app"}, HostPaths: []string{filepath.Join(dir, "files")}},
+		{Index: 9, Pos: pos(18), Op: &CopyOut{Src: "/etc/os-release", Dest: filepath.Join(dir, "out")}, HostPaths: []string{filepath.Join(dir, "out")}},
 		{Index: 10, Pos: pos(19), Op: &Delete{Path: "/root/hello"}},
 	}
 	if len(r.Steps) != len(want) {
@@ -149,7 +149,7 @@ func TestParseInvalid(t *testing.T) {
 		{"misspelled operation", "steps:\n- hostnme: b\n",
 			[]string{`r.yaml:2:3: unknown key "hostnme"; did you mean "hostname"?`}},
 		{"unknown step key", "steps:\n- run: a\n  retries: 3\n",
-			[]string{`r.yaml:3:3: unknown key "retries"; a step needs one operation (` + strings.Join(recipes.Kinds(), ", ") + `) and may have changed_when, creates, ignore_errors, name, timeout, when`}},
+			[]string{`r.yaml:3:3: unknown key "retries"; a step needs one operation (` + strings.Join(recipes.Kinds(), ", ") + `) and may have cache, changed_when, creates, ignore_errors, name, timeout, when`}},
 		{"duplicate step key", "steps:\n- run: a\n  run: b\n",
 			[]string{`r.yaml:3:3: duplicate key "run" (first at 2:3)`}},
 		{"non-string key", "steps:\n- [a]: b\n  run: c\n",
@@ -278,7 +278,7 @@ steps:
 		`multi.yaml:7:19: write.path: "relative" is not absolute; paths in the image start with /`,
 		`multi.yaml:7:47: write.mode: invalid mode "999"; want octal digits like "0644"`,
 		`multi.yaml:8:20: copy_in.src: "missing" does not exist (looked for "` + filepath.Join(dir, "missing") + `")`,
-		`multi.yaml:9:5: unknown key "frobnicate"; a step needs one operation (` + strings.Join(recipes.Kinds(), ", ") + `) and may have changed_when, creates, ignore_errors, name, timeout, when`,
+		`multi.yaml:9:5: unknown key "frobnicate"; a step needs one operation (` + strings.Join(recipes.Kinds(), ", ") + `) and may have cache, changed_when, creates, ignore_errors, name, timeout, when`,
 	}
 	var list recipes.ErrorList
 	if !errors.As(err, &list) {

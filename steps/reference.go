@@ -22,6 +22,9 @@ func Reference() string {
 		} else if !k.Command {
 			props = append(props, "reports changed every run")
 		}
+		if k.HostEffect {
+			props = append(props, "writes to the host (never cached)")
+		}
 		if k.NeedsNetwork {
 			props = append(props, "network")
 		}

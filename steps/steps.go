@@ -33,6 +33,10 @@ type Kind struct {
 	Command      bool // runs a program: may use changed_when and creates; not idempotent
 	NeedsNetwork bool // fetches packages: the appliance gets a network
 	Idempotent   bool // a second run reports ok, never changed
+	// HostEffect kinds change the host (copy_out writes a host
+	// directory): a step-layer cache never skips them, so the cached
+	// prefix ends before them.
+	HostEffect bool
 }
 
 // ApplyFunc carries out st (its Op already resolved with the run's facts)

@@ -87,6 +87,7 @@ func (a *Agent) register(s *server) {
 	a.registerResumeOps(s)
 	a.registerMetaOps(s)
 	a.registerRepairOps(s)
+	a.registerFreezeOps(s)
 }
 
 func (a *Agent) startReaper() {

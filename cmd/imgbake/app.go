@@ -145,6 +145,7 @@ func newApp(stdio Stdio) *cli.App {
 			resetPasswordCommand(),
 			fstabCommand(),
 			fsckCommand(),
+			cacheCommand(),
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }

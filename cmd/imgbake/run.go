@@ -27,6 +27,9 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
 			&cli.BoolFlag{Name: "no-network", Usage: "give the appliance no network: package steps must work from what is in the image"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line (run start, step start, step result, run end) instead of text"},
+			&cli.BoolFlag{Name: "cache", Usage: "step-layer cache: skip the longest prefix of steps already run on this input, keep a layer after each changed step"},
+			&cli.StringFlag{Name: "cache-dir", Usage: "layer cache `DIR` (default: layers/ in the imgbake cache directory)"},
+			&cli.BoolFlag{Name: "refresh", Usage: "with --cache: run every step and replace the cached layers"},
 		), varFlags()...),
 		Action: func(c *cli.Context) error { return runAction(c, stdioOf(c)) },
 	}
@@ -41,7 +44,8 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	disks, o, err := diskOptions(c, stdio, bake.Options{InPlace: c.Bool("in-place"), Output: c.String("output"), Network: !c.Bool("no-network")})
+	disks, o, err := diskOptions(c, stdio, bake.Options{InPlace: c.Bool("in-place"), Output: c.String("output"), Network: !c.Bool("no-network"),
+		Cache: c.Bool("cache") || c.IsSet("cache-dir"), CacheDir: c.String("cache-dir"), Refresh: c.Bool("refresh")})
 	if err != nil {
 		return err
 	}

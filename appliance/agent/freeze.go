@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imgbake/imgbake/appliance/proto"
+)
+
+// The ioctls of linux/fs.h, _IOWR('X', 119/120, int): x/sys/unix has no
+// names for them.
+const (
+	ioctlFIFREEZE = 0xC0045877
+	ioctlFITHAW   = 0xC0045878
+)
+
+func (a *Agent) registerFreezeOps(s *server) {
+	s.handle(proto.OpFreeze, a.handleFreeze)
+	s.handle(proto.OpThaw, a.handleThaw)
+}
+
+// freezable are the image's own mounts below the sysroot, in mount order:
+// not the appliance's /proc, /sys and /dev bound into it.
+func freezable() []string {
+	var out []string
+	for _, m := range mountsBelow(proto.Sysroot) {
+		rel := strings.TrimPrefix(m, proto.Sysroot)
+		if rel == "" {
+			rel = "/"
+		}
+		pseudo := false
+		for _, p := range []string{"/proc", "/sys", "/dev"} {
+			if rel == p || strings.HasPrefix(rel, p+"/") {
+				pseudo = true
+			}
+		}
+		if !pseudo {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func fsIoctl(mountpoint string, req uint) error {
+	fd, err := unix.Open(mountpoint, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.IoctlSetInt(fd, req, 0)
+}
+
+func (a *Agent) handleFreeze(_ context.Context, _ *stream, _ json.RawMessage) (any, error) {
+	a.state.Lock()
+	mounted := a.mounted
+	a.state.Unlock()
+	if !mounted {
+		return nil, errors.New("freeze: the image is not mounted")
+	}
+	unix.Sync()
+	mps := freezable()
+	var res proto.FreezeResult
+	for i := len(mps) - 1; i >= 0; i-- {
+		if err := fsIoctl(mps[i], ioctlFIFREEZE); err != nil {
+			for j := i + 1; j < len(mps); j++ {
+				_ = fsIoctl(mps[j], ioctlFITHAW)
+			}
+			return nil, fmt.Errorf("freeze %s: %w", strings.TrimPrefix(mps[i], proto.Sysroot), err)
+		}
+		res.Mountpoints = append(res.Mountpoints, relToRoot(mps[i]))
+	}
+	return res, nil
+}
+
+func (a *Agent) handleThaw(_ context.Context, _ *stream, _ json.RawMessage) (any, error) {
+	var res proto.FreezeResult
+	var problems []string
+	for _, m := range freezable() {
+		err := fsIoctl(m, ioctlFITHAW)
+		switch {
+		case err == nil:
+			res.Mountpoints = append(res.Mountpoints, relToRoot(m))
+		case errors.Is(err, unix.EINVAL): // was not frozen
+		default:
+			problems = append(problems, fmt.Sprintf("thaw %s: %v", relToRoot(m), err))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return res, nil
+}
+
+func relToRoot(m string) string {
+	if rel := strings.TrimPrefix(m, proto.Sysroot); rel != "" {
+		return rel
+	}
+	return "/"
+}

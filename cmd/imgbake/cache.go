@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/bake"
+)
+
+func cacheCommand() *cli.Command {
+	dir := &cli.StringFlag{Name: "cache-dir", Usage: "layer cache `DIR` (default: layers/ in the imgbake cache directory)"}
+	return &cli.Command{
+		Name:  "cache",
+		Usage: "look at and free the step-layer cache of `run --cache`",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "ls",
+				Usage: "list the cached steps, most recently used first",
+				Flags: []cli.Flag{dir},
+				Action: func(c *cli.Context) error {
+					store, err := bake.OpenLayerCache(c.String("cache-dir"))
+					if err != nil {
+						return err
+					}
+					entries, err := store.List()
+					if err != nil {
+						return err
+					}
+					size, _ := store.Size()
+					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "KEY\tSTEP\tLAYER\tLAST USED\tINPUT")
+					for _, e := range entries {
+						layer := "(the input)"
+						if e.Layer != "" {
+							layer = fmt.Sprintf("%s, %d in chain", humanize.IBytes(uint64(e.LayerSize)), len(e.Chain))
+						}
+						fmt.Fprintf(w, "%s\t%d %s\t%s\t%s\t%s\n", e.Key[:12], e.Step, safeName(e.Title), layer,
+							e.LastUsed.Local().Format("2006-01-02 15:04"), safeName(e.BasePath))
+					}
+					w.Flush()
+					fmt.Fprintf(c.App.Writer, "%d entries, layers %s in %s\n", len(entries), humanize.IBytes(uint64(size)), store.Dir)
+					return nil
+				},
+			},
+			{
+				Name:  "prune",
+				Usage: "remove the least recently used layers until the cache fits --max-size",
+				Flags: []cli.Flag{dir, &cli.StringFlag{Name: "max-size", Value: "10GiB", Usage: "keep at most `SIZE` of layers (0 empties the cache)"}},
+				Action: func(c *cli.Context) error {
+					limit, err := humanize.ParseBytes(c.String("max-size"))
+					if err != nil {
+						return usageErr("--max-size %q: %v", c.String("max-size"), err)
+					}
+					store, err := bake.OpenLayerCache(c.String("cache-dir"))
+					if err != nil {
+						return err
+					}
+					res, err := store.Prune(int64(limit))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "removed %d entries and %d layers (%s); %s left\n", res.Entries, res.Layers,
+						humanize.IBytes(uint64(res.Freed)), humanize.IBytes(uint64(res.Left)))
+					return nil
+				},
+			},
+		},
+	}
+}
