@@ -107,6 +107,11 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		return out, Classify(ErrImage, fmt.Errorf("gathering facts: %w", err))
 	}
 	out.Facts = FactsOf(info)
+	if c := img.cache; c != nil && c.hit > 0 {
+		// The appliance runs on the cached layers: the run's facts are
+		// the input's, as recorded when the layers were made.
+		out.Facts = *c.facts
+	}
 	if img.cache != nil {
 		if err := img.cache.begin(out.Facts, rec); err != nil {
 			return out, err

@@ -250,13 +250,15 @@ func digestEntry(h io.Writer, p, rel string, fi fs.FileInfo) error {
 	return nil
 }
 
-// begin checks the plan against the facts inspected on the running image
-// and computes the keys when the input was not known yet.
+// begin records the facts inspected on the input and computes the keys
+// with them when the input was not known yet (or its facts changed: a
+// new imgbake inspects differently). A run on cached layers uses the
+// recorded facts instead.
 func (p *cachePlan) begin(f recipes.Facts, rec *recipes.Recipe) error {
+	if p.hit > 0 {
+		return nil // f are the recorded facts
+	}
 	if p.facts == nil || *p.facts != f {
-		if p.hit > 0 {
-			return Classify(ErrImage, errors.New("layer cache: the facts recorded for this input differ from what it holds now; run with --refresh"))
-		}
 		if err := p.store.PutFacts(p.base, f); err != nil {
 			return Classify(ErrImage, fmt.Errorf("layer cache: %w", err))
 		}

@@ -38,6 +38,9 @@ type Agent struct {
 	state     sync.Mutex
 	rootfd    int
 	mounted   bool
+
+	freezeMu    sync.Mutex // one freeze or thaw at a time
+	remountedRO []string   // mounts a freeze made read-only (they cannot freeze)
 	readOnly  bool
 	noJournal bool // MountArgs.Disposable
 	mounts    []string

@@ -65,31 +65,55 @@ func (a *Agent) handleFreeze(_ context.Context, _ *stream, _ json.RawMessage) (a
 	unix.Sync()
 	mps := freezable()
 	var res proto.FreezeResult
+	a.freezeMu.Lock()
+	defer a.freezeMu.Unlock()
 	for i := len(mps) - 1; i >= 0; i-- {
-		if err := fsIoctl(mps[i], ioctlFIFREEZE); err != nil {
-			for j := i + 1; j < len(mps); j++ {
-				_ = fsIoctl(mps[j], ioctlFITHAW)
+		err := fsIoctl(mps[i], ioctlFIFREEZE)
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			// vfat and others cannot freeze: read-only until the thaw
+			// is as consistent (and fails if a file is open for writing).
+			if err = unix.Mount("", mps[i], "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err == nil {
+				a.remountedRO = append(a.remountedRO, mps[i])
 			}
-			return nil, fmt.Errorf("freeze %s: %w", strings.TrimPrefix(mps[i], proto.Sysroot), err)
+		}
+		if err != nil {
+			a.thawLocked()
+			return nil, fmt.Errorf("freeze %s: %w", relToRoot(mps[i]), err)
 		}
 		res.Mountpoints = append(res.Mountpoints, relToRoot(mps[i]))
 	}
 	return res, nil
 }
 
-func (a *Agent) handleThaw(_ context.Context, _ *stream, _ json.RawMessage) (any, error) {
-	var res proto.FreezeResult
-	var problems []string
+// thawLocked thaws every frozen mount and makes those remounted read-only
+// by a freeze writable again; freezeMu is held.
+func (a *Agent) thawLocked() (thawed, problems []string) {
 	for _, m := range freezable() {
 		err := fsIoctl(m, ioctlFITHAW)
 		switch {
 		case err == nil:
-			res.Mountpoints = append(res.Mountpoints, relToRoot(m))
-		case errors.Is(err, unix.EINVAL): // was not frozen
+			thawed = append(thawed, relToRoot(m))
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP): // was not frozen
 		default:
 			problems = append(problems, fmt.Sprintf("thaw %s: %v", relToRoot(m), err))
 		}
 	}
+	for _, m := range a.remountedRO {
+		if err := unix.Mount("", m, "", unix.MS_REMOUNT, ""); err != nil {
+			problems = append(problems, fmt.Sprintf("remount %s read-write: %v", relToRoot(m), err))
+			continue
+		}
+		thawed = append(thawed, relToRoot(m))
+	}
+	a.remountedRO = nil
+	return thawed, problems
+}
+
+func (a *Agent) handleThaw(_ context.Context, _ *stream, _ json.RawMessage) (any, error) {
+	a.freezeMu.Lock()
+	defer a.freezeMu.Unlock()
+	thawed, problems := a.thawLocked()
+	res := proto.FreezeResult{Mountpoints: thawed}
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}

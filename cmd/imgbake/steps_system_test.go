@@ -78,7 +78,7 @@ steps:
     ignore_errors: true
 `
 
-var statusLine = regexp.MustCompile(`(?m)^\[\s*(\d+)/\d+\] .{60} (ok|changed|skipped|failed \(ignored\)|failed)\s`)
+var statusLine = regexp.MustCompile(`(?m)^\[\s*(\d+)/\d+\] .{60} (ok|changed|skipped|cached|failed \(ignored\)|failed)\s`)
 
 // statuses maps step index to the status printed for it.
 func statuses(t *testing.T, out string) map[int]string {
