@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -123,5 +124,40 @@ func TestLayerCache(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(cache, "layers")); len(ents) != 0 {
 		t.Errorf("layers left after prune: %v", ents)
+	}
+}
+
+// TestLayerCacheKilled: a run killed after taking layers leaves no entry
+// and no layer in the cache; the next run cleans its directory up.
+func TestLayerCacheKilled(t *testing.T) {
+	vmTests(t)
+	privateTmp(t)
+	disk := testimages.Fresh(t, testimages.NoPart)
+	cache := t.TempDir()
+	recipe := writeRecipe(t, "name: killed\nsteps:\n  - write: {path: /root/a, content: \"a\\n\"}\n  - run: sleep 120\n    cache: false\n")
+	p := startImgbake(t, "run", "--cache-dir", cache, "-a", disk, "-o", filepath.Join(t.TempDir(), "out.qcow2"), recipe)
+	p.waitFor(t, "[1/2]", 2*time.Minute)
+	// Kill it once the first step's layer is taken (its new overlay exists).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m, _ := filepath.Glob(filepath.Join(cache, "runs", "run-*", "top-1.qcow2")); len(m) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first step's layer was never taken")
+		}
+	}
+	must(t, p.cmd.Process.Kill())
+	p.wait(t, 10*time.Second)
+	for _, d := range []string{"entries", "layers"} {
+		if ents, _ := os.ReadDir(filepath.Join(cache, d)); len(ents) != 0 {
+			t.Errorf("a killed run left %s: %v", d, ents)
+		}
+	}
+	r := imgbake(t, "cache", "ls", "--cache-dir", cache)
+	if r.code != 0 || !strings.Contains(r.stdout, "0 entries") {
+		t.Errorf("cache ls: %s", r)
+	}
+	if runs, _ := os.ReadDir(filepath.Join(cache, "runs")); len(runs) != 0 {
+		t.Errorf("the killed run's directory is still there: %v", runs)
 	}
 }
