@@ -35,18 +35,18 @@ type Agent struct {
 	sysroot string
 	// state guards rootfd and mounted: handlers run concurrently, and
 	// mount and shutdown change them under the others.
-	state     sync.Mutex
-	rootfd    int
-	mounted   bool
+	state   sync.Mutex
+	rootfd  int
+	mounted bool
 
 	freezeMu    sync.Mutex // one freeze or thaw at a time
 	remountedRO []string   // mounts a freeze made read-only (they cannot freeze)
-	readOnly  bool
-	noJournal bool // MountArgs.Disposable
-	mounts    []string
-	mountInfo *proto.MountResult
-	powerOff  chan struct{}
-	initStart time.Time
+	readOnly    bool
+	noJournal   bool // MountArgs.Disposable
+	mounts      []string
+	mountInfo   *proto.MountResult
+	powerOff    chan struct{}
+	initStart   time.Time
 
 	netMu    sync.Mutex // network is brought up once, on first use
 	netUp    bool
