@@ -20,7 +20,7 @@ func stepsCommand() *cli.Command {
 				fmt.Fprint(w, steps.Reference())
 				return nil
 			}
-			fmt.Fprintf(w, "Common fields on every step: name, when (expression), timeout (e.g. 30s), ignore_errors; %s also changed_when and creates.\n",
+			fmt.Fprintf(w, "Common fields on every step: name, when (expression), timeout (e.g. 30s), ignore_errors, cache (false: never from the layer cache); %s also changed_when and creates.\n",
 				strings.Join(steps.CommandKinds(), "/"))
 			for _, k := range steps.All() {
 				fmt.Fprintf(w, "  - %s\n", strings.TrimSpace(k.Example))
