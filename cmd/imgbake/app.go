@@ -131,6 +131,7 @@ func newApp(stdio Stdio) *cli.App {
 		ExitErrHandler:         func(*cli.Context, error) {}, // Execute maps errors to codes
 		Commands: []*cli.Command{
 			runCommand(),
+			bakeCommand(),
 			inspectCommand(),
 			applianceCommand(),
 			stepsCommand(),

@@ -28,18 +28,27 @@ func diskFlags() []cli.Flag {
 // diskOptions reads the disk flags into o, which holds what the command
 // itself decided (read-only, rescue, ...), and checks them.
 func diskOptions(c *cli.Context, stdio Stdio, o bake.Options) ([]string, bake.Options, error) {
+	o, err := imageOptions(c, stdio, o)
+	if err != nil {
+		return nil, o, err
+	}
+	disks := c.StringSlice("add")
+	return disks, o, bake.Check(disks, o)
+}
+
+// imageOptions reads the disk flags other than -a into o.
+func imageOptions(c *cli.Context, stdio Stdio, o bake.Options) (bake.Options, error) {
 	for _, s := range c.StringSlice("mount") {
 		m, err := bake.ParseMount(s)
 		if err != nil {
-			return nil, o, err
+			return o, err
 		}
 		o.Mounts = append(o.Mounts, m)
 	}
 	o.Format, o.AllowBacking = c.String("format"), c.Bool("allow-backing")
 	o.Kernel, o.MemoryMiB, o.Cold = c.String("kernel"), c.Int("memory"), c.Bool("cold")
 	o.Logf, o.Notices = verboseFunc(c, stdio.Err), stdio.Err
-	disks := c.StringSlice("add")
-	return disks, o, bake.Check(disks, o)
+	return o, nil
 }
 
 // openImage opens the disks named by the flags in one appliance.
