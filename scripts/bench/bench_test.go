@@ -18,11 +18,16 @@ func TestParseStepLine(t *testing.T) {
 		{"[2/2] run: false                                   failed (ignored) 40ms", true, 2, "failed (ignored)", 40},
 		{"one: 0 ok, 1 changed, 0 failed, 0 ignored in 27.988s", false, 0, "", 0},
 		{"[   0.0] Examining the guest ...", false, 0, "", 0},
+		{"[img-004.qcow2] [ 7/20] run: useradd x                     changed  1.10s", true, 7, "changed", 1100},
+		{"[img-004.qcow2] bench: 0 ok, 20 changed, 0 skipped, 0 failed, 0 ignored in 9.1s", false, 0, "", 0},
 	} {
 		s, ok := parseStepLine(tc.line, 5)
 		if ok != tc.ok {
 			t.Errorf("%q: ok=%v, want %v", tc.line, ok, tc.ok)
 			continue
+		}
+		if ok && strings.HasPrefix(tc.line, "[img-") && s.Image != "img-004.qcow2" {
+			t.Errorf("%q: image %q", tc.line, s.Image)
 		}
 		if ok && (s.Index != tc.idx || s.Status != tc.status || s.DurMS != tc.dur || s.AtMS != 5) {
 			t.Errorf("%q: got %+v", tc.line, s)
@@ -125,5 +130,53 @@ func TestRealisticRecipeHasTwentySteps(t *testing.T) {
 	}
 	if n := strings.Count(writesRecipe(50), "\n  - "); n != 51 {
 		t.Fatalf("writes recipe has %d steps", n)
+	}
+}
+
+func TestManyWorkload(t *testing.T) {
+	out := "[a.qcow2] [1/1] run: true   changed  5ms\na.qcow2: ok in 1.2s — 0 ok, 1 changed, 0 skipped, 0 failed, 0 ignored\n" +
+		"b.qcow2: failed (exit 3) in 0.2s — no OS\nc.qcow2: ok in 1s — already applied, nothing changed\n"
+	if n := countOK(out); n != 2 {
+		t.Errorf("countOK = %d, want 2", n)
+	}
+	r := &run{Steps: []stepLine{{Image: "img-1.qcow2", Index: 1}, {Image: "img-2.qcow2", Index: 1}}, ImagesOK: 2}
+	if err := checkMany(r, []string{"/w/img-1.qcow2", "/w/img-2.qcow2"}, 1); err != nil {
+		t.Error(err)
+	}
+	if err := checkMany(r, []string{"/w/img-1.qcow2", "/w/img-2.qcow2"}, 2); err == nil {
+		t.Error("missing step lines accepted")
+	}
+
+	res := &results{Runs: []*run{
+		{Workload: 9, Tool: toolIB, Variant: variantManyOne, Rep: 1, WallMS: 2000, TreeRSSkB: 250 << 10},
+		{Workload: 9, Tool: toolIB, Variant: variantMany, Rep: 1, WallMS: 4000, Images: 4, ImagesOK: 4, TreeRSSkB: 900 << 10, TreePSSkB: 800 << 10},
+		{Workload: 9, Tool: toolIB, Variant: variantManyOne, Rep: 2, WallMS: 1000},
+		{Workload: 9, Tool: toolIB, Variant: variantMany, Rep: 2, WallMS: 9000, Images: 4, ImagesOK: 3, Err: "exit 1"},
+	}}
+	rows := map[string]metric{}
+	for _, m := range analyze(res, payloadInfo{}, config{}) {
+		if m.Workload == 9 {
+			rows[m.Unit+" "+m.Name[:10]] = m
+		}
+	}
+	var ratio, fails, rss *metric
+	for _, m := range rows {
+		switch {
+		case m.Unit == "x":
+			ratio = &m
+		case m.Unit == "images":
+			fails = &m
+		case strings.HasPrefix(m.Name, "peak host RSS"):
+			rss = &m
+		}
+	}
+	if ratio == nil || ratio.IB.N != 1 || ratio.IB.Median != 2 || ratio.Met == nil || !*ratio.Met {
+		t.Errorf("ratio row: %+v", ratio)
+	}
+	if fails == nil || fails.IB.Max != 1 || fails.Met == nil || *fails.Met {
+		t.Errorf("failures row (a failed run counts): %+v", fails)
+	}
+	if rss == nil || rss.IB.Median != 900 {
+		t.Errorf("RSS row: %+v", rss)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// stepLine is one step result line of `imgbake run` as it arrived on stdout.
+// stepLine is one step result line of `imgbake run` (or, prefixed with
+// its image, of `imgbake bake`) as it arrived on stdout.
 type stepLine struct {
+	Image  string  `json:"image,omitempty"` // bake: the line's "[IMAGE] " prefix
 	Index  int     `json:"index"`
 	Total  int     `json:"total"`
 	Title  string  `json:"title"`
@@ -26,7 +28,7 @@ type progressLine struct {
 }
 
 var (
-	stepRe     = regexp.MustCompile(`^\[\s*(\d+)/(\d+)\]\s+(.*?)\s+(ok|changed|skipped|failed \(ignored\)|failed|interrupted)\s+(\d+(?:\.\d+)?(?:ms|s))\b`)
+	stepRe     = regexp.MustCompile(`^(?:\[([^\]]+)\] )?\[\s*(\d+)/(\d+)\]\s+(.*?)\s+(ok|changed|skipped|failed \(ignored\)|failed|interrupted)\s+(\d+(?:\.\d+)?(?:ms|s))\b`)
 	timingRe   = regexp.MustCompile(`^\s+(\S.*?)\s+(-?\d+(?:\.\d+)?) ms`)
 	progressRe = regexp.MustCompile(`^\[\s*(\d+(?:\.\d+)?)\]\s+(.*)$`)
 )
@@ -37,13 +39,13 @@ func parseStepLine(s string, atMS float64) (stepLine, bool) {
 	if m == nil {
 		return stepLine{}, false
 	}
-	idx, _ := strconv.Atoi(m[1])
-	tot, _ := strconv.Atoi(m[2])
-	d, err := time.ParseDuration(m[5])
+	idx, _ := strconv.Atoi(m[2])
+	tot, _ := strconv.Atoi(m[3])
+	d, err := time.ParseDuration(m[6])
 	if err != nil {
 		return stepLine{}, false
 	}
-	return stepLine{Index: idx, Total: tot, Title: m[3], Status: m[4], DurMS: msOf(d), AtMS: atMS}, true
+	return stepLine{Image: m[1], Index: idx, Total: tot, Title: m[4], Status: m[5], DurMS: msOf(d), AtMS: atMS}, true
 }
 
 // parseTimings reads the `--timings` block imgbake prints on stderr:

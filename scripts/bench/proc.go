@@ -46,6 +46,10 @@ type run struct {
 	UserCPUMS  float64            `json:"user_cpu_ms"`
 	SysCPUMS   float64            `json:"sys_cpu_ms"`
 	Peaks      []procPeak         `json:"peaks,omitempty"`
+	TreeRSSkB  int64              `json:"tree_peak_rss_kb,omitempty"` // largest sum of VmRSS over the tree at one sample (procOpts.tree)
+	TreePSSkB  int64              `json:"tree_peak_pss_kb,omitempty"` // the same with Pss: shared pages counted once
+	Images     int                `json:"images,omitempty"`           // workload 9: images baked by the command
+	ImagesOK   int                `json:"images_ok,omitempty"`        // workload 9: of them, reported ok
 	LoadBefore float64            `json:"loadavg1_before"`
 	LoadAfter  float64            `json:"loadavg1_after"`
 	Meminfo    map[string]int64   `json:"guest_meminfo_kb,omitempty"`
@@ -59,6 +63,7 @@ type procOpts struct {
 	dir      string
 	timeout  time.Duration
 	sample   time.Duration // 0: no RSS sampling
+	tree     bool          // also the whole tree's RSS and PSS at each sample (workload 9)
 	verbose  bool
 	okCodes  []int
 	logLines func(string)
@@ -115,7 +120,7 @@ func execute(ctx context.Context, r *run, argv []string, o procOpts) error {
 
 	var smp *sampler
 	if o.sample > 0 {
-		smp = startSampler(cmd.Process.Pid, o.sample)
+		smp = startSampler(cmd.Process.Pid, o.sample, o.tree)
 	}
 	lines := make(chan struct{})
 	go func() {
@@ -160,6 +165,7 @@ func execute(ctx context.Context, r *run, argv []string, o procOpts) error {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	if smp != nil {
 		r.Peaks = smp.stop()
+		r.TreeRSSkB, r.TreePSSkB = smp.treeRSS, smp.treePSS
 	}
 	r.WallMS = msOf(wall)
 	r.LoadAfter = loadavg1()
@@ -255,10 +261,14 @@ type sampler struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	peaks map[int]*procPeak
+	// tree: the largest sums over the tree at one sample of VmRSS and of
+	// Pss (smaps_rollup), when asked for.
+	tree             bool
+	treeRSS, treePSS int64
 }
 
-func startSampler(root int, every time.Duration) *sampler {
-	s := &sampler{root: root, done: make(chan struct{}), peaks: map[int]*procPeak{}}
+func startSampler(root int, every time.Duration, tree bool) *sampler {
+	s := &sampler{root: root, done: make(chan struct{}), peaks: map[int]*procPeak{}, tree: tree}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -324,13 +334,18 @@ func (s *sampler) sample() {
 		}
 		return false
 	}
+	var rssSum, pssSum int64
 	for pid := range parent {
 		if !inTree(pid) {
 			continue
 		}
-		name, hwm := readStatus(pid)
+		name, hwm, rss := readStatus(pid)
 		if name == "" {
 			continue
+		}
+		if s.tree {
+			rssSum += rss
+			pssSum += readPss(pid)
 		}
 		s.mu.Lock()
 		p := s.peaks[pid]
@@ -349,12 +364,33 @@ func (s *sampler) sample() {
 		}
 		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	s.treeRSS, s.treePSS = max(s.treeRSS, rssSum), max(s.treePSS, pssSum)
+	s.mu.Unlock()
 }
 
-func readStatus(pid int) (name string, hwmKB int64) {
+// readPss is the process's proportional set size in kB (smaps_rollup):
+// pages shared with other processes count by their share.
+func readPss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func readStatus(pid int) (name string, hwmKB, rssKB int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return "", 0
+		return "", 0, 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(l, ":")
@@ -364,14 +400,19 @@ func readStatus(pid int) (name string, hwmKB int64) {
 		switch k {
 		case "Name":
 			name = strings.TrimSpace(v)
-		case "VmHWM":
+		case "VmHWM", "VmRSS":
 			f := strings.Fields(v)
 			if len(f) > 0 {
-				hwmKB, _ = strconv.ParseInt(f[0], 10, 64)
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				if k == "VmHWM" {
+					hwmKB = n
+				} else {
+					rssKB = n
+				}
 			}
 		}
 	}
-	return name, hwmKB
+	return name, hwmKB, rssKB
 }
 
 func loadavg1() float64 {

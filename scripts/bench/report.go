@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -428,7 +429,63 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 			return float64(t-av) / 1024, ok1 && ok2
 		}))})
 	addAnsible(a, add)
+	addMany(res, a, add)
 	return ms
+}
+
+// addMany adds workload 9: 4 images baked at once vs one alone.
+func addMany(res *results, a *an, add func(metric)) {
+	met := func(ok bool) *bool { return &ok }
+	many, alone := a.get(toolIB, variantMany), a.get(toolIB, variantManyOne)
+	if len(many) == 0 && len(alone) == 0 && !slices.ContainsFunc(res.Runs, func(r *run) bool { return r.Variant == variantMany }) {
+		return
+	}
+	add(metric{Workload: 9, Name: fmt.Sprintf("%d copies baked at once: `imgbake bake --jobs %d` (the 20-step recipe of workload 4)", manyImages, manyImages),
+		Unit: "s", IB: summarize(valsOf(many, wallS))})
+	add(metric{Workload: 9, Name: "one copy alone: `imgbake run` (the same recipe)", Unit: "s", Detail: true,
+		IB: summarize(valsOf(alone, wallS))})
+	ratio := metric{Workload: 9, Name: fmt.Sprintf("%d at once ÷ one alone (wall time, per repetition)", manyImages), Unit: "x",
+		IB: summarize(a.perRep(toolIB, variantManyOne, variantMany, func(one, m *run) (float64, bool) {
+			return m.WallMS / one.WallMS, one.WallMS > 0
+		})), Target: "≤ 2.5x"}
+	if ratio.IB != nil {
+		ratio.Met = met(ratio.IB.Median <= 2.5)
+	}
+	add(ratio)
+	// Failures count every bake run, failed ones included (a run whose
+	// summary lines are missing counts all its images as failed).
+	var failed []float64
+	for _, r := range res.Runs {
+		if r.Variant == variantMany && r.Images > 0 {
+			failed = append(failed, float64(r.Images-r.ImagesOK))
+		}
+	}
+	fails := metric{Workload: 9, Name: "images that failed, per bake run", Unit: "images", IB: summarize(failed), Target: "0"}
+	if fails.IB != nil {
+		fails.Met = met(fails.IB.Max == 0)
+	}
+	add(fails)
+	kb := func(f func(*run) int64) func(*run) (float64, bool) {
+		return func(r *run) (float64, bool) { v := f(r); return float64(v) / 1024, v > 0 }
+	}
+	rss, pss := kb(func(r *run) int64 { return r.TreeRSSkB }), kb(func(r *run) int64 { return r.TreePSSkB })
+	add(metric{Workload: 9, Name: fmt.Sprintf("peak host RSS of the whole process tree (imgbake + %d qemu: sum of VmRSS at one sample)", manyImages),
+		Unit: "MiB", IB: summarize(valsOf(many, rss))})
+	add(metric{Workload: 9, Name: "the same, PSS (pages shared between the qemus, e.g. the saved appliance's memory file, counted once)",
+		Unit: "MiB", Detail: true, IB: summarize(valsOf(many, pss))})
+	add(metric{Workload: 9, Name: "one copy alone: peak RSS of its tree", Unit: "MiB", Detail: true,
+		IB: summarize(valsOf(alone, rss))})
+	add(metric{Workload: 9, Name: "one copy alone: peak PSS of its tree", Unit: "MiB", Detail: true,
+		IB: summarize(valsOf(alone, pss))})
+	var qemus []float64
+	for _, r := range many {
+		for _, p := range r.Peaks {
+			if isQEMU(p.Name) {
+				qemus = append(qemus, float64(p.HWMkB)/1024)
+			}
+		}
+	}
+	add(metric{Workload: 9, Name: "each qemu's peak RSS (VmHWM) in the bake runs", Unit: "MiB", Detail: true, IB: summarize(qemus)})
 }
 
 // stepDurs is every printed step duration from index first on.
