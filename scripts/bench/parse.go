@@ -28,7 +28,7 @@ type progressLine struct {
 }
 
 var (
-	stepRe     = regexp.MustCompile(`^(?:\[([^\]]+)\] )?\[\s*(\d+)/(\d+)\]\s+(.*?)\s+(ok|changed|skipped|failed \(ignored\)|failed|interrupted)\s+(\d+(?:\.\d+)?(?:ms|s))\b`)
+	stepRe     = regexp.MustCompile(`^(?:\[([^\]]+)\] )?\[\s*(\d+)/(\d+)\]\s+(.*?)\s+(ok|changed|skipped|cached|failed \(ignored\)|failed|interrupted)\s+(\d+(?:\.\d+)?(?:ms|s))\b`)
 	timingRe   = regexp.MustCompile(`^\s+(\S.*?)\s+(-?\d+(?:\.\d+)?) ms`)
 	progressRe = regexp.MustCompile(`^\[\s*(\d+(?:\.\d+)?)\]\s+(.*)$`)
 )

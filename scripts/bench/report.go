@@ -430,6 +430,7 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 		}))})
 	addAnsible(a, add)
 	addMany(res, a, add)
+	addCache(a, add)
 	return ms
 }
 
@@ -586,4 +587,28 @@ func addAnsible(a *an, add func(metric)) {
 	})
 	add(metric{Workload: 8, Name: "per-task boots ÷ one session (the play's wall time)", Unit: "x", Detail: true,
 		IB: summarize(ratio)})
+}
+
+// addCache adds workload 10: a re-run with the last step edited, with and
+// without the step-layer cache.
+func addCache(a *an, add func(metric)) {
+	cached, uncached := a.get(toolIB, variantCached), a.get(toolIB, variantUncached)
+	if len(cached) == 0 && len(uncached) == 0 {
+		return
+	}
+	add(metric{Workload: 10, Name: fmt.Sprintf("re-run, last of %d steps edited (first: sleep %d s), without the cache", cacheQuickSteps+1, cacheSlowSeconds),
+		Unit: "s", IB: summarize(valsOf(uncached, wallS))})
+	add(metric{Workload: 10, Name: "the same with `--cache` (10 steps from the layers)", Unit: "s",
+		IB: summarize(valsOf(cached, wallS))})
+	add(metric{Workload: 10, Name: "first run with `--cache` (taking the layers)", Unit: "s", Detail: true,
+		IB: summarize(valsOf(a.get(toolIB, variantCachePrime), wallS))})
+	ratio := metric{Workload: 10, Name: "without ÷ with the cache (wall time, per repetition)", Unit: "x",
+		IB: summarize(a.perRep(toolIB, variantCached, variantUncached, func(c, u *run) (float64, bool) {
+			return u.WallMS / c.WallMS, c.WallMS > 0
+		})), Target: "≥ 10x"}
+	if ratio.IB != nil {
+		ok := ratio.IB.Median >= 10
+		ratio.Met = &ok
+	}
+	add(ratio)
 }
