@@ -29,7 +29,7 @@ func bakeCommand() *cli.Command {
 			"summary line per image follows. A failing image neither stops nor changes the others. The exit\n" +
 			"code is 0 when every image succeeded, else the most serious failure: 130/143 interrupted, then\n" +
 			"3 (an image or appliance error), then 1 (a step failed); 2 is bad usage, found before anything starts.",
-		Flags: append(append(flags,
+		Flags: append(append(append(flags,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "run at most `N` appliances at once (default: what the host's free memory and cores allow)"},
 			&cli.StringFlag{Name: "output-dir", Usage: "write each result to `DIR`/<image file name> (created if missing) and leave the inputs untouched"},
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the images (a failure leaves that image partly changed)"},
@@ -38,7 +38,7 @@ func bakeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if an image records this recipe as applied, or an interrupted run of another"},
 			&cli.BoolFlag{Name: "no-network", Usage: "give the appliances no network: package steps must work from what is in the images"},
 			&cli.BoolFlag{Name: "json", Usage: `print JSON events (as run --json, each with a "disk" field), one image_result per image and a bake_end`},
-		), varFlags()...),
+		), cacheFlags()...), varFlags()...),
 		Action: func(c *cli.Context) error { return bakeAction(c, stdioOf(c)) },
 	}
 }
@@ -56,7 +56,8 @@ func bakeAction(c *cli.Context, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	o, err := imageOptions(c, stdio, bake.Options{InPlace: c.Bool("in-place"), Network: !c.Bool("no-network")})
+	o, err := imageOptions(c, stdio, bake.Options{InPlace: c.Bool("in-place"), Network: !c.Bool("no-network"),
+		Cache: c.Bool("cache") || c.IsSet("cache-dir"), CacheDir: c.String("cache-dir"), Refresh: c.Bool("refresh")})
 	if err != nil {
 		return err
 	}

@@ -27,10 +27,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
 			&cli.BoolFlag{Name: "no-network", Usage: "give the appliance no network: package steps must work from what is in the image"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line (run start, step start, step result, run end) instead of text"},
-			&cli.BoolFlag{Name: "cache", Usage: "step-layer cache: skip the longest prefix of steps already run on this input, keep a layer after each changed step"},
-			&cli.StringFlag{Name: "cache-dir", Usage: "layer cache `DIR` (default: layers/ in the imgbake cache directory)"},
-			&cli.BoolFlag{Name: "refresh", Usage: "with --cache: run every step and replace the cached layers"},
-		), varFlags()...),
+		), append(cacheFlags(), varFlags()...)...),
 		Action: func(c *cli.Context) error { return runAction(c, stdioOf(c)) },
 	}
 }
@@ -78,6 +75,15 @@ func liveOutput(c *cli.Context, stdio Stdio) io.Writer {
 		return stdio.Err
 	}
 	return nil
+}
+
+// cacheFlags turn on the step-layer cache.
+func cacheFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "cache", Usage: "step-layer cache: skip the longest prefix of steps already run on this input, keep a layer after each changed step"},
+		&cli.StringFlag{Name: "cache-dir", Usage: "layer cache `DIR` (default: layers/ in the imgbake cache directory); implies --cache"},
+		&cli.BoolFlag{Name: "refresh", Usage: "with --cache: run every step and replace the cached layers"},
+	}
 }
 
 // varFlags set recipe variables from the command line.
