@@ -150,8 +150,14 @@ func newApp(stdio Stdio) *cli.App {
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
-	for _, c := range app.Commands {
-		c.OnUsageError = app.OnUsageError
-	}
+	setUsageError(app.Commands, app.OnUsageError)
 	return app
+}
+
+// setUsageError makes flag errors of every command and subcommand exit 2.
+func setUsageError(cmds []*cli.Command, f cli.OnUsageErrorFunc) {
+	for _, c := range cmds {
+		c.OnUsageError = f
+		setUsageError(c.Subcommands, f)
+	}
 }

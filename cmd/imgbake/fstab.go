@@ -116,9 +116,6 @@ func fstabCommand() *cli.Command {
 			},
 		},
 	}
-	for _, sub := range cmd.Subcommands {
-		sub.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
-	}
 	return cmd
 }
 

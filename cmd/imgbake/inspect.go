@@ -17,7 +17,7 @@ func inspectCommand() *cli.Command {
 		Usage: "show the operating system, filesystems and mountpoints of a disk image (read-only)",
 		Flags: append(diskFlags(), &cli.BoolFlag{Name: "json", Usage: "print one JSON object"}),
 		Action: func(c *cli.Context) error {
-			stdio := Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
+			stdio := stdioOf(c)
 			if c.NArg() != 0 {
 				return usageErr("inspect takes no arguments (got %q)", c.Args().Slice())
 			}

@@ -87,27 +87,6 @@ func TestRepairCommandsBadInput(t *testing.T) {
 	}
 }
 
-func TestLsMode(t *testing.T) {
-	for m, want := range map[os.FileMode]string{
-		0o644:                                     "-rw-r--r--",
-		os.ModeDir | 0o755:                        "drwxr-xr-x",
-		os.ModeDir | os.ModeSticky | 0o777:        "drwxrwxrwt",
-		os.ModeDir | os.ModeSticky | 0o770:        "drwxrwx--T",
-		os.ModeSetuid | 0o4755&0o777:              "-rwsr-xr-x",
-		os.ModeSetuid | 0o644:                     "-rwSr--r--",
-		os.ModeSetgid | 0o2755&0o777 | os.ModeDir: "drwxr-sr-x",
-		os.ModeSymlink | 0o777:                    "lrwxrwxrwx",
-		os.ModeDevice | os.ModeCharDevice | 0o666: "crw-rw-rw-",
-		os.ModeDevice | 0o660:                     "brw-rw----",
-		os.ModeNamedPipe | 0o600:                  "prw-------",
-		os.ModeSocket | 0o755:                     "srwxr-xr-x",
-	} {
-		if got := lsMode(m); got != want {
-			t.Errorf("lsMode(%v) = %s, want %s", m, got, want)
-		}
-	}
-}
-
 func TestSafeName(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain":          "plain",

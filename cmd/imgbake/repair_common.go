@@ -38,10 +38,6 @@ func rejectRO(c *cli.Context) error {
 	return nil
 }
 
-// imagePathArg checks a path inside the image given on the command line:
-// it must be absolute. It is cleaned, so /../../etc/passwd is /etc/passwd of
-// the image (and the agent resolves every path inside the image's root
-// anyway, symlinks included).
 // imagePathArgs checks the command's PATH... arguments (at least one)
 // with imagePathArg.
 func imagePathArgs(c *cli.Context) ([]string, error) {
@@ -59,6 +55,10 @@ func imagePathArgs(c *cli.Context) ([]string, error) {
 	return paths, nil
 }
 
+// imagePathArg checks a path inside the image given on the command line:
+// it must be absolute. It is cleaned, so /../../etc/passwd is /etc/passwd of
+// the image (and the agent resolves every path inside the image's root
+// anyway, symlinks included).
 func imagePathArg(arg string) (string, error) {
 	if strings.IndexByte(arg, 0) >= 0 {
 		return "", usageErr("%q: a path must not contain a NUL byte", arg)

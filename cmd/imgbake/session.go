@@ -23,7 +23,7 @@ func sessionCommand() *cli.Command {
 			"costs a round trip, not a boot. Changes go to a private overlay that `session stop` commits\n" +
 			"(or drops with --discard). A session whose --owner-pid exits, or that sits idle past\n" +
 			"--idle-timeout, stops itself and discards.",
-		Subcommands: withUsageCode([]*cli.Command{
+		Subcommands: []*cli.Command{
 			sessionStartCommand(),
 			sessionExecCommand(),
 			sessionPutCommand(),
@@ -32,19 +32,8 @@ func sessionCommand() *cli.Command {
 			sessionListCommand(),
 			sessionStopCommand(),
 			sessionServeCommand(),
-		}),
+		},
 	}
-}
-
-func withUsageCode(cmds []*cli.Command) []*cli.Command {
-	for _, c := range cmds {
-		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
-	}
-	return cmds
-}
-
-func sessionStdio(c *cli.Context) Stdio {
-	return Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
 }
 
 // exitStatus is a session request's outcome as the command's: its error,

@@ -26,7 +26,7 @@ func sessionExecCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Usage: "kill the command after this long"},
 			&cli.BoolFlag{Name: "no-stdin", Aliases: []string{"n"}, Usage: "do not send standard input"},
 		},
-		Action: func(c *cli.Context) error { return sessionExec(c, sessionStdio(c)) },
+		Action: func(c *cli.Context) error { return sessionExec(c, stdioOf(c)) },
 	}
 }
 
@@ -71,7 +71,7 @@ func sessionRunCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "stream commands' output"},
 		}, varFlags()...),
 		Action: func(c *cli.Context) error {
-			stdio := sessionStdio(c)
+			stdio := stdioOf(c)
 			if c.NArg() != 2 {
 				return usageErr("session run: expected NAME RECIPE.yaml")
 			}

@@ -27,7 +27,7 @@ func sessionPutCommand() *cli.Command {
 			&cli.StringFlag{Name: "owner", Usage: "`USER[:GROUP]` of the file written, resolved in the image"},
 		},
 		Action: func(c *cli.Context) error {
-			stdio := sessionStdio(c)
+			stdio := stdioOf(c)
 			if c.NArg() != 3 {
 				return usageErr("session put: expected NAME HOSTPATH IMAGEPATH")
 			}
@@ -84,7 +84,7 @@ func sessionFetchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "exact", Usage: "HOSTPATH names the file itself, never a directory to put it into"},
 		},
 		Action: func(c *cli.Context) error {
-			stdio := sessionStdio(c)
+			stdio := stdioOf(c)
 			if c.NArg() != 3 {
 				return usageErr("session fetch: expected NAME IMAGEPATH HOSTPATH")
 			}

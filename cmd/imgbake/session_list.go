@@ -20,7 +20,7 @@ func sessionListCommand() *cli.Command {
 		Usage: "list the running sessions",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "one JSON array"}},
 		Action: func(c *cli.Context) error {
-			stdio := sessionStdio(c)
+			stdio := stdioOf(c)
 			list, err := session.List(c.Context, stdio.Err)
 			if err != nil {
 				return err
@@ -63,7 +63,7 @@ func sessionStopCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "discard", Usage: "drop every change: the image stays byte-identical"}},
 		Action: func(c *cli.Context) error {
-			stdio := sessionStdio(c)
+			stdio := stdioOf(c)
 			if c.NArg() != 1 {
 				return usageErr("session stop: expected NAME")
 			}

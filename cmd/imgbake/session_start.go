@@ -23,7 +23,7 @@ func sessionStartCommand() *cli.Command {
 			&cli.BoolFlag{Name: "reuse", Usage: "if session --name is already running on the same disk, use it (wait until it is ready)"},
 			&cli.BoolFlag{Name: "attach", Usage: "only use the running session --name on the same disk: fail if it is not running (never boot a new one)"},
 		),
-		Action: func(c *cli.Context) error { return sessionStart(c, sessionStdio(c)) },
+		Action: func(c *cli.Context) error { return sessionStart(c, stdioOf(c)) },
 	}
 }
 

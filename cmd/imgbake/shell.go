@@ -28,7 +28,7 @@ func shellCommand() *cli.Command {
 			&cli.BoolFlag{Name: "rescue", Usage: "the appliance's shell, image under /sysroot"},
 		),
 		Action: func(c *cli.Context) error {
-			stdio := Stdio{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter}
+			stdio := stdioOf(c)
 			if c.NArg() != 0 {
 				return usageErr("shell takes no arguments (got %q)", c.Args().Slice())
 			}

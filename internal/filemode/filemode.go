@@ -101,3 +101,43 @@ func FromUnix(m uint32) fs.FileMode {
 	}
 	return fm
 }
+
+// LsString renders a mode the way ls -l does (drwxr-sr-x, -rwsr-xr-x,
+// drwxrwxrwt).
+func LsString(m fs.FileMode) string {
+	b := []byte("----------")
+	switch {
+	case m.IsDir():
+		b[0] = 'd'
+	case m&fs.ModeSymlink != 0:
+		b[0] = 'l'
+	case m&fs.ModeCharDevice != 0:
+		b[0] = 'c'
+	case m&fs.ModeDevice != 0:
+		b[0] = 'b'
+	case m&fs.ModeNamedPipe != 0:
+		b[0] = 'p'
+	case m&fs.ModeSocket != 0:
+		b[0] = 's'
+	}
+	const rwx = "rwxrwxrwx"
+	for i := 0; i < 9; i++ {
+		if m&(1<<uint(8-i)) != 0 {
+			b[i+1] = rwx[i]
+		}
+	}
+	special := func(i int, set bool, on, off byte) {
+		if !set {
+			return
+		}
+		if b[i] == 'x' {
+			b[i] = on
+		} else {
+			b[i] = off
+		}
+	}
+	special(3, m&fs.ModeSetuid != 0, 's', 'S')
+	special(6, m&fs.ModeSetgid != 0, 's', 'S')
+	special(9, m&fs.ModeSticky != 0, 't', 'T')
+	return string(b)
+}

@@ -3,6 +3,7 @@ package filemode
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"syscall"
 	"testing"
 )
@@ -70,6 +71,27 @@ func TestConvert(t *testing.T) {
 	} {
 		if got := FromUnix(tt.unix); got != tt.mode {
 			t.Errorf("FromUnix(%#o) = %v, want %v", tt.unix, got, tt.mode)
+		}
+	}
+}
+
+func TestLsMode(t *testing.T) {
+	for m, want := range map[os.FileMode]string{
+		0o644:                                     "-rw-r--r--",
+		os.ModeDir | 0o755:                        "drwxr-xr-x",
+		os.ModeDir | os.ModeSticky | 0o777:        "drwxrwxrwt",
+		os.ModeDir | os.ModeSticky | 0o770:        "drwxrwx--T",
+		os.ModeSetuid | 0o4755&0o777:              "-rwsr-xr-x",
+		os.ModeSetuid | 0o644:                     "-rwSr--r--",
+		os.ModeSetgid | 0o2755&0o777 | os.ModeDir: "drwxr-sr-x",
+		os.ModeSymlink | 0o777:                    "lrwxrwxrwx",
+		os.ModeDevice | os.ModeCharDevice | 0o666: "crw-rw-rw-",
+		os.ModeDevice | 0o660:                     "brw-rw----",
+		os.ModeNamedPipe | 0o600:                  "prw-------",
+		os.ModeSocket | 0o755:                     "srwxr-xr-x",
+	} {
+		if got := LsString(m); got != want {
+			t.Errorf("LsString(%v) = %s, want %s", m, got, want)
 		}
 	}
 }
