@@ -242,19 +242,9 @@ func (m *qemuMachine) attachReadOnly(ctx context.Context, path, serial string) e
 	if m.portsUsed >= hotplugPorts {
 		return errors.New("no free hot-plug port")
 	}
-	// QMP attaches in the background after a cold boot.
-	mon := m.monitor()
-	for deadline := time.Now().Add(10 * time.Second); mon == nil; mon = m.monitor() {
-		if time.Now().After(deadline) {
-			return errors.New("QMP not connected")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.done:
-			return ErrApplianceDied
-		case <-time.After(5 * time.Millisecond):
-		}
+	mon, err := m.waitMonitor(ctx)
+	if err != nil {
+		return err
 	}
 	port := m.portsUsed
 	node := fmt.Sprintf("data%d", port)
@@ -265,6 +255,25 @@ func (m *qemuMachine) attachReadOnly(ctx context.Context, path, serial string) e
 	}
 	m.portsUsed++
 	return nil
+}
+
+// waitMonitor returns the QMP monitor, waiting for it: QMP attaches in the
+// background after a cold boot.
+func (m *qemuMachine) waitMonitor(ctx context.Context) (*qmp.SocketMonitor, error) {
+	mon := m.monitor()
+	for deadline := time.Now().Add(10 * time.Second); mon == nil; mon = m.monitor() {
+		if time.Now().After(deadline) {
+			return nil, errors.New("QMP not connected")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-m.done:
+			return nil, ErrApplianceDied
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return mon, nil
 }
 
 func (m *qemuMachine) monitor() *qmp.SocketMonitor {

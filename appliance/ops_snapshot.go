@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/imgbake/imgbake/appliance/proto"
 )
@@ -49,18 +48,9 @@ func (s *Session) SnapshotDisk(ctx context.Context, disk int, overlay string) er
 func (m *qemuMachine) snapshotDisk(ctx context.Context, disk int, overlay string) error {
 	m.hotplugMu.Lock()
 	defer m.hotplugMu.Unlock()
-	mon := m.monitor()
-	for deadline := time.Now().Add(10 * time.Second); mon == nil; mon = m.monitor() {
-		if time.Now().After(deadline) {
-			return errors.New("QMP not connected")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.done:
-			return ErrApplianceDied
-		case <-time.After(5 * time.Millisecond):
-		}
+	mon, err := m.waitMonitor(ctx)
+	if err != nil {
+		return err
 	}
 	if m.snapshots == nil {
 		m.snapshots = map[int]string{}
