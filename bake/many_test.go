@@ -166,17 +166,17 @@ func TestDefaultParallel(t *testing.T) {
 		cpus, mem int
 		want      int
 	}{
-		{mi(24000), 2, 512, 4},    // memory for 36: 2 x cores
-		{mi(24000), 16, 512, 32},  // 2 x cores
+		{mi(24000), 2, 512, 2},    // memory for 36: the cores decide
+		{mi(24000), 16, 512, 16},  // one per core
 		{mi(24000), 64, 512, 36},  // memory: 24000 / 662
 		{mi(24000), 64, 0, 36},    // 0 means 512
 		{mi(24000), 64, 2048, 10}, // 24000 / 2198
 		{mi(1300), 2, 512, 1},     // one fits
 		{mi(600), 8, 512, 1},      // not even one: still 1
-		{"garbage", 3, 512, 6},    // no MemAvailable: the cores decide
-		{"", 0, 512, 2},           // no CPUs reported: at least one
-		{"MemAvailable: x kB\n", 1, 512, 2},
-		{"MemAvailable: 99999999 MB\n", 1, 512, 2}, // an unknown unit is ignored
+		{"garbage", 3, 512, 3},    // no MemAvailable: the cores decide
+		{"", 0, 512, 1},           // no CPUs reported: at least one
+		{"MemAvailable: x kB\n", 1, 512, 1},
+		{"MemAvailable: 99999999 MB\n", 1, 512, 1}, // an unknown unit is ignored
 	} {
 		if got := defaultParallel(tc.meminfo, tc.cpus, tc.mem); got != tc.want {
 			t.Errorf("defaultParallel(%q, %d cpus, %d MiB) = %d, want %d", tc.meminfo, tc.cpus, tc.mem, got, tc.want)
