@@ -25,6 +25,7 @@ type MachineSpec struct {
 	Initramfs string
 	Append    string // kernel command line
 	MemoryMB  int
+	CPUs      int // vCPUs; 0 is applianceCPUs
 	Disks     []Disk
 	Dir       string // private 0700 directory for sockets and logs
 	Accel     string // "kvm" or "tcg"
@@ -57,3 +58,11 @@ type Backend interface {
 
 // ErrApplianceDied means the VM went away while we were talking to it.
 var ErrApplianceDied = errors.New("the appliance VM exited unexpectedly")
+
+// cpus is the vCPU count the spec asks for.
+func (s MachineSpec) cpus() int {
+	if s.CPUs > 0 {
+		return s.CPUs
+	}
+	return applianceCPUs
+}

@@ -63,6 +63,7 @@ type config struct {
 	backend  Backend
 	disks    []Disk
 	memoryMB int
+	cpus     int
 	accel    string
 	timeout  time.Duration
 	append   string
@@ -98,6 +99,9 @@ func WithDataDisk(on bool) Option { return func(c *config) { c.dataDisk = on } }
 
 // WithMemory sets the appliance RAM in MiB (default 512).
 func WithMemory(mb int) Option { return func(c *config) { c.memoryMB = mb } }
+
+// WithCPUs sets the appliance's vCPU count (default 2).
+func WithCPUs(n int) Option { return func(c *config) { c.cpus = n } }
 
 // WithBootTimeout bounds the wait for the agent (default 120 s; TCG is slow).
 func WithBootTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
@@ -145,7 +149,7 @@ func Start(ctx context.Context, app *Appliance, opts ...Option) (*Session, error
 			cfg.verbosef("%s", note)
 		}
 	}
-	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB,
+	spec := MachineSpec{Kernel: app.Kernel.Image, Initramfs: app.Initramfs, MemoryMB: cfg.memoryMB, CPUs: cfg.cpus,
 		Disks: cfg.disks, Accel: cfg.accel, Network: cfg.network, Append: strings.TrimSpace(kernelCmdline + " " + cfg.append)}
 	if q, ok := cfg.backend.(*QEMU); ok && cfg.warm && len(cfg.disks) <= hotplugPorts {
 		s, err := startWarm(ctx, q, app, spec, cfg)

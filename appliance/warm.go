@@ -76,7 +76,7 @@ func warmSplit(memoryMB int) (fileMB, freshMB int) {
 // warmArgs are what a restorable machine has beyond the cold one: the
 // guest memory in ramPath (shared while saving, private while restoring)
 // and, for machines large enough, a second NUMA node of fresh memory.
-func warmArgs(memoryMB int, ramPath string, share bool) []string {
+func warmArgs(memoryMB, cpus int, ramPath string, share bool) []string {
 	onOff := map[bool]string{true: "on", false: "off"}[share]
 	fileMB, freshMB := warmSplit(memoryMB)
 	file := fmt.Sprintf("memory-backend-file,id=warmram,size=%dM,mem-path=%s,share=%s", fileMB, escapeComma(ramPath), onOff)
@@ -86,7 +86,7 @@ func warmArgs(memoryMB int, ramPath string, share bool) []string {
 	return []string{
 		"-object", file,
 		"-object", fmt.Sprintf("memory-backend-ram,id=freshram,size=%dM", freshMB),
-		"-numa", fmt.Sprintf("node,nodeid=0,cpus=0-%d,memdev=warmram", applianceCPUs-1),
+		"-numa", fmt.Sprintf("node,nodeid=0,cpus=0-%d,memdev=warmram", cpus-1),
 		"-numa", fmt.Sprintf("node,nodeid=%d,memdev=freshram", warmFreshID)}
 }
 
@@ -120,7 +120,7 @@ func (q *QEMU) snapshotFile(app *Appliance, spec MachineSpec) (string, error) {
 		Network                                                   bool
 		Devices                                                   []string
 	}{warmFormat, ident, app.Key, spec.Kernel, spec.Initramfs, spec.Accel, spec.Append,
-		spec.MemoryMB, hotplugPorts, applianceCPUs, spec.Network, warmArgs(spec.MemoryMB, "RAM", false)})
+		spec.MemoryMB, hotplugPorts, spec.cpus(), spec.Network, warmArgs(spec.MemoryMB, spec.cpus(), "RAM", false)})
 	sum := sha256.Sum256(key)
 	return filepath.Join(app.Dir, "snapshot-"+hex.EncodeToString(sum[:8])), nil
 }
@@ -200,7 +200,7 @@ func (q *QEMU) saveSnapshot(ctx context.Context, spec MachineSpec, path string) 
 	spec.Dir, spec.Disks = dir, nil
 	// Only this boot's command line: the key (snapshotFile) is the runs'.
 	spec.Append += " " + proto.PreloadArg
-	m, err := q.launch(spec, warmArgs(spec.MemoryMB, filepath.Join(tmp, snapshotRAM), true))
+	m, err := q.launch(spec, warmArgs(spec.MemoryMB, spec.cpus(), filepath.Join(tmp, snapshotRAM), true))
 	if err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func (q *QEMU) restore(ctx context.Context, spec MachineSpec, path string) (*qem
 	defer ram.Close()
 	// Passed as fds 3 and 4. x-ignore-shared must be on before the stream
 	// is read, hence -incoming defer and migrate-incoming below.
-	m, err := q.launch(spec, append(warmArgs(spec.MemoryMB, "/dev/fd/4", false), "-incoming", "defer"), state, ram)
+	m, err := q.launch(spec, append(warmArgs(spec.MemoryMB, spec.cpus(), "/dev/fd/4", false), "-incoming", "defer"), state, ram)
 	if err != nil {
 		return nil, err
 	}

@@ -126,7 +126,7 @@ func TestWarmSplit(t *testing.T) {
 		if file != tc.file || fresh != tc.fresh || file+fresh != tc.mem {
 			t.Errorf("warmSplit(%d) = %d, %d; want %d, %d", tc.mem, file, fresh, tc.file, tc.fresh)
 		}
-		args := strings.Join(warmArgs(tc.mem, "/x", false), " ")
+		args := strings.Join(warmArgs(tc.mem, applianceCPUs, "/x", false), " ")
 		if hasNUMA := strings.Contains(args, "-numa"); hasNUMA != (tc.fresh > 0) {
 			t.Errorf("warmArgs(%d): %s", tc.mem, args)
 		}

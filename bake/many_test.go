@@ -356,3 +356,28 @@ func TestRunManyImageErrors(t *testing.T) {
 		t.Errorf("stdout: %q", stdout.String())
 	}
 }
+
+func TestCrowdedCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		jobs, parallel, cores int
+		want                  int
+	}{
+		{4, 4, 2, 1},  // 8 vCPUs on 2 cores: one each
+		{4, 2, 2, 1},  // 4 on 2
+		{4, 2, 4, 0},  // 4 on 4: the default
+		{1, 4, 2, 0},  // one image alone
+		{3, 1, 2, 0},  // one at a time
+		{8, 4, 16, 0}, // plenty of cores
+	} {
+		jobs := make([]Job, tc.jobs)
+		crowdedCPUs(jobs, tc.parallel, tc.cores)
+		if got := jobs[0].Options.CPUs; got != tc.want {
+			t.Errorf("%d jobs, %d at once, %d cores: CPUs %d, want %d", tc.jobs, tc.parallel, tc.cores, got, tc.want)
+		}
+	}
+	jobs := []Job{{Options: Options{CPUs: 2}}, {}}
+	crowdedCPUs(jobs, 2, 1)
+	if jobs[0].Options.CPUs != 2 || jobs[1].Options.CPUs != 1 {
+		t.Errorf("an explicit count was changed: %+v", jobs)
+	}
+}

@@ -24,6 +24,7 @@ type Options struct {
 	Mounts       []Mount `json:"mounts,omitempty"`        // mount these instead of detecting (like guestfish -m)
 	Kernel       string  `json:"kernel,omitempty"`        // appliance kernel; "" picks the host's (see appliance.Build)
 	MemoryMiB    int     `json:"memory_mib,omitempty"`    // appliance memory; 0 means 512
+	CPUs         int     `json:"cpus,omitempty"`          // appliance vCPUs; 0 means the appliance's default (2)
 	Cold         bool    `json:"cold,omitempty"`          // boot instead of restoring the saved appliance
 
 	ReadOnly bool   `json:"read_only,omitempty"` // attach and mount read-only
@@ -186,6 +187,9 @@ func open(ctx context.Context, disks []string, o Options, plan *cachePlan) (_ *I
 		memory = 512
 	}
 	opts := []appliance.Option{appliance.WithMemory(memory), appliance.WithVerbose(img.logf), appliance.WithNetwork(o.Network)}
+	if o.CPUs > 0 {
+		opts = append(opts, appliance.WithCPUs(o.CPUs))
+	}
 	if o.Cold {
 		opts = append(opts, appliance.WithWarm(false))
 	}
