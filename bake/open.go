@@ -32,12 +32,12 @@ type Options struct {
 	Output   string `json:"output,omitempty"`    // Commit exports to this new image instead of the input
 	Network  bool   `json:"network,omitempty"`   // user-mode networking for package steps
 	Rescue   bool   `json:"rescue,omitempty"`    // the initramfs with the rescue tools (fsck, rescue shell)
-	NoMount  bool   `json:"no_mount,omitempty"`
+	NoMount  bool   `json:"no_mount,omitempty"`  // probe the devices but mount nothing (fsck)
 
 	// The step-layer cache (run only; one disk through an overlay).
 	Cache    bool   `json:"cache,omitempty"`     // use it: skip the longest cached prefix, store new layers
 	CacheDir string `json:"cache_dir,omitempty"` // where; "" is DefaultLayerCache
-	Refresh  bool   `json:"refresh,omitempty"`   // ignore cached layers (and replace them)  // probe the devices but mount nothing (fsck)
+	Refresh  bool   `json:"refresh,omitempty"`   // ignore cached layers (and replace them)
 
 	// Logf receives progress lines (-v); nil discards them.
 	Logf func(format string, args ...any) `json:"-"`
