@@ -14,18 +14,18 @@ import (
 
 // cacheRecipe is a recipe of four steps whose last write is content; its
 // second step renders a var and its third copies a host directory.
-func cacheRecipe(dir, content string) string {
+func cacheRecipe(first, content string) string {
 	return fmt.Sprintf(`name: cached
 vars:
   greeting: hello
 steps:
-  - write: {path: /root/a, content: "a\n"}
+  - write: {path: /root/a, content: %q}
   - run: echo "{{ .vars.greeting }}" > /root/b
   - copy_in: {src: ./files, dest: /opt}
   - hostname: cachetest
     when: os.family == "debian"
   - write: {path: /root/last, content: %q}
-`, content)
+`, first, content)
 }
 
 func statusList(out string) []string {
@@ -53,9 +53,10 @@ func TestLayerCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	recipe := filepath.Join(dir, "r.yaml")
+	first := "a\n"
 	run := func(content, out string, extra ...string) []string {
 		t.Helper()
-		if err := os.WriteFile(recipe, []byte(cacheRecipe(dir, content)), 0o644); err != nil {
+		if err := os.WriteFile(recipe, []byte(cacheRecipe(first, content)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		args := append([]string{"run", "-a", in, "-o", filepath.Join(outs, out)}, extra...)
@@ -106,6 +107,12 @@ func TestLayerCache(t *testing.T) {
 	if got := strings.Join(run("two\n", "5.qcow2", append(cached, "--var", "greeting=hi")...), ","); got != "cached,changed,changed,changed,changed" {
 		t.Errorf("var changed: %s", got)
 	}
+	// The first step edited: nothing from the cache.
+	first = "A\n"
+	if got := strings.Join(run("two\n", "7.qcow2", cached...), ","); got != "changed,changed,changed,changed,changed" {
+		t.Errorf("first step changed: %s", got)
+	}
+	first = "a\n"
 	// --refresh runs everything.
 	if got := strings.Join(run("two\n", "6.qcow2", append(cached, "--refresh")...), ","); got != "changed,changed,changed,changed,changed" {
 		t.Errorf("--refresh: %s", got)
