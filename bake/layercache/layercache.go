@@ -48,6 +48,7 @@ type Entry struct {
 	Created   time.Time `json:"created"`
 	LastUsed  time.Time `json:"last_used"`
 	LayerSize int64     `json:"layer_size"` // bytes of Layer on disk when stored
+	Dir       string    `json:"dir"`        // the store's directory: layers name each other by absolute path in it
 }
 
 // Open makes the directories of a store at dir (0700: layers hold whole
@@ -112,8 +113,8 @@ func (s *Store) Get(key string) (*Entry, bool) {
 		return nil, false
 	}
 	var e Entry
-	if json.Unmarshal(b, &e) != nil || e.Key != key {
-		return nil, false
+	if json.Unmarshal(b, &e) != nil || e.Key != key || e.Dir != s.Dir {
+		return nil, false // a moved cache directory: its chains name the old paths
 	}
 	for _, l := range e.Chain {
 		if _, err := os.Stat(filepath.Join(s.Dir, "layers", l)); err != nil {
@@ -131,6 +132,7 @@ func (s *Store) Touch(e *Entry) error {
 
 // Put writes e (atomically: the entry appears whole or not at all).
 func (s *Store) Put(e *Entry) error {
+	e.Dir = s.Dir
 	b, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
 		return err

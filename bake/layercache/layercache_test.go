@@ -113,3 +113,29 @@ func TestStaleRunsRemoved(t *testing.T) {
 		t.Error("a live run's directory was removed")
 	}
 }
+
+func TestMovedStoreMisses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := layer(t, s, "k", 4096)
+	if err := s.Put(&Entry{Key: "k", Layer: l, Chain: []string{l}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get("k"); !ok {
+		t.Fatal("entry not found")
+	}
+	moved := filepath.Join(filepath.Dir(dir), "b")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s2.Get("k"); ok {
+		t.Error("an entry of a moved cache directory (its layers name the old paths) was returned")
+	}
+}
