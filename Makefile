@@ -51,7 +51,7 @@ bench:
 	$(GO) run ./scripts/bench -imgbake $(BIN) $(BENCH_FLAGS)
 
 fuzz: $(AGENT)
-	$(GO) test ./recipes -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./steps -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/proto -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzExtractTar -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/passwd -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
