@@ -3,10 +3,12 @@ package bake
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"time"
 
+	"github.com/imgbake/imgbake/image"
 	"github.com/imgbake/imgbake/recipes"
 )
 
@@ -59,6 +61,12 @@ func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Reci
 		return nil, err
 	}
 	var plan *cachePlan
+	if pc, _ := image.Pending(disks[0]); o.Cache && pc != nil {
+		// Its content is about to change (the interrupted commit is
+		// completed first): no key would be right for this run.
+		fmt.Fprintf(notices(o), "imgbake: warning: layer cache not used: an interrupted commit into %s is completed first\n", disks[0])
+		o.Cache = false
+	}
 	if o.Cache {
 		store, err := OpenLayerCache(o.CacheDir)
 		if err != nil {
@@ -91,6 +99,13 @@ func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Reci
 	}
 	events.RunEnd(rec, applied.Summary, time.Since(start), nil, "")
 	return img, nil
+}
+
+func notices(o Options) io.Writer {
+	if o.Notices == nil {
+		return io.Discard
+	}
+	return o.Notices
 }
 
 func unchangedNote(o Options) string {

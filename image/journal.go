@@ -103,8 +103,11 @@ func (p *PendingCommit) Resume(ctx context.Context) error {
 	if err := syncFile(p.Image); err != nil {
 		return err
 	}
-	if dir := filepath.Dir(p.Overlay); strings.HasPrefix(filepath.Base(dir), "imgbake-run-") {
+	dir := filepath.Dir(p.Overlay)
+	if strings.HasPrefix(filepath.Base(dir), "imgbake-run-") {
 		os.RemoveAll(dir)
+	} else {
+		os.Remove(filepath.Join(dir, ".keep")) // its owner (a layer cache) may clean it up now
 	}
 	return os.Remove(p.journal)
 }

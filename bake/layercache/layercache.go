@@ -86,6 +86,9 @@ func (s *Store) cleanRuns() {
 	ents, _ := os.ReadDir(filepath.Join(s.Dir, "runs"))
 	for _, e := range ents {
 		d := filepath.Join(s.Dir, "runs", e.Name())
+		if _, err := os.Stat(filepath.Join(d, ".keep")); err == nil {
+			continue // a commit from it was interrupted: the next open of its image completes it
+		}
 		b, err := os.ReadFile(filepath.Join(d, "pid"))
 		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
 		if err == nil && perr == nil && pid > 0 && syscall.Kill(pid, 0) == nil {

@@ -103,11 +103,18 @@ func TestStaleRunsRemoved(t *testing.T) {
 	dead := filepath.Join(dir, "runs", "run-dead")
 	os.MkdirAll(dead, 0o700)
 	os.WriteFile(filepath.Join(dead, "pid"), []byte("999999999"), 0o600)
+	committing := filepath.Join(dir, "runs", "run-committing")
+	os.MkdirAll(committing, 0o700)
+	os.WriteFile(filepath.Join(committing, "pid"), []byte("999999999"), 0o600)
+	os.WriteFile(filepath.Join(committing, ".keep"), nil, 0o600)
 	if _, err := Open(dir); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
 		t.Error("a dead run's directory was kept")
+	}
+	if _, err := os.Stat(committing); err != nil {
+		t.Error("the overlay of an interrupted commit was removed: the commit could not be completed")
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Error("a live run's directory was removed")
