@@ -47,7 +47,7 @@ func inspectCommand() *cli.Command {
 // printInspection writes the report for people.
 func printInspection(stdio Stdio, r *fsops.Inspection) {
 	w := stdio.Out
-	fmt.Fprintf(w, "os:              %s %s (%s)\n", r.OS.ID, r.OS.VersionID, r.OS.Name)
+	fmt.Fprintf(w, "os:              %s\n", osLine(r.OS))
 	fmt.Fprintf(w, "root:            %s\n", r.OS.Root)
 	fmt.Fprintf(w, "hostname:        %s\n", r.Hostname)
 	fmt.Fprintf(w, "arch:            %s\n", r.Arch)
@@ -80,4 +80,19 @@ func printInspection(stdio Stdio, r *fsops.Inspection) {
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wn)
 	}
+}
+
+// osLine names the OS with what is known of it: "debian 12 (Debian GNU/Linux
+// 12)", "centos", or "unknown" — never empty parentheses.
+func osLine(o fsops.InspectedOS) string {
+	s := strings.TrimSpace(o.ID + " " + o.VersionID)
+	switch {
+	case s == "" && o.Name == "":
+		return "unknown"
+	case s == "":
+		return safeName(o.Name)
+	case o.Name != "":
+		return safeName(s + " (" + o.Name + ")")
+	}
+	return safeName(s)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance"
+	"github.com/imgbake/imgbake/fsops"
 )
 
 // TestRepairCommandsBadInput: every mistake in the arguments of the
@@ -98,6 +99,23 @@ func TestSafeName(t *testing.T) {
 	} {
 		if got := safeName(in); got != want {
 			t.Errorf("safeName(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestOSLine(t *testing.T) {
+	for _, tc := range []struct {
+		os   fsops.InspectedOS
+		want string
+	}{
+		{fsops.InspectedOS{ID: "debian", VersionID: "12", Name: "Debian GNU/Linux 12"}, "debian 12 (Debian GNU/Linux 12)"},
+		{fsops.InspectedOS{ID: "centos"}, "centos"},
+		{fsops.InspectedOS{Name: "Some Linux"}, "Some Linux"},
+		{fsops.InspectedOS{}, "unknown"},
+		{fsops.InspectedOS{ID: "x\x1b[2J"}, `"x\x1b[2J"`},
+	} {
+		if got := osLine(tc.os); got != tc.want {
+			t.Errorf("osLine(%+v) = %q, want %q", tc.os, got, tc.want)
 		}
 	}
 }
