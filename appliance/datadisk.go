@@ -261,7 +261,7 @@ func (m *qemuMachine) attachReadOnly(ctx context.Context, path, serial string) e
 // background after a cold boot.
 func (m *qemuMachine) waitMonitor(ctx context.Context) (*qmp.SocketMonitor, error) {
 	mon := m.monitor()
-	for deadline := time.Now().Add(10 * time.Second); mon == nil; mon = m.monitor() {
+	for deadline := time.Now().Add(20 * time.Second); mon == nil; mon = m.monitor() {
 		if time.Now().After(deadline) {
 			return nil, errors.New("QMP not connected")
 		}

@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -210,17 +211,42 @@ func (m *qemuMachine) retry(ctx context.Context, limit time.Duration, what strin
 
 // connectQMP attaches the monitor in the background; it is used for an
 // orderly quit and for hot-plug, never on the critical path to ready.
+// A busy host can make one attempt time out (the greeting comes late
+// under TCG with other VMs running), so it retries for a while: without
+// QMP a session has no data disk and no layer snapshots.
 func (m *qemuMachine) connectQMP() {
-	mon, err := qmp.NewSocketMonitor("unix", m.qmpSock, 5*time.Second)
-	if err != nil {
-		return
+	for deadline, wait := time.Now().Add(60*time.Second), 20*time.Millisecond; ; wait = min(2*wait, time.Second) {
+		mon, err := qmp.NewSocketMonitor("unix", m.qmpSock, 5*time.Second)
+		if err == nil {
+			// Connect has no deadline of its own (it waits for QEMU's
+			// greeting): closing the socket ends a stuck attempt.
+			done := make(chan error, 1)
+			go func() { done <- mon.Connect() }()
+			select {
+			case err = <-done:
+			case <-time.After(3 * time.Second):
+				mon.Disconnect()
+				if err = <-done; err == nil {
+					err = errors.New("QMP greeting timed out")
+				}
+			}
+			if err == nil {
+				m.qmpMu.Lock()
+				m.qmp = mon
+				m.qmpMu.Unlock()
+				return
+			}
+			mon.Disconnect()
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-m.done:
+			return
+		case <-time.After(wait):
+		}
 	}
-	if err := mon.Connect(); err != nil {
-		return
-	}
-	m.qmpMu.Lock()
-	m.qmp = mon
-	m.qmpMu.Unlock()
 }
 
 // hotplugDisk adds a disk to a running machine: its file node, its format
