@@ -102,15 +102,16 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		out.AlreadyApplied = true
 		return out, nil
 	}
-	info, err := img.ops.Inspect(ctx)
-	if err != nil {
-		return out, Classify(ErrImage, fmt.Errorf("gathering facts: %w", err))
-	}
-	out.Facts = FactsOf(info)
 	if c := img.cache; c != nil && c.hit > 0 {
 		// The appliance runs on the cached layers: the run's facts are
 		// the input's, as recorded when the layers were made.
 		out.Facts = *c.facts
+	} else {
+		info, err := img.ops.Inspect(ctx)
+		if err != nil {
+			return out, Classify(ErrImage, fmt.Errorf("gathering facts: %w", err))
+		}
+		out.Facts = FactsOf(info)
 	}
 	if img.cache != nil {
 		if err := img.cache.begin(out.Facts, rec); err != nil {
@@ -292,12 +293,8 @@ func timeoutCause(ctx context.Context, err error) error {
 	return err
 }
 
-// TimeoutCause is timeoutCause for callers that set the deadline around
-// Open as well.
-func TimeoutCause(ctx context.Context, err error) error { return timeoutCause(ctx, err) }
-
-// FmtDuration formats a step's duration: milliseconds below a second.
-func FmtDuration(d time.Duration) string {
+// fmtDuration formats a step's duration: milliseconds below a second.
+func fmtDuration(d time.Duration) string {
 	if d < time.Second {
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	}

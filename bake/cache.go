@@ -61,46 +61,48 @@ type cachePlan struct {
 	base     string // content identity of the input
 	basePath string
 	format   string
-	refresh  bool
 
-	facts   *recipes.Facts // as recorded for base, nil when unknown
-	keys    []string       // key of each step; "" from the first step that cannot be cached
-	hit     int            // steps 1..hit come from the cache
-	layer   string         // layer file the chain ends at ("" = the input)
-	chain   []string
-	hitOne  *layercache.Entry
-	active  bool // layers are still being taken
-	vsize   int64
-	seq     int
-	pending []pendingLayer
-	entries []*layercache.Entry
+	facts    *recipes.Facts    // as recorded for base, nil when unknown
+	keys     []string          // key of each step; "" from the first step that cannot be cached
+	hit      int               // steps 1..hit come from the cache
+	chain    []string          // the layer files the run's disk stands on, bottom first (none: the input itself)
+	hitEntry *layercache.Entry // the entry of the last cached step
+	active   bool              // layers are still being taken
+	vsize    int64
+	pending  []pendingLayer
+	entries  []*layercache.Entry
+}
+
+// top is the layer file the chain ends at; "" is the input itself.
+func (p *cachePlan) top() string {
+	if len(p.chain) == 0 {
+		return ""
+	}
+	return p.chain[len(p.chain)-1]
 }
 
 type pendingLayer struct {
 	key, file string
 }
 
-// planCache finds the longest cached prefix of rec on the input disk.
-func planCache(ctx context.Context, store *layercache.Store, disk string, o Options, rec *recipes.Recipe) (*cachePlan, error) {
+// planCache finds the longest cached prefix of rec on the input disk
+// (locked, any interrupted commit into it completed), of format.
+func planCache(ctx context.Context, store *layercache.Store, disk, format string, refresh bool, rec *recipes.Recipe) (*cachePlan, error) {
 	abs, err := filepath.Abs(disk)
 	if err != nil {
 		return nil, err
 	}
-	h, err := image.Resolve(disk, o.Format, o.AllowBacking)
-	if err != nil {
-		return nil, Classify(ErrImage, err)
-	}
-	id, err := store.Identity(abs, h.Format)
+	id, err := store.Identity(abs, format)
 	if err != nil {
 		return nil, Classify(ErrImage, fmt.Errorf("layer cache: %w", err))
 	}
-	p := &cachePlan{store: store, base: id, basePath: abs, format: h.Format, refresh: o.Refresh, active: true}
+	p := &cachePlan{store: store, base: id, basePath: abs, format: format, active: true}
 	var f recipes.Facts
 	if store.Facts(id, &f) {
 		p.facts = &f
 		p.keys = stepKeys(rec, id, f)
 	}
-	if p.refresh || p.keys == nil {
+	if refresh || p.keys == nil {
 		return p, nil
 	}
 	for i, k := range p.keys {
@@ -111,20 +113,20 @@ func planCache(ctx context.Context, store *layercache.Store, disk string, o Opti
 		if !ok {
 			break
 		}
-		p.hit, p.layer, p.chain, p.hitOne = i+1, e.Layer, e.Chain, e
+		p.hit, p.chain, p.hitEntry = i+1, e.Chain, e
 	}
-	if p.hitOne != nil && len(p.chain) > 0 && p.hitOne.BasePath != abs {
+	if p.hitEntry != nil && len(p.chain) > 0 && p.hitEntry.BasePath != abs {
 		// The same content at another path: point the chain's bottom at
 		// this input (a header change only; the data is the same).
-		bottom := filepath.Join(store.Dir, "layers", p.chain[0])
+		bottom := store.LayerFile(p.chain[0])
 		if err := os.Chmod(bottom, 0o600); err == nil {
-			err = image.Rebase(ctx, bottom, abs, h.Format)
+			err = image.Rebase(ctx, bottom, abs, format)
 			os.Chmod(bottom, 0o400)
 			if err != nil {
 				return nil, Classify(ErrImage, fmt.Errorf("layer cache: %w", err))
 			}
 		}
-		p.hitOne.BasePath = abs
+		p.hitEntry.BasePath = abs
 	}
 	return p, nil
 }
@@ -255,9 +257,6 @@ func digestEntry(h io.Writer, p, rel string, fi fs.FileInfo) error {
 // new imgbake inspects differently). A run on cached layers uses the
 // recorded facts instead.
 func (p *cachePlan) begin(f recipes.Facts, rec *recipes.Recipe) error {
-	if p.hit > 0 {
-		return nil // f are the recorded facts
-	}
 	if p.facts == nil || *p.facts != f {
 		if err := p.store.PutFacts(p.base, f); err != nil {
 			return Classify(ErrImage, fmt.Errorf("layer cache: %w", err))
@@ -287,8 +286,7 @@ func (img *Image) cacheStep(ctx context.Context, st recipes.Step, o Outcome) err
 			fmt.Fprintf(img.notices, "imgbake: warning: layer cache: not caching from step %d on: %v\n", st.Index, err)
 			return nil
 		}
-		p.layer = key + ".qcow2"
-		p.chain = append(append([]string(nil), p.chain...), p.layer)
+		p.chain = append(append([]string(nil), p.chain...), key+".qcow2")
 	}
 	now := time.Now().UTC()
 	parent := ""
@@ -296,7 +294,7 @@ func (img *Image) cacheStep(ctx context.Context, st recipes.Step, o Outcome) err
 		parent = p.keys[st.Index-2]
 	}
 	p.entries = append(p.entries, &layercache.Entry{Key: key, Parent: parent, Base: p.base, BasePath: p.basePath, Format: p.format,
-		Step: st.Index, Title: st.Title(), Layer: p.layer, Chain: p.chain, Created: now, LastUsed: now})
+		Step: st.Index, Title: st.Title(), Layer: p.top(), Chain: p.chain, Created: now, LastUsed: now})
 	return nil
 }
 
@@ -311,8 +309,7 @@ func (img *Image) snapshotLayer(ctx context.Context, key string) error {
 		}
 		p.vsize = n
 	}
-	p.seq++
-	next := filepath.Join(img.runDir, fmt.Sprintf("top-%d.qcow2", p.seq))
+	next := filepath.Join(img.runDir, fmt.Sprintf("top-%d.qcow2", len(p.pending)+1))
 	if err := image.CreateOverlayUnchecked(ctx, next, p.store.LayerPath(key), "qcow2", p.vsize); err != nil {
 		return err
 	}
@@ -356,8 +353,8 @@ func (img *Image) finishCache() {
 			return
 		}
 	}
-	if p.hitOne != nil {
-		_ = p.store.Touch(p.hitOne)
+	if p.hitEntry != nil {
+		_ = p.store.Touch(p.hitEntry)
 	}
 	img.logf("layer cache: %d step(s) from the cache, %d entr%s stored in %s", p.hit, len(p.entries), map[bool]string{true: "y", false: "ies"}[len(p.entries) == 1], p.store.Dir)
 }

@@ -53,7 +53,7 @@ func (h *humanEvents) RunStart(rec *recipes.Recipe, _ recipes.Facts) {
 func (h *humanEvents) StepStart(recipes.Step) {}
 
 func (h *humanEvents) StepResult(st recipes.Step, o Outcome) {
-	line := fmt.Sprintf("[%*d/%d] %-60s %-8s %s", h.width, st.Index, h.total, st.Title(), o.Status, FmtDuration(o.Took))
+	line := fmt.Sprintf("[%*d/%d] %-60s %-8s %s", h.width, st.Index, h.total, st.Title(), o.Status, fmtDuration(o.Took))
 	switch {
 	case o.Status == StatusSkipped || o.Status == StatusCached:
 		line += "  (" + o.Why + ")"

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/recipes"
 )
 
@@ -188,41 +187,14 @@ func (j Job) flush() {
 // runJob is one image's transaction.
 func runJob(ctx context.Context, rec *recipes.Recipe, j Job) JobResult {
 	start := time.Now()
-	if j.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, j.Timeout, fmt.Errorf("the run exceeded --timeout %s", j.Timeout))
-		defer cancel()
-	}
-	rev := &recordingEvents{Events: j.Apply.Events}
-	if rev.Events == nil {
-		rev.Events = nopEvents{}
-	}
-	ao := j.Apply
-	ao.Events = rev
-	img, err := RunRecipe(ctx, j.Disks, j.Options, rec, ao)
+	ctx, cancel := WithRunTimeout(ctx, j.Timeout)
+	defer cancel()
+	img, applied, err := RunRecipe(ctx, j.Disks, j.Options, rec, j.Apply)
 	if err != nil && j.Err != nil {
 		fmt.Fprintf(j.Err, "imgbake: %v\n", err) // as `imgbake run` reports it
 	}
-	return JobResult{Err: err, Code: ExitCode(err), Took: time.Since(start), Summary: rev.sum, Ran: rev.ended,
-		AlreadyApplied: rev.already, Image: img}
-}
-
-// recordingEvents passes events on and keeps how the run ended.
-type recordingEvents struct {
-	Events
-	sum     Summary
-	ended   bool
-	already bool
-}
-
-func (r *recordingEvents) RunEnd(rec *recipes.Recipe, sum Summary, took time.Duration, err error, note string) {
-	r.sum, r.ended = sum, true
-	r.Events.RunEnd(rec, sum, took, err, note)
-}
-
-func (r *recordingEvents) AlreadyApplied(rec *recipes.Recipe, prev *fsops.RunState) {
-	r.already = true
-	r.Events.AlreadyApplied(rec, prev)
+	return JobResult{Err: err, Code: ExitCode(err), Took: time.Since(start), Summary: applied.Summary,
+		Ran: img != nil && !applied.AlreadyApplied, AlreadyApplied: applied.AlreadyApplied, Image: img}
 }
 
 // Default parallelism.

@@ -13,6 +13,7 @@ import (
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/image"
+	"github.com/imgbake/imgbake/recipes"
 )
 
 // Options say how to open the images and run the appliance. The zero value
@@ -125,17 +126,21 @@ type diskState struct {
 // mounts the image's filesystems (or only probes them, with NoMount). On
 // error everything is undone and nothing was changed.
 func Open(ctx context.Context, disks []string, o Options) (*Image, error) {
+	if o.Cache {
+		return nil, Classify(ErrUsage, errors.New("the layer cache needs the recipe: use RunRecipe"))
+	}
 	return open(ctx, disks, o, nil)
 }
 
-// open is Open, with the step-layer cache's plan when the run uses one:
-// the overlays then live in the cache's run directory, over the layer the
-// cached prefix ends at.
-func open(ctx context.Context, disks []string, o Options, plan *cachePlan) (_ *Image, err error) {
+// open is Open for the run of rec (nil for other commands). With the
+// step-layer cache, once the disk is locked and any interrupted commit
+// into it completed, it plans the run: the overlay then lives in the
+// cache's run directory, over the layer the cached prefix ends at.
+func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (_ *Image, err error) {
 	if err := Check(disks, o); err != nil {
 		return nil, err
 	}
-	img := &Image{cache: plan, logf: o.Logf, notices: o.Notices, opts: o, names: strings.Join(disks, ", ")}
+	img := &Image{logf: o.Logf, notices: o.Notices, opts: o, names: strings.Join(disks, ", ")}
 	if img.logf == nil {
 		img.logf = func(string, ...any) {}
 	}
@@ -169,6 +174,16 @@ func open(ctx context.Context, disks []string, o Options, plan *cachePlan) (_ *I
 		}
 		img.disks = append(img.disks, diskState{path: d, format: h.Format})
 	}
+	if o.Cache {
+		store, err := OpenLayerCache(o.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		if img.cache, err = planCache(ctx, store, img.disks[0].path, img.disks[0].format, o.Refresh, rec); err != nil {
+			return nil, err
+		}
+	}
+	plan := img.cache
 	t0 := time.Now()
 	app, err := appliance.Build(appliance.BuildOptions{Kernel: o.Kernel})
 	if err != nil {
@@ -212,8 +227,8 @@ func open(ctx context.Context, disks []string, o Options, plan *cachePlan) (_ *I
 			opts = append(opts, appliance.WithDisk(d.path, d.format, false))
 		default:
 			var ov *image.Overlay
-			if plan != nil && plan.layer != "" {
-				ov, err = image.NewLayeredOverlay(ctx, img.runDir, plan.store.LayerPath(strings.TrimSuffix(plan.layer, ".qcow2")), d.path, d.format)
+			if plan != nil && plan.top() != "" {
+				ov, err = image.NewLayeredOverlay(ctx, img.runDir, plan.store.LayerFile(plan.top()), d.path, d.format)
 			} else {
 				ov, err = image.NewOverlay(ctx, img.runDir, d.path, d.format)
 			}
@@ -284,12 +299,6 @@ func (img *Image) Done() <-chan struct{} { return img.sess.Done() }
 
 // Mounts is what was mounted (or, with NoMount, the devices found).
 func (img *Image) Mounts() *fsops.MountResult { return img.mount }
-
-// Disks names the images, as given to Open.
-func (img *Image) Disks() string { return img.names }
-
-// Options returns the options the image was opened with.
-func (img *Image) Options() Options { return img.opts }
 
 // Boot is how the appliance started (cold or warm, and how long it took).
 func (img *Image) Boot() appliance.Timings { return img.boot }

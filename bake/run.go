@@ -3,12 +3,10 @@ package bake
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"strings"
 	"time"
 
-	"github.com/imgbake/imgbake/image"
 	"github.com/imgbake/imgbake/recipes"
 )
 
@@ -52,33 +50,15 @@ func CommandLineVars(varsFile string, assignments []string) (map[string]any, err
 // RunRecipe is the whole transaction of `imgbake run`: open the disks,
 // apply rec, then commit (or export to Options.Output) only if every step
 // succeeded, else discard. The returned Image is finished; it still
-// answers PrintTimings. Options.Network is turned off when no step needs
+// answers PrintTimings (nil when it never opened). Applied says what the
+// steps did. Options.Network is turned off when no step needs
 // the network.
-func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Recipe, ao ApplyOptions) (*Image, error) {
+func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Recipe, ao ApplyOptions) (*Image, Applied, error) {
 	start := time.Now()
 	o.Network = o.Network && NeedsNetwork(rec)
-	if err := Check(disks, o); err != nil {
-		return nil, err
-	}
-	var plan *cachePlan
-	if pc, _ := image.Pending(disks[0]); o.Cache && pc != nil {
-		// Its content is about to change (the interrupted commit is
-		// completed first): no key would be right for this run.
-		fmt.Fprintf(notices(o), "imgbake: warning: layer cache not used: an interrupted commit into %s is completed first\n", disks[0])
-		o.Cache = false
-	}
-	if o.Cache {
-		store, err := OpenLayerCache(o.CacheDir)
-		if err != nil {
-			return nil, err
-		}
-		if plan, err = planCache(ctx, store, disks[0], o, rec); err != nil {
-			return nil, err
-		}
-	}
-	img, err := open(ctx, disks, o, plan)
+	img, err := open(ctx, disks, o, rec)
 	if err != nil {
-		return nil, timeoutCause(ctx, err)
+		return nil, Applied{}, timeoutCause(ctx, err)
 	}
 	events := ao.Events
 	if events == nil {
@@ -89,23 +69,25 @@ func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Reci
 	case err != nil:
 		_ = img.Discard(ctx)
 		events.RunEnd(rec, applied.Summary, time.Since(start), err, unchangedNote(o))
-		return img, err
+		return img, applied, err
 	case applied.AlreadyApplied:
-		return img, img.Discard(ctx)
+		return img, applied, img.Discard(ctx)
 	}
 	if err := img.Commit(ctx); err != nil {
 		events.RunEnd(rec, applied.Summary, time.Since(start), err, "left unchanged")
-		return img, err
+		return img, applied, err
 	}
 	events.RunEnd(rec, applied.Summary, time.Since(start), nil, "")
-	return img, nil
+	return img, applied, nil
 }
 
-func notices(o Options) io.Writer {
-	if o.Notices == nil {
-		return io.Discard
+// WithRunTimeout bounds a whole run (--timeout): when it passes, the run
+// fails as a step failure naming the limit.
+func WithRunTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
 	}
-	return o.Notices
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("the run exceeded --timeout %s", d))
 }
 
 func unchangedNote(o Options) string {

@@ -104,7 +104,10 @@ func (s *Store) cleanRuns() {
 }
 
 // LayerPath is where the layer file of key lives.
-func (s *Store) LayerPath(key string) string { return filepath.Join(s.Dir, "layers", key+".qcow2") }
+func (s *Store) LayerPath(key string) string { return s.LayerFile(key + ".qcow2") }
+
+// LayerFile is the path of a layer file named in an entry's Chain.
+func (s *Store) LayerFile(name string) string { return filepath.Join(s.Dir, "layers", name) }
 
 func (s *Store) entryPath(key string) string { return filepath.Join(s.Dir, "entries", key+".json") }
 
@@ -120,7 +123,7 @@ func (s *Store) Get(key string) (*Entry, bool) {
 		return nil, false // a moved cache directory: its chains name the old paths
 	}
 	for _, l := range e.Chain {
-		if _, err := os.Stat(filepath.Join(s.Dir, "layers", l)); err != nil {
+		if _, err := os.Stat(s.LayerFile(l)); err != nil {
 			return nil, false
 		}
 	}
@@ -277,7 +280,7 @@ func (s *Store) Prune(maxBytes int64) (PruneResult, error) {
 	u := used(live)
 	for l, n := range sizes {
 		if !u[l] {
-			if err := os.Remove(filepath.Join(s.Dir, "layers", l)); err == nil {
+			if err := os.Remove(s.LayerFile(l)); err == nil {
 				res.Layers++
 				res.Freed += n
 				total -= n

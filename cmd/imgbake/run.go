@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"time"
 
@@ -46,14 +44,10 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Context
-	if d := c.Duration("timeout"); d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("the run exceeded --timeout %s", d))
-		defer cancel()
-	}
+	ctx, cancel := bake.WithRunTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
 	start := time.Now()
-	img, err := bake.RunRecipe(ctx, disks, o, rec, bake.ApplyOptions{Force: c.Bool("force"),
+	img, _, err := bake.RunRecipe(ctx, disks, o, rec, bake.ApplyOptions{Force: c.Bool("force"),
 		Events: events(c, stdio, c.Bool("json")), Live: liveOutput(c, stdio)})
 	if img != nil && c.Bool("timings") {
 		img.PrintTimings(stdio.Err, time.Since(start))
