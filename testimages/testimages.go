@@ -426,31 +426,38 @@ func Stat(t testing.TB, imagePath, format string, partition int, path string) (F
 // ReadFileDebugfs is ReadFile forced to use debugfs (ext2/3/4 only).
 func ReadFileDebugfs(t testing.TB, imagePath, format string, partition int, path string) ([]byte, error) {
 	t.Helper()
-	v, err := openView(t, imagePath, format, partition)
+	v, err := openExtView(t, imagePath, format, partition)
 	if err != nil {
 		return nil, err
 	}
 	defer v.close()
-	if v.fs != "ext" && v.fs != "ext-recover" {
-		return nil, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
-	}
-	needDebugfs(t)
 	return v.debugfsReadFile(path)
 }
 
 // StatDebugfs is Stat forced to use debugfs (ext2/3/4 only).
 func StatDebugfs(t testing.TB, imagePath, format string, partition int, path string) (FileInfo, error) {
 	t.Helper()
-	v, err := openView(t, imagePath, format, partition)
+	v, err := openExtView(t, imagePath, format, partition)
 	if err != nil {
 		return FileInfo{}, err
 	}
 	defer v.close()
+	return v.debugfsLstat(path)
+}
+
+// openExtView opens a view of an ext2/3/4 filesystem for debugfs.
+func openExtView(t testing.TB, imagePath, format string, partition int) (*view, error) {
+	t.Helper()
+	v, err := openView(t, imagePath, format, partition)
+	if err != nil {
+		return nil, err
+	}
 	if v.fs != "ext" && v.fs != "ext-recover" {
-		return FileInfo{}, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
+		v.close()
+		return nil, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
 	}
 	needDebugfs(t)
-	return v.debugfsLstat(path)
+	return v, nil
 }
 
 // needDebugfs ends the test (see internal/vmtest) when debugfs, the

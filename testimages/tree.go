@@ -20,15 +20,11 @@ import (
 // steps at different times compare equal.
 func Tree(t testing.TB, imagePath, format string, partition int) (map[string]string, error) {
 	t.Helper()
-	v, err := openView(t, imagePath, format, partition)
+	v, err := openExtView(t, imagePath, format, partition)
 	if err != nil {
 		return nil, err
 	}
 	defer v.close()
-	if v.fs != "ext" && v.fs != "ext-recover" {
-		return nil, fmt.Errorf("testimages: partition %d of %s is not ext2/3/4", partition, imagePath)
-	}
-	needDebugfs(t)
 	tmp := t.TempDir()
 	out := map[string]string{}
 	var files []string

@@ -12,12 +12,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance/appliancetest"
+	"github.com/imgbake/imgbake/appliance/passwd"
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/fsops"
 )
@@ -166,20 +166,18 @@ func (s *Session) useradd(in func(string) string, args []string) error {
 			home = args[i]
 		}
 	}
-	passwd, err := os.ReadFile(in("/etc/passwd"))
+	data, err := os.ReadFile(in("/etc/passwd"))
 	if err != nil {
 		return err
 	}
 	uid := 1000
-	for _, l := range strings.Split(string(passwd), "\n") {
-		f := strings.Split(l, ":")
-		if len(f) > 2 {
-			if f[0] == name {
-				return fmt.Errorf("useradd: user %q already exists", name)
-			}
-			if n, err := strconv.Atoi(f[2]); err == nil && n >= uid && n < 60000 {
-				uid = n + 1
-			}
+	users, _ := passwd.ParseUsers(data)
+	for _, u := range users {
+		if u.Name == name {
+			return fmt.Errorf("useradd: user %q already exists", name)
+		}
+		if u.UID >= uid && u.UID < 60000 {
+			uid = u.UID + 1
 		}
 	}
 	add := map[string]string{
