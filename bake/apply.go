@@ -26,6 +26,7 @@ type ApplyOptions struct {
 type Applied struct {
 	Summary        Summary
 	AlreadyApplied bool // the image records this recipe as complete: nothing ran
+	Started        bool // the run started (Events.RunStart): its end is for the caller to report
 	Facts          recipes.Facts
 }
 
@@ -119,6 +120,7 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		}
 	}
 	events.RunStart(rec, out.Facts)
+	out.Started = true
 	if plan.resumeMsg != "" {
 		fmt.Fprintf(img.notices, "imgbake: %s\n", plan.resumeMsg)
 	}

@@ -194,7 +194,7 @@ func runJob(ctx context.Context, rec *recipes.Recipe, j Job) JobResult {
 		fmt.Fprintf(j.Err, "imgbake: %v\n", err) // as `imgbake run` reports it
 	}
 	return JobResult{Err: err, Code: ExitCode(err), Took: time.Since(start), Summary: applied.Summary,
-		Ran: img != nil && !applied.AlreadyApplied, AlreadyApplied: applied.AlreadyApplied, Image: img}
+		Ran: applied.Started, AlreadyApplied: applied.AlreadyApplied, Image: img}
 }
 
 // Default parallelism.

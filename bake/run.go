@@ -68,7 +68,9 @@ func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Reci
 	switch {
 	case err != nil:
 		_ = img.Discard(ctx)
-		events.RunEnd(rec, applied.Summary, time.Since(start), err, unchangedNote(o))
+		if applied.Started {
+			events.RunEnd(rec, applied.Summary, time.Since(start), err, unchangedNote(o))
+		}
 		return img, applied, err
 	case applied.AlreadyApplied:
 		return img, applied, img.Discard(ctx)

@@ -348,16 +348,33 @@ func scriptDir(ctx context.Context, s Session) (string, error) {
 	return "", fmt.Errorf("creating a directory for the script: %w", err)
 }
 
-// RequireDir fails unless path is a directory in the image; a final
-// symlink to a directory counts (it is resolved inside the image).
-func RequireDir(ctx context.Context, s Session, path string) error {
+// IsDir reports whether path is a directory in the image; a final symlink
+// to a directory counts (it is resolved inside the image). A missing path
+// is no directory, not an error.
+func IsDir(ctx context.Context, s Session, path string) (bool, error) {
 	st, err := s.Stat(ctx, path)
-	if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
-		if rp, rerr := s.Realpath(ctx, path); rerr == nil && rp.Exists {
-			st, err = s.Stat(ctx, rp.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || !st.Exists {
+		return false, err
+	}
+	if fs.FileMode(st.Mode)&fs.ModeSymlink != 0 {
+		rp, err := s.Realpath(ctx, path)
+		if err != nil || !rp.Exists {
+			return false, nil
+		}
+		if st, err = s.Stat(ctx, rp.Path); err != nil || !st.Exists {
+			return false, nil
 		}
 	}
-	if err == nil && (!st.Exists || !fs.FileMode(st.Mode).IsDir()) {
+	return fs.FileMode(st.Mode).IsDir(), nil
+}
+
+// RequireDir fails unless path is a directory in the image (see IsDir).
+func RequireDir(ctx context.Context, s Session, path string) error {
+	ok, err := IsDir(ctx, s, path)
+	if err == nil && !ok {
 		err = fmt.Errorf("%s is not a directory in the image", path)
 	}
 	return err

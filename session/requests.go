@@ -82,31 +82,6 @@ func (d *daemon) exec(ctx context.Context, req api.Request, stdin io.Reader, fc 
 	return api.Result{RC: r.RC, Signal: r.Signal, TimedOut: r.TimedOut}
 }
 
-// imageDir reports whether path is a directory in the image (following a
-// final symlink inside the image).
-func imageDir(ctx context.Context, s fsops.Session, path string) (bool, error) {
-	st, err := s.Stat(ctx, path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	if !st.Exists {
-		return false, nil
-	}
-	if fs.FileMode(st.Mode)&fs.ModeSymlink != 0 {
-		rp, err := s.Realpath(ctx, path)
-		if err != nil {
-			return false, nil
-		}
-		if st, err = s.Stat(ctx, rp.Path); err != nil || !st.Exists {
-			return false, nil
-		}
-	}
-	return fs.FileMode(st.Mode).IsDir(), nil
-}
-
 // put copies into the image like cp: a directory, or a file put onto a
 // directory, lands inside it; otherwise Image is the file written.
 func (d *daemon) put(ctx context.Context, req api.Request, stdin io.Reader) api.Result {
@@ -135,7 +110,7 @@ func (d *daemon) put(ctx context.Context, req api.Request, stdin io.Reader) api.
 	if !into && !req.Exact {
 		if strings.HasSuffix(req.Image, "/") {
 			into = true
-		} else if into, err = imageDir(ctx, sess, req.Image); err != nil {
+		} else if into, err = fsops.IsDir(ctx, sess, req.Image); err != nil {
 			return errResult(err)
 		}
 	}
@@ -180,7 +155,7 @@ func (d *daemon) fetch(ctx context.Context, req api.Request, fc *api.FrameConn) 
 		}
 		return api.Result{}
 	}
-	isDir, err := imageDir(ctx, sess, req.Image)
+	isDir, err := fsops.IsDir(ctx, sess, req.Image)
 	if err != nil {
 		return errResult(err)
 	}
@@ -255,9 +230,9 @@ func (d *daemon) run(ctx context.Context, req api.Request, fc *api.FrameConn) ap
 		}
 		return api.Result{Error: err.Error(), Code: bake.ExitUsage}
 	}
-	events := &runEvents{Events: bake.NewTextEvents(stdout, req.Verbose)}
+	events := bake.NewTextEvents(stdout, req.Verbose)
 	if req.JSON {
-		events.Events = bake.NewJSONEvents(stdout)
+		events = bake.NewJSONEvents(stdout)
 	}
 	ao := bake.ApplyOptions{Force: req.Force, Events: events}
 	if req.Verbose {
@@ -265,7 +240,7 @@ func (d *daemon) run(ctx context.Context, req api.Request, fc *api.FrameConn) ap
 	}
 	applied, err := d.img.Apply(ctx, rec, ao)
 	if err != nil {
-		if events.started {
+		if applied.Started {
 			events.RunEnd(rec, applied.Summary, time.Since(start), err, "kept in the session as far as it got (session stop --discard drops it)")
 		}
 		res := errResult(err)
@@ -276,20 +251,8 @@ func (d *daemon) run(ctx context.Context, req api.Request, fc *api.FrameConn) ap
 		}
 		return res
 	}
-	if !applied.AlreadyApplied {
+	if applied.Started {
 		events.RunEnd(rec, applied.Summary, time.Since(start), nil, "")
 	}
 	return api.Result{}
-}
-
-// runEvents notes whether the run started, so that only a started run is
-// ended (a run refused before its first step has no run_end).
-type runEvents struct {
-	bake.Events
-	started bool
-}
-
-func (e *runEvents) RunStart(rec *recipes.Recipe, facts recipes.Facts) {
-	e.started = true
-	e.Events.RunStart(rec, facts)
 }
