@@ -57,6 +57,7 @@ fuzz: $(AGENT)
 	$(GO) test ./appliance/passwd -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/fstab -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
+	$(GO) test ./fsops -run '^$$' -fuzz FuzzPackageDatabases -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin $(AGENT)

@@ -73,3 +73,12 @@ func (m *qemuMachine) snapshotDisk(ctx context.Context, disk int, overlay string
 	m.snapshots[disk] = node
 	return nil
 }
+
+// Trim discards the free space of every filesystem mounted writable from
+// the image (zeroing it where a filesystem cannot discard), so that an
+// export of the disks holds only used blocks.
+func (s *Session) Trim(ctx context.Context) (proto.TrimResult, error) {
+	var res proto.TrimResult
+	err := s.call(ctx, proto.OpTrim, struct{}{}, nil, nil, &res)
+	return res, err
+}

@@ -117,20 +117,5 @@ func VirtualSize(ctx context.Context, path, format string) (int64, error) {
 	return info.VirtualSize, nil
 }
 
-// Export writes base+overlay as a new standalone image at dest.
-func (o *Overlay) Export(ctx context.Context, dest, format string) error {
-	// Absolute, so qemu-img never reads a relative "name:..." as a protocol.
-	abs, err := filepath.Abs(dest)
-	if err != nil {
-		return err
-	}
-	tmp := abs + ".imgbake-partial"
-	if err := qemuImg(ctx, "convert", "-q", "-f", "qcow2", "-O", format, o.Path, tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dest)
-}
-
 // Discard deletes the overlay.
 func (o *Overlay) Discard() error { return os.Remove(o.Path) }

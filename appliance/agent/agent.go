@@ -91,6 +91,7 @@ func (a *Agent) register(s *server) {
 	a.registerMetaOps(s)
 	a.registerRepairOps(s)
 	a.registerFreezeOps(s)
+	a.registerTrimOps(s)
 }
 
 func (a *Agent) startReaper() {
