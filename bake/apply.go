@@ -28,6 +28,30 @@ type Applied struct {
 	AlreadyApplied bool // the image records this recipe as complete: nothing ran
 	Started        bool // the run started (Events.RunStart): its end is for the caller to report
 	Facts          recipes.Facts
+	Steps          []StepRecord // each step that ran or was cached, in order
+}
+
+// StepRecord is how one step ended, for a manifest.
+type StepRecord struct {
+	Index   int     `json:"index"`
+	Name    string  `json:"name,omitempty"`
+	Kind    string  `json:"kind"`
+	Status  string  `json:"status"`
+	Detail  string  `json:"detail,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Seconds float64 `json:"seconds"`
+}
+
+func recordOf(st recipes.Step, o Outcome) StepRecord {
+	r := StepRecord{Index: st.Index, Name: st.Name, Kind: st.Op.Kind(), Status: o.Status,
+		Detail: o.Result.Detail, Seconds: o.Took.Seconds()}
+	if r.Detail == "" {
+		r.Detail = o.Why
+	}
+	if o.Err != nil {
+		r.Error = o.Err.Error()
+	}
+	return r
 }
 
 // Summary counts step outcomes.
@@ -131,7 +155,9 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 	if c := img.cache; c != nil {
 		for _, st := range rec.Steps[:c.hit] {
 			events.StepStart(st)
-			events.StepResult(st, Outcome{Status: StatusCached, Why: "layer " + shortKey(c.keys[st.Index-1])})
+			o := Outcome{Status: StatusCached, Why: "layer " + shortKey(c.keys[st.Index-1])}
+			events.StepResult(st, o)
+			out.Steps = append(out.Steps, recordOf(st, o))
 			out.Summary.Cached++
 		}
 		r.startAt = max(r.startAt, c.hit+1)
@@ -139,6 +165,7 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 	}
 	t := time.Now()
 	sum, err := r.run(ctx)
+	out.Steps = append(out.Steps, r.records...)
 	sum.Cached = out.Summary.Cached
 	out.Summary = sum
 	if err == nil {
@@ -156,6 +183,7 @@ type runner struct {
 	rec     *recipes.Recipe
 	events  Events
 	after   func(ctx context.Context, st recipes.Step, o Outcome) error // each step's end (the layer cache); nil: nothing
+	records []StepRecord
 }
 
 func (r *runner) run(ctx context.Context) (Summary, error) {
@@ -170,6 +198,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 		r.events.StepStart(st)
 		o := r.execute(ctx, st)
 		r.events.StepResult(st, o)
+		r.records = append(r.records, recordOf(st, o))
 		if r.after != nil {
 			if err := r.after(ctx, st, o); err != nil {
 				return sum, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/imgbake/imgbake/fsops"
@@ -42,6 +41,9 @@ func (img *Image) finish(ctx context.Context, commit bool) error {
 	ctx = context.WithoutCancel(ctx) // a started commit is finished even after Ctrl-C
 	if img.sess != nil {
 		var err error
+		if commit && img.trims() {
+			img.trim(ctx)
+		}
 		if commit || img.opts.InPlace {
 			// In place, a clean unmount matters even after a failure.
 			t := time.Now()
@@ -67,7 +69,11 @@ func (img *Image) finish(ctx context.Context, commit bool) error {
 		}
 		t := time.Now()
 		if out := img.opts.Output; out != "" {
-			if err := d.overlay.Export(ctx, out, outputFormat(out)); err != nil {
+			spec, err := img.opts.output()
+			if err != nil {
+				return Classify(ErrUsage, err)
+			}
+			if err := d.overlay.Export(ctx, out, spec); err != nil {
 				return Classify(ErrImage, err)
 			}
 			img.timings.commit += time.Since(t)
@@ -80,14 +86,7 @@ func (img *Image) finish(ctx context.Context, commit bool) error {
 		img.timings.commit += time.Since(t)
 		img.logf("committed changes into %s in %s", d.path, time.Since(t).Round(time.Millisecond))
 	}
-	return nil
-}
-
-func outputFormat(path string) string {
-	if strings.HasSuffix(path, ".raw") || strings.HasSuffix(path, ".img") {
-		return "raw"
-	}
-	return "qcow2"
+	return img.writeChecksum()
 }
 
 // Abort kills the appliance and drops everything, for error paths: the

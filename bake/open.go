@@ -35,6 +35,15 @@ type Options struct {
 	Rescue   bool   `json:"rescue,omitempty"`    // the initramfs with the rescue tools (fsck, rescue shell)
 	NoMount  bool   `json:"no_mount,omitempty"`  // probe the devices but mount nothing (fsck)
 
+	// How an Output is written (see image.Output), and what is written
+	// beside the image.
+	OutputFormat  string `json:"output_format,omitempty"`  // "" takes it from Output's extension
+	OutputOptions string `json:"output_options,omitempty"` // qemu-img -o options, e.g. subformat=streamOptimized
+	Compress      string `json:"compress,omitempty"`       // "zlib" or "zstd": compressed qcow2 clusters
+	Sparsify      bool   `json:"sparsify,omitempty"`       // trim free space before the commit (an Output always is)
+	Checksum      bool   `json:"checksum,omitempty"`       // write IMAGE.sha256 (sha256sum format) beside the written image
+	Manifest      string `json:"manifest,omitempty"`       // RunRecipe writes a JSON manifest of the run to this file
+
 	// The step-layer cache (run only; one disk through an overlay).
 	Cache    bool   `json:"cache,omitempty"`     // use it: skip the longest cached prefix, store new layers
 	CacheDir string `json:"cache_dir,omitempty"` // where; "" is DefaultLayerCache
@@ -81,6 +90,9 @@ func Check(disks []string, o Options) error {
 	if o.Cache && (len(disks) != 1 || o.InPlace || o.ReadOnly) {
 		return Classify(ErrUsage, errors.New("--cache needs exactly one -a disk and an overlay (not --in-place)"))
 	}
+	if err := checkOutput(disks, o); err != nil {
+		return Classify(ErrUsage, err)
+	}
 	if o.Output != "" {
 		if len(disks) != 1 {
 			return Classify(ErrUsage, errors.New("--output needs exactly one -a disk"))
@@ -108,6 +120,7 @@ type Image struct {
 	opts    Options
 	cache   *cachePlan // the step-layer cache of this run, or nil
 	timings phaseTimings
+	trimmed []TrimmedFS       // what the trim before the commit did
 	boot    appliance.Timings // kept after the session is closed
 }
 
@@ -265,7 +278,10 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 	for i, m := range o.Mounts {
 		specs[i] = proto.MountSpec{Device: m.Device, Mountpoint: m.Mountpoint}
 	}
-	disposable := !o.ReadOnly && !o.InPlace // every disk is an overlay
+	// Every disk is an overlay: ext4 may skip its journal. Not when the
+	// free space is trimmed before the commit: FITRIM refuses an ext4
+	// mounted without its journal.
+	disposable := !o.ReadOnly && !o.InPlace && o.Output == "" && !o.Sparsify
 	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs})
 	if err != nil {
 		if ctx.Err() != nil {

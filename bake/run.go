@@ -56,6 +56,13 @@ func CommandLineVars(varsFile string, assignments []string) (map[string]any, err
 func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Recipe, ao ApplyOptions) (*Image, Applied, error) {
 	start := time.Now()
 	o.Network = o.Network && NeedsNetwork(rec)
+	if err := Check(disks, o); err != nil {
+		return nil, Applied{}, err
+	}
+	if o.Manifest != "" && len(disks) != 1 && o.Output == "" {
+		return nil, Applied{}, Classify(ErrUsage, fmt.Errorf("--manifest needs one -a disk (or --output)"))
+	}
+	manifest := startManifest(ctx, disks, o)
 	img, err := open(ctx, disks, o, rec)
 	if err != nil {
 		return nil, Applied{}, timeoutCause(ctx, err)
@@ -75,8 +82,13 @@ func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Reci
 	case applied.AlreadyApplied:
 		return img, applied, img.Discard(ctx)
 	}
+	manifest.gatherPackages(ctx, img)
 	if err := img.Commit(ctx); err != nil {
 		events.RunEnd(rec, applied.Summary, time.Since(start), err, "left unchanged")
+		return img, applied, err
+	}
+	if err := manifest.write(ctx, img, rec, applied); err != nil {
+		events.RunEnd(rec, applied.Summary, time.Since(start), err, "written, but its manifest is not")
 		return img, applied, err
 	}
 	events.RunEnd(rec, applied.Summary, time.Since(start), nil, "")

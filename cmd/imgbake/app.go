@@ -146,6 +146,7 @@ func newApp(stdio Stdio) *cli.App {
 			resetPasswordCommand(),
 			fstabCommand(),
 			fsckCommand(),
+			sparsifyCommand(),
 			cacheCommand(),
 		},
 	}

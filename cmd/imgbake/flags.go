@@ -69,3 +69,30 @@ func verboseFunc(c *cli.Context, w io.Writer) func(string, ...any) {
 		fmt.Fprintf(w, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 }
+
+// outputFlags say how an image is written out (with --output) and what is
+// written beside it.
+func outputFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "output-format", Usage: "`FORMAT` of --output: qcow2, raw, vmdk, vhdx, vhd or vdi (default: from its extension)"},
+		&cli.StringFlag{Name: "output-options", Usage: "qemu-img `OPTIONS` for --output, e.g. subformat=streamOptimized (vmdk), subformat=fixed,force_size=on (vhd)"},
+		&cli.BoolFlag{Name: "compress", Usage: "write --output as a compressed qcow2 (zlib; see --compression)"},
+		&cli.StringFlag{Name: "compression", Usage: "with --compress: `TYPE` zlib (readable everywhere) or zstd (QEMU >= 5.1)"},
+		&cli.BoolFlag{Name: "checksum", Usage: "write IMAGE.sha256 (sha256sum format) beside the written image"},
+	}
+}
+
+// outputOptions reads outputFlags into o.
+func outputOptions(c *cli.Context, o bake.Options) (bake.Options, error) {
+	o.OutputFormat, o.OutputOptions, o.Checksum = c.String("output-format"), c.String("output-options"), c.Bool("checksum")
+	switch {
+	case c.IsSet("compression") && !c.Bool("compress"):
+		return o, usageErr("--compression needs --compress")
+	case c.Bool("compress"):
+		o.Compress = "zlib"
+		if c.IsSet("compression") {
+			o.Compress = c.String("compression")
+		}
+	}
+	return o, nil
+}

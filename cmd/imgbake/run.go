@@ -25,7 +25,8 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied, or an interrupted run of another"},
 			&cli.BoolFlag{Name: "no-network", Usage: "give the appliance no network: package steps must work from what is in the image"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line (run start, step start, step result, run end) instead of text"},
-		), append(cacheFlags(), varFlags()...)...),
+			&cli.StringFlag{Name: "manifest", Usage: "write a JSON manifest to `FILE`: input and output sha256, the recipe, every step's result, the installed packages"},
+		), append(append(outputFlags(), cacheFlags()...), varFlags()...)...),
 		Action: func(c *cli.Context) error { return runAction(c, stdioOf(c)) },
 	}
 }
@@ -39,8 +40,13 @@ func runAction(c *cli.Context, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	disks, o, err := diskOptions(c, stdio, bake.Options{InPlace: c.Bool("in-place"), Output: c.String("output"), Network: !c.Bool("no-network"),
-		Cache: c.Bool("cache") || c.IsSet("cache-dir"), CacheDir: c.String("cache-dir"), Refresh: c.Bool("refresh")})
+	o, err := outputOptions(c, bake.Options{InPlace: c.Bool("in-place"), Output: c.String("output"), Network: !c.Bool("no-network"),
+		Cache: c.Bool("cache") || c.IsSet("cache-dir"), CacheDir: c.String("cache-dir"), Refresh: c.Bool("refresh"),
+		Manifest: c.String("manifest")})
+	if err != nil {
+		return err
+	}
+	disks, o, err := diskOptions(c, stdio, o)
 	if err != nil {
 		return err
 	}
