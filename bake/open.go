@@ -43,6 +43,10 @@ type Options struct {
 	Sparsify      bool   `json:"sparsify,omitempty"`       // trim free space before the commit (an Output always is)
 	Checksum      bool   `json:"checksum,omitempty"`       // write IMAGE.sha256 (sha256sum format) beside the written image
 	Manifest      string `json:"manifest,omitempty"`       // RunRecipe writes a JSON manifest of the run to this file
+	// DiskSize grows the first disk to this many bytes before the
+	// appliance starts (its overlay, or the image itself in place);
+	// GrowDisk then grows the partitions and filesystem into it.
+	DiskSize int64 `json:"disk_size,omitempty"`
 
 	// The step-layer cache (run only; one disk through an overlay).
 	Cache    bool   `json:"cache,omitempty"`     // use it: skip the longest cached prefix, store new layers
@@ -132,6 +136,7 @@ type phaseTimings struct {
 type diskState struct {
 	path    string
 	format  string
+	size    int64 // virtual size in bytes, as the header says
 	overlay *image.Overlay
 }
 
@@ -185,7 +190,11 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 		if err := img.resumeCommit(ctx, d, o.ReadOnly); err != nil {
 			return nil, err
 		}
-		img.disks = append(img.disks, diskState{path: d, format: h.Format})
+		img.disks = append(img.disks, diskState{path: d, format: h.Format, size: h.Size})
+	}
+	if o.DiskSize > 0 && o.DiskSize < img.disks[0].size {
+		return nil, Classify(ErrUsage, fmt.Errorf("%s is %s: shrinking it to %s is refused (filesystems and partitions cannot shrink safely offline)",
+			img.disks[0].path, HumanSize(img.disks[0].size), HumanSize(o.DiskSize)))
 	}
 	if o.Cache {
 		store, err := OpenLayerCache(o.CacheDir)
@@ -250,6 +259,11 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 			}
 			d.overlay = ov
 			opts = append(opts, appliance.WithDisk(ov.Path, "qcow2", false))
+		}
+		if i == 0 && o.DiskSize > d.size {
+			if err := img.growDisk(ctx, d, o.DiskSize); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if o.InPlace {

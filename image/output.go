@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -163,4 +164,10 @@ func (o *Overlay) Export(ctx context.Context, dest string, out Output) error {
 		return err
 	}
 	return os.Rename(tmp, dest)
+}
+
+// Resize sets the virtual size of the image at path (only ever larger:
+// callers refuse shrinking).
+func Resize(ctx context.Context, path, format string, size int64) error {
+	return qemuImg(ctx, "resize", "-q", "-f", format, path, strconv.FormatInt(size, 10))
 }

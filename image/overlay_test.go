@@ -106,7 +106,7 @@ func TestNewOverlayRelativePaths(t *testing.T) {
 		t.Fatalf("Probe(overlay) = %+v, %v", h, err)
 	}
 	qemuIOWrite(t, ov.Path, "qcow2", ovPat, "0", "64k")
-	if err := ov.Export(context.Background(), "out:put.raw", "raw"); err != nil {
+	if err := ov.Export(context.Background(), "out:put.raw", Output{Format: "raw"}); err != nil {
 		t.Fatalf("Export to a relative name with a colon: %v", err)
 	}
 	checkBaseData(t, "export", virtualBytes(t, filepath.Join(root, "out:put.raw"), "raw"), true)
@@ -234,7 +234,7 @@ func TestOverlayExport(t *testing.T) {
 
 				outDir := t.TempDir()
 				dest := filepath.Join(outDir, "out."+outFormat)
-				if err := ov.Export(context.Background(), dest, outFormat); err != nil {
+				if err := ov.Export(context.Background(), dest, Output{Format: outFormat}); err != nil {
 					t.Fatal(err)
 				}
 				h, err := Probe(dest)
@@ -274,14 +274,14 @@ func TestOverlayExportReplacesAndFails(t *testing.T) {
 
 	t.Run("replaces an existing file", func(t *testing.T) {
 		dest := writeFile(t, filepath.Join(outDir, "exists.img"), []byte("old contents"))
-		if err := ov.Export(context.Background(), dest, "raw"); err != nil {
+		if err := ov.Export(context.Background(), dest, Output{Format: "raw"}); err != nil {
 			t.Fatal(err)
 		}
 		checkBaseData(t, "replaced export", virtualBytes(t, dest, "raw"), true)
 	})
 	t.Run("bad format leaves nothing", func(t *testing.T) {
 		dest := filepath.Join(outDir, "bad.img")
-		err := ov.Export(context.Background(), dest, "nosuchfmt")
+		err := ov.Export(context.Background(), dest, Output{Format: "qcow2", Options: "cluster_size=7"})
 		if !errors.Is(err, ErrQemuImg) {
 			t.Fatalf("Export(bad format) = %v, want ErrQemuImg", err)
 		}
@@ -293,7 +293,7 @@ func TestOverlayExportReplacesAndFails(t *testing.T) {
 	})
 	t.Run("failure keeps the old destination", func(t *testing.T) {
 		dest := writeFile(t, filepath.Join(outDir, "keep.img"), []byte("old contents"))
-		if err := ov.Export(context.Background(), dest, "nosuchfmt"); err == nil {
+		if err := ov.Export(context.Background(), dest, Output{Format: "qcow2", Options: "cluster_size=7"}); err == nil {
 			t.Fatal("Export succeeded")
 		}
 		if b, _ := os.ReadFile(dest); string(b) != "old contents" {
@@ -301,7 +301,7 @@ func TestOverlayExportReplacesAndFails(t *testing.T) {
 		}
 	})
 	t.Run("missing destination dir", func(t *testing.T) {
-		err := ov.Export(context.Background(), filepath.Join(outDir, "no", "such", "out.raw"), "raw")
+		err := ov.Export(context.Background(), filepath.Join(outDir, "no", "such", "out.raw"), Output{Format: "raw"})
 		if !errors.Is(err, ErrQemuImg) {
 			t.Fatalf("Export = %v, want ErrQemuImg", err)
 		}
@@ -310,7 +310,7 @@ func TestOverlayExportReplacesAndFails(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		dest := filepath.Join(outDir, "cancelled.raw")
-		if err := ov.Export(ctx, dest, "raw"); err == nil {
+		if err := ov.Export(ctx, dest, Output{Format: "raw"}); err == nil {
 			t.Fatal("Export with a cancelled context succeeded")
 		}
 		if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
@@ -388,7 +388,7 @@ func TestQemuImgMissing(t *testing.T) {
 	if err := ov.Commit(context.Background()); err == nil {
 		t.Fatal("Commit without qemu-img succeeded")
 	}
-	if err := ov.Export(context.Background(), filepath.Join(dir, "out"), "raw"); err == nil {
+	if err := ov.Export(context.Background(), filepath.Join(dir, "out"), Output{Format: "raw"}); err == nil {
 		t.Fatal("Export without qemu-img succeeded")
 	}
 	if !bytes.Equal(mustRead(t, base), make([]byte, mib)) {

@@ -147,6 +147,7 @@ func newApp(stdio Stdio) *cli.App {
 			fstabCommand(),
 			fsckCommand(),
 			sparsifyCommand(),
+			resizeCommand(),
 			cacheCommand(),
 		},
 	}
