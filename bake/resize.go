@@ -4,50 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
-	"strings"
 
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/image"
+	"github.com/imgbake/imgbake/internal/disksize"
+	"github.com/imgbake/imgbake/recipes"
 )
-
-// ParseDiskSize reads a new disk size: "20G" (absolute) or "+10G" (more
-// than current), with K, M, G or T as powers of 1024 (qemu-img's units;
-// "GiB" and "GB" mean the same here) or plain bytes, rounded up to a whole
-// 512-byte sector.
-func ParseDiskSize(spec string, current int64) (int64, error) {
-	s := strings.TrimSpace(spec)
-	relative := strings.HasPrefix(s, "+")
-	s = strings.TrimPrefix(s, "+")
-	upper := strings.ToUpper(s)
-	upper = strings.TrimSuffix(strings.TrimSuffix(upper, "IB"), "B")
-	mult := int64(1)
-	if n := len(upper); n > 0 {
-		switch upper[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			upper = upper[:n-1]
-		}
-	}
-	v, err := strconv.ParseFloat(upper, 64)
-	if err != nil || v <= 0 || math.IsInf(v, 0) || v*float64(mult) > math.MaxInt64/2 {
-		return 0, fmt.Errorf("size %q: expected e.g. 20G or +10G", spec)
-	}
-	n := int64(math.Ceil(v * float64(mult)))
-	if relative {
-		n += current
-	}
-	return (n + 511) / 512 * 512, nil
-}
 
 // growDisk makes the first disk size bytes large before the appliance
 // starts: its overlay (a qcow2 may be larger than its backing file; the
@@ -65,23 +27,21 @@ func (img *Image) growDisk(ctx context.Context, d *diskState, size int64) error 
 }
 
 // GrowDisk is `imgbake resize`: the first disk grows to size (see
-// ParseDiskSize), then the partition holding the root filesystem (or
+// disksize.Parse), then the partition holding the root filesystem (or
 // expand), its LVM volumes and the filesystem grow into the new space, and
 // the result is committed (or exported to Options.Output).
 func GrowDisk(ctx context.Context, disks []string, o Options, size, expand string, live io.Writer) (fsops.GrowResult, error) {
 	if err := Check(disks, o); err != nil {
 		return fsops.GrowResult{}, err
 	}
-	h, err := image.Resolve(disks[0], o.Format, o.AllowBacking)
+	want, current, err := targetSize(disks[0], o, size)
 	if err != nil {
-		return fsops.GrowResult{}, Classify(ErrImage, err)
+		return fsops.GrowResult{}, err
 	}
-	if o.DiskSize, err = ParseDiskSize(size, h.Size); err != nil {
-		return fsops.GrowResult{}, Classify(ErrUsage, err)
+	if want == current {
+		return fsops.GrowResult{}, Classify(ErrUsage, fmt.Errorf("%s is already %s", disks[0], HumanSize(current)))
 	}
-	if o.DiskSize == h.Size {
-		return fsops.GrowResult{}, Classify(ErrUsage, fmt.Errorf("%s is already %s", disks[0], HumanSize(h.Size)))
-	}
+	o.DiskSize = want
 	o.Rescue = true
 	img, err := Open(ctx, disks, o)
 	if err != nil {
@@ -93,4 +53,56 @@ func GrowDisk(ctx context.Context, disks []string, o Options, size, expand strin
 		return res, Classify(ErrStepFailed, fmt.Errorf("growing into the new space: %w", err))
 	}
 	return res, img.Commit(ctx)
+}
+
+// recipeDiskSize sets o.DiskSize when rec's disk_size is larger than the
+// first disk, and says whether the root must then grow.
+func recipeDiskSize(disks []string, o *Options, rec *recipes.Recipe) (bool, error) {
+	if rec.DiskSize == "" {
+		return false, nil
+	}
+	if o.Cache {
+		return false, Classify(ErrUsage, fmt.Errorf("%s: disk_size cannot be combined with --cache yet (the layers would not record the size)", rec.File))
+	}
+	if o.ReadOnly || len(disks) == 0 {
+		return false, nil
+	}
+	want, current, err := targetSize(disks[0], *o, rec.DiskSize)
+	if err != nil {
+		return false, err
+	}
+	if want <= current {
+		return false, nil // as large already: a second run changes nothing
+	}
+	o.DiskSize, o.Rescue = want, true
+	return true, nil
+}
+
+// growRoot grows the root's partition and filesystem into a disk that
+// open made larger, before the first step.
+func (img *Image) growRoot(ctx context.Context, size int64) error {
+	var live io.Writer
+	if img.opts.Logf != nil {
+		live = img.notices
+	}
+	res, err := fsops.GrowRoot(ctx, img.ops, fsops.GrowOptions{Output: live})
+	if err != nil {
+		return Classify(ErrStepFailed, fmt.Errorf("disk_size %s: growing into the new space: %w", HumanSize(size), err))
+	}
+	fmt.Fprintf(img.notices, "imgbake: disk grown to %s: %s (%s on %s) %s → %s\n", HumanSize(size), res.Filesystem, res.Type,
+		res.Mountpoint, HumanSize(int64(res.Before)), HumanSize(int64(res.After)))
+	return nil
+}
+
+// targetSize reads a size spec against the current virtual size of disk.
+func targetSize(disk string, o Options, spec string) (want, current int64, err error) {
+	h, err := image.Resolve(disk, o.Format, o.AllowBacking)
+	if err != nil {
+		return 0, 0, Classify(ErrImage, err)
+	}
+	want, err = disksize.Parse(spec, h.Size)
+	if err != nil {
+		return 0, 0, Classify(ErrUsage, err)
+	}
+	return want, h.Size, nil
 }

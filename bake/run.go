@@ -62,10 +62,20 @@ func RunRecipe(ctx context.Context, disks []string, o Options, rec *recipes.Reci
 	if o.Manifest != "" && len(disks) != 1 && o.Output == "" {
 		return nil, Applied{}, Classify(ErrUsage, fmt.Errorf("--manifest needs one -a disk (or --output)"))
 	}
+	grow, err := recipeDiskSize(disks, &o, rec)
+	if err != nil {
+		return nil, Applied{}, err
+	}
 	manifest := startManifest(ctx, disks, o)
 	img, err := open(ctx, disks, o, rec)
 	if err != nil {
 		return nil, Applied{}, timeoutCause(ctx, err)
+	}
+	if grow {
+		if err := img.growRoot(ctx, o.DiskSize); err != nil {
+			img.Abort()
+			return img, Applied{}, err
+		}
 	}
 	events := ao.Events
 	if events == nil {

@@ -7,6 +7,8 @@
 package recipes
 
 import (
+	"github.com/imgbake/imgbake/internal/disksize"
+
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,6 +35,10 @@ type Recipe struct {
 	SHA256 string // hex SHA-256 of the file's bytes
 	Vars   map[string]any
 	Steps  []Step
+	// DiskSize is the least size the image's disk should have ("20G"):
+	// a smaller disk, its root partition and filesystem grow to it before
+	// the first step. Absolute, so a second run changes nothing.
+	DiskSize string
 }
 
 // Step is one entry of a recipe's steps list.
@@ -166,6 +172,21 @@ func (d *Decoder) recipe(data []byte, r *Recipe) {
 	d.Fields("", root,
 		Field{Key: "name", Decode: func(v *yaml.Node) { r.Name, _ = d.Str("name", v) }},
 		Field{Key: "vars", Decode: func(v *yaml.Node) { varsNode = v }},
+		Field{Key: "disk_size", Decode: func(v *yaml.Node) {
+			size, ok := d.Str("disk_size", v)
+			if !ok {
+				return
+			}
+			if disksize.IsRelative(size) {
+				d.Errorf(v, "disk_size: %q is relative: a recipe names the size the disk must have (e.g. 20G), so that a second run changes nothing", size)
+				return
+			}
+			if _, err := disksize.Parse(size, 0); err != nil {
+				d.Errorf(v, "disk_size: %v", err)
+				return
+			}
+			r.DiskSize = size
+		}},
 		Field{Key: "steps", Required: true, Decode: func(v *yaml.Node) { steps = v }},
 	)
 	// Vars first, wherever they are in the file: steps use them.

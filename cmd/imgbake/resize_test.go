@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/imgbake/imgbake/testimages"
@@ -128,5 +129,40 @@ func TestResize(t *testing.T) {
 	}
 	if sha256File(t, mbr) != inSum {
 		t.Error("a refused resize changed the image")
+	}
+}
+
+// TestRecipeDiskSize: a recipe's disk_size grows a smaller disk and its
+// filesystem (here one on the whole disk) before the first step, and a
+// second run changes nothing.
+func TestRecipeDiskSize(t *testing.T) {
+	vmTests(t)
+	disk := testimages.Fresh(t, testimages.NoPart)
+	before := dumpe2fsSize(t, disk)
+	recipe := writeRecipe(t, "disk_size: 2G\nsteps:\n  - run: df -k / | tail -1 | awk '{print $2}' > /etc/df-kb\n")
+	r := imgbake(t, "run", "-a", disk, recipe)
+	if r.code != 0 || !strings.Contains(r.stderr, "disk grown to 2.0 GiB") {
+		t.Fatalf("first run: %s", r)
+	}
+	fi, err := os.Stat(disk)
+	must(t, err)
+	if fi.Size() != 2<<30 {
+		t.Errorf("the raw image is %d bytes, want 2 GiB", fi.Size())
+	}
+	after := dumpe2fsSize(t, disk)
+	if after < 2<<30-8<<20 || after <= before {
+		t.Errorf("filesystem %d bytes after, %d before: want about 2 GiB", after, before)
+	}
+	df, err := testimages.ReadFile(t, disk, "raw", 0, "/etc/df-kb")
+	must(t, err)
+	if kb, _ := strconv.ParseInt(strings.TrimSpace(string(df)), 10, 64); kb*1024 < after*9/10 {
+		t.Errorf("the step saw a %d KiB root: the filesystem grew after it", kb)
+	}
+	r = imgbake(t, "run", "--force", "-a", disk, recipe)
+	if r.code != 0 || strings.Contains(r.stderr, "disk grown") {
+		t.Fatalf("second run grew again: %s", r)
+	}
+	if got := dumpe2fsSize(t, disk); got != after {
+		t.Errorf("second run changed the filesystem size: %d, was %d", got, after)
 	}
 }

@@ -1,8 +1,8 @@
-package bake
+package disksize
 
 import "testing"
 
-func TestParseDiskSize(t *testing.T) {
+func TestParse(t *testing.T) {
 	const cur = 1 << 30
 	for _, c := range []struct {
 		in   string
@@ -22,9 +22,9 @@ func TestParseDiskSize(t *testing.T) {
 		{"lots", 0, false},
 		{"1e400", 0, false},
 	} {
-		got, err := ParseDiskSize(c.in, cur)
+		got, err := Parse(c.in, cur)
 		if (err == nil) != c.ok || (c.ok && got != c.want) {
-			t.Errorf("ParseDiskSize(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
+			t.Errorf("Parse(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
 		}
 	}
 }
