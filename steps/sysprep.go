@@ -47,12 +47,14 @@ func decodeSysprep(d *recipes.Decoder, n *yaml.Node) recipes.Op {
 	var s Sysprep
 	d.Fields("sysprep", n,
 		recipes.Field{Key: "operations", Decode: func(v *yaml.Node) {
+			allStrings := true
 			items := d.StringList("sysprep.operations", v, func(ctx string, n *yaml.Node) string {
-				item, _ := d.Str(ctx, n)
+				item, ok := d.Str(ctx, n)
+				allStrings = allStrings && ok
 				return item
 			})
-			if items == nil {
-				return
+			if items == nil || !allStrings {
+				return // already reported
 			}
 			ops, err := fsops.ParseSysprepOperations(items)
 			if err != nil {

@@ -321,6 +321,8 @@ func TestParseSystemInvalid(t *testing.T) {
 			[]string{`r.yaml:2:25: sysprep.machine_id: "random": want empty or uninitialized`}},
 		{"sysprep unknown key", "steps:\n- sysprep: {operation: [defaults]}\n",
 			[]string{`r.yaml:2:13: sysprep: unknown key "operation"; did you mean "operations"?`}},
+		{"sysprep operation not a string", "steps:\n- sysprep: {operations: [defaults, {a: 1}]}\n",
+			[]string{`r.yaml:2:36: sysprep.operations[1]: expected a string, got a mapping`}},
 		{"sysprep null", "steps:\n- sysprep:\n",
 			[]string{`r.yaml:2:11: sysprep: expected a mapping, got null`}},
 	}
