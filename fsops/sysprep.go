@@ -304,14 +304,15 @@ type sysprepTally struct {
 	left                       []string // what was left on purpose, and why
 }
 
-func (t *sysprepTally) note(changed bool, format string, args ...any) {
-	t.changed = t.changed || changed
-	msg := fmt.Sprintf(format, args...)
-	if changed {
-		t.notes = append(t.notes, msg)
-	} else {
-		t.left = append(t.left, msg)
-	}
+// did records a change that is not a count, e.g. "emptied /etc/machine-id".
+func (t *sysprepTally) did(format string, args ...any) {
+	t.changed = true
+	t.notes = append(t.notes, fmt.Sprintf(format, args...))
+}
+
+// leave records what was left on purpose, and why.
+func (t *sysprepTally) leave(format string, args ...any) {
+	t.left = append(t.left, fmt.Sprintf(format, args...))
 }
 
 func (t sysprepTally) summary() string {

@@ -91,7 +91,7 @@ func sysprepMachineID(ctx context.Context, r *sysprepRun) error {
 		return err
 	}
 	if res.Changed {
-		r.tally.note(true, "%s", what)
+		r.tally.did("%s", what)
 	}
 	return nil
 }
@@ -140,7 +140,7 @@ func sysprepSSHHostKeys(ctx context.Context, r *sysprepRun) error {
 		return fmt.Errorf("installing key generation at first boot: %w", err)
 	}
 	if res.Changed {
-		r.tally.note(true, "new keys at first boot: %s", strings.TrimPrefix(res.Detail, "runs at first boot: "))
+		r.tally.did("new keys at first boot: %s", strings.TrimPrefix(res.Detail, "runs at first boot: "))
 	}
 	return nil
 }
@@ -371,7 +371,7 @@ func sysprepNetHWAddr(ctx context.Context, r *sysprepRun) error {
 				fn = func(b []byte) ([]byte, error) {
 					out, left, err := unpinNetplan(b)
 					for _, l := range left {
-						r.tally.note(false, "%s: %s", m.path, l)
+						r.tally.leave("%s: %s", m.path, l)
 					}
 					return out, err
 				}
