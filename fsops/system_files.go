@@ -205,36 +205,45 @@ func sameFstabEntry(old fstab.Entry, e FstabEntry) bool {
 // (/var/lib/dbus/machine-id as a regular file; the usual symlink stays).
 // An image without /etc/machine-id has nothing to reset.
 func MachineIDReset(ctx context.Context, s Session) (Result, error) {
-	var res Result
-	st, err := lstat(ctx, s, "/etc/machine-id")
+	res, err := resetMachineID(ctx, s, "")
 	if err != nil {
 		return res, err
 	}
-	switch {
-	case !st.Exists:
-		res.Detail = "no /etc/machine-id in the image"
-	case isRegular(st):
-		r, err := WriteFile(ctx, s, "/etc/machine-id", strings.NewReader(""), WriteOptions{})
-		if err != nil {
-			return res, err
-		}
-		res.merge(r)
-	default:
-		return res, fmt.Errorf("/etc/machine-id is not a regular file")
-	}
-	dbus, err := lstat(ctx, s, "/var/lib/dbus/machine-id")
+	r, err := removeDBusMachineID(ctx, s)
 	if err != nil {
 		return res, err
 	}
-	if isRegular(dbus) {
-		r, err := Delete(ctx, s, "/var/lib/dbus/machine-id")
-		if err != nil {
-			return res, err
-		}
-		res.merge(r)
-	}
+	res.merge(r)
 	return res, nil
 }
+
+// resetMachineID writes content ("" or systemd's "uninitialized\n") into
+// an existing /etc/machine-id, keeping its mode and owner.
+func resetMachineID(ctx context.Context, s Session, content string) (Result, error) {
+	st, err := lstat(ctx, s, "/etc/machine-id")
+	switch {
+	case err != nil:
+		return Result{}, err
+	case !st.Exists:
+		return Result{Detail: "no /etc/machine-id in the image"}, nil
+	case !isRegular(st):
+		return Result{}, fmt.Errorf("/etc/machine-id is not a regular file")
+	}
+	return WriteFile(ctx, s, "/etc/machine-id", strings.NewReader(content), WriteOptions{})
+}
+
+// removeDBusMachineID deletes /var/lib/dbus/machine-id when it is a copy
+// (a regular file); the symlink to /etc/machine-id that current D-Bus
+// packages install follows the new ID by itself.
+func removeDBusMachineID(ctx context.Context, s Session) (Result, error) {
+	st, err := lstat(ctx, s, dbusMachineID)
+	if err != nil || !isRegular(st) {
+		return Result{}, err
+	}
+	return Delete(ctx, s, dbusMachineID)
+}
+
+const dbusMachineID = "/var/lib/dbus/machine-id"
 
 // SELinuxRelabel touches /.autorelabel when the image's
 // /etc/selinux/config enables SELinux (enforcing or permissive), so the

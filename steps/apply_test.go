@@ -172,6 +172,23 @@ var applyCases = map[string]applyCase{
 	"ssh_inject": {again: true, check: func(t *testing.T, r applyRun) {
 		contains(t, "authorized_keys", r.file(t, "/root/.ssh/authorized_keys"), testKey)
 	}},
+	"sysprep": {step: `sysprep: {keep: [/var/log/keep.log]}`, setup: plantTraces, again: true, check: func(t *testing.T, r applyRun) {
+		if !r.res.Changed {
+			t.Errorf("sysprep found nothing to clean: %s", r.res.Detail)
+		}
+		for _, p := range []string{"tmp/build.log", "etc/ssh/ssh_host_ed25519_key", "root/.bash_history", "var/log/syslog.1"} {
+			if _, err := os.Lstat(filepath.Join(r.root, p)); !os.IsNotExist(err) {
+				t.Errorf("%s is still there: %v", p, err)
+			}
+		}
+		for p, want := range map[string]string{"/var/log/syslog": "", "/var/log/keep.log": "kept\n", "/etc/machine-id": ""} {
+			if got := r.file(t, p); got != want {
+				t.Errorf("%s = %q, want %q", p, got, want)
+			}
+		}
+		contains(t, "first-boot script", r.file(t, fsops.FirstbootDir+"/scripts/0001-sysprep-ssh-hostkeys"), "ssh-keygen -A")
+		contains(t, "detail", r.res.Detail, "logfiles: 1 removed, 1 truncated, 1 kept")
+	}},
 	"template": {again: true, check: func(t *testing.T, r applyRun) {
 		if got := r.file(t, "/etc/site.conf"); got != "server_name web on debian\n" {
 			t.Errorf("/etc/site.conf = %q", got)
@@ -217,6 +234,15 @@ func addOps(t *testing.T, root string) {
 		f.WriteString(line)
 		f.Close()
 	}
+}
+
+// plantTraces leaves what sysprep removes: a temporary file, an SSH host
+// key (and sshd), a shell history, logs.
+func plantTraces(t *testing.T, root string) {
+	writeTree(t, root, map[string]string{
+		"tmp/build.log": "x", "etc/ssh/ssh_host_ed25519_key": "key", "usr/sbin/sshd": "", "usr/bin/ssh-keygen": "",
+		"root/.bash_history": "ls\n", "var/log/syslog": "boot\n", "var/log/syslog.1": "old\n", "var/log/keep.log": "kept\n",
+	})
 }
 
 // notInstalled answers package queries with "nothing installed".

@@ -3,6 +3,8 @@ package steps
 import (
 	"fmt"
 	"strings"
+
+	"github.com/imgbake/imgbake/fsops"
 )
 
 // Reference is the step catalog as a Markdown table, for the README (kept
@@ -33,6 +35,21 @@ func Reference() string {
 			cell += " — " + strings.ReplaceAll(c, "|", "\\|")
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", k.Name, cell, strings.Join(props, ", "))
+	}
+	return b.String()
+}
+
+// SysprepReference is the sysprep operations table as Markdown, for the
+// README (kept in sync by the same test as Reference).
+func SysprepReference() string {
+	var b strings.Builder
+	b.WriteString("| operation | default | what it does |\n|---|---|---|\n")
+	for _, op := range fsops.SysprepOperations {
+		def := "opt-in"
+		if op.Default {
+			def = "yes"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", op.Name, def, strings.ReplaceAll(op.Description, "|", "\\|"))
 	}
 	return b.String()
 }

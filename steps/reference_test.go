@@ -9,12 +9,19 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the README's step reference from the registry")
 
-const (
-	refBegin = "<!-- steps reference: generated from the registry by `go test ./steps -run TestReadmeReference -update` -->\n"
-	refEnd   = "<!-- end of steps reference -->\n"
-)
+// readmeBlocks are the README's generated parts, each between its markers.
+var readmeBlocks = []struct {
+	begin, end string
+	content    func() string
+}{
+	{"<!-- steps reference: generated from the registry by `go test ./steps -run TestReadmeReference -update` -->\n",
+		"<!-- end of steps reference -->\n", Reference},
+	{"<!-- sysprep operations: generated from fsops.SysprepOperations by `go test ./steps -run TestReadmeReference -update` -->\n",
+		"<!-- end of sysprep operations -->\n", SysprepReference},
+}
 
-// TestReadmeReference keeps the README's step table equal to the registry.
+// TestReadmeReference keeps the README's step table and sysprep
+// operations table equal to the tables they come from.
 func TestReadmeReference(t *testing.T) {
 	const readme = "../README.md"
 	b, err := os.ReadFile(readme)
@@ -22,11 +29,14 @@ func TestReadmeReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(b)
-	i, j := strings.Index(s, refBegin), strings.Index(s, refEnd)
-	if i < 0 || j < i {
-		t.Fatalf("%s has no step reference between %q and %q", readme, refBegin, refEnd)
+	want := s
+	for _, blk := range readmeBlocks {
+		i, j := strings.Index(want, blk.begin), strings.Index(want, blk.end)
+		if i < 0 || j < i {
+			t.Fatalf("%s has no generated block between %q and %q", readme, blk.begin, blk.end)
+		}
+		want = want[:i+len(blk.begin)] + blk.content() + want[j:]
 	}
-	want := s[:i+len(refBegin)] + Reference() + s[j:]
 	if want == s {
 		return
 	}
@@ -36,5 +46,5 @@ func TestReadmeReference(t *testing.T) {
 		}
 		return
 	}
-	t.Errorf("the README's step reference is out of date: run go test ./steps -run TestReadmeReference -update")
+	t.Errorf("the README's generated tables are out of date: run go test ./steps -run TestReadmeReference -update")
 }

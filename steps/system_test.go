@@ -11,12 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/recipes"
 )
 
 // systemKinds are the system step kinds tested here.
 var systemKinds = []string{"cron", "firstboot", "fstab", "machine_id_reset", "password", "root_password",
-	"selinux_relabel", "service", "ssh_inject", "timezone", "user"}
+	"selinux_relabel", "service", "ssh_inject", "sysprep", "timezone", "user"}
 
 const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5dGVzdGtleXRlc3RrZXl0ZXN0a2V5 ops@example"
 
@@ -61,6 +62,8 @@ func TestParseSystemValid(t *testing.T) {
   - firstboot: {script: ./setup.sh}
   - machine_id_reset: true
   - selinux_relabel: true
+  - sysprep: {}
+  - sysprep: {operations: [defaults, -tmp-files, +cron-spool], keep: [/srv/keep/, "/var/log/app/*"], machine_id: uninitialized}
 `
 	r, err := recipes.Parse("sys.yaml", []byte(src), dir)
 	if err != nil {
@@ -93,6 +96,9 @@ func TestParseSystemValid(t *testing.T) {
 		&Firstboot{Script: p("setup.sh")},
 		&MachineIDReset{},
 		&SELinuxRelabel{},
+		&Sysprep{},
+		&Sysprep{Selection: []string{"defaults", "-tmp-files", "+cron-spool"}, Operations: sysprepWithout(fsops.DefaultSysprepOperations(), "tmp-files", "cron-spool"),
+			Keep: []string{"/srv/keep/", "/var/log/app/*"}, MachineID: "uninitialized"},
 	}
 	if len(r.Steps) != len(want) {
 		t.Fatalf("got %d steps, want %d", len(r.Steps), len(want))
@@ -113,6 +119,16 @@ func TestParseSystemValid(t *testing.T) {
 			t.Errorf("kind %q is not registered", k)
 		}
 	}
+}
+
+func sysprepWithout(names []string, drop, add string) []string {
+	var out []string
+	for _, op := range fsops.SysprepOperations {
+		if (slices.Contains(names, op.Name) && op.Name != drop) || op.Name == add {
+			out = append(out, op.Name)
+		}
+	}
+	return out
 }
 
 // Passwords never show up in descriptions, titles or formatted ops.
@@ -289,6 +305,26 @@ func TestParseSystemInvalid(t *testing.T) {
 			[]string{`r.yaml:2:19: selinux_relabel: expected true, got null`}},
 		{"selinux_relabel false", "steps:\n- selinux_relabel: false\n",
 			[]string{`r.yaml:2:20: selinux_relabel: only true is meaningful; remove the step instead`}},
+		// sysprep
+		{"sysprep unknown operation", "steps:\n- sysprep: {operations: [defaults, -tmp-file]}\n",
+			[]string{`r.yaml:2:25: sysprep.operations: "tmp-file" is not a sysprep operation; did you mean "tmp-files"? (imgbake sysprep --list-operations lists them)`}},
+		{"sysprep only removals", "steps:\n- sysprep: {operations: -tmp-files}\n",
+			[]string{`r.yaml:2:25: sysprep.operations: "-tmp-files" only removes operations, and the selection starts empty: start from the defaults, e.g. defaults,-tmp-files`}},
+		{"sysprep imgbake-state", "steps:\n- sysprep: {operations: [all]}\n",
+			[]string{"r.yaml:2:25: sysprep.operations: imgbake-state cannot run as a step (the run records its state when it ends; all includes it: write all,-imgbake-state); " +
+				"run `imgbake sysprep --operations defaults,imgbake-state` on the result instead"}},
+		{"sysprep relative keep", "steps:\n- sysprep: {keep: [var/log]}\n",
+			[]string{`r.yaml:2:20: sysprep.keep[0]: keep "var/log": must be an absolute path inside the image (a glob such as /var/log/app/*)`}},
+		{"sysprep bad glob", "steps:\n- sysprep: {keep: [\"/var/[log\"]}\n",
+			[]string{`r.yaml:2:20: sysprep.keep[0]: keep "/var/[log": syntax error in pattern`}},
+		{"sysprep machine_id", "steps:\n- sysprep: {machine_id: random}\n",
+			[]string{`r.yaml:2:25: sysprep.machine_id: "random": want empty or uninitialized`}},
+		{"sysprep unknown key", "steps:\n- sysprep: {operation: [defaults]}\n",
+			[]string{`r.yaml:2:13: sysprep: unknown key "operation"; did you mean "operations"?`}},
+		{"sysprep operation not a string", "steps:\n- sysprep: {operations: [defaults, {a: 1}]}\n",
+			[]string{`r.yaml:2:36: sysprep.operations[1]: expected a string, got a mapping`}},
+		{"sysprep null", "steps:\n- sysprep:\n",
+			[]string{`r.yaml:2:11: sysprep: expected a mapping, got null`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

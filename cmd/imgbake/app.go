@@ -144,6 +144,7 @@ func newApp(stdio Stdio) *cli.App {
 			copyOutCommand(),
 			editCommand(),
 			resetPasswordCommand(),
+			sysprepCommand(),
 			fstabCommand(),
 			fsckCommand(),
 			sparsifyCommand(),

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/fsops"
+)
+
+func sysprepCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sysprep",
+		Usage: "remove what makes the image one machine (machine ID, SSH host keys, logs, caches, leases, histories) before cloning it",
+		Description: "Like virt-sysprep: each operation removes one kind of trace and is idempotent; --list-operations\n" +
+			"shows them, * marking the default set. --operations takes virt-sysprep's syntax: a comma list applied\n" +
+			"in order to an empty set, NAME or +NAME adds, -NAME removes, defaults and all stand for the default set\n" +
+			"and every operation (e.g. defaults,-tmp-files,cron-spool); the flag may be repeated. Paths are found by\n" +
+			"listing directories, never with the image's shell; symlinks are removed as links, never followed.\n" +
+			"SSH host keys are made again at first boot (ssh-keygen -A) when the image has sshd.\n\n" + oneShotExitHelp,
+		Flags: append(diskFlags(),
+			&cli.StringSliceFlag{Name: "operations", Aliases: []string{"operation"}, Usage: "the operations to run: a `LIST` such as defaults,-tmp-files (see --list-operations)"},
+			&cli.StringSliceFlag{Name: "keep", Usage: "never touch paths matching `GLOB` (absolute; a kept directory keeps its contents); repeatable"},
+			&cli.StringFlag{Name: "machine-id", Value: fsops.MachineIDEmpty, Usage: "what /etc/machine-id is left holding: `empty` or uninitialized (systemd's first-boot marker)"},
+			&cli.BoolFlag{Name: "list-operations", Usage: "list the operations (* marks the default set) and exit"},
+			writeROFlag(),
+		),
+		Action: func(c *cli.Context) error {
+			stdio := stdioOf(c)
+			if c.NArg() != 0 {
+				return usageErr("sysprep takes no arguments (got %q); the disk goes with -a", c.Args().Slice())
+			}
+			if c.Bool("list-operations") {
+				listSysprepOperations(stdio.Out)
+				return nil
+			}
+			if err := rejectRO(c); err != nil {
+				return err
+			}
+			o := fsops.SysprepOptions{Keep: c.StringSlice("keep"), MachineID: c.String("machine-id")}
+			if c.IsSet("operations") {
+				ops, err := fsops.ParseSysprepOperations(c.StringSlice("operations"))
+				if err != nil {
+					return usageErr("--operations: %v", err)
+				}
+				o.Operations = ops
+			}
+			for _, g := range o.Keep {
+				if err := fsops.CheckSysprepKeep(g); err != nil {
+					return usageErr("--keep: %v", err)
+				}
+			}
+			if err := fsops.CheckSysprepMachineID(o.MachineID); err != nil {
+				return usageErr("--%v", err)
+			}
+			ctx := c.Context
+			img, err := openImage(ctx, c, stdio, bake.Options{})
+			if err != nil {
+				return err
+			}
+			res, err := fsops.Sysprep(ctx, img.Session(), o)
+			if err != nil {
+				img.Abort()
+				return opFailed(ctx, err)
+			}
+			if err := img.Finish(ctx, res.Changed); err != nil {
+				return err
+			}
+			for _, d := range res.Done {
+				fmt.Fprintf(stdio.Out, "%s: %s\n", d.Operation, d.Summary)
+			}
+			if res.Changed {
+				fmt.Fprintln(stdio.Err, "imgbake: sysprep done; the image is written")
+			} else {
+				fmt.Fprintln(stdio.Err, "imgbake: nothing to clean; the image is unchanged")
+			}
+			return nil
+		},
+	}
+}
+
+// listSysprepOperations prints "name * description" lines, as
+// virt-sysprep --list-operations does (* for the default set).
+func listSysprepOperations(w io.Writer) {
+	for _, op := range fsops.SysprepOperations {
+		mark := " "
+		if op.Default {
+			mark = "*"
+		}
+		fmt.Fprintf(w, "%s %s %s\n", op.Name, mark, op.Description)
+	}
+}
