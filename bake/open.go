@@ -94,9 +94,6 @@ func Check(disks []string, o Options) error {
 	if o.Cache && (len(disks) != 1 || o.InPlace || o.ReadOnly) {
 		return Classify(ErrUsage, errors.New("--cache needs exactly one -a disk and an overlay (not --in-place)"))
 	}
-	if err := checkOutput(disks, o); err != nil {
-		return Classify(ErrUsage, err)
-	}
 	if o.Output != "" {
 		if len(disks) != 1 {
 			return Classify(ErrUsage, errors.New("--output needs exactly one -a disk"))
@@ -104,6 +101,9 @@ func Check(disks []string, o Options) error {
 		if _, err := os.Stat(o.Output); err == nil {
 			return Classify(ErrUsage, fmt.Errorf("--output %s already exists", o.Output))
 		}
+	}
+	if err := checkOutput(disks, o); err != nil {
+		return Classify(ErrUsage, err)
 	}
 	return nil
 }
