@@ -53,6 +53,9 @@ type Options struct {
 	CacheDir string `json:"cache_dir,omitempty"` // where; "" is DefaultLayerCache
 	Refresh  bool   `json:"refresh,omitempty"`   // ignore cached layers (and replace them)
 
+	// Progress receives the progress of long phases (writing --output)
+	// in percent; nil: none.
+	Progress func(phase string, percent float64) `json:"-"`
 	// Logf receives progress lines (-v); nil discards them.
 	Logf func(format string, args ...any) `json:"-"`
 	// Notices receives warnings and notices a user must see (stderr);

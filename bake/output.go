@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/imgbake/imgbake/appliance/proto"
 
@@ -22,7 +25,40 @@ func (o Options) output() (image.Output, error) {
 	if err != nil {
 		return image.Output{}, err
 	}
-	return image.Output{Format: format, Options: o.OutputOptions, Compress: o.Compress}, nil
+	out := image.Output{Format: format, Options: o.OutputOptions, Compress: o.Compress}
+	if p := o.Progress; p != nil {
+		phase := "writing " + o.Output
+		out.Progress = func(pct float64) { p(phase, pct) }
+	}
+	return out, nil
+}
+
+// NewJSONProgress reports progress as JSON lines on w, in the manner of
+// the run's events: {"event":"progress","phase":...,"percent":...}.
+func NewJSONProgress(w io.Writer) func(phase string, percent float64) {
+	enc := json.NewEncoder(w)
+	return func(phase string, pct float64) {
+		_ = enc.Encode(struct {
+			Event   string    `json:"event"`
+			Time    time.Time `json:"time"`
+			Phase   string    `json:"phase"`
+			Percent float64   `json:"percent"`
+		}{"progress", time.Now().UTC(), phase, pct})
+	}
+}
+
+// NewTerminalProgress draws a progress bar on one terminal line of w,
+// ended with a newline at 100 %.
+func NewTerminalProgress(w io.Writer) func(phase string, percent float64) {
+	return func(phase string, pct float64) {
+		const width = 30
+		filled := int(pct / 100 * width)
+		filled = min(max(filled, 0), width)
+		fmt.Fprintf(w, "\r%s [%s%s] %3.0f%%", phase, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct)
+		if pct >= 100 {
+			fmt.Fprintln(w)
+		}
+	}
 }
 
 // checkOutput validates the output flags before anything is opened.

@@ -1,12 +1,16 @@
 package image
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +22,9 @@ type Output struct {
 	Format   string // a qemu-img format: one of OutputFormats
 	Options  string // qemu-img -o options, e.g. "subformat=streamOptimized"
 	Compress string // "" (none), "zlib" or "zstd": qcow2's compressed clusters
+	// Progress, when set, receives the conversion's progress in percent
+	// (qemu-img convert -p), at most once per whole percent.
+	Progress func(percent float64)
 }
 
 // OutputFormats are the formats an image can be exported to, with the
@@ -104,6 +111,9 @@ func (o Output) Check() error {
 // convertArgs are qemu-img convert's arguments to write src (a qcow2) to dest as o says.
 func (o Output) convertArgs(src, dest string) []string {
 	args := []string{"convert", "-q", "-f", "qcow2", "-O", o.Format}
+	if o.Progress != nil {
+		args[1] = "-p"
+	}
 	opts := o.Options
 	if o.Compress != "" {
 		args = append(args, "-c")
@@ -159,11 +169,67 @@ func (o *Overlay) Export(ctx context.Context, dest string, out Output) error {
 		return err
 	}
 	tmp := abs + ".imgbake-partial"
-	if err := qemuImg(ctx, out.convertArgs(o.Path, tmp)...); err != nil {
+	args := out.convertArgs(o.Path, tmp)
+	if out.Progress != nil {
+		err = qemuImgProgress(ctx, out.Progress, args...)
+	} else {
+		err = qemuImg(ctx, args...)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, dest)
+}
+
+// progressRE is how qemu-img -p reports: "    (12.34/100%)", lines ended
+// by a carriage return.
+var progressRE = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
+
+// qemuImgProgress runs qemu-img with -p and passes its progress on.
+func qemuImgProgress(ctx context.Context, progress func(float64), args ...string) error {
+	bin, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return fmt.Errorf("qemu-img not found: install qemu-utils: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Split(splitCR)
+	last := -1.0
+	for sc.Scan() {
+		m := progressRE.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		if pct, err := strconv.ParseFloat(m[1], 64); err == nil && math.Floor(pct) > last {
+			last = math.Floor(pct)
+			progress(pct)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("%w: qemu-img %s: %v: %s", ErrQemuImg, args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// splitCR splits at carriage returns as well as newlines.
+func splitCR(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // Resize sets the virtual size of the image at path (only ever larger:

@@ -57,3 +57,25 @@ func TestOutputCheckAndArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitCR(t *testing.T) {
+	data := []byte("    (0.00/100%)\r    (12.50/100%)\r    (100.00/100%)\r\n")
+	var got []string
+	for len(data) > 0 {
+		n, tok, _ := splitCR(data, true)
+		if n == 0 {
+			break
+		}
+		got = append(got, string(tok))
+		data = data[n:]
+	}
+	var pcts []string
+	for _, line := range got {
+		if m := progressRE.FindStringSubmatch(line); m != nil {
+			pcts = append(pcts, m[1])
+		}
+	}
+	if want := []string{"0.00", "12.50", "100.00"}; len(pcts) != 3 || pcts[0] != want[0] || pcts[1] != want[1] || pcts[2] != want[2] {
+		t.Errorf("progress = %q (lines %q)", pcts, got)
+	}
+}

@@ -82,9 +82,17 @@ func outputFlags() []cli.Flag {
 	}
 }
 
-// outputOptions reads outputFlags into o.
+// outputOptions reads outputFlags into o, and reports the writing of an
+// output as JSON lines with --json, else as a bar on a terminal.
 func outputOptions(c *cli.Context, o bake.Options) (bake.Options, error) {
 	o.OutputFormat, o.OutputOptions, o.Checksum = c.String("output-format"), c.String("output-options"), c.Bool("checksum")
+	stdio := stdioOf(c)
+	switch {
+	case c.Bool("json"):
+		o.Progress = bake.NewJSONProgress(stdio.Out)
+	case isTerminal(stdio.Err):
+		o.Progress = bake.NewTerminalProgress(stdio.Err)
+	}
 	switch {
 	case c.IsSet("compression") && !c.Bool("compress"):
 		return o, usageErr("--compression needs --compress")

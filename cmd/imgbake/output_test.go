@@ -72,8 +72,10 @@ func TestExportSparseAndCompressed(t *testing.T) {
 	del := writeRecipe(t, "steps:\n  - delete: /var/tmp/big\n")
 	dir := t.TempDir()
 	out, outC := filepath.Join(dir, "out.qcow2"), filepath.Join(dir, "outc.qcow2")
-	if r := imgbake(t, "run", "-a", disk, "-o", out, del); r.code != 0 {
+	if r := imgbake(t, "run", "--json", "-a", disk, "-o", out, del); r.code != 0 {
 		t.Fatalf("export: %s", r)
+	} else if !regexp.MustCompile(`(?m)^\{"event":"progress",.*"phase":"writing [^"]*out.qcow2","percent":100\}$`).MatchString(r.stdout) {
+		t.Errorf("--json reported no progress of the export reaching 100%%:\n%s", r.stdout)
 	}
 	if r := imgbake(t, "run", "-a", disk, "-o", outC, "--compress", del); r.code != 0 {
 		t.Fatalf("compressed export: %s", r)

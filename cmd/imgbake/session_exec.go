@@ -53,8 +53,8 @@ func sessionExec(c *cli.Context, stdio Stdio) error {
 	return exitStatus(session.Exec(c.Context, name, req, in, stdio.Out, stdio.Err))
 }
 
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
