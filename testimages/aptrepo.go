@@ -116,7 +116,8 @@ func ServeAptRepo(t testing.TB, pkgs ...DebPackage) *AptRepo {
 	files := http.FileServer(http.Dir(dir))
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
-		r.requests = append(r.requests, req.URL.Path)
+		// Cleaned: apt asks for a flat repository's "./" files as "/./NAME".
+		r.requests = append(r.requests, filepath.Clean(req.URL.Path))
 		r.mu.Unlock()
 		files.ServeHTTP(w, req)
 	}))
@@ -130,9 +131,9 @@ func ServeAptRepo(t testing.TB, pkgs ...DebPackage) *AptRepo {
 	return r
 }
 
-// debFileName is the pool file name of a package (the epoch, whose colon
-// does not belong in a file name, left out, as Debian does).
-func debFileName(p DebPackage) string {
+// FileName is the name of p's .deb in the repository (the epoch, whose
+// colon does not belong in a file name, left out, as Debian does).
+func (p DebPackage) FileName() string {
 	v := p.Version
 	if i := strings.IndexByte(v, ':'); i >= 0 {
 		v = v[i+1:]
@@ -185,7 +186,7 @@ func buildDeb(dpkgDeb, work, repoDir string, p DebPackage) (string, error) {
 	if err := os.WriteFile(filepath.Join(root, "DEBIAN", "control"), []byte(control), 0o644); err != nil {
 		return "", fmt.Errorf("package %s: %w", p.Name, err)
 	}
-	name := debFileName(p)
+	name := p.FileName()
 	out := filepath.Join(repoDir, name)
 	// -Zgzip: quick to build, and every dpkg reads it.
 	cmd := exec.Command(dpkgDeb, "--build", "--root-owner-group", "-Zgzip", root, out)

@@ -121,7 +121,7 @@ func TestAptRepoIndexes(t *testing.T) {
 			continue
 		}
 		for field, want := range map[string]string{"Version": p.Version, "Architecture": "all", "Depends": p.Depends,
-			"Filename": "./" + debFileName(p)} {
+			"Filename": "./" + p.FileName()} {
 			if s[field] != want {
 				t.Errorf("%s: %s = %q, want %q", p.Name, field, s[field], want)
 			}
@@ -137,8 +137,8 @@ func TestAptRepoIndexes(t *testing.T) {
 				p.Name, s["Size"], s["MD5sum"], s["SHA256"], len(deb))
 		}
 	}
-	if debFileName(aptRepoFixtures[0]) != "greeter_2.0-1_all.deb" {
-		t.Errorf("the epoch belongs in no file name: %s", debFileName(aptRepoFixtures[0]))
+	if aptRepoFixtures[0].FileName() != "greeter_2.0-1_all.deb" {
+		t.Errorf("the epoch belongs in no file name: %s", aptRepoFixtures[0].FileName())
 	}
 
 	zr, err := gzip.NewReader(bytes.NewReader(httpGet(t, repo.HostURL+"Packages.gz")))
@@ -173,7 +173,7 @@ func TestAptRepoIndexes(t *testing.T) {
 // TestAptRepoDebs checks the built packages with dpkg-deb itself.
 func TestAptRepoDebs(t *testing.T) {
 	repo := ServeAptRepo(t, aptRepoFixtures...)
-	deb := filepath.Join(repo.Dir, debFileName(aptRepoFixtures[0]))
+	deb := filepath.Join(repo.Dir, aptRepoFixtures[0].FileName())
 	info, err := exec.Command("dpkg-deb", "--info", deb).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dpkg-deb --info: %v\n%s", err, info)
@@ -195,7 +195,7 @@ func TestAptRepoDebs(t *testing.T) {
 	if string(postinst) != aptRepoFixtures[0].Postinst {
 		t.Errorf("postinst = %q", postinst)
 	}
-	dataDeb := filepath.Join(repo.Dir, debFileName(aptRepoFixtures[1]))
+	dataDeb := filepath.Join(repo.Dir, aptRepoFixtures[1].FileName())
 	extracted := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "--extract", dataDeb, extracted).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb --extract: %v\n%s", err, out)
@@ -249,9 +249,9 @@ func TestAptRepoWithApt(t *testing.T) {
 	run("download", "greeter=1:2.0-1", "greeter-data")
 	for _, p := range aptRepoFixtures {
 		// apt-get download keeps the epoch, escaped, in the file name.
-		got, err := os.ReadFile(filepath.Join(dir, "download", strings.Replace(debFileName(p), "_", "_"+epochOf(p.Version), 1)))
+		got, err := os.ReadFile(filepath.Join(dir, "download", strings.Replace(p.FileName(), "_", "_"+epochOf(p.Version), 1)))
 		must(t, err)
-		want, err := os.ReadFile(filepath.Join(repo.Dir, debFileName(p)))
+		want, err := os.ReadFile(filepath.Join(repo.Dir, p.FileName()))
 		must(t, err)
 		if !bytes.Equal(got, want) {
 			t.Errorf("apt-get download %s: not the repository's file", p.Name)
