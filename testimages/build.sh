@@ -13,7 +13,9 @@
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
 # xfsprogs, dosfstools, fdisk (sfdisk), qemu-utils, and go (protofile generator).
-# mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-lvm.raw also
+# mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-python.raw
+# built offline (the mirror unreachable) also needs dpkg-deb and a host running
+# Debian 12 on the rootfs's architecture with python3 installed. debian-lvm.raw also
 # needs lvm2 and a free loop device (losetup); it needs no device-mapper.
 #
 # Every output is written under a temporary name and renamed into place, so an
