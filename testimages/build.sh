@@ -366,6 +366,8 @@ build_python() {
   log "building $name"
   local root=$work/root
   extract_rootfs "$root" "$name"
+  # rm first: cp would write through a symlink there, outside the root.
+  rm -f "$root/etc/resolv.conf"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || : >"$root/etc/resolv.conf"
   # --error-on=any: an unreachable mirror fails the update (by default only a warning).
   if in_chroot "$root" apt-get -qq --error-on=any update >"$work/apt.log" 2>&1; then
