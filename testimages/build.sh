@@ -13,7 +13,9 @@
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
 # xfsprogs, dosfstools, fdisk (sfdisk), qemu-utils, and go (protofile generator).
-# mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-lvm.raw also
+# mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-python.raw
+# built offline (the mirror unreachable) also needs dpkg-deb and a host running
+# Debian 12 on the rootfs's architecture with python3 installed. debian-lvm.raw also
 # needs lvm2 and a free loop device (losetup); it needs no device-mapper.
 #
 # Every output is written under a temporary name and renamed into place, so an
@@ -308,24 +310,76 @@ EOF
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# in_chroot ROOT COMMAND...: COMMAND chrooted into ROOT with a clean
+# environment. Nothing is mounted: apt and dpkg need no /proc or /dev here.
+in_chroot() {
+  local root=$1
+  shift
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+# install_host_packages WORK ROOT PACKAGE...: the host's installed PACKAGEs,
+# and what they need that ROOT lacks, rebuilt as .debs from the host's dpkg
+# database (testimages/hostdebs, which writes only inside its own empty
+# directory under WORK and checks that the host runs ROOT's release and
+# architecture), then installed with dpkg -i chrooted into ROOT, batch by
+# batch, dependencies first. For building offline.
+install_host_packages() {
+  local work=$1 root=$2
+  shift 2
+  need go dpkg-deb dpkg-query
+  [[ -d "$root/tmp" && ! -L "$root/tmp" ]] || die "$root/tmp is not a directory"
+  local tool=$work/hostdebs repack=$work/hostdebs.d debs=$root/tmp/imgbake-hostdebs
+  (cd "$REPO_DIR" && go build -o "$tool" ./testimages/hostdebs)
+  mkdir "$repack"
+  local batches
+  batches=$("$tool" -root "$root" -work "$repack" "$@") || die "rebuilding the host's packages failed (see above)"
+  if [[ -z "$batches" ]]; then
+    log "the rootfs has $* already"
+    return 0
+  fi
+  mkdir "$debs"
+  mv "$repack"/debs/*.deb "$debs"/
+  local batch f files
+  while read -r batch; do
+    files=()
+    for f in $batch; do files+=("/tmp/imgbake-hostdebs/$f"); done
+    if ! in_chroot "$root" dpkg -i "${files[@]}" >>"$work/dpkg.log" 2>&1; then
+      tail -n 30 "$work/dpkg.log" >&2
+      die "dpkg -i $batch in the rootfs failed"
+    fi
+  done <<<"$batches"
+  rm -rf --one-file-system "$debs"
+}
+
 # debian-python.raw: debian-nopart.raw's layout (a bare ext4 filesystem) plus
 # python3, which Ansible needs on its targets. python3 is installed with apt in
-# a chroot of the extracted rootfs: no VM, no second debootstrap.
+# a chroot of the extracted rootfs: no VM, no second debootstrap. When the
+# mirror cannot be reached (the tests must build their images offline too),
+# the host's own python3 packages are installed instead (install_host_packages).
 build_python() {
   local name=debian-python.raw out=$CACHE/debian-python.raw
   need mkfs.ext4 chroot
   local work start
   mktmp work
   start=$(date +%s)
-  log "building $name (apt-get install python3 in a chroot)"
+  log "building $name"
   local root=$work/root
   extract_rootfs "$root" "$name"
-  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
-  if ! chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-    sh -c 'apt-get -qq update && apt-get -y -qq --no-install-recommends install python3' \
-    >"$work/apt.log" 2>&1; then
-    tail -n 30 "$work/apt.log" >&2
-    die "installing python3 into the rootfs failed"
+  # rm first: cp would write through a symlink there, outside the root.
+  rm -f "$root/etc/resolv.conf"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || : >"$root/etc/resolv.conf"
+  # --error-on=any: an unreachable mirror fails the update (by default only a warning).
+  if in_chroot "$root" apt-get -qq --error-on=any update >"$work/apt.log" 2>&1; then
+    log "$name: python3 from the Debian mirror (apt-get install in a chroot)"
+    if ! in_chroot "$root" apt-get -y -qq --no-install-recommends install python3 >>"$work/apt.log" 2>&1; then
+      tail -n 30 "$work/apt.log" >&2
+      die "installing python3 into the rootfs failed"
+    fi
+  else
+    log "$name: the Debian mirror cannot be reached: $(grep -m1 -E '^(E|W|Err):' "$work/apt.log" || tail -n 1 "$work/apt.log")"
+    log "$name: python3 from the host's own installed packages instead (rebuilt as .debs, dpkg -i in a chroot)"
+    install_host_packages "$work" "$root" python3
   fi
   [[ -x "$root/usr/bin/python3" ]] || die "python3 is missing after the install"
   : >"$root/etc/resolv.conf"

@@ -41,7 +41,8 @@ const (
 	MBRXFS = "debian-mbr-xfs.raw"
 	// NoPart is a raw image that is a bare ext4 filesystem, no partition table.
 	NoPart = "debian-nopart.raw"
-	// Python is NoPart's layout plus python3 (Ansible targets need it). It
+	// Python is NoPart's layout plus python3 (Ansible targets need it):
+	// from the Debian mirror, else from the host's installed packages. It
 	// is not in Names: only the tests that need it build it.
 	Python = "debian-python.raw"
 	// LVM is a raw GPT image with root on LVM: /boot ext4 (1) and a PV (2)

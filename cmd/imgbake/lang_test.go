@@ -106,24 +106,26 @@ steps:
 	}
 }
 
-// TestInstallPackage installs a small real Debian package over the
-// appliance's network, and proves the image's resolv.conf is restored and
-// a second install is a no-op.
+// TestInstallPackage installs a small package over the appliance's
+// network, from the tests' local APT repository (see testAptRepo), and
+// proves the image's resolv.conf is restored and a second install is a
+// no-op.
 func TestInstallPackage(t *testing.T) {
 	vmTests(t)
-	if os.Getenv("IMGBAKE_NO_NETWORK_TESTS") == "1" {
-		t.Skip("IMGBAKE_NO_NETWORK_TESTS=1")
-	}
+	repo := testAptRepo(t)
 	disk := testimages.Fresh(t, testimages.NoPart)
 	before, err := testimages.ReadFile(t, disk, "raw", 0, "/etc/resolv.conf")
 	must(t, err)
-	recipe := writeRecipe(t, "steps:\n  - install: [hello]\n  - run: hello > /root/hello.out\n  - install: hello\n")
+	recipe := writeRecipe(t, "steps:\n"+localAptStep(repo)+"  - install: [hello]\n  - run: hello > /root/hello.out\n  - install: hello\n")
 	r := imgbake(t, "run", "-a", disk, recipe)
 	if r.code != 0 {
 		t.Fatalf("%s", r)
 	}
-	if !regexp.MustCompile(`(?m)^\[3/3\] install: hello\s+ok\s.*already installed`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`(?m)^\[4/4\] install: hello\s+ok\s.*already installed`).MatchString(r.stdout) {
 		t.Errorf("the second install should be ok (already installed):\n%s", r.stdout)
+	}
+	if !repo.Requested(debPath(helloFixture)) {
+		t.Errorf("hello was not fetched from the local repository; it served %v", repo.Requests())
 	}
 	files, err := testimages.ReadFiles(t, disk, "raw", 0, "/root/hello.out", "/etc/resolv.conf", "/usr/sbin/policy-rc.d", "/etc/.resolv.conf.imgbake-saved")
 	must(t, err)
@@ -138,10 +140,15 @@ func TestInstallPackage(t *testing.T) {
 			t.Errorf("%s left in the image", p)
 		}
 	}
-	// --no-network: the package cannot be fetched, and the step says so.
+	// --no-network: the package cannot be fetched, although the repository
+	// is there, and the step says so.
+	served := len(repo.Requests())
 	disk2 := testimages.Fresh(t, testimages.NoPart)
-	r = imgbake(t, "run", "--no-network", "-a", disk2, writeRecipe(t, "steps:\n  - install: [hello]\n"))
+	r = imgbake(t, "run", "--no-network", "-a", disk2, writeRecipe(t, "steps:\n"+localAptStep(repo)+"  - install: [hello]\n"))
 	if r.code != ExitStepFailed {
 		t.Errorf("install with --no-network should fail:\n%s", r)
+	}
+	if got := repo.Requests(); len(got) != served {
+		t.Errorf("with --no-network the repository was reached: %v", got[served:])
 	}
 }

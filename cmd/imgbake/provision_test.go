@@ -11,12 +11,13 @@ import (
 )
 
 // TestProvisionExample runs examples/provision on the Debian test image:
-// it must apply, and a second run with --force must change nothing.
+// it must apply, and a second run with --force must change nothing. Its
+// package steps use the tests' local APT repository (see testAptRepo),
+// which a preparatory recipe makes the image's only source; the example
+// itself is run as users get it.
 func TestProvisionExample(t *testing.T) {
 	vmTests(t)
-	if os.Getenv("IMGBAKE_NO_NETWORK_TESTS") == "1" {
-		t.Skip("IMGBAKE_NO_NETWORK_TESTS=1")
-	}
+	repo := testAptRepo(t)
 	// A private copy of the example, so its generated secrets stay here.
 	dir := filepath.Join(t.TempDir(), "provision")
 	if out, err := exec.Command("cp", "-a", "../../examples/provision", dir).CombinedOutput(); err != nil {
@@ -26,6 +27,9 @@ func TestProvisionExample(t *testing.T) {
 	must(t, os.Mkdir(filepath.Join(dir, "secrets"), 0o700))
 	recipe := filepath.Join(dir, "provision.yaml")
 	disk := testimages.Fresh(t, testimages.NoPart)
+	if r := imgbake(t, "run", "-a", disk, writeRecipe(t, "name: local apt sources\nsteps:\n"+localAptStep(repo))); r.code != 0 {
+		t.Fatalf("pointing apt at the local repository: %s", r)
+	}
 
 	r := imgbake(t, "run", "-a", disk, recipe)
 	if r.code != 0 {
@@ -66,6 +70,9 @@ func TestProvisionExample(t *testing.T) {
 	}
 	if _, ok := files["/usr/sbin/haveged"]; !ok {
 		t.Error("haveged is not installed")
+	}
+	if !repo.Requested(debPath(havegedFixture)) {
+		t.Errorf("haveged was not fetched from the local repository; it served %v", repo.Requests())
 	}
 	if _, ok := files["/etc/sysconfig/app"]; ok {
 		t.Error("the rhel-only step ran on Debian")
