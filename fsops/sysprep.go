@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/imgbake/imgbake/internal/suggest"
 )
 
 // Sysprep, in the manner of virt-sysprep: remove what makes an image one
@@ -181,37 +183,14 @@ func ParseSysprepOperations(items []string) ([]string, error) {
 }
 
 func unknownSysprepOperation(name string) error {
-	best, bestDist := "", 3
-	for _, op := range SysprepOperations {
-		if d := editDistance(name, op.Name); d < bestDist {
-			best, bestDist = op.Name, d
-		}
+	names := make([]string, len(SysprepOperations))
+	for i, op := range SysprepOperations {
+		names[i] = op.Name
 	}
-	if best != "" {
+	if best := suggest.Closest(name, names); best != "" {
 		return fmt.Errorf("%q is not a sysprep operation; did you mean %q? (imgbake sysprep --list-operations lists them)", name, best)
 	}
 	return fmt.Errorf("%q is not a sysprep operation (imgbake sysprep --list-operations lists them)", name)
-}
-
-// editDistance is the Levenshtein distance, for suggestions.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // CheckSysprepKeep validates one keep glob: absolute, and a valid

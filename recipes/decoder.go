@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgbake/imgbake/internal/filemode"
+	"github.com/imgbake/imgbake/internal/suggest"
 )
 
 // Decoder walks a recipe's YAML node tree. It records every problem it finds
@@ -186,46 +187,11 @@ func (d *Decoder) Fields(ctx string, n *yaml.Node, fields ...Field) bool {
 // unknownKey reports key, suggesting the closest valid key when it looks
 // like a typo and otherwise listing what is allowed.
 func (d *Decoder) unknownKey(ctx string, keyNode *yaml.Node, key string, valid []string, help string) {
-	if s := suggest(key, valid); s != "" {
+	if s := suggest.Closest(key, valid); s != "" {
 		d.Errorf(keyNode, "%sunknown key %s; did you mean %q?", Prefix(ctx), Quote(key), s)
 		return
 	}
 	d.Errorf(keyNode, "%sunknown key %s; %s", Prefix(ctx), Quote(key), help)
-}
-
-// suggest returns the candidate within a small edit distance of s, if any.
-func suggest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if dist := editDistance(s, c); dist < bestDist && dist < len(c) {
-			best, bestDist = c, dist
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return max(len(a), len(b)) // not a typo; skip the quadratic work
-	}
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // str decodes a scalar as a string. Plain numbers and booleans are taken

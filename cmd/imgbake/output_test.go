@@ -26,17 +26,25 @@ func allocated(t *testing.T, path string) int64 {
 // not imgbake): block count minus free blocks, times the block size.
 func extUsedBytes(t *testing.T, raw string) int64 {
 	t.Helper()
-	out, err := exec.Command("dumpe2fs", "-h", raw).Output()
+	f := dumpe2fsFields(t, raw, "Block count", "Free blocks", "Block size")
+	return (f[0] - f[1]) * f[2]
+}
+
+// dumpe2fsFields reads numeric fields of an ext superblock with dumpe2fs.
+func dumpe2fsFields(t *testing.T, dev string, names ...string) []int64 {
+	t.Helper()
+	out, err := exec.Command("dumpe2fs", "-h", dev).Output()
 	must(t, err)
-	field := func(name string) int64 {
+	var vals []int64
+	for _, name := range names {
 		m := regexp.MustCompile(`(?m)^` + name + `:\s+(\d+)`).FindSubmatch(out)
 		if m == nil {
-			t.Fatalf("dumpe2fs: no %s in\n%s", name, out)
+			t.Fatalf("dumpe2fs %s: no %s in\n%s", dev, name, out)
 		}
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-		return n
+		vals = append(vals, n)
 	}
-	return (field("Block count") - field("Free blocks")) * field("Block size")
+	return vals
 }
 
 // qemuImgFormat is the format qemu-img finds in a file (it probes: only

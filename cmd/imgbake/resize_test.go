@@ -44,19 +44,11 @@ func sfdiskVerify(t *testing.T, raw string) {
 	}
 }
 
+// dumpe2fsSize is an ext filesystem's size in bytes, read with dumpe2fs.
 func dumpe2fsSize(t *testing.T, dev string) int64 {
 	t.Helper()
-	out, err := exec.Command("dumpe2fs", "-h", dev).Output()
-	must(t, err)
-	num := func(name string) int64 {
-		m := regexp.MustCompile(`(?m)^` + name + `:\s+(\d+)`).FindSubmatch(out)
-		if m == nil {
-			t.Fatalf("dumpe2fs %s: no %s", dev, name)
-		}
-		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-		return n
-	}
-	return num("Block count") * num("Block size")
+	f := dumpe2fsFields(t, dev, "Block count", "Block size")
+	return f[0] * f[1]
 }
 
 func xfsSize(t *testing.T, raw string, offset int64) int64 {
