@@ -61,6 +61,21 @@ func NewTerminalProgress(w io.Writer) func(phase string, percent float64) {
 	}
 }
 
+// OutputExtension is the usual file name extension of an output format
+// (".vhd" for "vhd" or "vpc"); "" for an unknown one.
+func OutputExtension(format string) string {
+	f, err := image.OutputFormatFor("", format)
+	if err != nil {
+		return ""
+	}
+	for _, of := range image.OutputFormats {
+		if of.Format == f {
+			return of.Extensions[0]
+		}
+	}
+	return ""
+}
+
 // checkOutput validates the output flags before anything is opened.
 func checkOutput(disks []string, o Options) error {
 	if o.Output == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"slices"
 	"time"
 
@@ -31,14 +32,14 @@ func bakeCommand() *cli.Command {
 			"3 (an image or appliance error), then 1 (a step failed); 2 is bad usage, found before anything starts.",
 		Flags: append(append(append(flags,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "run at most `N` appliances at once (default: what the host's free memory and cores allow)"},
-			&cli.StringFlag{Name: "output-dir", Usage: "write each result to `DIR`/<image file name> (created if missing) and leave the inputs untouched"},
+			&cli.StringFlag{Name: "output-dir", Usage: "write each result to `DIR`/<image file name> (created if missing; with --output-format, the format's extension) and leave the inputs untouched"},
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the images (a failure leaves that image partly changed)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for each image's run (from its start), e.g. 10m"},
 			&cli.BoolFlag{Name: "timings", Usage: "print where each image's time went (as run --timings)"},
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if an image records this recipe as applied, or an interrupted run of another"},
 			&cli.BoolFlag{Name: "no-network", Usage: "give the appliances no network: package steps must work from what is in the images"},
 			&cli.BoolFlag{Name: "json", Usage: `print JSON events (as run --json, each with a "disk" field), one image_result per image and a bake_end`},
-		), cacheFlags()...), varFlags()...),
+		), append(outputFlags(), cacheFlags()...)...), varFlags()...),
 		Action: func(c *cli.Context) error { return bakeAction(c, stdioOf(c)) },
 	}
 }
@@ -61,6 +62,10 @@ func bakeAction(c *cli.Context, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
+	if o, err = outputOptions(c, o); err != nil {
+		return err
+	}
+	o.Progress = nil // the images write their outputs at once: no bar for one of them
 	if c.Int("jobs") < 0 {
 		return usageErr("--jobs %d: must be at least 1 (0 or none: automatic)", c.Int("jobs"))
 	}
@@ -129,6 +134,15 @@ func bakeAction(c *cli.Context, stdio Stdio) error {
 	return withCode(code, fmt.Errorf("%d of %d images failed: %w", failed, len(results), errReported))
 }
 
+// outputName is an image's file name under --output-dir: its own, or
+// with the extension of --output-format when that is given.
+func outputName(base, format string) string {
+	if format == "" {
+		return base
+	}
+	return strings.TrimSuffix(base, filepath.Ext(base)) + bake.OutputExtension(format)
+}
+
 // bakeImages names the images (their file names, or the arguments as
 // given when two file names are the same), places their outputs in outDir,
 // and refuses what would go wrong for the whole batch before anything is
@@ -155,7 +169,7 @@ func bakeImages(args []string, outDir string, o bake.Options) ([]bakeImage, erro
 			}
 		}
 		if outDir != "" {
-			im.output = filepath.Join(outDir, filepath.Base(a))
+			im.output = filepath.Join(outDir, outputName(filepath.Base(a), o.OutputFormat))
 			if prev, dup := outputs[im.output]; dup {
 				return nil, usageErr("bake: --output-dir: %s and %s would both be written to %s", prev, a, im.output)
 			}

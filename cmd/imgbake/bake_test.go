@@ -210,5 +210,21 @@ func TestBakeOutputDirJSON(t *testing.T) {
 			t.Errorf("no prefixed already-applied line for %s:\n%s", n, r.stdout)
 		}
 	}
+
+	// Another format: the outputs take its extension, each with its checksum.
+	vmdks := filepath.Join(t.TempDir(), "vmdk")
+	if r := imgbake(t, "bake", "--output-dir", vmdks, "--output-format", "vmdk", "--checksum", recipe, in[0], in[1]); r.code != 0 {
+		t.Fatalf("bake --output-format vmdk: %s", r)
+	}
+	for _, n := range []string{"a.vmdk", "b.vmdk"} {
+		if f, _ := qemuImgFormat(t, filepath.Join(vmdks, n)); f != "vmdk" {
+			t.Errorf("%s is %q, want vmdk", n, f)
+		}
+		cmd := exec.Command("sha256sum", "-c", n+".sha256")
+		cmd.Dir = vmdks
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("sha256sum -c %s.sha256: %v %s", n, err, b)
+		}
+	}
 	noLeftovers(t, tmp)
 }
