@@ -1,7 +1,7 @@
 // Command bench runs imgbake and libguestfs side by side on fresh copies of
 // the same test image and reports medians, spreads and ratios (issue 6).
 //
-//	go run ./scripts/bench [-reps 3] [-heavy-reps 1] [-w 1-10] [-tools imgbake,libguestfs]
+//	go run ./scripts/bench [-reps 3] [-heavy-reps 1] [-w 1-11] [-tools imgbake,libguestfs]
 //	BENCH_QUICK=1 go run ./scripts/bench      # one short pass
 //
 // Raw figures go to bench/results/<timestamp>.json; the table is printed as
@@ -121,7 +121,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.Reps, "reps", 3, "repetitions of the cheap workloads (1-4; 7 runs once)")
 	flag.IntVar(&c.HeavyReps, "heavy-reps", 1, "repetitions of the expensive workloads 5 (copy-in), 6 (20 launches) and 8 (Ansible plays)")
 	flag.IntVar(&c.Tasks, "tasks", 20, "tasks in workload 6")
-	flag.StringVar(&w, "w", "1-10", "workloads to run: a list and/or ranges, e.g. 1,2,5 or 1-4")
+	flag.StringVar(&w, "w", "1-11", "workloads to run: a list and/or ranges, e.g. 1,2,5 or 1-4")
 	flag.StringVar(&tools, "tools", toolIB+","+toolLG, "tools to measure")
 	flag.StringVar(&c.Image, "image", filepath.Join(imgDir, "debian-gpt.qcow2"), "the test image (copied for every run, never modified)")
 	flag.StringVar(&c.PythonImage, "python-image", filepath.Join(imgDir, "debian-python.raw"), "workload 8: the test image with python3 for the Ansible play")
@@ -163,8 +163,8 @@ func parseFlags() (config, error) {
 	}
 	c.only = map[int]bool{}
 	for _, n := range c.Workloads {
-		if n < 1 || n > 10 {
-			return c, fmt.Errorf("-w: no workload %d (1-10)", n)
+		if n < 1 || n > 11 {
+			return c, fmt.Errorf("-w: no workload %d (1-11)", n)
 		}
 		c.only[n] = true
 	}
@@ -299,7 +299,7 @@ func (b *bench) setup() error {
 		}
 	}
 	if b.cfg.tools[toolLG] {
-		for _, t := range []string{"virt-customize", "guestfish", "virt-copy-in"} {
+		for _, t := range []string{"virt-customize", "guestfish", "virt-copy-in", "virt-sparsify"} {
 			if _, err := exec.LookPath(t); err != nil {
 				return fmt.Errorf("%s not found: install libguestfs-tools (bash scripts/install-deps.sh --bench)", t)
 			}
@@ -398,6 +398,9 @@ func (b *bench) runRep(rep int) {
 	}
 	if on[9] && b.cfg.tools[toolIB] {
 		b.many(rep)
+	}
+	if on[11] && heavy {
+		b.sparsify(rep)
 	}
 	if on[7] && rep == 1 {
 		memDir := filepath.Join(b.cfg.work, "meminfo")
@@ -505,7 +508,7 @@ func (b *bench) record(k string, r *run, err error) {
 		b.fail(r, err)
 		return
 	}
-	if r.Tool == toolIB && r.Workload != 8 { // plays are checked by checkPlay
+	if r.Tool == toolIB && r.Workload != 8 && r.Workload != 11 { // plays are checked by checkPlay; sparsify runs no steps
 		// A successful imgbake run prints one line per step; a recipe that
 		// was skipped as already applied would print none.
 		if len(r.Steps) == 0 {

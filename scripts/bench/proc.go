@@ -28,33 +28,34 @@ type procPeak struct {
 
 // run is one measured process execution, stored raw in the JSON.
 type run struct {
-	Workload   int                `json:"workload"`
-	Tool       string             `json:"tool"` // imgbake | libguestfs
-	Variant    string             `json:"variant"`
-	Rep        int                `json:"rep"`
-	Task       int                `json:"task,omitempty"`
-	Tasks      int                `json:"play_tasks,omitempty"` // workload 8: tasks the play ran
-	Cmd        []string           `json:"cmd"`
-	Started    time.Time          `json:"started"`
-	WallMS     float64            `json:"wall_ms"`
-	ExitCode   int                `json:"exit_code"`
-	Steps      []stepLine         `json:"steps,omitempty"`
-	Timings    map[string]float64 `json:"timings_ms,omitempty"`
-	TimingKeys []string           `json:"timings_order,omitempty"` // as printed
-	Progress   []progressLine     `json:"progress,omitempty"`
-	MaxRSSkB   int64              `json:"rusage_maxrss_kb"` // wait4: max over the process and its reaped descendants
-	UserCPUMS  float64            `json:"user_cpu_ms"`
-	SysCPUMS   float64            `json:"sys_cpu_ms"`
-	Peaks      []procPeak         `json:"peaks,omitempty"`
-	TreeRSSkB  int64              `json:"tree_peak_rss_kb,omitempty"` // largest sum of VmRSS over the tree at one sample (procOpts.tree)
-	TreePSSkB  int64              `json:"tree_peak_pss_kb,omitempty"` // the same with Pss: shared pages counted once
-	Images     int                `json:"images,omitempty"`           // workload 9: images baked by the command
-	ImagesOK   int                `json:"images_ok,omitempty"`        // workload 9: of them, reported ok
-	LoadBefore float64            `json:"loadavg1_before"`
-	LoadAfter  float64            `json:"loadavg1_after"`
-	Meminfo    map[string]int64   `json:"guest_meminfo_kb,omitempty"`
-	Output     string             `json:"output_tail,omitempty"` // only when the command failed
-	Err        string             `json:"error,omitempty"`
+	Workload    int                `json:"workload"`
+	Tool        string             `json:"tool"` // imgbake | libguestfs
+	Variant     string             `json:"variant"`
+	Rep         int                `json:"rep"`
+	Task        int                `json:"task,omitempty"`
+	Tasks       int                `json:"play_tasks,omitempty"` // workload 8: tasks the play ran
+	Cmd         []string           `json:"cmd"`
+	Started     time.Time          `json:"started"`
+	WallMS      float64            `json:"wall_ms"`
+	ExitCode    int                `json:"exit_code"`
+	Steps       []stepLine         `json:"steps,omitempty"`
+	Timings     map[string]float64 `json:"timings_ms,omitempty"`
+	TimingKeys  []string           `json:"timings_order,omitempty"` // as printed
+	Progress    []progressLine     `json:"progress,omitempty"`
+	MaxRSSkB    int64              `json:"rusage_maxrss_kb"` // wait4: max over the process and its reaped descendants
+	UserCPUMS   float64            `json:"user_cpu_ms"`
+	SysCPUMS    float64            `json:"sys_cpu_ms"`
+	Peaks       []procPeak         `json:"peaks,omitempty"`
+	TreeRSSkB   int64              `json:"tree_peak_rss_kb,omitempty"` // largest sum of VmRSS over the tree at one sample (procOpts.tree)
+	TreePSSkB   int64              `json:"tree_peak_pss_kb,omitempty"` // the same with Pss: shared pages counted once
+	Images      int                `json:"images,omitempty"`           // workload 9: images baked by the command
+	ImagesOK    int                `json:"images_ok,omitempty"`        // workload 9: of them, reported ok
+	OutputBytes int64              `json:"output_bytes,omitempty"`     // workload 11: the output image's allocated size
+	LoadBefore  float64            `json:"loadavg1_before"`
+	LoadAfter   float64            `json:"loadavg1_after"`
+	Meminfo     map[string]int64   `json:"guest_meminfo_kb,omitempty"`
+	Output      string             `json:"output_tail,omitempty"` // only when the command failed
+	Err         string             `json:"error,omitempty"`
 }
 
 // procOpts controls one execution.

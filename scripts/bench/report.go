@@ -431,6 +431,7 @@ func analyze(res *results, payload payloadInfo, cfg config) []metric {
 	addAnsible(a, add)
 	addMany(res, a, add)
 	addCache(a, add)
+	addSparsify(a, add)
 	return ms
 }
 
