@@ -585,6 +585,19 @@ type sfdiskJSON struct {
 	} `json:"partitiontable"`
 }
 
+// PartitionOffset is the byte offset of partition n (1-based) of the raw
+// disk image at raw, read with sfdisk: for tools that take a filesystem at
+// an offset (debugfs "IMAGE?offset=N").
+func PartitionOffset(t testing.TB, raw string, n int) int64 {
+	t.Helper()
+	vmtest.LookPath(t, "sfdisk", "fdisk")
+	off, err := partitionOffset(raw, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return off
+}
+
 // partitionOffset returns the byte offset of partition n of a raw disk image.
 func partitionOffset(raw string, n int) (int64, error) {
 	out, err := exec.Command("sfdisk", "-J", raw).Output()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -165,7 +166,7 @@ func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requir
 	entries, fstabProblem := readFstab(rootfd)
 	usr, hasUsr := fstabEntryFor(entries, "/usr")
 	if !identified && !hasUsr {
-		return reject("without /etc/os-release or a release file (" + strings.Join(releaseFileNames(), ", ") + ")")
+		return reject(withoutRelease)
 	}
 	res.Root = fs.Device
 	res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: "/", Device: fs.Device, Type: fs.Type})
@@ -198,17 +199,9 @@ func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requir
 	return "", nil
 }
 
-// releaseFileNames are the release files looked for besides os-release,
-// by their base names, for messages.
-func releaseFileNames() []string {
-	var out []string
-	for _, f := range distro.ReleaseFiles() {
-		if !strings.HasSuffix(f, "/os-release") {
-			out = append(out, path.Base(f))
-		}
-	}
-	return out
-}
+// withoutRelease says why a filesystem is no root; NoOSError names the
+// release files once.
+const withoutRelease = "without /etc/os-release or a release file"
 
 // NoOSError says no filesystem held an operating system.
 type NoOSError struct{ Tried []string }
@@ -217,7 +210,17 @@ func (e *NoOSError) Error() string {
 	if len(e.Tried) == 0 {
 		return "no operating system found: the disk has no filesystems"
 	}
-	return "no operating system found; tried: " + strings.Join(e.Tried, "; ") + "; " + mountByHandHint
+	msg := "no operating system found"
+	if slices.ContainsFunc(e.Tried, func(t string) bool { return strings.Contains(t, withoutRelease) }) {
+		var files []string
+		for _, f := range distro.ReleaseFiles() {
+			if !strings.HasSuffix(f, "/os-release") {
+				files = append(files, f)
+			}
+		}
+		msg += " (the release files looked for: " + strings.Join(files, ", ") + ")"
+	}
+	return msg + "; tried: " + strings.Join(e.Tried, "; ") + "; " + mountByHandHint
 }
 
 // mountByHandHint ends the messages of layouts detection cannot mount.

@@ -77,6 +77,18 @@ func TestLostUnder(t *testing.T) {
 	}
 }
 
+func TestNoOSErrorNamesReleaseFilesOnce(t *testing.T) {
+	err := &NoOSError{Tried: []string{"/dev/vda1: ext4 " + withoutRelease, "/dev/vda2: swap (not a root filesystem)", "/dev/vda3: xfs " + withoutRelease}}
+	msg := err.Error()
+	if strings.Count(msg, "/etc/redhat-release") != 1 || strings.Count(msg, "/etc/SuSE-release") != 1 ||
+		!strings.Contains(msg, "tried: /dev/vda1: ext4 without /etc/os-release or a release file; /dev/vda2: swap") || !strings.HasSuffix(msg, mountByHandHint) {
+		t.Errorf("message: %s", msg)
+	}
+	if msg := (&NoOSError{Tried: []string{"/dev/vda: no filesystem recognized"}}).Error(); strings.Contains(msg, "release files") {
+		t.Errorf("release files named where none was looked for: %s", msg)
+	}
+}
+
 func TestFstabErrorNamesEverything(t *testing.T) {
 	e, _ := fstab.ParseLine("LABEL=var /var ext4 defaults 0 2")
 	e.Line = 6
