@@ -349,7 +349,7 @@ func FactsOf(info *fsops.OSInfo) recipes.Facts {
 	if info == nil {
 		return recipes.Facts{}
 	}
-	return recipes.Facts{OSID: info.ID, VersionID: info.VersionID, Family: recipes.FamilyOf(info.ID, info.IDLike),
+	return recipes.Facts{OSID: info.ID, VersionID: info.VersionID, Family: info.Family,
 		PackageManager: info.PackageManager, Arch: info.Arch, Hostname: info.Hostname}
 }
 

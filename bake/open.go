@@ -299,7 +299,10 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 	// free space is trimmed before the commit: FITRIM refuses an ext4
 	// mounted without its journal.
 	disposable := !o.ReadOnly && !o.InPlace && o.Output == "" && !o.Sparsify
-	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs})
+	// A recipe's writes must land on the filesystems the image's fstab
+	// names, not on the root's empty directories below their mountpoints.
+	requireFstab := rec != nil && !o.ReadOnly
+	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs, RequireFstab: requireFstab})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -2,6 +2,7 @@ package fsops
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"slices"
 	"sort"
@@ -17,7 +18,11 @@ type InspectedOS struct {
 	VersionID string   `json:"version_id"`
 	Name      string   `json:"name,omitempty"`
 	IDLike    []string `json:"id_like,omitempty"`
+	Family    string   `json:"family"`
 	Root      string   `json:"root"`
+	// ReleaseFile is what the OS was identified by (/etc/os-release, or
+	// /etc/redhat-release and the like on older systems).
+	ReleaseFile string `json:"release_file,omitempty"`
 }
 
 // Inspection is what `imgbake inspect` reports about an image.
@@ -26,9 +31,13 @@ type Inspection struct {
 	Hostname       string             `json:"hostname"`
 	Arch           string             `json:"arch"`
 	PackageManager string             `json:"package_manager"`
+	PackageFormat  string             `json:"package_format,omitempty"` // rpm, deb, ...
+	PackageDB      string             `json:"package_db,omitempty"`     // where the package database is
 	Filesystems    []proto.Filesystem `json:"filesystems"`
 	Mountpoints    map[string]string  `json:"mountpoints"`
-	Warnings       []string           `json:"warnings,omitempty"`
+	// BindMounts are the fstab's bind mounts: mountpoint → source path.
+	BindMounts map[string]string `json:"bind_mounts,omitempty"`
+	Warnings   []string          `json:"warnings,omitempty"`
 	// What an admin repairing the image wants to see.
 	Usage         []proto.FSUsage    `json:"usage,omitempty"`
 	Kernels       []string           `json:"kernels,omitempty"`
@@ -49,13 +58,19 @@ func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection,
 		return nil, err
 	}
 	r := &Inspection{
-		OS:             InspectedOS{ID: info.ID, VersionID: info.VersionID, Name: info.PrettyName, IDLike: info.IDLike, Root: m.Root},
+		OS: InspectedOS{ID: info.ID, VersionID: info.VersionID, Name: info.PrettyName, IDLike: info.IDLike,
+			Family: info.Family, Root: m.Root, ReleaseFile: info.ReleaseFile},
 		Hostname:       info.Hostname,
 		Arch:           info.Arch,
 		PackageManager: info.PackageManager,
+		PackageFormat:  info.PackageFormat,
+		PackageDB:      info.PackageDB,
 		Mountpoints:    map[string]string{},
-		Warnings:       m.Warnings,
+		Warnings:       slices.Clone(m.Warnings),
 		VolumeGroups:   m.VolumeGroups,
+	}
+	if info.PackageFormat != "" && info.PackageDB == "" {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("no %s package database found in the image", info.PackageFormat))
 	}
 	for _, f := range m.Filesystems {
 		if f.Type != "" {
@@ -64,6 +79,12 @@ func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection,
 	}
 	for _, mt := range m.Mounts {
 		r.Mountpoints[mt.Mountpoint] = mt.Device
+	}
+	for _, b := range m.Binds {
+		if r.BindMounts == nil {
+			r.BindMounts = map[string]string{}
+		}
+		r.BindMounts[b.Mountpoint] = b.Source
 	}
 	if u, err := s.FSUsage(ctx); err == nil {
 		r.Usage = u
@@ -76,8 +97,9 @@ func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection,
 	if rep, err := s.FstabCheck(ctx); err == nil {
 		for _, e := range FstabProblems(rep) {
 			r.FstabProblems = append(r.FstabProblems, e)
+			// The mount warned of most already (a nofail entry with a note).
 			w := proto.FstabMissingWarning(e.Line, e.Spec, e.Mountpoint)
-			if !slices.Contains(r.Warnings, w) {
+			if !slices.ContainsFunc(r.Warnings, func(s string) bool { return strings.HasPrefix(s, w) }) {
 				r.Warnings = append(r.Warnings, w)
 			}
 		}

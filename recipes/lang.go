@@ -16,29 +16,10 @@ import (
 type Facts struct {
 	OSID           string
 	VersionID      string
-	Family         string // debian, rhel, suse, alpine, arch, ... (see FamilyOf)
+	Family         string // debian, rhel, suse, alpine, arch, ... (the agent's, see appliance/distro)
 	PackageManager string
 	Arch           string
 	Hostname       string
-}
-
-// FamilyOf maps an os-release ID and ID_LIKE to a family name.
-func FamilyOf(id string, idLike []string) string {
-	families := map[string]string{
-		"debian": "debian", "ubuntu": "debian", "linuxmint": "debian", "raspbian": "debian", "kali": "debian",
-		"rhel": "rhel", "fedora": "rhel", "centos": "rhel", "rocky": "rhel", "almalinux": "rhel", "ol": "rhel", "amzn": "rhel",
-		"suse": "suse", "opensuse": "suse", "sles": "suse", "opensuse-leap": "suse", "opensuse-tumbleweed": "suse",
-		"alpine": "alpine", "arch": "arch", "manjaro": "arch", "gentoo": "gentoo", "void": "void",
-	}
-	if f, ok := families[id]; ok {
-		return f
-	}
-	for _, l := range idLike {
-		if f, ok := families[l]; ok {
-			return f
-		}
-	}
-	return id
 }
 
 // factNames are the facts' names in expressions; templates see them as

@@ -90,22 +90,6 @@ func TestCompareVersions(t *testing.T) {
 	}
 }
 
-func TestFamilyOf(t *testing.T) {
-	for _, tt := range []struct {
-		id     string
-		like   []string
-		family string
-	}{
-		{"debian", nil, "debian"}, {"ubuntu", []string{"debian"}, "debian"}, {"rocky", []string{"rhel", "centos", "fedora"}, "rhel"},
-		{"almalinux", []string{"rhel", "centos", "fedora"}, "rhel"}, {"opensuse-leap", []string{"suse", "opensuse"}, "suse"},
-		{"alpine", nil, "alpine"}, {"pop", []string{"ubuntu", "debian"}, "debian"}, {"weird", nil, "weird"},
-	} {
-		if got := recipes.FamilyOf(tt.id, tt.like); got != tt.family {
-			t.Errorf("FamilyOf(%q, %v) = %q, want %q", tt.id, tt.like, got, tt.family)
-		}
-	}
-}
-
 // TestWhenPicksBranch: the same recipe selects different steps for
 // debian, ubuntu, rocky and almalinux facts.
 func TestWhenPicksBranch(t *testing.T) {
@@ -129,10 +113,10 @@ steps:
 		facts recipes.Facts
 		want  []string
 	}{
-		{recipes.Facts{OSID: "debian", VersionID: "12", Family: recipes.FamilyOf("debian", nil)}, []string{"apt-get install -y nginx"}},
-		{recipes.Facts{OSID: "ubuntu", VersionID: "22.04", Family: recipes.FamilyOf("ubuntu", []string{"debian"})}, []string{"apt-get install -y nginx", "echo ubuntu only"}},
-		{recipes.Facts{OSID: "rocky", VersionID: "9.3", Family: recipes.FamilyOf("rocky", []string{"rhel", "centos", "fedora"})}, []string{"dnf install -y nginx"}},
-		{recipes.Facts{OSID: "almalinux", VersionID: "8.9", Family: recipes.FamilyOf("almalinux", []string{"rhel", "centos", "fedora"})}, []string{"yum install -y nginx"}},
+		{recipes.Facts{OSID: "debian", VersionID: "12", Family: "debian"}, []string{"apt-get install -y nginx"}},
+		{recipes.Facts{OSID: "ubuntu", VersionID: "22.04", Family: "debian"}, []string{"apt-get install -y nginx", "echo ubuntu only"}},
+		{recipes.Facts{OSID: "rocky", VersionID: "9.3", Family: "rhel"}, []string{"dnf install -y nginx"}},
+		{recipes.Facts{OSID: "almalinux", VersionID: "8.9", Family: "rhel"}, []string{"yum install -y nginx"}},
 	}
 	for _, tt := range tests {
 		var got []string

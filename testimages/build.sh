@@ -3,20 +3,21 @@
 #
 # Usage: testimages/build.sh [NAME...]
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
-#         | debian-lvm.raw
+#         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
-#         debian-lvm)
-#   With no NAME every image except debian-python.raw and debian-lvm.raw is built (those,
-#   for the Ansible and LVM tests, are built on demand). Images already in the cache are
-#   skipped.
+#         debian-lvm, centos6-lvm, debian-split)
+#   With no NAME every image except debian-python.raw, debian-lvm.raw, centos6-lvm.raw and
+#   debian-split.raw is built (those, for the Ansible, LVM and layout tests, are built on
+#   demand). Images already in the cache are skipped.
 #
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
 # xfsprogs, dosfstools, fdisk (sfdisk), qemu-utils, and go (protofile generator).
 # mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-python.raw
 # built offline (the mirror unreachable) also needs dpkg-deb and a host running
-# Debian 12 on the rootfs's architecture with python3 installed. debian-lvm.raw also
-# needs lvm2 and a free loop device (losetup); it needs no device-mapper.
+# Debian 12 on the rootfs's architecture with python3 installed. debian-lvm.raw and
+# centos6-lvm.raw also need lvm2 and a free loop device (losetup); they need no
+# device-mapper.
 #
 # Every output is written under a temporary name and renamed into place, so an
 # interrupted build never leaves a half-built image under its final name. A lock
@@ -51,6 +52,22 @@ LVM_DATA_UUID=5ea1b0d0-0000-4000-8000-0000000000e3
 LVM_ALT_UUID=5ea1b0d0-0000-4000-8000-0000000000e4
 LVM_SWAP_UUID=5ea1b0d0-0000-4000-8000-0000000000e5
 LVM_PV_UUID=5ea1b0-0000-4000-8000-0000-0000-0000e6 # LVM's own 32-character form
+CENTOS_DISK_ID=0x5ea1b0d2
+CENTOS_BOOT_UUID=5ea1b0d0-0000-4000-8000-000000000c61
+CENTOS_ROOT_UUID=5ea1b0d0-0000-4000-8000-000000000c62
+CENTOS_SWAP_UUID=5ea1b0d0-0000-4000-8000-000000000c63
+CENTOS_PV_UUID=5ea1c6-0000-4000-8000-0000-0000-0000c6
+SPLIT_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000004
+SPLIT_PARTUUID=5ea1b0d0-0000-4000-8000-00000000004 # + the partition number
+SPLIT_BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000000f1
+SPLIT_ESP_VOLID=5EA1E5B1 # blkid shows it as 5EA1-E5B1
+SPLIT_ROOT_UUID=5ea1b0d0-0000-4000-8000-0000000000f3
+SPLIT_USR_UUID=5ea1b0d0-0000-4000-8000-0000000000f4
+SPLIT_VAR_UUID=5ea1b0d0-0000-4000-8000-0000000000f5
+SPLIT_HOME_UUID=5ea1b0d0-0000-4000-8000-0000000000f6
+SPLIT_SWAP_UUID=5ea1b0d0-0000-4000-8000-0000000000f7
+SPLIT_SCRATCH_UUID=5ea1b0d0-0000-4000-8000-0000000000f8
+SPLIT_BACKUP_UUID=5ea1b0d0-0000-4000-8000-0000000000f9 # named by the fstab, on no disk
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
 
@@ -163,6 +180,51 @@ write_json() { # write_json FILE KEY=VALUE... (values that are all digits stay n
     done
     printf '}\n'
   } >"$file"
+}
+
+# make_lvm DISK PV_START PV_SIZE PV_UUID VG NAME:SIZE...: an LVM PV on the
+# partition of DISK at PV_START (PV_SIZE sectors) holding VG with the linear
+# LVs NAME of SIZE, through a loop device that no other LVM command looks at
+# (--devices). The LVM tools run with activation disabled: the LVs are
+# created, never activated or zeroed, so no device-mapper is needed. Sets
+# LV_OFF[NAME] and LV_SIZE[NAME], where each LV lies in DISK, in bytes (each
+# LV is one contiguous segment; that is checked).
+declare -A LV_OFF=() LV_SIZE=()
+make_lvm() {
+  local disk=$1 pv_start=$2 pv_size=$3 pv_uuid=$4 vg=$5
+  shift 5
+  local loopdev
+  loopdev=$(losetup --find --show --offset $((pv_start * 512)) --sizelimit $((pv_size * 512)) "$disk") ||
+    die "losetup failed (an LVM image needs a free loop device)"
+  LVM_LOOP=$loopdev
+  trap 'losetup -d "$LVM_LOOP" 2>/dev/null || true; cleanup' EXIT
+  local lvmopts=(--devices "$loopdev" --config 'global { activation = 0 }')
+  lvmq() { LVM_SUPPRESS_FD_WARNINGS=1 lvm "$@" 2> >(grep -v -e 'Activation disabled' -e 'not zeroed' >&2); }
+  lvmq pvcreate -q "${lvmopts[@]}" --uuid "$pv_uuid" --norestorefile -y "$loopdev" >/dev/null
+  lvmq vgcreate -q "${lvmopts[@]}" -s 4M "$vg" "$loopdev" >/dev/null
+  local lv
+  for lv in "$@"; do
+    lvmq lvcreate -q "${lvmopts[@]}" -an -Zn -Wn -L "${lv#*:}" -n "${lv%%:*}" "$vg" >/dev/null
+  done
+  # Where each LV lies on the PV, in 512-byte sectors.
+  local pe_start extent segs
+  pe_start=$(lvmq pvs "${lvmopts[@]}" --noheadings --nosuffix --units s -o pe_start "$loopdev" | tr -d ' ')
+  extent=$(lvmq vgs "${lvmopts[@]}" --noheadings --nosuffix --units s -o vg_extent_size "$vg" | tr -d ' ')
+  segs=$(lvmq pvs "${lvmopts[@]}" --noheadings --segments -o lv_name,pvseg_start,pvseg_size "$loopdev")
+  losetup -d "$loopdev"
+  trap cleanup EXIT
+  [[ "$pe_start" =~ ^[0-9]+$ && "$extent" =~ ^[0-9]+$ ]] || die "cannot read the PV layout (pe_start=$pe_start extent=$extent)"
+  LV_OFF=() LV_SIZE=()
+  local s n
+  while read -r lv s n; do
+    [[ -n "$lv" && -n "$n" ]] || continue # free space has no LV name
+    [[ -z "${LV_OFF[$lv]:-}" ]] || die "LV $lv has more than one segment"
+    LV_OFF[$lv]=$(((pv_start + pe_start + s * extent) * 512))
+    LV_SIZE[$lv]=$((n * extent * 512))
+  done <<<"$segs"
+  for lv in "$@"; do
+    [[ -n "${LV_OFF[${lv%%:*}]:-}" ]] || die "LV ${lv%%:*} not found in: $segs"
+  done
 }
 
 # ---------------------------------------------------------------- images
@@ -437,40 +499,7 @@ EOF
   pv_size=$(part_field "$disk" 2 size)
   [[ -n "$boot_start" && -n "$boot_size" && -n "$pv_start" && -n "$pv_size" ]] || die "cannot read partition table"
 
-  # LVM on the PV partition through a loop device that no other LVM command
-  # looks at (--devices), never activated.
-  local loopdev
-  loopdev=$(losetup --find --show --offset $((pv_start * 512)) --sizelimit $((pv_size * 512)) "$disk") ||
-    die "losetup failed (debian-lvm.raw needs a free loop device)"
-  LVM_LOOP=$loopdev
-  trap 'losetup -d "$LVM_LOOP" 2>/dev/null || true; cleanup' EXIT
-  local lvmopts=(--devices "$loopdev" --config 'global { activation = 0 }')
-  lvmq() { LVM_SUPPRESS_FD_WARNINGS=1 lvm "$@" 2> >(grep -v -e 'Activation disabled' -e 'not zeroed' >&2); }
-  lvmq pvcreate -q "${lvmopts[@]}" --uuid "$LVM_PV_UUID" --norestorefile -y "$loopdev" >/dev/null
-  lvmq vgcreate -q "${lvmopts[@]}" -s 4M vg0 "$loopdev" >/dev/null
-  local lv
-  for lv in root:900M swap:8M data:16M alt:8M; do
-    lvmq lvcreate -q "${lvmopts[@]}" -an -Zn -Wn -L "${lv#*:}" -n "${lv%%:*}" vg0 >/dev/null
-  done
-  # Where each LV lies on the PV, in 512-byte sectors.
-  local pe_start extent segs
-  pe_start=$(lvmq pvs "${lvmopts[@]}" --noheadings --nosuffix --units s -o pe_start "$loopdev" | tr -d ' ')
-  extent=$(lvmq vgs "${lvmopts[@]}" --noheadings --nosuffix --units s -o vg_extent_size vg0 | tr -d ' ')
-  segs=$(lvmq pvs "${lvmopts[@]}" --noheadings --segments -o lv_name,pvseg_start,pvseg_size "$loopdev")
-  losetup -d "$loopdev"
-  trap cleanup EXIT
-  [[ "$pe_start" =~ ^[0-9]+$ && "$extent" =~ ^[0-9]+$ ]] || die "cannot read the PV layout (pe_start=$pe_start extent=$extent)"
-  local -A lv_off=() lv_size=()
-  local s n
-  while read -r lv s n; do
-    [[ -n "$lv" && -n "$n" ]] || continue # free space has no LV name
-    [[ -z "${lv_off[$lv]:-}" ]] || die "LV $lv has more than one segment"
-    lv_off[$lv]=$(((pv_start + pe_start + s * extent) * 512))
-    lv_size[$lv]=$((n * extent * 512))
-  done <<<"$segs"
-  for lv in root swap data alt; do
-    [[ -n "${lv_off[$lv]:-}" ]] || die "LV $lv not found in: $segs"
-  done
+  make_lvm "$disk" "$pv_start" "$pv_size" "$LVM_PV_UUID" vg0 root:900M swap:8M data:16M alt:8M
 
   local root=$work/root
   extract_rootfs "$root" "$name"
@@ -483,8 +512,8 @@ UUID=$LVM_BOOT_UUID	/boot	ext4	defaults	0	2
 /dev/mapper/vg0-swap	none	swap	sw	0	0
 EOF
   E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L root -U "$LVM_ROOT_UUID" \
-    -E "offset=${lv_off[root]},hash_seed=$LVM_ROOT_UUID" \
-    -d "$root" "$disk" "$((lv_size[root] / 1024))k"
+    -E "offset=${LV_OFF[root]},hash_seed=$LVM_ROOT_UUID" \
+    -d "$root" "$disk" "$((LV_SIZE[root] / 1024))k"
   rm -rf --one-file-system "$root"
 
   local boot=$work/boot data=$work/data alt=$work/alt
@@ -501,20 +530,208 @@ EOF
   E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L boot -U "$LVM_BOOT_UUID" \
     -E "offset=$((boot_start * 512)),hash_seed=$LVM_BOOT_UUID" -d "$boot" "$disk" "$((boot_size / 2))k"
   E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L data -U "$LVM_DATA_UUID" \
-    -E "offset=${lv_off[data]},hash_seed=$LVM_DATA_UUID" -d "$data" "$disk" "$((lv_size[data] / 1024))k"
+    -E "offset=${LV_OFF[data]},hash_seed=$LVM_DATA_UUID" -d "$data" "$disk" "$((LV_SIZE[data] / 1024))k"
   E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L alt -U "$LVM_ALT_UUID" \
-    -E "offset=${lv_off[alt]},hash_seed=$LVM_ALT_UUID" -d "$alt" "$disk" "$((lv_size[alt] / 1024))k"
+    -E "offset=${LV_OFF[alt]},hash_seed=$LVM_ALT_UUID" -d "$alt" "$disk" "$((LV_SIZE[alt] / 1024))k"
   local swap=$work/swap
-  truncate -s "${lv_size[swap]}" "$swap"
+  truncate -s "${LV_SIZE[swap]}" "$swap"
   mkswap -q -L swap -U "$LVM_SWAP_UUID" "$swap" >/dev/null
-  dd if="$swap" of="$disk" bs=1M seek="${lv_off[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
+  dd if="$swap" of="$disk" bs=1M seek="${LV_OFF[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
   rm -f "$swap"
 
   write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$LVM_DISK_GUID" \
-    root_partition=0 root_offset="${lv_off[root]}" fstype=ext4 label=root root_uuid="$LVM_ROOT_UUID" \
+    root_partition=0 root_offset="${LV_OFF[root]}" fstype=ext4 label=root root_uuid="$LVM_ROOT_UUID" \
     hostname=testhost vg=vg0 pv_partition=2 boot_partition=1 boot_uuid="$LVM_BOOT_UUID" \
-    data_offset="${lv_off[data]}" alt_offset="${lv_off[alt]}" root_size="${lv_size[root]}" \
-    swap_size="${lv_size[swap]}" data_size="${lv_size[data]}" alt_size="${lv_size[alt]}"
+    data_offset="${LV_OFF[data]}" alt_offset="${LV_OFF[alt]}" root_size="${LV_SIZE[root]}" \
+    swap_size="${LV_SIZE[swap]}" data_size="${LV_SIZE[data]}" alt_size="${LV_SIZE[alt]}"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+# centos6-lvm.raw: an OS without os-release, as admins still have to repair
+# (CentOS/RHEL 6 style), on the Debian rootfs: os-release and debian_version
+# removed; /etc/centos-release "CentOS release 6.10 (Final)" with
+# redhat-release and system-release symlinks to it, as CentOS 6 has them; the
+# host name in /etc/sysconfig/network (no /etc/hostname); an rpm database.
+# Anaconda's default layout: MBR, /boot ext4 (1) and an LVM PV (2) with VG
+# vg_centos6, LVs lv_root (ext4) and lv_swap; fstab names them by
+# /dev/mapper path and /boot by UUID.
+build_centos6() {
+  local name=centos6-lvm.raw out=$CACHE/centos6-lvm.raw
+  need sfdisk mkfs.ext4 mkswap losetup lvm
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s 512M "$disk"
+  sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: dos
+label-id: $CENTOS_DISK_ID
+unit: sectors
+start=2048, size=65536, type=83, bootable
+start=67584, type=8e
+PARTITIONS
+  local boot_start boot_size pv_start pv_size
+  boot_start=$(part_field "$disk" 1 start)
+  boot_size=$(part_field "$disk" 1 size)
+  pv_start=$(part_field "$disk" 2 start)
+  pv_size=$(part_field "$disk" 2 size)
+  [[ -n "$boot_start" && -n "$boot_size" && -n "$pv_start" && -n "$pv_size" ]] || die "cannot read partition table"
+  make_lvm "$disk" "$pv_start" "$pv_size" "$CENTOS_PV_UUID" vg_centos6 lv_root:400M lv_swap:8M
+
+  local root=$work/root
+  [[ -n "$work" && "$root" == "$CACHE"/.tmp.*/root ]] || die "unexpected work directory $root"
+  extract_rootfs "$root" "$name"
+  rm -f "$root/etc/os-release" "$root/usr/lib/os-release" "$root/etc/debian_version" "$root/etc/hostname"
+  echo "CentOS release 6.10 (Final)" >"$root/etc/centos-release"
+  ln -s centos-release "$root/etc/redhat-release"
+  ln -s centos-release "$root/etc/system-release"
+  mkdir -p "$root/etc/sysconfig" "$root/var/lib/rpm"
+  printf 'NETWORKING=yes\nHOSTNAME=centos6.localdomain\n' >"$root/etc/sysconfig/network"
+  # The header of a Berkeley DB hash file, as rpm 4.8's Packages starts
+  # (magic 0x061561, version 9, 4 KiB pages): a database rpm would find no
+  # package in, which is all inspection looks for.
+  printf '\0\0\0\0\0\0\0\0\0\0\0\0\x61\x15\x06\0\x09\0\0\0\0\x10\0\0' >"$root/var/lib/rpm/Packages"
+  truncate -s 16K "$root/var/lib/rpm/Packages"
+  cat >"$root/etc/fstab" <<FSTAB
+#
+# /etc/fstab (imgbake test image $name, as anaconda writes it on CentOS 6)
+#
+/dev/mapper/vg_centos6-lv_root /                       ext4    defaults        1 1
+UUID=$CENTOS_BOOT_UUID /boot                   ext4    defaults        1 2
+/dev/mapper/vg_centos6-lv_swap swap                    swap    defaults        0 0
+tmpfs                   /dev/shm                tmpfs   defaults        0 0
+devpts                  /dev/pts                devpts  gid=5,mode=620  0 0
+sysfs                   /sys                    sysfs   defaults        0 0
+proc                    /proc                   proc    defaults        0 0
+FSTAB
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -U "$CENTOS_ROOT_UUID" \
+    -E "offset=${LV_OFF[lv_root]},hash_seed=$CENTOS_ROOT_UUID" \
+    -d "$root" "$disk" "$((LV_SIZE[lv_root] / 1024))k"
+  rm -rf --one-file-system "$root"
+
+  local boot=$work/boot
+  mkdir -p "$boot/grub"
+  echo "imgbake test image $name: /boot" >"$boot/README"
+  : >"$boot/vmlinuz-2.6.32-754.el6.x86_64"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -U "$CENTOS_BOOT_UUID" \
+    -E "offset=$((boot_start * 512)),hash_seed=$CENTOS_BOOT_UUID" -d "$boot" "$disk" "$((boot_size / 2))k"
+  local swap=$work/swap
+  truncate -s "${LV_SIZE[lv_swap]}" "$swap"
+  mkswap -q -U "$CENTOS_SWAP_UUID" "$swap" >/dev/null
+  dd if="$swap" of="$disk" bs=1M seek="${LV_OFF[lv_swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$swap"
+
+  write_json "$work/out.json" format=raw partition_table=dos disk_id="$CENTOS_DISK_ID" \
+    root_partition=0 root_offset="${LV_OFF[lv_root]}" root_size="${LV_SIZE[lv_root]}" fstype=ext4 \
+    root_uuid="$CENTOS_ROOT_UUID" hostname=centos6.localdomain vg=vg_centos6 pv_partition=2 \
+    boot_partition=1 boot_uuid="$CENTOS_BOOT_UUID" swap_size="${LV_SIZE[lv_swap]}"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+# debian-split.raw: a root assembled from many filesystems. GPT: /boot ext4
+# (1), an ESP vfat at /boot/efi (2), the root ext4 (3), /usr (4), /var (5),
+# /home (6), swap (7) and a scratch ext4 (8) that fstab marks noauto. The
+# root holds /etc but nothing that names the OS, as on Flatcar and some
+# hardened layouts: /etc/os-release is Debian's symlink to
+# ../usr/lib/os-release, which is on the /usr filesystem, and debian_version
+# is removed. fstab names filesystems by UUID and LABEL, lists /boot/efi
+# before /boot and a bind mount (/home/shared on /srv/shared) before the
+# /home it comes from, and has a nofail entry for a filesystem on no disk.
+build_split() {
+  local name=debian-split.raw out=$CACHE/debian-split.raw
+  need sfdisk mkfs.ext4 mkfs.vfat mkswap
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s 600M "$disk"
+  local linux=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+  sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: gpt
+label-id: $SPLIT_DISK_GUID
+first-lba: 2048
+size=32MiB, type=$linux, uuid=${SPLIT_PARTUUID}1, name="boot"
+size=16MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=${SPLIT_PARTUUID}2, name="ESP"
+size=48MiB, type=$linux, uuid=${SPLIT_PARTUUID}3, name="root"
+size=320MiB, type=$linux, uuid=${SPLIT_PARTUUID}4, name="usr"
+size=64MiB, type=$linux, uuid=${SPLIT_PARTUUID}5, name="var"
+size=16MiB, type=$linux, uuid=${SPLIT_PARTUUID}6, name="home"
+size=8MiB, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, uuid=${SPLIT_PARTUUID}7, name="swap"
+size=8MiB, type=$linux, uuid=${SPLIT_PARTUUID}8, name="scratch"
+PARTITIONS
+  local n part_start=() part_size=()
+  for n in 1 2 3 4 5 6 7 8; do
+    part_start[n]=$(part_field "$disk" "$n" start)
+    part_size[n]=$(part_field "$disk" "$n" size)
+    [[ -n "${part_start[n]}" && -n "${part_size[n]}" ]] || die "cannot read partition $n of the partition table"
+  done
+
+  local root=$work/root trees=$work/trees
+  [[ -n "$work" && "$root" == "$CACHE"/.tmp.*/root && "$trees" == "$CACHE"/.tmp.*/trees ]] ||
+    die "unexpected work directories $root $trees"
+  extract_rootfs "$root" "$name"
+  mkdir -p "$trees"
+  local d
+  for d in boot usr var home; do
+    mv "$root/$d" "$trees/$d"
+    mkdir -m 0755 "$root/$d"
+  done
+  rm -f "$root/etc/debian_version"
+  mkdir -p "$trees/boot/efi" "$trees/home/shared" "$trees/scratch" "$root/srv/shared" "$root/mnt/scratch" "$root/mnt/backup"
+  echo "imgbake test image $name: /boot" >"$trees/boot/README"
+  echo "imgbake test image $name: /home/shared, bound on /srv/shared" >"$trees/home/shared/README"
+  echo "imgbake test image $name: LABEL=scratch (noauto)" >"$trees/scratch/README"
+  local esp_uuid=${SPLIT_ESP_VOLID:0:4}-${SPLIT_ESP_VOLID:4:4}
+  cat >"$root/etc/fstab" <<FSTAB
+# /etc/fstab: static file system information (imgbake test image $name)
+UUID=$SPLIT_ROOT_UUID	/	ext4	errors=remount-ro	0	1
+# listed before /boot on purpose: it is mounted after it all the same
+UUID=$esp_uuid	/boot/efi	vfat	umask=0077	0	2
+LABEL=boot	/boot	ext4	defaults	0	2
+UUID=$SPLIT_USR_UUID	/usr	ext4	defaults	0	2
+LABEL=var	/var	ext4	defaults	0	2
+# a bind mount listed before the filesystem its source is on
+/home/shared	/srv/shared	none	bind	0	0
+UUID=$SPLIT_HOME_UUID	/home	ext4	defaults,nodev	0	2
+UUID=$SPLIT_SWAP_UUID	none	swap	sw	0	0
+LABEL=scratch	/mnt/scratch	ext4	noauto	0	2
+UUID=$SPLIT_BACKUP_UUID	/mnt/backup	ext4	nofail	0	2
+tmpfs	/tmp	tmpfs	defaults	0	0
+FSTAB
+
+  # mkext4 PART LABEL UUID DIR: an ext4 filesystem of DIR in partition PART.
+  mkext4() {
+    E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L "$2" -U "$3" \
+      -E "offset=$((part_start[$1] * 512)),hash_seed=$3" -d "$4" "$disk" "$((part_size[$1] / 2))k"
+  }
+  mkext4 1 boot "$SPLIT_BOOT_UUID" "$trees/boot"
+  mkext4 3 root "$SPLIT_ROOT_UUID" "$root"
+  mkext4 4 usr "$SPLIT_USR_UUID" "$trees/usr"
+  mkext4 5 var "$SPLIT_VAR_UUID" "$trees/var"
+  mkext4 6 home "$SPLIT_HOME_UUID" "$trees/home"
+  mkext4 8 scratch "$SPLIT_SCRATCH_UUID" "$trees/scratch"
+  rm -rf --one-file-system "$root" "$trees"
+
+  local esp=$work/esp.vfat swap=$work/swap
+  truncate -s $((part_size[2] * 512)) "$esp"
+  mkfs.vfat -F 16 --invariant -i "$SPLIT_ESP_VOLID" -n ESP "$esp" >/dev/null
+  dd if="$esp" of="$disk" bs=1M seek=$((part_start[2] * 512)) oflag=seek_bytes conv=notrunc,sparse status=none
+  truncate -s $((part_size[7] * 512)) "$swap"
+  mkswap -q -U "$SPLIT_SWAP_UUID" "$swap" >/dev/null
+  dd if="$swap" of="$disk" bs=1M seek=$((part_start[7] * 512)) oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$esp" "$swap"
+
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$SPLIT_DISK_GUID" \
+    root_partition=3 fstype=ext4 label=root root_uuid="$SPLIT_ROOT_UUID" hostname=testhost \
+    boot_partition=1 boot_uuid="$SPLIT_BOOT_UUID" esp_partition=2 esp_uuid="$esp_uuid" \
+    usr_partition=4 var_partition=5 home_partition=6 swap_partition=7 scratch_partition=8 \
+    missing_uuid="$SPLIT_BACKUP_UUID"
   mv -f "$work/out.json" "$out.json"
   mv -f "$disk" "$out"
   log "$name: done in $(($(date +%s) - start))s"
@@ -559,12 +776,16 @@ main() {
         built debian-python.raw || { build_rootfs && build_python; } ;;
       debian-lvm | debian-lvm.raw)
         built debian-lvm.raw || { build_rootfs && build_lvm; } ;;
+      centos6-lvm | centos6-lvm.raw)
+        built centos6-lvm.raw || { build_rootfs && build_centos6; } ;;
+      debian-split | debian-split.raw)
+        built debian-split.raw || { build_rootfs && build_split; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }

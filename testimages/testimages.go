@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,24 @@ const (
 	// and alt (ext4 holding only another OS's os-release: a second OS for
 	// multi-boot inspection). Built on demand like Python.
 	LVM = "debian-lvm.raw"
+	// CentOS6 is an OS without os-release (CentOS 6 style: /etc/centos-release
+	// "CentOS release 6.10 (Final)", redhat-release and system-release
+	// symlinks to it, the host name in /etc/sysconfig/network, an rpm
+	// database) on the Debian rootfs: a raw MBR image, /boot ext4 (1) and a
+	// PV (2) with VG vg_centos6, LVs lv_root (ext4, fstab
+	// /dev/mapper/vg_centos6-lv_root) and lv_swap. Built on demand.
+	CentOS6 = "centos6-lvm.raw"
+	// Split is a raw GPT image whose root is assembled from its fstab:
+	// /boot (1), an ESP at /boot/efi (2), the root (3) holding nothing that
+	// names the OS (/etc/os-release points into /usr), /usr (4), /var (5),
+	// /home (6), swap (7), a noauto scratch filesystem (8), a bind mount of
+	// /home/shared on /srv/shared and a nofail entry for a missing
+	// filesystem. Built on demand.
+	Split = "debian-split.raw"
 )
+
+// onDemand are the images build.sh builds only when asked (not in Names).
+var onDemand = []string{Python, LVM, CentOS6, Split}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}
@@ -82,6 +100,15 @@ type Info struct {
 	DataSize   int64  `json:"data_size,omitempty"`
 	AltSize    int64  `json:"alt_size,omitempty"`
 	BootUUID   string `json:"boot_uuid,omitempty"`
+	// Images with several filesystems: their partitions (1-based).
+	BootPartition    int `json:"boot_partition,omitempty"`
+	UsrPartition     int `json:"usr_partition,omitempty"`
+	VarPartition     int `json:"var_partition,omitempty"`
+	HomePartition    int `json:"home_partition,omitempty"`
+	ScratchPartition int `json:"scratch_partition,omitempty"`
+	// MissingUUID is a filesystem UUID the image's fstab names that is on
+	// no disk.
+	MissingUUID string `json:"missing_uuid,omitempty"`
 }
 
 // Dir is the cache directory:
@@ -135,7 +162,7 @@ type tb interface {
 func path(t tb, name string) string {
 	t.Helper()
 	if !known(name) {
-		t.Fatalf("testimages: unknown image %q (known: %s)", name, strings.Join(Names, ", "))
+		t.Fatalf("testimages: unknown image %q (known: %s)", name, strings.Join(append(slices.Clone(Names), onDemand...), ", "))
 		return ""
 	}
 	p := filepath.Join(Dir(), name)
@@ -152,7 +179,7 @@ func path(t tb, name string) string {
 		return ""
 	}
 	how := "`make images` (as root) builds it"
-	if name == Python || name == LVM {
+	if slices.Contains(onDemand, name) {
 		how = fmt.Sprintf("`testimages/build.sh %s` (as root) builds it", name)
 	}
 	if os.Geteuid() != 0 {
@@ -160,8 +187,11 @@ func path(t tb, name string) string {
 		return ""
 	}
 	tools := []string{"qemu-img", "mkfs.xfs", "xfs_db", "sfdisk", "mkfs.ext4", "mkfs.vfat", "go", "flock"}
-	if name == LVM {
+	switch name {
+	case LVM, CentOS6:
 		tools = append(tools, "lvm", "losetup", "mkswap")
+	case Split:
+		tools = append(tools, "mkswap")
 	}
 	if !fileExists(filepath.Join(Dir(), "rootfs-bookworm.tar")) {
 		tools = append(tools, "debootstrap")
@@ -283,14 +313,7 @@ func InfoOf(t testing.TB, name string) Info {
 	return info
 }
 
-func known(name string) bool {
-	for _, n := range append(Names[:len(Names):len(Names)], Python, LVM) {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
+func known(name string) bool { return slices.Contains(Names, name) || slices.Contains(onDemand, name) }
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
@@ -561,6 +584,19 @@ type sfdiskJSON struct {
 			Size  int64  `json:"size"`
 		} `json:"partitions"`
 	} `json:"partitiontable"`
+}
+
+// PartitionOffset is the byte offset of partition n (1-based) of the raw
+// disk image at raw, read with sfdisk: for tools that take a filesystem at
+// an offset (debugfs "IMAGE?offset=N").
+func PartitionOffset(t testing.TB, raw string, n int) int64 {
+	t.Helper()
+	vmtest.LookPath(t, "sfdisk", "fdisk")
+	off, err := partitionOffset(raw, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return off
 }
 
 // partitionOffset returns the byte offset of partition n of a raw disk image.

@@ -43,7 +43,6 @@ type Agent struct {
 	remountedRO []string   // mounts a freeze made read-only (they cannot freeze)
 	readOnly    bool
 	noJournal   bool // MountArgs.Disposable
-	mounts      []string
 	mountInfo   *proto.MountResult
 	powerOff    chan struct{}
 	initStart   time.Time

@@ -25,10 +25,17 @@ func (a *Agent) registerFreezeOps(s *server) {
 }
 
 // freezable are the image's own mounts below the sysroot, in mount order:
-// not the appliance's /proc, /sys and /dev bound into it.
+// not the appliance's /proc, /sys and /dev bound into it, and each
+// filesystem once (a bind mount of the image's fstab is a second mount of
+// one: freezing it again would fail with EBUSY).
 func freezable() []string {
 	var out []string
-	for _, m := range mountsBelow(proto.Sysroot) {
+	seen := map[string]bool{}
+	for _, mi := range mountInfoBelow(proto.Sysroot) {
+		m := mi.mountpoint
+		if seen[mi.device] {
+			continue
+		}
 		rel := strings.TrimPrefix(m, proto.Sysroot)
 		if rel == "" {
 			rel = "/"
@@ -40,6 +47,7 @@ func freezable() []string {
 			}
 		}
 		if !pseudo {
+			seen[mi.device] = true
 			out = append(out, m)
 		}
 	}

@@ -1,17 +1,17 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/json"
-	"strconv"
+	"io/fs"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imgbake/imgbake/appliance/distro"
 	"github.com/imgbake/imgbake/appliance/proto"
+	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 func (a *Agent) handleInspect(_ context.Context, _ *stream, _ json.RawMessage) (any, error) {
@@ -19,51 +19,35 @@ func (a *Agent) handleInspect(_ context.Context, _ *stream, _ json.RawMessage) (
 	if err != nil {
 		return nil, err
 	}
-	info := proto.OSInfo{OSRelease: map[string]string{}}
-	if rel, ok := osReleaseAt(rootfd); ok {
-		info.OSRelease = rel
+	img := imageFiles{rootfd}
+	rel, _ := distro.Identify(img)
+	info := proto.OSInfo{ID: rel.ID, VersionID: rel.VersionID, PrettyName: rel.PrettyName, IDLike: rel.IDLike,
+		Family: distro.Family(rel.ID, rel.IDLike), ReleaseFile: rel.File, OSRelease: rel.OSRelease}
+	if info.OSRelease == nil {
+		info.OSRelease = map[string]string{}
 	}
-	info.ID = info.OSRelease["ID"]
-	info.VersionID = info.OSRelease["VERSION_ID"]
-	info.PrettyName = info.OSRelease["PRETTY_NAME"]
-	info.IDLike = strings.Fields(info.OSRelease["ID_LIKE"])
 	info.Hostname = hostnameAt(rootfd)
 	info.Arch = a.imageArch()
-	info.PackageManager = a.packageManager()
+	pk := distro.PackagesOf(img, rel)
+	info.PackageManager, info.PackageFormat, info.PackageDB = pk.Manager, pk.Format, pk.Database
 	return info, nil
 }
 
-func parseOSRelease(data []byte) map[string]string {
-	m := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		if uq, err := strconv.Unquote(v); err == nil {
-			v = uq
-		} else {
-			v = strings.Trim(v, `"'`)
-		}
-		m[k] = v
-	}
-	return m
+// imageFiles is the OS root at fd as package distro reads it: every path
+// resolved inside it (RESOLVE_IN_ROOT), only regular files read.
+type imageFiles struct{ rootfd int }
+
+func (f imageFiles) ReadFile(p string, limit int64) ([]byte, error) {
+	return readFileAt(f.rootfd, p, limit)
 }
 
-// osReleaseAt reads the os-release of the OS whose root is the directory
-// fd; false when there is none.
-func osReleaseAt(fd int) (map[string]string, bool) {
-	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
-		if data, err := readFileAt(fd, p, 64<<10); err == nil {
-			return parseOSRelease(data), true
-		}
+func (f imageFiles) Stat(p string) (fs.FileMode, error) {
+	fd, st, err := openPathInRoot(f.rootfd, p)
+	if err != nil {
+		return 0, err
 	}
-	return nil, false
+	unix.Close(fd)
+	return filemode.FromUnix(st.Mode), nil
 }
 
 // hostnameAt reads the host name configured in the OS rooted at fd.
@@ -78,7 +62,7 @@ func hostnameAt(fd int) string {
 		}
 	}
 	if data, err := readFileAt(fd, "/etc/sysconfig/network", 64<<10); err == nil {
-		if v, ok := parseOSRelease(data)["HOSTNAME"]; ok {
+		if v, ok := distro.ParseOSRelease(data)["HOSTNAME"]; ok {
 			return v
 		}
 	}
@@ -121,27 +105,6 @@ func (a *Agent) imageArch() string {
 			return "riscv64"
 		default:
 			return strings.ToLower(strings.TrimPrefix(m.String(), "EM_"))
-		}
-	}
-	return ""
-}
-
-// packageManager names the image's package tool by the binaries present
-// (proto.PackageManagers).
-func (a *Agent) packageManager() string {
-	rootfd, err := a.root()
-	if err != nil {
-		return ""
-	}
-	for _, c := range proto.PackageManagers {
-		var st unix.Stat_t
-		fd, err := openInRoot(rootfd, c.Path, unix.O_PATH, 0)
-		if err == nil {
-			err = unix.Fstat(fd, &st)
-			unix.Close(fd)
-			if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-				return c.Name
-			}
 		}
 	}
 	return ""

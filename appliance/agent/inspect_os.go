@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imgbake/imgbake/appliance/distro"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -67,13 +68,13 @@ func (a *Agent) handleListOS(context.Context, *stream, json.RawMessage) (any, er
 }
 
 // osRootAt describes the OS whose root directory is fd; false when the
-// directory has no os-release.
+// directory has neither os-release nor a release file.
 func osRootAt(fd int) (proto.OSRoot, bool) {
-	rel, ok := osReleaseAt(fd)
+	rel, ok := distro.Identify(imageFiles{fd})
 	if !ok {
 		return proto.OSRoot{}, false
 	}
-	return proto.OSRoot{ID: rel["ID"], VersionID: rel["VERSION_ID"], PrettyName: rel["PRETTY_NAME"], Hostname: hostnameAt(fd)}, true
+	return proto.OSRoot{ID: rel.ID, VersionID: rel.VersionID, PrettyName: rel.PrettyName, Hostname: hostnameAt(fd)}, true
 }
 
 // osOnDevice mounts an unmounted filesystem read-only and looks for an OS

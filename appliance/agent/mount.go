@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imgbake/imgbake/appliance/distro"
 	"github.com/imgbake/imgbake/appliance/fstab"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
@@ -41,7 +43,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)
 	} else {
-		err = a.mountDetected(res)
+		err = a.mountDetected(res, args.RequireFstab)
 	}
 	if err != nil {
 		a.unmountAll()
@@ -99,7 +101,7 @@ func (a *Agent) mountFS(dev, target, fstype string) error {
 	return nil
 }
 
-func (a *Agent) mountDetected(res *proto.MountResult) error {
+func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 	cands := make([]proto.Filesystem, 0, len(res.Filesystems))
 	for _, fs := range res.Filesystems {
 		if _, ok := linuxRootTypes[fs.Type]; ok {
@@ -122,19 +124,84 @@ func (a *Agent) mountDetected(res *proto.MountResult) error {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s: %v", fs.Device, fs.Type, unwrapErrno(err)))
 			continue
 		}
-		if !hasOSRelease(proto.Sysroot) {
-			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s without /etc/os-release", fs.Device, fs.Type))
-			_ = unix.Unmount(proto.Sysroot, 0)
+		notRoot, err := a.assembleRoot(res, fs, requireFstab)
+		if err != nil {
+			return err
+		}
+		if notRoot != "" {
+			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s %s", fs.Device, fs.Type, notRoot))
 			continue
 		}
-		res.Root = fs.Device
-		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: "/", Device: fs.Device, Type: fs.Type})
-		a.mounts = append(a.mounts, proto.Sysroot)
-		a.mountFstab(res)
 		return nil
 	}
 	return &NoOSError{Tried: res.Tried}
 }
+
+// assembleRoot decides whether the filesystem fs, just mounted at the
+// sysroot, is an OS root and if so mounts its fstab on it. A root that
+// keeps its os-release on a separate /usr (Flatcar, some hardened layouts:
+// /etc/os-release -> ../usr/lib/os-release) is identified only once its
+// fstab has mounted /usr. notRoot says why fs is no root; everything is
+// unmounted again then. An error is a root whose fstab could not be
+// mounted in full when requireFstab asks for that.
+func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requireFstab bool) (notRoot string, err error) {
+	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unmountBelow(proto.Sysroot)
+		return fmt.Sprintf("cannot be opened: %v", err), nil
+	}
+	defer func() {
+		if rootfd >= 0 {
+			unix.Close(rootfd)
+		}
+	}()
+	reject := func(why string) (string, error) {
+		unix.Close(rootfd) // an open fd would keep the mount busy
+		rootfd = -1
+		unmountBelow(proto.Sysroot)
+		res.Root, res.Mounts, res.Binds = "", nil, nil
+		return why, nil
+	}
+	_, identified := distro.Identify(imageFiles{rootfd})
+	entries, fstabProblem := readFstab(rootfd)
+	usr, hasUsr := fstabEntryFor(entries, "/usr")
+	if !identified && !hasUsr {
+		return reject(withoutRelease)
+	}
+	res.Root = fs.Device
+	res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: "/", Device: fs.Device, Type: fs.Type})
+	failed := a.mountFstab(res, entries)
+	if !identified {
+		if _, ok := distro.Identify(imageFiles{rootfd}); !ok {
+			for _, f := range failed {
+				if f.entry.Line == usr.Line {
+					return reject("without /etc/os-release; its /usr did not mount: " + f.reason)
+				}
+			}
+			return reject(fmt.Sprintf("without /etc/os-release, even with /usr mounted (/etc/fstab line %d)", usr.Line))
+		}
+	}
+	if fstabProblem != "" {
+		res.Warnings = append(res.Warnings, fstabProblem)
+	}
+	var required []fstabFailure
+	for _, f := range failed {
+		if fstab.HasOption(f.entry.MntOps, "nofail") {
+			res.Warnings = append(res.Warnings, f.reason+" (nofail: left unmounted)")
+			continue
+		}
+		res.Warnings = append(res.Warnings, f.reason)
+		required = append(required, f)
+	}
+	if requireFstab && len(required) > 0 {
+		return "", &FstabError{Root: fs, Failed: required, Tried: res.Tried, Filesystems: res.Filesystems}
+	}
+	return "", nil
+}
+
+// withoutRelease says why a filesystem is no root; NoOSError names the
+// release files once.
+const withoutRelease = "without /etc/os-release or a release file"
 
 // NoOSError says no filesystem held an operating system.
 type NoOSError struct{ Tried []string }
@@ -143,23 +210,21 @@ func (e *NoOSError) Error() string {
 	if len(e.Tried) == 0 {
 		return "no operating system found: the disk has no filesystems"
 	}
-	return "no operating system found; tried: " + strings.Join(e.Tried, "; ")
+	msg := "no operating system found"
+	if slices.ContainsFunc(e.Tried, func(t string) bool { return strings.Contains(t, withoutRelease) }) {
+		var files []string
+		for _, f := range distro.ReleaseFiles() {
+			if !strings.HasSuffix(f, "/os-release") {
+				files = append(files, f)
+			}
+		}
+		msg += " (the release files looked for: " + strings.Join(files, ", ") + ")"
+	}
+	return msg + "; tried: " + strings.Join(e.Tried, "; ") + "; " + mountByHandHint
 }
 
-func hasOSRelease(root string) bool {
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
-		if f, err := openInRoot(fd, p, unix.O_RDONLY, 0); err == nil {
-			unix.Close(f)
-			return true
-		}
-	}
-	return false
-}
+// mountByHandHint ends the messages of layouts detection cannot mount.
+const mountByHandHint = "mount the filesystems by hand with -m DEVICE[:MOUNTPOINT] (the root first)"
 
 func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) error {
 	sorted := append([]proto.MountSpec{}, specs...)
@@ -206,7 +271,6 @@ func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) e
 		if err := a.mountFS(dev, target, fs.Type); err != nil {
 			return err
 		}
-		a.mounts = append(a.mounts, proto.Sysroot+path.Clean(s.Mountpoint))
 		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: path.Clean(s.Mountpoint), Device: dev, Type: fs.Type})
 		if i == 0 {
 			res.Root = dev
@@ -298,62 +362,6 @@ func mapDeviceName(spec string) string {
 	return spec
 }
 
-// skipFstabTypes are never mounted from the image's fstab: pseudo
-// filesystems the appliance provides itself, swap, and network mounts.
-var skipFstabTypes = map[string]bool{
-	"swap": true, "none": true, "proc": true, "sysfs": true, "devpts": true, "tmpfs": true,
-	"devtmpfs": true, "nfs": true, "nfs4": true, "cifs": true, "smbfs": true, "auto": false,
-	"securityfs": true, "cgroup": true, "cgroup2": true, "debugfs": true, "fuse": true, "9p": true,
-	"virtiofs": true, "bind": true, "efivarfs": true, "hugetlbfs": true, "mqueue": true,
-}
-
-func (a *Agent) mountFstab(res *proto.MountResult) {
-	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		res.Warnings = append(res.Warnings, "cannot open the root: "+err.Error())
-		return
-	}
-	data, err := readFileAt(rootfd, "/etc/fstab", 1<<20)
-	unix.Close(rootfd)
-	if err != nil {
-		res.Warnings = append(res.Warnings, "no /etc/fstab in the image: only / is mounted")
-		return
-	}
-	entries := fstab.Parse(data)
-	// Parents before children: /boot before /boot/efi.
-	sort.SliceStable(entries, func(i, j int) bool {
-		return strings.Count(path.Clean(entries[i].File), "/") < strings.Count(path.Clean(entries[j].File), "/")
-	})
-	for _, e := range entries {
-		mp := path.Clean(e.File)
-		if mp == "/" || !strings.HasPrefix(mp, "/") || skipFstabTypes[e.VFSType] || fstab.HasOption(e.MntOps, "bind") {
-			continue
-		}
-		fs, ok := resolveSpec(e.Spec, res.Filesystems)
-		if !ok {
-			res.Warnings = append(res.Warnings, proto.FstabMissingWarning(e.Line, e.Spec, mp))
-			continue
-		}
-		if fs.Type == "" || fs.Type == "swap" || fs.Type == proto.TypeLVMPV {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %s (%s) has no mountable filesystem", e.Line, e.Spec, fs.Device))
-			continue
-		}
-		target, closeT, err := a.resolveMountpoint(mp)
-		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: mountpoint %s: %v", e.Line, mp, unwrapErrno(err)))
-			continue
-		}
-		err = a.mountFS(fs.Device, target, fs.Type)
-		closeT()
-		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("/etc/fstab line %d: %v", e.Line, err))
-			continue
-		}
-		a.mounts = append(a.mounts, proto.Sysroot+mp)
-		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: mp, Device: fs.Device, Type: fs.Type})
-	}
-}
-
 // bindSystemDirs makes /proc, /sys and /dev of the appliance visible in the
 // image once, so chrooted commands work.
 func (a *Agent) bindSystemDirs(res *proto.MountResult) {
@@ -369,15 +377,11 @@ func (a *Agent) bindSystemDirs(res *proto.MountResult) {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("bind %s: %v", d, err))
 			continue
 		}
-		a.mounts = append(a.mounts, proto.Sysroot+d)
 	}
 }
 
-// unmountAll unmounts everything below /proto.Sysroot in reverse mount order.
-// The list comes from /proc/self/mountinfo, which shows the real paths even
-// when a mountpoint was reached through the image's symlinks.
+// unmountAll unmounts the image and removes the LVM mappings made for it.
 func (a *Agent) unmountAll() []string {
-	var problems []string
 	a.state.Lock()
 	if a.rootfd > 0 {
 		unix.Close(a.rootfd)
@@ -385,10 +389,19 @@ func (a *Agent) unmountAll() []string {
 	}
 	a.mounted = false
 	a.state.Unlock()
-	mps := mountsBelow(proto.Sysroot)
+	problems := unmountBelow(proto.Sysroot)
+	return append(problems, a.deactivateLVM()...)
+}
+
+// unmountBelow unmounts prefix and everything below it in reverse mount
+// order. The list comes from /proc/self/mountinfo, which shows the real
+// paths even when a mountpoint was reached through the image's symlinks.
+func unmountBelow(prefix string) []string {
+	var problems []string
+	mps := mountsBelow(prefix)
 	for i := len(mps) - 1; i >= 0; i-- {
 		m := mps[i]
-		rel := strings.TrimPrefix(m, proto.Sysroot)
+		rel := strings.TrimPrefix(m, prefix)
 		flags := 0
 		if rel == "/proc" || rel == "/sys" || rel == "/dev" || strings.HasPrefix(rel, "/proc/") ||
 			strings.HasPrefix(rel, "/sys/") || strings.HasPrefix(rel, "/dev/") {
@@ -399,16 +412,30 @@ func (a *Agent) unmountAll() []string {
 			_ = unix.Unmount(m, unix.MNT_DETACH)
 		}
 	}
-	a.mounts = nil
-	return append(problems, a.deactivateLVM()...)
+	return problems
 }
 
 func mountsBelow(prefix string) []string {
+	var out []string
+	for _, m := range mountInfoBelow(prefix) {
+		out = append(out, m.mountpoint)
+	}
+	return out
+}
+
+// mountInfo is one line of /proc/self/mountinfo.
+type mountInfo struct {
+	mountpoint string
+	device     string // major:minor of the filesystem; a bind mount has its source's
+}
+
+// mountInfoBelow lists the mounts at prefix and below it, in mount order.
+func mountInfoBelow(prefix string) []mountInfo {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var out []mountInfo
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 {
@@ -416,7 +443,7 @@ func mountsBelow(prefix string) []string {
 		}
 		mp := fstab.Unescape(f[4])
 		if mp == prefix || strings.HasPrefix(mp, prefix+"/") {
-			out = append(out, mp)
+			out = append(out, mountInfo{mountpoint: mp, device: f[2]})
 		}
 	}
 	return out

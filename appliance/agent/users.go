@@ -72,8 +72,20 @@ func (a *Agent) readImageFile(p string, limit int64) ([]byte, error) {
 	return readFileAt(rootfd, p, limit)
 }
 
+// readFileAt reads at most limit bytes of the regular file p of the image
+// rooted at rootfd. Anything else is refused before it is opened for
+// reading: an image's FIFO would block the agent, and its device node
+// would open one of the appliance's devices.
 func readFileAt(rootfd int, p string, limit int64) ([]byte, error) {
-	fd, err := openInRoot(rootfd, p, unix.O_RDONLY, 0)
+	pfd, st, err := openPathInRoot(rootfd, p)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(pfd)
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, &pathError{"read", p, unix.EINVAL}
+	}
+	fd, err := unix.Open(fdLink(pfd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &pathError{"open", p, err}
 	}

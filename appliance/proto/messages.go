@@ -58,6 +58,11 @@ type MountArgs struct {
 	// Disks is how many disks are attached; after a snapshot restore they
 	// are hot-plugged, and the agent waits for them before probing.
 	Disks int `json:"disks,omitempty"`
+	// RequireFstab fails the mount when an entry of the root's fstab that
+	// is neither noauto nor nofail does not mount (a recipe run would
+	// write below its mountpoint on the root filesystem); otherwise that
+	// is a warning.
+	RequireFstab bool `json:"require_fstab,omitempty"`
 }
 
 // MountSpec names a device and where it goes in the image tree.
@@ -88,11 +93,19 @@ type Mount struct {
 	Type       string `json:"type"`
 }
 
+// BindMount is a bind mount of the image's fstab: Source, a path of the
+// image, mounted again at Mountpoint.
+type BindMount struct {
+	Mountpoint string `json:"mountpoint"`
+	Source     string `json:"source"`
+}
+
 // MountResult reports what was found and mounted.
 type MountResult struct {
 	Root        string       `json:"root"`
 	Filesystems []Filesystem `json:"filesystems"`
 	Mounts      []Mount      `json:"mounts"`
+	Binds       []BindMount  `json:"binds,omitempty"`
 	Warnings    []string     `json:"warnings,omitempty"`
 	Tried       []string     `json:"tried,omitempty"` // what was examined when no root was found
 	// VolumeGroups are the LVM volume groups found; their logical volumes
@@ -102,14 +115,22 @@ type MountResult struct {
 
 // OSInfo describes the mounted operating system.
 type OSInfo struct {
-	ID             string            `json:"id"`
-	IDLike         []string          `json:"id_like,omitempty"`
-	VersionID      string            `json:"version_id"`
-	PrettyName     string            `json:"pretty_name,omitempty"`
-	Hostname       string            `json:"hostname"`
-	Arch           string            `json:"arch"`
-	PackageManager string            `json:"package_manager"`
-	OSRelease      map[string]string `json:"os_release,omitempty"`
+	ID         string   `json:"id"` // os-release's ID scheme, whatever file said it
+	IDLike     []string `json:"id_like,omitempty"`
+	VersionID  string   `json:"version_id"`
+	PrettyName string   `json:"pretty_name,omitempty"`
+	Family     string   `json:"family,omitempty"` // debian, rhel, suse, ...
+	// ReleaseFile is the file the OS was identified by: /etc/os-release,
+	// or /etc/redhat-release and the like on older systems.
+	ReleaseFile    string `json:"release_file,omitempty"`
+	Hostname       string `json:"hostname"`
+	Arch           string `json:"arch"`
+	PackageManager string `json:"package_manager"`
+	PackageFormat  string `json:"package_format,omitempty"` // PkgFormat*
+	// PackageDB is the package database found for PackageFormat; empty
+	// when the image has none.
+	PackageDB string            `json:"package_db,omitempty"`
+	OSRelease map[string]string `json:"os_release,omitempty"`
 }
 
 // ExecArgs runs a program. With Shell set it runs `/bin/sh -c Shell`.

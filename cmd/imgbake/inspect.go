@@ -48,10 +48,16 @@ func inspectCommand() *cli.Command {
 func printInspection(stdio Stdio, r *fsops.Inspection) {
 	w := stdio.Out
 	fmt.Fprintf(w, "os:              %s\n", osLine(r.OS))
+	if r.OS.Family != "" && r.OS.Family != r.OS.ID {
+		fmt.Fprintf(w, "family:          %s\n", safeName(r.OS.Family))
+	}
+	if r.OS.ReleaseFile != "" {
+		fmt.Fprintf(w, "identified by:   %s\n", r.OS.ReleaseFile)
+	}
 	fmt.Fprintf(w, "root:            %s\n", r.OS.Root)
-	fmt.Fprintf(w, "hostname:        %s\n", r.Hostname)
+	fmt.Fprintf(w, "hostname:        %s\n", safeName(r.Hostname))
 	fmt.Fprintf(w, "arch:            %s\n", r.Arch)
-	fmt.Fprintf(w, "package manager: %s\n", r.PackageManager)
+	fmt.Fprintf(w, "package manager: %s\n", packagesLine(r))
 	printOperatingSystems(w, r)
 	fmt.Fprintln(w, "filesystems:")
 	width := 10 // LVM volumes (/dev/mapper/VG-LV) widen the device column
@@ -74,7 +80,13 @@ func printInspection(stdio Stdio, r *fsops.Inspection) {
 	printVolumeGroups(w, r)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
-		fmt.Fprintf(w, "  %-12s %s%s\n", mp, r.Mountpoints[mp], usageOf(r, mp))
+		fmt.Fprintf(w, "  %-12s %s%s\n", safeName(mp), r.Mountpoints[mp], usageOf(r, mp))
+	}
+	if len(r.BindMounts) > 0 {
+		fmt.Fprintln(w, "bind mounts:")
+		for _, mp := range sortedKeys(r.BindMounts) {
+			fmt.Fprintf(w, "  %-12s from %s\n", safeName(mp), safeName(r.BindMounts[mp]))
+		}
 	}
 	printRepairInfo(w, r)
 	for _, wn := range r.Warnings {
@@ -95,4 +107,20 @@ func osLine(o fsops.InspectedOS) string {
 		return safeName(s + " (" + o.Name + ")")
 	}
 	return safeName(s)
+}
+
+// packagesLine is the package manager with its format and database: "yum
+// (rpm, database /var/lib/rpm/Packages)".
+func packagesLine(r *fsops.Inspection) string {
+	var about []string
+	if r.PackageFormat != "" {
+		about = append(about, r.PackageFormat)
+	}
+	if r.PackageDB != "" {
+		about = append(about, "database "+safeName(r.PackageDB))
+	}
+	if len(about) == 0 {
+		return r.PackageManager
+	}
+	return strings.TrimSpace(r.PackageManager + " (" + strings.Join(about, ", ") + ")")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -117,5 +118,37 @@ func TestOSLine(t *testing.T) {
 		if got := osLine(tc.os); got != tc.want {
 			t.Errorf("osLine(%+v) = %q, want %q", tc.os, got, tc.want)
 		}
+	}
+}
+
+// TestInspectPrintReleaseAndBinds: the text report names the family, the
+// file the OS was identified by, the package format and database, and the
+// bind mounts.
+func TestInspectPrintReleaseAndBinds(t *testing.T) {
+	rep := &fsops.Inspection{
+		OS: fsops.InspectedOS{ID: "centos", VersionID: "6.10", Name: "CentOS release 6.10 (Final)", Family: "rhel",
+			Root: "/dev/mapper/vg_centos6-lv_root", ReleaseFile: "/etc/centos-release"},
+		PackageManager: "yum", PackageFormat: "rpm", PackageDB: "/var/lib/rpm/Packages",
+		Mountpoints: map[string]string{"/": "/dev/mapper/vg_centos6-lv_root", "/boot": "/dev/vda1"},
+		BindMounts:  map[string]string{"/srv/shared": "/home/shared"},
+	}
+	var out bytes.Buffer
+	printInspection(Stdio{Out: &out}, rep)
+	for _, want := range []string{
+		"os:              centos 6.10 (CentOS release 6.10 (Final))\n",
+		"family:          rhel\n",
+		"identified by:   /etc/centos-release\n",
+		"package manager: yum (rpm, database /var/lib/rpm/Packages)\n",
+		"bind mounts:\n  /srv/shared  from /home/shared\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	rep.OS.Family, rep.PackageFormat, rep.PackageDB, rep.BindMounts = "centos", "", "", nil
+	out.Reset()
+	printInspection(Stdio{Out: &out}, rep)
+	if s := out.String(); strings.Contains(s, "family:") || !strings.Contains(s, "package manager: yum\n") || strings.Contains(s, "bind mounts") {
+		t.Errorf("family equal to the id, or no format, database or binds, still printed:\n%s", s)
 	}
 }

@@ -27,12 +27,16 @@ func TestInspectJSON(t *testing.T) {
 			}
 			var got struct {
 				OS struct {
-					ID        string `json:"id"`
-					VersionID string `json:"version_id"`
+					ID          string `json:"id"`
+					VersionID   string `json:"version_id"`
+					Family      string `json:"family"`
+					ReleaseFile string `json:"release_file"`
 				} `json:"os"`
 				Hostname       string            `json:"hostname"`
 				Arch           string            `json:"arch"`
 				PackageManager string            `json:"package_manager"`
+				PackageFormat  string            `json:"package_format"`
+				PackageDB      string            `json:"package_db"`
 				Mountpoints    map[string]string `json:"mountpoints"`
 				Filesystems    []struct {
 					Device, Type, UUID, Label string
@@ -41,8 +45,9 @@ func TestInspectJSON(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatalf("inspect --json is not one JSON object: %v\n%s", err, r.stdout)
 			}
-			if got.OS.ID != "debian" || got.OS.VersionID != "12" || got.Hostname != info.Hostname ||
-				got.Arch != "x86_64" || got.PackageManager != "apt" {
+			if got.OS.ID != "debian" || got.OS.VersionID != "12" || got.OS.Family != "debian" || got.OS.ReleaseFile != "/etc/os-release" ||
+				got.Hostname != info.Hostname || got.Arch != "x86_64" || got.PackageManager != "apt" || got.PackageFormat != "deb" ||
+				got.PackageDB != "/var/lib/dpkg/status" {
 				t.Errorf("inspect = %+v", got)
 			}
 			rootDev := "/dev/vda"
