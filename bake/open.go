@@ -68,18 +68,24 @@ type Options struct {
 type Mount struct {
 	Device     string `json:"device"`
 	Mountpoint string `json:"mountpoint,omitempty"`
+	Options    string `json:"options,omitempty"` // mount options, e.g. subvol=root
 }
 
-// ParseMount reads a -m argument, DEVICE[:MOUNTPOINT].
+// ParseMount reads a -m argument, DEVICE[:MOUNTPOINT[:OPTIONS]] as
+// guestfish spells it: -m /dev/vda2:/:subvol=root.
 func ParseMount(spec string) (Mount, error) {
-	dev, mp, _ := strings.Cut(spec, ":")
+	dev, rest, _ := strings.Cut(spec, ":")
+	mp, opts, _ := strings.Cut(rest, ":")
 	if dev == "" {
-		return Mount{}, Classify(ErrUsage, fmt.Errorf("-m %q: expected DEVICE[:MOUNTPOINT]", spec))
+		return Mount{}, Classify(ErrUsage, fmt.Errorf("-m %q: expected DEVICE[:MOUNTPOINT[:OPTIONS]]", spec))
 	}
 	if mp != "" && !strings.HasPrefix(mp, "/") {
 		return Mount{}, Classify(ErrUsage, fmt.Errorf("-m %q: mountpoint must be absolute", spec))
 	}
-	return Mount{Device: dev, Mountpoint: mp}, nil
+	if strings.ContainsAny(opts, "\x00\n ") {
+		return Mount{}, Classify(ErrUsage, fmt.Errorf("-m %q: mount options are a comma-separated list without spaces", spec))
+	}
+	return Mount{Device: dev, Mountpoint: mp, Options: opts}, nil
 }
 
 // Check validates disks and options without side effects, so bad usage is
@@ -293,7 +299,7 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 	}
 	specs := make([]proto.MountSpec, len(o.Mounts))
 	for i, m := range o.Mounts {
-		specs[i] = proto.MountSpec{Device: m.Device, Mountpoint: m.Mountpoint}
+		specs[i] = proto.MountSpec{Device: m.Device, Mountpoint: m.Mountpoint, Options: m.Options}
 	}
 	// Every disk is an overlay: ext4 may skip its journal. Not when the
 	// free space is trimmed before the commit: FITRIM refuses an ext4

@@ -84,18 +84,37 @@ func (a *Agent) mountOpts(fstype string) (uintptr, string) {
 }
 
 // mountFS mounts dev at target, where target is an fd-resolved path.
-func (a *Agent) mountFS(dev, target, fstype string) error {
+// extra are options the user or the image's fstab asked for (see
+// parseMountOptions), added to imgbake's own.
+func (a *Agent) mountFS(dev, target, fstype, extra string) error {
 	kt := fstype
 	if strings.HasPrefix(fstype, "ext") {
 		kt = "ext4" // the ext4 driver serves ext2 and ext3 too
 	}
 	a.ensureFSModules(kt)
 	flags, data := a.mountOpts(fstype)
-	err := unix.Mount(dev, target, kt, flags, data)
+	xflags, xdata, err := parseMountOptions(extra)
+	if err != nil {
+		return fmt.Errorf("mount %s (%s): %w", dev, fstype, err)
+	}
+	flags |= xflags
+	withExtra := func(d string) string {
+		switch {
+		case d == "":
+			return xdata
+		case xdata == "":
+			return d
+		}
+		return d + "," + xdata
+	}
+	err = unix.Mount(dev, target, kt, flags, withExtra(data))
 	if err != nil && data != "" {
-		err = unix.Mount(dev, target, kt, flags, "")
+		err = unix.Mount(dev, target, kt, flags, withExtra(""))
 	}
 	if err != nil {
+		if extra != "" {
+			return fmt.Errorf("mount %s (%s) on %s with options %q: %w", dev, fstype, target, extra, err)
+		}
 		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fstype, target, err)
 	}
 	return nil
@@ -120,7 +139,7 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 		}
 	}
 	for _, fs := range cands {
-		if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type); err != nil {
+		if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type, ""); err != nil {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s: %v", fs.Device, fs.Type, unwrapErrno(err)))
 			continue
 		}
@@ -268,10 +287,10 @@ func (a *Agent) mountExplicit(res *proto.MountResult, specs []proto.MountSpec) e
 			target = t
 			defer closeT()
 		}
-		if err := a.mountFS(dev, target, fs.Type); err != nil {
+		if err := a.mountFS(dev, target, fs.Type, s.Options); err != nil {
 			return err
 		}
-		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: path.Clean(s.Mountpoint), Device: dev, Type: fs.Type})
+		res.Mounts = append(res.Mounts, proto.Mount{Mountpoint: path.Clean(s.Mountpoint), Device: dev, Type: fs.Type, Options: s.Options})
 		if i == 0 {
 			res.Root = dev
 		}

@@ -175,7 +175,7 @@ func (a *Agent) mountFstab(res *proto.MountResult, entries []fstab.Entry) []fsta
 			fail("mountpoint %s: %v", e.File, unwrapErrno(err))
 			continue
 		}
-		err = a.mountFS(fs.Device, target, fs.Type)
+		err = a.mountFS(fs.Device, target, fs.Type, subvolumeOptions(fs.Type, e.MntOps))
 		closeT()
 		if err != nil {
 			fail("%v", err)

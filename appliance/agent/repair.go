@@ -262,7 +262,7 @@ func (a *Agent) handleReplayLog(_ context.Context, _ *stream, raw json.RawMessag
 	ro, nj := a.readOnly, a.noJournal
 	// mountOpts: a read-write mount with the journal, so the log is replayed
 	a.readOnly, a.noJournal = false, false
-	err = a.mountFS(dev, replayDir, fs.Type)
+	err = a.mountFS(dev, replayDir, fs.Type, "")
 	a.readOnly, a.noJournal = ro, nj
 	if err != nil {
 		return nil, fmt.Errorf("replay_log: %w", err)

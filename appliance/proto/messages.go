@@ -69,6 +69,7 @@ type MountArgs struct {
 type MountSpec struct {
 	Device     string `json:"device"`
 	Mountpoint string `json:"mountpoint"`
+	Options    string `json:"options,omitempty"` // mount options, e.g. "subvol=root,noatime"
 }
 
 // Filesystem is one probed block device.
@@ -91,6 +92,7 @@ type Mount struct {
 	Mountpoint string `json:"mountpoint"`
 	Device     string `json:"device"`
 	Type       string `json:"type"`
+	Options    string `json:"options,omitempty"` // asked for with -m
 }
 
 // BindMount is a bind mount of the image's fstab: Source, a path of the

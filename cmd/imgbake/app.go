@@ -127,8 +127,11 @@ func newApp(stdio Stdio) *cli.App {
 		ErrWriter:              stdio.Err,
 		UseShortOptionHandling: true,
 		HideHelpCommand:        true,
-		CustomAppHelpTemplate:  cli.AppHelpTemplate + "\n" + exitCodesHelp,
-		ExitErrHandler:         func(*cli.Context, error) {}, // Execute maps errors to codes
+		// A value is one value: -m DEV:/:subvol=root,noatime, --var
+		// LIST=a,b and -e s/a,b/c/ keep their commas.
+		DisableSliceFlagSeparator: true,
+		CustomAppHelpTemplate:     cli.AppHelpTemplate + "\n" + exitCodesHelp,
+		ExitErrHandler:            func(*cli.Context, error) {}, // Execute maps errors to codes
 		Commands: []*cli.Command{
 			runCommand(),
 			bakeCommand(),

@@ -72,7 +72,7 @@ func TestBadInput(t *testing.T) {
 		{"copy_in source missing", []string{"run", "-a", disk, writeRecipe(t, "steps:\n  - copy_in: {src: ./nothere, dest: /opt}\n")}, ExitUsage, `recipe.yaml:2:\d+: .*nothere.*does not exist`},
 		{"in-place and output", []string{"run", "--in-place", "-o", filepath.Join(t.TempDir(), "x.qcow2"), "-a", disk, good}, ExitUsage, `exclude each other`},
 		{"output exists", []string{"run", "-o", disk, "-a", disk, good}, ExitUsage, `already exists`},
-		{"bad -m", []string{"inspect", "-a", disk, "-m", ":/boot"}, ExitUsage, `expected DEVICE\[:MOUNTPOINT\]`},
+		{"bad -m", []string{"inspect", "-a", disk, "-m", ":/boot"}, ExitUsage, `expected DEVICE\[:MOUNTPOINT\[:OPTIONS\]\]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ func diskFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "add", Aliases: []string{"a"}, Usage: "disk image `FILE` (repeat for several disks)"},
 		&cli.StringFlag{Name: "format", Usage: "disk format: raw or qcow2 (default: detected; applies to every -a)"},
-		&cli.StringSliceFlag{Name: "mount", Aliases: []string{"m"}, Usage: "mount `DEVICE[:MOUNTPOINT]` instead of detecting (like guestfish -m)"},
+		&cli.StringSliceFlag{Name: "mount", Aliases: []string{"m"}, Usage: "mount `DEVICE[:MOUNTPOINT[:OPTIONS]]` instead of detecting (like guestfish -m; e.g. /dev/vda2:/:subvol=root)"},
 		&cli.BoolFlag{Name: "allow-backing", Usage: "accept a qcow2 image that names a backing file"},
 		&cli.StringFlag{Name: "kernel", Usage: "appliance kernel `VMLINUZ` (default: newest /boot/vmlinuz-*-cloud-amd64; env IMGBAKE_KERNEL)"},
 		&cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB`"},

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -41,7 +42,7 @@ func sysprepCommand() *cli.Command {
 			}
 			o := fsops.SysprepOptions{Keep: c.StringSlice("keep"), MachineID: c.String("machine-id")}
 			if c.IsSet("operations") {
-				ops, err := fsops.ParseSysprepOperations(c.StringSlice("operations"))
+				ops, err := fsops.ParseSysprepOperations(commaList(c.StringSlice("operations")))
 				if err != nil {
 					return usageErr("--operations: %v", err)
 				}
@@ -91,4 +92,15 @@ func listSysprepOperations(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s %s %s\n", op.Name, mark, op.Description)
 	}
+}
+
+// commaList splits each value of a repeatable flag at its commas, as
+// virt-sysprep's --operations takes them (the app leaves slice values
+// whole, so that -m OPTIONS and --var values may hold commas).
+func commaList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		out = append(out, strings.Split(v, ",")...)
+	}
+	return out
 }

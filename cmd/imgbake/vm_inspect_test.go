@@ -112,6 +112,23 @@ func TestMountOverride(t *testing.T) {
 	if !strings.Contains(r.stdout, `"/": "/dev/vda3"`) || strings.Contains(r.stdout, `"/boot/efi"`) {
 		t.Errorf("-m /dev/vda3 should mount only the root:\n%s", r.stdout)
 	}
+
+	// Mount options, as guestfish's -m DEVICE:MOUNTPOINT:OPTIONS: generic
+	// flags and the filesystem's own, commas included.
+	recipe := writeRecipe(t, "steps:\n  - run: awk '$2 == \"/\" {print $4}' /proc/self/mounts > /etc/root-opts\n")
+	if r := imgbake(t, "run", "-a", disk, "-m", "/dev/vda3:/:noatime,errors=remount-ro", recipe); r.code != 0 {
+		t.Fatalf("-m with options: %s", r)
+	}
+	info := testimages.InfoOf(t, testimages.GPT)
+	opts, err := testimages.ReadFile(t, disk, "qcow2", info.RootPartition, "/etc/root-opts")
+	must(t, err)
+	if !strings.Contains(string(opts), "noatime") || !strings.Contains(string(opts), "errors=remount-ro") {
+		t.Errorf("the root was mounted with %q, want noatime and errors=remount-ro", opts)
+	}
+	r = imgbake(t, "ls", "-a", disk, "-m", "/dev/vda3:/:no_such_option=1", "/")
+	if r.code != ExitImage || !strings.Contains(r.stderr, `with options "no_such_option=1"`) {
+		t.Errorf("a bad mount option: want exit %d naming it: %s", ExitImage, r)
+	}
 }
 
 // TestJournalOffOnOverlays: with changes going to an overlay, ext4 is
