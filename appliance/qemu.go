@@ -319,3 +319,21 @@ func lastLines(s string, n int) string {
 // at once on few cores (imgbake bake), where vCPU threads beyond the cores
 // cost more CPU than they save.
 const applianceCPUs = 2
+
+// FindQEMU returns the qemu binary a run would start (its path on PATH) and
+// the first line of its --version output, e.g. "QEMU emulator version 7.2.22
+// (Debian 1:7.2+dfsg-7+deb12u18)".
+func FindQEMU(ctx context.Context) (path, version string, err error) {
+	q := &QEMU{}
+	if path, err = exec.LookPath(q.binary()); err != nil {
+		return "", "", fmt.Errorf("%s not found: install QEMU (Debian: apt-get install qemu-system-x86): %w", q.binary(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return path, "", fmt.Errorf("%s --version: %w", path, err)
+	}
+	version, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return path, version, nil
+}

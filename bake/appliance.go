@@ -6,9 +6,6 @@ import (
 	"github.com/imgbake/imgbake/appliance"
 )
 
-// Version is imgbake's version (that of the embedded agent).
-const Version = appliance.AgentVersion
-
 // Appliance is the cached appliance and what a run would use of it, for
 // `imgbake appliance build|info`.
 type Appliance struct {

@@ -149,7 +149,7 @@ func (img *Image) Apply(ctx context.Context, rec *recipes.Recipe, o ApplyOptions
 		fmt.Fprintf(img.notices, "imgbake: %s\n", plan.resumeMsg)
 	}
 	rs := &stateRecorder{sess: img.ops, progressive: img.opts.InPlace,
-		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), appliance.AgentVersion)}
+		st: fsops.NewRun(prev, rec.Name, rec.File, rec.SHA256, len(rec.Steps), Version)}
 	r := &runner{env: steps.Env{Session: img.ops, Facts: out.Facts, Network: img.opts.Network, Live: o.Live},
 		state: rs, startAt: plan.startAt, rec: rec, events: events}
 	if c := img.cache; c != nil {

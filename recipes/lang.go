@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -25,6 +26,10 @@ type Facts struct {
 // factNames are the facts' names in expressions; templates see them as
 // .os.id and so on.
 var factNames = []string{"os.id", "os.version_id", "os.family", "os.package_manager", "os.arch", "hostname"}
+
+// FactNames are the facts a recipe may use, as expressions name them, for
+// the documentation (imgbake-recipe(5)).
+func FactNames() []string { return slices.Clone(factNames) }
 
 // resultNames are what changed_when may use besides facts and vars.
 var resultNames = []string{"rc", "stdout", "stderr"}

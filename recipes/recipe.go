@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,6 +115,10 @@ func FirstLine(s string) string {
 
 // stepKeys are the keys any step may have besides its operation.
 var stepKeys = []string{"cache", "changed_when", "creates", "ignore_errors", "name", "timeout", "when"}
+
+// StepFields are the keys any step may have besides its operation, for the
+// documentation (imgbake-recipe(5)).
+func StepFields() []string { return slices.Clone(stepKeys) }
 
 // Load reads and parses the recipe at path. Host paths in it are relative to
 // its directory.

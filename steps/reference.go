@@ -13,28 +13,12 @@ func Reference() string {
 	var b strings.Builder
 	b.WriteString("| kind | example | properties |\n|---|---|---|\n")
 	for _, k := range All() {
-		ex, comment, _ := strings.Cut(k.Example, " # ")
-		ex = strings.TrimSpace(ex)
-		var props []string
-		if k.Command {
-			props = append(props, "command (creates, changed_when)")
-		}
-		if k.Idempotent {
-			props = append(props, "idempotent")
-		} else if !k.Command {
-			props = append(props, "reports changed every run")
-		}
-		if k.HostEffect {
-			props = append(props, "writes to the host (never cached)")
-		}
-		if k.NeedsNetwork {
-			props = append(props, "network")
-		}
+		ex, comment := k.ExampleParts()
 		cell := "`" + strings.ReplaceAll(ex, "|", "\\|") + "`"
-		if c := strings.TrimSpace(comment); c != "" {
-			cell += " — " + strings.ReplaceAll(c, "|", "\\|")
+		if comment != "" {
+			cell += " — " + strings.ReplaceAll(comment, "|", "\\|")
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", k.Name, cell, strings.Join(props, ", "))
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", k.Name, cell, strings.Join(k.Properties(), ", "))
 	}
 	return b.String()
 }
@@ -52,6 +36,34 @@ func SysprepReference() string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", op.Name, def, strings.ReplaceAll(op.Description, "|", "\\|"))
 	}
 	return b.String()
+}
+
+// Properties describes the kind's behaviour in a few words each, as the
+// README's table and imgbake-recipe(5) show it.
+func (k Kind) Properties() []string {
+	var props []string
+	if k.Command {
+		props = append(props, "command (creates, changed_when)")
+	}
+	if k.Idempotent {
+		props = append(props, "idempotent")
+	} else if !k.Command {
+		props = append(props, "reports changed every run")
+	}
+	if k.HostEffect {
+		props = append(props, "writes to the host (never cached)")
+	}
+	if k.NeedsNetwork {
+		props = append(props, "network")
+	}
+	return props
+}
+
+// ExampleParts splits the kind's Example into its YAML and its comment
+// (after " # "; "" when there is none).
+func (k Kind) ExampleParts() (yaml, comment string) {
+	ex, comment, _ := strings.Cut(k.Example, " # ")
+	return strings.TrimSpace(ex), strings.TrimSpace(comment)
 }
 
 // CommandKinds names the kinds that may use creates and changed_when.

@@ -13,6 +13,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/cliargs"
+	"github.com/imgbake/imgbake/internal/clihelp"
 	"github.com/imgbake/imgbake/recipes"
 )
 
@@ -25,14 +27,6 @@ const (
 	ExitInterrupted = bake.ExitInterrupted
 	ExitTerminated  = bake.ExitTerminated
 )
-
-const exitCodesHelp = `EXIT CODES:
-   0    success
-   1    a step failed (the image is left unchanged unless --in-place)
-   2    bad usage or invalid recipe (nothing was touched)
-   3    image or appliance error (missing/locked/unsupported disk, no OS found, VM failure)
-   130  interrupted (SIGINT); 143 terminated (SIGTERM)
-`
 
 // Stdio are the streams a command uses, so tests can run it in-process.
 type Stdio struct {
@@ -63,7 +57,17 @@ func usageErr(format string, args ...any) error {
 // the exit code. main is a thin wrapper so tests run the CLI in-process.
 func Execute(ctx context.Context, stdio Stdio, args []string) int {
 	app := newApp(stdio)
-	err := app.RunContext(ctx, args)
+	if cliargs.Completing(args) {
+		// With short-option handling, urfave/cli v2 gives up on a partial
+		// flag (--chec) and its completion then dereferences a nil flag set.
+		app.UseShortOptionHandling = false
+	}
+	args, err := reorderArgs(app, args)
+	if err != nil {
+		err = withCode(ExitUsage, err)
+	} else {
+		err = app.RunContext(ctx, args)
+	}
 	if err == nil {
 		return ExitOK
 	}
@@ -78,6 +82,13 @@ func Execute(ctx context.Context, stdio Stdio, args []string) int {
 		fmt.Fprintf(stdio.Err, "imgbake: %v\n", err)
 	}
 	return code
+}
+
+// reorderArgs lets flags follow the positional arguments of every command
+// but session exec, whose arguments after NAME are a command line of their
+// own.
+func reorderArgs(app *cli.App, args []string) ([]string, error) {
+	return cliargs.Reorder(app, args, "session exec")
 }
 
 // errReported marks errors whose details were already printed.
@@ -121,6 +132,7 @@ func newApp(stdio Stdio) *cli.App {
 	app := &cli.App{
 		Name:                   "imgbake",
 		Usage:                  "customize VM disk images offline, one appliance boot per image",
+		Description:            appDescription,
 		Version:                bake.Version,
 		Reader:                 stdio.In,
 		Writer:                 stdio.Out,
@@ -130,7 +142,7 @@ func newApp(stdio Stdio) *cli.App {
 		// A value is one value: -m DEV:/:subvol=root,noatime, --var
 		// LIST=a,b and -e s/a,b/c/ keep their commas.
 		DisableSliceFlagSeparator: true,
-		CustomAppHelpTemplate:     cli.AppHelpTemplate + "\n" + exitCodesHelp,
+		EnableBashCompletion:      true,                         // the protocol the completion scripts use
 		ExitErrHandler:            func(*cli.Context, error) {}, // Execute maps errors to codes
 		Commands: []*cli.Command{
 			runCommand(),
@@ -153,10 +165,14 @@ func newApp(stdio Stdio) *cli.App {
 			sparsifyCommand(),
 			resizeCommand(),
 			cacheCommand(),
+			versionCommand(),
+			completionCommand(),
+			genManCommand(),
 		},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
 	setUsageError(app.Commands, app.OnUsageError)
+	clihelp.Install(app, exitCodesHelp())
 	return app
 }
 

@@ -15,11 +15,14 @@ func applianceCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "appliance",
 		Usage: "build or describe the cached appliance (kernel + initramfs with the agent)",
+		Description: "The appliance is the host's kernel plus an initramfs holding imgbake's agent, cached by content\n" +
+			"and rebuilt when the kernel, its modules or imgbake change.\n\n" + example("imgbake appliance info"),
 		Subcommands: []*cli.Command{
 			{
-				Name:  "build",
-				Usage: "build the appliance now (it is also built on first use)",
-				Flags: []cli.Flag{kernel, &cli.BoolFlag{Name: "force", Usage: "rebuild even if cached"}},
+				Name:        "build",
+				Usage:       "build the appliance now (it is also built on first use)",
+				Description: example("imgbake appliance build --kernel /boot/vmlinuz-6.1.0-28-cloud-amd64"),
+				Flags:       []cli.Flag{kernel, &cli.BoolFlag{Name: "force", Usage: "rebuild even if cached"}},
 				Action: func(c *cli.Context) error {
 					app, err := bake.BuildAppliance(c.String("kernel"), c.Bool("force"))
 					if err != nil {
@@ -34,9 +37,10 @@ func applianceCommand() *cli.Command {
 				},
 			},
 			{
-				Name:  "info",
-				Usage: "show the appliance that would be used",
-				Flags: []cli.Flag{kernel, &cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB` (snapshots are per size)"}},
+				Name:        "info",
+				Usage:       "show the appliance that would be used",
+				Description: example("imgbake appliance info --memory 1024"),
+				Flags:       []cli.Flag{kernel, &cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB` (snapshots are per size)"}},
 				Action: func(c *cli.Context) error {
 					app, err := bake.DescribeAppliance(c.Context, c.String("kernel"), c.Int("memory"))
 					if err != nil {

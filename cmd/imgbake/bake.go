@@ -29,7 +29,8 @@ func bakeCommand() *cli.Command {
 			"transaction, at most --jobs at a time. Every output line is prefixed with its image's name; one\n" +
 			"summary line per image follows. A failing image neither stops nor changes the others. The exit\n" +
 			"code is 0 when every image succeeded, else the most serious failure: 130/143 interrupted, then\n" +
-			"3 (an image or appliance error), then 1 (a step failed); 2 is bad usage, found before anything starts.",
+			"3 (an image or appliance error), then 1 (a step failed); 2 is bad usage, found before anything starts.\n\n" +
+			example("imgbake bake --jobs 4 --output-dir golden/ web.yaml base/*.qcow2"),
 		Flags: append(append(append(flags,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "run at most `N` appliances at once (default: what the host's free memory and cores allow)"},
 			&cli.StringFlag{Name: "output-dir", Usage: "write each result to `DIR`/<image file name> (created if missing; with --output-format, the format's extension) and leave the inputs untouched"},
@@ -51,7 +52,7 @@ type bakeImage struct {
 
 func bakeAction(c *cli.Context, stdio Stdio) error {
 	if c.NArg() < 2 {
-		return usageErr("bake: expected a recipe file and at least one image after the flags (got %d arguments)", c.NArg())
+		return usageErr("bake: expected a recipe file and at least one image (got %d arguments)", c.NArg())
 	}
 	rec, err := loadRecipe(c)
 	if err != nil {

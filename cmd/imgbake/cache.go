@@ -13,13 +13,15 @@ import (
 func cacheCommand() *cli.Command {
 	dir := &cli.StringFlag{Name: "cache-dir", Usage: "layer cache `DIR` (default: layers/ in the imgbake cache directory)"}
 	return &cli.Command{
-		Name:  "cache",
-		Usage: "look at and free the step-layer cache of `run --cache`",
+		Name:        "cache",
+		Usage:       "look at and free the step-layer cache of `run --cache`",
+		Description: example("imgbake cache ls", "imgbake cache prune --max-size 10GiB"),
 		Subcommands: []*cli.Command{
 			{
-				Name:  "ls",
-				Usage: "list the cached steps, most recently used first",
-				Flags: []cli.Flag{dir},
+				Name:        "ls",
+				Usage:       "list the cached steps, most recently used first",
+				Description: example("imgbake cache ls --cache-dir /srv/imgbake-layers"),
+				Flags:       []cli.Flag{dir},
 				Action: func(c *cli.Context) error {
 					store, err := bake.OpenLayerCache(c.String("cache-dir"))
 					if err != nil {
@@ -46,9 +48,10 @@ func cacheCommand() *cli.Command {
 				},
 			},
 			{
-				Name:  "prune",
-				Usage: "remove the least recently used layers until the cache fits --max-size",
-				Flags: []cli.Flag{dir, &cli.StringFlag{Name: "max-size", Value: "10GiB", Usage: "keep at most `SIZE` of layers (0 empties the cache)"}},
+				Name:        "prune",
+				Usage:       "remove the least recently used layers until the cache fits --max-size",
+				Description: example("imgbake cache prune --max-size 2GiB"),
+				Flags:       []cli.Flag{dir, &cli.StringFlag{Name: "max-size", Value: "10GiB", Usage: "keep at most `SIZE` of layers (0 empties the cache)"}},
 				Action: func(c *cli.Context) error {
 					limit, err := humanize.ParseBytes(c.String("max-size"))
 					if err != nil {

@@ -13,7 +13,7 @@ func catCommand() *cli.Command {
 		Usage:     "print files of a disk image (read-only)",
 		ArgsUsage: "PATH...",
 		Description: "Each PATH is absolute inside the image; symlinks resolve inside the image, never on the host.\n\n" +
-			oneShotExitHelp,
+			oneShotExitHelp + "\n\n" + example("imgbake cat -a disk.qcow2 /etc/fstab /var/log/syslog"),
 		Flags: append(diskFlags(), roFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)

@@ -12,7 +12,9 @@ func checkCommand() *cli.Command {
 		Name:      "check",
 		Usage:     "validate a recipe without touching any image: every problem as file:line:col",
 		ArgsUsage: "RECIPE.yaml",
-		Flags:     varFlags(),
+		Description: "Reads the recipe, its vars and the host files it names, as run would before touching anything.\n\n" +
+			example("imgbake check --var admin=ops recipe.yaml"),
+		Flags: varFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageErr("check: expected exactly one recipe file (got %d arguments)", c.NArg())

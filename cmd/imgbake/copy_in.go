@@ -17,7 +17,7 @@ func copyInCommand() *cli.Command {
 		ArgsUsage: "HOSTPATH... IMAGEDIR",
 		Description: "Like virt-copy-in: each HOSTPATH becomes IMAGEDIR/BASENAME, keeping modes and symlinks; files\n" +
 			"become owned by root. IMAGEDIR must exist in the image. The image changes only if every copy succeeded.\n\n" +
-			oneShotExitHelp,
+			oneShotExitHelp + "\n\n" + example("imgbake copy-in -a disk.qcow2 ./fix.conf ./dir /etc"),
 		Flags: append(diskFlags(), writeROFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)

@@ -17,7 +17,7 @@ func copyOutCommand() *cli.Command {
 		ArgsUsage: "IMAGEPATH... HOSTDIR",
 		Description: "Like virt-copy-out: each IMAGEPATH becomes HOSTDIR/BASENAME. HOSTDIR must exist. Nothing is ever\n" +
 			"written outside HOSTDIR, symlinks from the image are never followed on the host, setuid bits are dropped.\n\n" +
-			oneShotExitHelp,
+			oneShotExitHelp + "\n\n" + example("imgbake copy-out -a disk.qcow2 /var/log /etc/passwd ./out"),
 		Flags: append(diskFlags(), roFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)

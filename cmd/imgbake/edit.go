@@ -26,7 +26,8 @@ func editCommand() *cli.Command {
 			"failing editor) the image is left untouched, byte for byte.\n\n" +
 			"-e 's/REGEX/REPLACEMENT/FLAGS' edits without an editor, line by line like sed -E: Go regular expressions,\n" +
 			"& and \\1..\\9 in the replacement, flags g (every match) and i (ignore case), any delimiter (s|a|b|).\n" +
-			"Repeat -e to apply several in order.\n\n" + oneShotExitHelp,
+			"Repeat -e to apply several in order.\n\n" + oneShotExitHelp + "\n\n" +
+			example("imgbake edit -a disk.qcow2 /etc/ssh/sshd_config", "imgbake edit -e 's/^(GRUB_TIMEOUT)=.*/\\1=1/' -a d.qcow2 /etc/default/grub"),
 		Flags: append(diskFlags(),
 			&cli.StringSliceFlag{Name: "expression", Aliases: []string{"e"}, Usage: "`s/REGEX/REPLACEMENT/[gi]` instead of an editor (repeatable)"},
 			writeROFlag(),
@@ -35,9 +36,6 @@ func editCommand() *cli.Command {
 			stdio := stdioOf(c)
 			if c.NArg() != 1 {
 				return usageErr("usage: imgbake edit [flags] PATH (exactly one file)")
-			}
-			if err := noFlagsAfterArgs(c); err != nil {
-				return err
 			}
 			if err := rejectRO(c); err != nil {
 				return err

@@ -25,16 +25,14 @@ func fsckCommand() *cli.Command {
 			"With --repair: e2fsck -f -y; xfs_repair (a dirty log is first replayed by mounting the filesystem);\n" +
 			"fsck.fat -a; the image is written only if something was repaired.\n\n" +
 			"Exit status: 0 every filesystem is clean or was repaired, 1 errors were found (or remain), 2 bad usage\n" +
-			"(e.g. no such device), 3 image or appliance error.",
+			"(e.g. no such device), 3 image or appliance error.\n\n" +
+			example("imgbake fsck -a disk.qcow2", "imgbake fsck --repair -a disk.qcow2 vda3"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "repair", Usage: "repair what the checkers find"},
 			&cli.BoolFlag{Name: "ro", Usage: "check only, disks attached read-only (the default without --repair)"},
 		),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
-			if err := noFlagsAfterArgs(c); err != nil {
-				return err
-			}
 			repair := c.Bool("repair")
 			if repair && c.Bool("ro") {
 				return usageErr("fsck: --repair writes to the image and cannot run with --ro")

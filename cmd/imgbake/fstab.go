@@ -17,14 +17,15 @@ func fstabCommand() *cli.Command {
 		Usage: "check the image's /etc/fstab against the devices present, or fix it",
 		Description: "Each entry's device (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/disk/by-*, or a disk name such as\n" +
 			"/dev/sda2) is looked for among the image's filesystems, the way imgbake mounts them. Device names of\n" +
-			"the original machine that cannot be mapped (nvme, md, LVM paths) are reported unverified and never changed.",
+			"the original machine that cannot be mapped (nvme, md, LVM paths) are reported unverified and never changed.\n\n" +
+			example("imgbake fstab check -a disk.qcow2", "imgbake fstab fix --nofail -a disk.qcow2"),
 		Subcommands: []*cli.Command{
 			{
 				Name:  "check",
 				Usage: "list the entries whose device is missing (read-only; exit 1 if there are any)",
 				Flags: append(diskFlags(), roFlag(), &cli.BoolFlag{Name: "json", Usage: "print the entries as JSON"}),
 				Description: "Prints every entry with its state: ok, missing, unverified or skipped.\n\n" +
-					oneShotExitHelp,
+					oneShotExitHelp + "\n\n" + example("imgbake fstab check --json -a disk.qcow2"),
 				Action: func(c *cli.Context) error {
 					stdio := stdioOf(c)
 					if c.NArg() != 0 {
@@ -65,7 +66,7 @@ func fstabCommand() *cli.Command {
 				Description: "An entry for / whose device is missing is pointed at the root filesystem imgbake found (by UUID)\n" +
 					"rather than commented out. Other entries are commented out, or with --nofail keep their line and get\n" +
 					"the nofail option so the boot does not wait for them. With nothing to fix the image is untouched.\n\n" +
-					oneShotExitHelp,
+					oneShotExitHelp + "\n\n" + example("imgbake fstab fix -a disk.qcow2"),
 				Flags: append(diskFlags(), writeROFlag(),
 					&cli.BoolFlag{Name: "nofail", Usage: "add nofail instead of commenting entries out"}),
 				Action: func(c *cli.Context) error {

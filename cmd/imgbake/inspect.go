@@ -15,6 +15,8 @@ func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "inspect",
 		Usage: "show the operating system, filesystems and mountpoints of a disk image (read-only)",
+		Description: "Also every OS found, LVM volume groups and volumes, usage per filesystem, the kernels in /boot\n" +
+			"and the fstab entries that point to nothing.\n\n" + example("imgbake inspect -a disk.qcow2", "imgbake inspect -a disk.qcow2 --json"),
 		Flags: append(diskFlags(), &cli.BoolFlag{Name: "json", Usage: "print one JSON object"}),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)

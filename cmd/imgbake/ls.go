@@ -25,7 +25,7 @@ func lsCommand() *cli.Command {
 			"resolve inside the image. -l shows mode, owner (named from the image's own /etc/passwd and /etc/group),\n" +
 			"size, modification time and symlink targets; -R descends into subdirectories (not into symlinks, nor\n" +
 			"into /proc, /sys and /dev, where the appliance's own are mounted). Names with control characters are\n" +
-			"shown quoted.\n\n" + oneShotExitHelp,
+			"shown quoted.\n\n" + oneShotExitHelp + "\n\n" + example("imgbake ls -l -a disk.qcow2 /etc/ssh"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "long listing"},
 			&cli.BoolFlag{Name: "recursive", Aliases: []string{"R"}, Usage: "list subdirectories recursively"},

@@ -31,7 +31,7 @@ func TestRepairCommandsBadInput(t *testing.T) {
 	}{
 		{"ls no path", []string{"ls", "-a", disk}, `usage: imgbake ls \[flags\] PATH`},
 		{"ls relative", []string{"ls", "-a", disk, "etc"}, `"etc": paths inside the image must be absolute`},
-		{"ls flag after path", []string{"ls", "-a", disk, "/etc", "-l"}, `flags go before the arguments \(got "-l" after them\)`},
+		{"ls path after --", []string{"ls", "-a", disk, "/etc", "--", "-l"}, `"-l": paths inside the image must be absolute`},
 		{"cat outside the image", []string{"cat", "-a", disk, "../../etc/passwd"}, `"\.\./\.\./etc/passwd": paths inside the image must be absolute`},
 		{"cat NUL", []string{"cat", "-a", disk, "/etc/\x00passwd"}, `must not contain a NUL byte`},
 		{"cat nothing", []string{"cat", "-a", disk}, `usage: imgbake cat`},

@@ -24,7 +24,8 @@ func resetPasswordCommand() *cli.Command {
 			"asked for on the terminal (or read as the first line of stdin when that is not a terminal).\n" +
 			"The hash is made by the image's chpasswd with the method its /etc/login.defs asks for, and checked;\n" +
 			"when the image's chpasswd is missing or broken, imgbake writes a SHA-512 crypt hash itself. The password\n" +
-			"never appears in a command line or in a file of the image.\n\n" + oneShotExitHelp,
+			"never appears in a command line or in a file of the image.\n\n" + oneShotExitHelp + "\n\n" +
+			example("imgbake reset-password -a disk.qcow2 --random root"),
 		Flags: append(diskFlags(),
 			&cli.StringFlag{Name: "password-file", Usage: "read the new password from the first line of `FILE`"},
 			&cli.BoolFlag{Name: "random", Usage: "generate a random passphrase (printed on stdout)"},
@@ -35,9 +36,6 @@ func resetPasswordCommand() *cli.Command {
 			stdio := stdioOf(c)
 			if c.NArg() != 1 {
 				return usageErr("usage: imgbake reset-password [flags] USER")
-			}
-			if err := noFlagsAfterArgs(c); err != nil {
-				return err
 			}
 			if err := rejectRO(c); err != nil {
 				return err

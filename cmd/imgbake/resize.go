@@ -17,7 +17,7 @@ func resizeCommand() *cli.Command {
 			"disk, then its LVM physical and logical volume, then the filesystem (ext2/3/4 resize2fs, xfs_growfs,\n" +
 			"btrfs filesystem resize), with the appliance's own tools. Shrinking is refused. Only the last\n" +
 			"partition of a disk can grow.\n\n" +
-			"Example:\n   imgbake resize -a disk.qcow2 --size +2G\n   imgbake resize -a disk.raw --size 20G -o big.qcow2\n\n" + oneShotExitHelp,
+			oneShotExitHelp + "\n\n" + example("imgbake resize -a disk.qcow2 --size +2G", "imgbake resize -a disk.raw --size 20G -o big.qcow2"),
 		Flags: append(append(diskFlags(),
 			&cli.StringFlag{Name: "size", Usage: "new disk `SIZE`: 20G, or +10G for that much more (K, M, G, T: powers of 1024)"},
 			&cli.StringFlag{Name: "expand", Usage: "grow this `PARTITION` (a device of the appliance, e.g. /dev/vda2) instead of the root's"},

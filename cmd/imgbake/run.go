@@ -16,7 +16,8 @@ func runCommand() *cli.Command {
 		Usage:     "apply a recipe to a disk image in one appliance boot",
 		ArgsUsage: "RECIPE.yaml",
 		Description: "Boots one appliance for the image, mounts its filesystems and runs every step in order.\n" +
-			"Changes go to a private overlay that is committed only when every step succeeded.",
+			"Changes go to a private overlay that is committed only when every step succeeded.\n\n" +
+			example("imgbake run -a disk.qcow2 recipe.yaml", "imgbake run -a base.qcow2 recipe.yaml -o golden.qcow2 --checksum", "imgbake run --cache -a base.qcow2 -o out.qcow2 recipe.yaml"),
 		Flags: append(append(diskFlags(),
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the image (a failure leaves it partly changed)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the result to a new image `FILE` and leave the input untouched"},
@@ -33,7 +34,7 @@ func runCommand() *cli.Command {
 
 func runAction(c *cli.Context, stdio Stdio) error {
 	if c.NArg() != 1 {
-		return usageErr("run: expected exactly one recipe file after the flags (got %d arguments)", c.NArg())
+		return usageErr("run: expected exactly one recipe file (got %d arguments: %q)", c.NArg(), c.Args().Slice())
 	}
 	// The recipe and the flags are validated before any image is touched.
 	rec, err := loadRecipe(c)

@@ -22,7 +22,8 @@ func sessionCommand() *cli.Command {
 		Description: "A session boots the appliance once and serves every later command on it: `session exec NAME -- true`\n" +
 			"costs a round trip, not a boot. Changes go to a private overlay that `session stop` commits\n" +
 			"(or drops with --discard). A session whose --owner-pid exits, or that sits idle past\n" +
-			"--idle-timeout, stops itself and discards.",
+			"--idle-timeout, stops itself and discards.\n\n" +
+			example("imgbake session start -a disk.qcow2 --name web", "imgbake session exec web -- apt-get -y purge nano", "imgbake session stop web"),
 		Subcommands: []*cli.Command{
 			sessionStartCommand(),
 			sessionExecCommand(),

@@ -20,7 +20,8 @@ func sessionPutCommand() *cli.Command {
 		ArgsUsage: "NAME HOSTPATH IMAGEPATH",
 		Description: "Like cp: a directory, or a file put onto an existing directory (or a path ending in /),\n" +
 			"lands inside it with its own name; otherwise IMAGEPATH is the file written. With --exact\n" +
-			"IMAGEPATH is always the file itself. Files are written atomically.",
+			"IMAGEPATH is always the file itself. Files are written atomically.\n\n" +
+			example("imgbake session put web ./site.conf /etc/nginx/conf.d/", "imgbake session put --mode 0600 web - /etc/secret"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "exact", Usage: "IMAGEPATH names the file itself, never a directory to put it into"},
 			&cli.StringFlag{Name: "mode", Usage: "octal `MODE` of the file written (default: kept, or the source's)"},
@@ -79,7 +80,8 @@ func sessionFetchCommand() *cli.Command {
 			"in /), lands inside it with its own name; otherwise HOSTPATH is the file written (atomically,\n" +
 			"mode 0644). With --exact HOSTPATH is always the file itself. Nothing from the image is ever\n" +
 			"written outside HOSTPATH, symlinks in the image are not followed on the host and setuid\n" +
-			"bits are dropped.",
+			"bits are dropped.\n\n" +
+			example("imgbake session fetch web /var/log/dpkg.log ./logs/"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "exact", Usage: "HOSTPATH names the file itself, never a directory to put it into"},
 		},

@@ -16,9 +16,10 @@ import (
 
 func sessionListCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "list",
-		Usage: "list the running sessions",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "one JSON array"}},
+		Name:        "list",
+		Usage:       "list the running sessions",
+		Description: example("imgbake session list --json"),
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "one JSON array"}},
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
 			list, err := session.List(c.Context, stdio.Err)
@@ -58,10 +59,11 @@ func sessionListCommand() *cli.Command {
 
 func sessionStopCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "stop",
-		Usage:     "shut the session's appliance down and commit its changes into the image (--discard: drop them)",
-		ArgsUsage: "NAME",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "discard", Usage: "drop every change: the image stays byte-identical"}},
+		Name:        "stop",
+		Usage:       "shut the session's appliance down and commit its changes into the image (--discard: drop them)",
+		ArgsUsage:   "NAME",
+		Description: example("imgbake session stop web", "imgbake session stop --discard web"),
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "discard", Usage: "drop every change: the image stays byte-identical"}},
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
 			if c.NArg() != 1 {

@@ -22,7 +22,8 @@ func shellCommand() *cli.Command {
 		Usage: "an interactive shell inside the image (chroot) on a real terminal",
 		Description: "Changes made in the shell are written back to the image when it exits (use --ro to look only).\n" +
 			"With --rescue, or automatically when the image has no working /bin/sh, you get the appliance's own\n" +
-			"shell with the image mounted under /sysroot.",
+			"shell with the image mounted under /sysroot.\n\n" +
+			example("imgbake shell -a disk.qcow2", "imgbake shell --rescue -a broken.raw"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "ro", Usage: "open the image read-only"},
 			&cli.BoolFlag{Name: "rescue", Usage: "the appliance's shell, image under /sysroot"},

@@ -17,7 +17,7 @@ func sparsifyCommand() *cli.Command {
 			"image with -o (in any --output-format, --compress for a compressed qcow2) or, with --in-place, punches\n" +
 			"the holes into the image itself. Filesystems that the image's fstab does not mount are left as they are\n" +
 			"(name them with -m).\n\n" +
-			"Example:\n   imgbake sparsify -a big.qcow2 -o small.qcow2 --compress\n\n" + oneShotExitHelp,
+			oneShotExitHelp + "\n\n" + example("imgbake sparsify -a big.qcow2 -o small.qcow2 --compress"),
 		Flags: append(append(diskFlags(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the sparse image to a new `FILE` and leave the input untouched"},
 			&cli.BoolFlag{Name: "in-place", Usage: "discard the free space in the image itself (no copy; the file's size stays, its holes grow)"},

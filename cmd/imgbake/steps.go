@@ -11,9 +11,10 @@ import (
 
 func stepsCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "steps",
-		Usage: "list the recipe step kinds with examples",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "markdown", Usage: "print the catalog as a Markdown table (as in the README)"}},
+		Name:        "steps",
+		Usage:       "list the recipe step kinds with examples",
+		Description: "imgbake-recipe(5) describes them and the rest of the recipe format.\n\n" + example("imgbake steps --markdown"),
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "markdown", Usage: "print the catalog as a Markdown table (as in the README)"}},
 		Action: func(c *cli.Context) error {
 			w := c.App.Writer
 			if c.Bool("markdown") {
