@@ -51,6 +51,14 @@ const (
 	// and alt (ext4 holding only another OS's os-release: a second OS for
 	// multi-boot inspection). Built on demand like Python.
 	LVM = "debian-lvm.raw"
+	// Boot is a qcow2 image that really boots: NoPart's layout (2 GiB)
+	// with systemd as init, udev, dbus, openssh-server (enabled, host keys
+	// made), systemd-networkd (DHCP on en*), a fixed machine-id and the
+	// cloud kernel with an initramfs for a virtio disk. No bootloader: boot
+	// it with QEMU's -kernel/-initrd taken out of the image (Info.Kernel,
+	// Info.Initrd) and root=UUID=Info.RootUUID. Its packages are the host's
+	// own. Built on demand like Python.
+	Boot = "debian-boot.qcow2"
 )
 
 // Names lists every image build.sh can make.
@@ -82,6 +90,11 @@ type Info struct {
 	DataSize   int64  `json:"data_size,omitempty"`
 	AltSize    int64  `json:"alt_size,omitempty"`
 	BootUUID   string `json:"boot_uuid,omitempty"`
+	// Bootable images: the kernel and initramfs inside the image, and the
+	// machine-id the image was built with.
+	Kernel    string `json:"kernel,omitempty"`
+	Initrd    string `json:"initrd,omitempty"`
+	MachineID string `json:"machine_id,omitempty"`
 }
 
 // Dir is the cache directory:
@@ -152,7 +165,7 @@ func path(t tb, name string) string {
 		return ""
 	}
 	how := "`make images` (as root) builds it"
-	if name == Python || name == LVM {
+	if name == Python || name == LVM || name == Boot {
 		how = fmt.Sprintf("`testimages/build.sh %s` (as root) builds it", name)
 	}
 	if os.Geteuid() != 0 {
@@ -162,6 +175,9 @@ func path(t tb, name string) string {
 	tools := []string{"qemu-img", "mkfs.xfs", "xfs_db", "sfdisk", "mkfs.ext4", "mkfs.vfat", "go", "flock"}
 	if name == LVM {
 		tools = append(tools, "lvm", "losetup", "mkswap")
+	}
+	if name == Boot {
+		tools = append(tools, "chroot", "dpkg-deb", "dpkg-query", "lsinitramfs")
 	}
 	if !fileExists(filepath.Join(Dir(), "rootfs-bookworm.tar")) {
 		tools = append(tools, "debootstrap")
@@ -284,7 +300,7 @@ func InfoOf(t testing.TB, name string) Info {
 }
 
 func known(name string) bool {
-	for _, n := range append(Names[:len(Names):len(Names)], Python, LVM) {
+	for _, n := range append(Names[:len(Names):len(Names)], Python, LVM, Boot) {
 		if n == name {
 			return true
 		}
