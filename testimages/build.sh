@@ -3,19 +3,21 @@
 #
 # Usage: testimages/build.sh [NAME...]
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
-#         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw
+#         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
-#         debian-lvm, centos6-lvm, debian-split)
-#   With no NAME every image except debian-python.raw, debian-lvm.raw, centos6-lvm.raw and
-#   debian-split.raw is built (those, for the Ansible, LVM and layout tests, are built on
-#   demand). Images already in the cache are skipped.
+#         debian-lvm, centos6-lvm, debian-split, debian-boot)
+#   With no NAME every image except debian-python.raw, debian-lvm.raw, centos6-lvm.raw,
+#   debian-split.raw and debian-boot.qcow2 is built (those, for the Ansible, LVM, layout and
+#   boot tests, are built on demand). Images already in the cache are skipped.
 #
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
 # xfsprogs, dosfstools, fdisk (sfdisk), qemu-utils, and go (protofile generator).
 # mtools is optional (puts /EFI/BOOT/README.txt into the ESP). debian-python.raw
 # built offline (the mirror unreachable) also needs dpkg-deb and a host running
-# Debian 12 on the rootfs's architecture with python3 installed. debian-lvm.raw and
+# Debian 12 on the rootfs's architecture with python3 installed; debian-boot.qcow2
+# likewise needs the host to have systemd-sysv, udev, dbus, openssh-server,
+# linux-image-cloud-amd64 and initramfs-tools installed. debian-lvm.raw and
 # centos6-lvm.raw also need lvm2 and a free loop device (losetup); they need no
 # device-mapper.
 #
@@ -43,6 +45,8 @@ MBR_DISK_ID=0x5ea1b0d1
 XFS_UUID=5ea1b0d0-0000-4000-8000-0000000000b1
 NOPART_UUID=5ea1b0d0-0000-4000-8000-0000000000c1
 PYTHON_UUID=5ea1b0d0-0000-4000-8000-0000000000d1
+BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000000f1
+BOOT_MACHINE_ID=5ea1b0d000004000800000000000f1f1 # as a machine that has booted has one
 LVM_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000002
 LVM_BOOT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000021
 LVM_PV_PARTUUID=5ea1b0d0-0000-4000-8000-000000000022
@@ -463,6 +467,119 @@ EOF
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# debian-boot.qcow2: a Debian that really boots, for the tests that boot what
+# imgbake made. No bootloader: QEMU boots it directly with its own
+# /boot/vmlinuz-* and /boot/initrd.img-* (read out of the image) and
+# root=UUID=$BOOT_UUID console=ttyS0. debian-nopart.raw's layout (a bare ext4
+# filesystem) in a 2 GiB sparse qcow2, plus systemd as init, udev, dbus,
+# openssh-server (enabled, with the host keys its postinst made), the cloud
+# kernel with an initramfs for a virtio disk, systemd-networkd doing DHCP on
+# en*, and the fixed machine-id $BOOT_MACHINE_ID. Root keeps the rootfs's "*"
+# password: no password login, ssh keys only.
+#
+# The packages always come from the host (install_host_packages), mirror or
+# not: the tests must build their images without a network, and this way the
+# image is the same whichever way it was built. Nothing is mounted in the
+# chroot: without /proc and /run/systemd the maintainer scripts see no
+# running systemd and only enable units, and policy-rc.d keeps invoke-rc.d
+# from starting anything.
+build_boot() {
+  local name=debian-boot.qcow2 out=$CACHE/debian-boot.qcow2
+  need mkfs.ext4 chroot qemu-img lsinitramfs
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  [[ -d "$root/usr/sbin" && ! -L "$root/usr/sbin" ]] || die "$root/usr/sbin is not a directory"
+  rm -f "$root/usr/sbin/policy-rc.d"
+  printf '#!/bin/sh\n# imgbake build.sh: start no services while building the image.\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  # The initramfs gets only the modules a virtio disk needs (ext4 is built
+  # into the cloud kernel): MODULES=most would put most of the kernel's
+  # modules in, a slower boot under TCG. conf.d and hooks are no package's
+  # conffiles, so writing them before the install asks dpkg nothing.
+  mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/etc/initramfs-tools/hooks"
+  echo 'MODULES=list' >"$root/etc/initramfs-tools/conf.d/imgbake-testimage.conf"
+  cat >"$root/etc/initramfs-tools/hooks/imgbake-virtio" <<'EOF'
+#!/bin/sh
+# imgbake test image: the modules for a root on a virtio disk.
+[ "$1" = prereqs ] && exit 0
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules virtio_pci virtio_blk
+EOF
+  chmod 755 "$root/etc/initramfs-tools/hooks/imgbake-virtio"
+  log "$name: systemd, udev, dbus, openssh-server and the kernel from the host's own installed packages (rebuilt as .debs, dpkg -i in a chroot)"
+  install_host_packages "$work" "$root" systemd-sysv udev dbus openssh-server initramfs-tools linux-image-cloud-amd64
+
+  local kernel initrd kver
+  kernel=$(cd "$root" && ls boot/vmlinuz-* 2>/dev/null | head -n 1)
+  [[ -n "$kernel" ]] || die "no /boot/vmlinuz-* after installing the kernel"
+  kver=${kernel#boot/vmlinuz-}
+  initrd=boot/initrd.img-$kver
+  if [[ ! -f "$root/$initrd" ]]; then
+    # The kernel's postinst makes it through /etc/kernel/postinst.d; make it
+    # here if that was skipped.
+    in_chroot "$root" update-initramfs -c -k "$kver" >>"$work/dpkg.log" 2>&1 ||
+      { tail -n 30 "$work/dpkg.log" >&2; die "update-initramfs -c -k $kver failed"; }
+  fi
+  # Listed into a file: grep -q quitting early would fail lsinitramfs under pipefail.
+  lsinitramfs "$root/$initrd" >"$work/initrd.list" || die "lsinitramfs $initrd failed"
+  local mod
+  for mod in virtio_blk virtio_pci; do
+    grep -q "/$mod\.ko" "$work/initrd.list" || die "$initrd has no $mod module"
+  done
+  [[ -x "$root/usr/sbin/sshd" && -L "$root/usr/sbin/init" ]] ||
+    die "sshd or systemd's /sbin/init is missing after the install"
+
+  mkdir -p "$root/etc/systemd/network"
+  cat >"$root/etc/systemd/network/20-wired.network" <<'EOF'
+# imgbake test image: DHCP on every Ethernet interface (QEMU's user network).
+[Match]
+Name=en*
+
+[Network]
+DHCP=yes
+EOF
+  # openssh-server's postinst named its host keys after the build host
+  # (uname -n is not the chroot's): after the image instead.
+  local hostkey
+  for hostkey in "$root"/etc/ssh/ssh_host_*_key; do
+    in_chroot "$root" ssh-keygen -q -c -C root@testhost -P '' -f "/etc/ssh/${hostkey##*/}" >/dev/null ||
+      die "renaming the comment of ${hostkey##*/} failed"
+  done
+  # systemd's postinst made a random machine-id: a fixed one instead, so the
+  # image is reproducible and tests can tell it from one a clone made.
+  rm -f "$root/etc/machine-id"
+  echo "$BOOT_MACHINE_ID" >"$root/etc/machine-id"
+  in_chroot "$root" systemctl enable systemd-networkd.service ssh.service >>"$work/dpkg.log" 2>&1 ||
+    { tail -n 30 "$work/dpkg.log" >&2; die "systemctl enable systemd-networkd ssh in the chroot failed"; }
+  cat >"$root/etc/fstab" <<EOF
+# /etc/fstab: static file system information (imgbake test image $name)
+UUID=$BOOT_UUID	/	ext4	errors=remount-ro	0	1
+EOF
+  rm -f "$root/usr/sbin/policy-rc.d"
+  # rm first: a symlink there would make the redirection write outside the root.
+  rm -f "$root/etc/resolv.conf"
+  : >"$root/etc/resolv.conf"
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+    "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/* "$root"/var/tmp/*
+
+  local disk=$work/disk.raw
+  truncate -s 2G "$disk"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L rootfs -U "$BOOT_UUID" \
+    -E "hash_seed=$BOOT_UUID" -d "$root" "$disk"
+  rm -rf --one-file-system "$root"
+  qemu-img convert -f raw -O qcow2 "$disk" "$work/out.qcow2"
+  rm -f "$disk"
+  write_json "$work/out.json" root_uuid="$BOOT_UUID" root_partition=0 fstype=ext4 label=rootfs \
+    format=qcow2 partition_table=none hostname=testhost kernel="/$kernel" initrd="/$initrd" machine_id="$BOOT_MACHINE_ID"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$work/out.qcow2" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # debian-lvm.raw: root on LVM (scenario 5 of the broken-disk suite), and a
 # second operating system for multi-boot inspection. GPT: /boot ext4 (1) and
 # an LVM PV (2) holding VG vg0 with LVs root (ext4, the Debian rootfs), swap,
@@ -780,12 +897,14 @@ main() {
         built centos6-lvm.raw || { build_rootfs && build_centos6; } ;;
       debian-split | debian-split.raw)
         built debian-split.raw || { build_rootfs && build_split; } ;;
+      debian-boot | debian-boot.qcow2)
+        built debian-boot.qcow2 || { build_rootfs && build_boot; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2 | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }

@@ -66,10 +66,18 @@ const (
 	// /home/shared on /srv/shared and a nofail entry for a missing
 	// filesystem. Built on demand.
 	Split = "debian-split.raw"
+	// Boot is a qcow2 image that really boots: NoPart's layout (2 GiB)
+	// with systemd as init, udev, dbus, openssh-server (enabled, host keys
+	// made), systemd-networkd (DHCP on en*), a fixed machine-id and the
+	// cloud kernel with an initramfs for a virtio disk. No bootloader: boot
+	// it with QEMU's -kernel/-initrd taken out of the image (Info.Kernel,
+	// Info.Initrd) and root=UUID=Info.RootUUID. Its packages are the host's
+	// own. Built on demand like Python.
+	Boot = "debian-boot.qcow2"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
-var onDemand = []string{Python, LVM, CentOS6, Split}
+var onDemand = []string{Python, LVM, CentOS6, Split, Boot}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}
@@ -109,6 +117,11 @@ type Info struct {
 	// MissingUUID is a filesystem UUID the image's fstab names that is on
 	// no disk.
 	MissingUUID string `json:"missing_uuid,omitempty"`
+	// Bootable images: the kernel and initramfs inside the image, and the
+	// machine-id the image was built with.
+	Kernel    string `json:"kernel,omitempty"`
+	Initrd    string `json:"initrd,omitempty"`
+	MachineID string `json:"machine_id,omitempty"`
 }
 
 // Dir is the cache directory:
@@ -192,6 +205,9 @@ func path(t tb, name string) string {
 		tools = append(tools, "lvm", "losetup", "mkswap")
 	case Split:
 		tools = append(tools, "mkswap")
+	}
+	if name == Boot {
+		tools = append(tools, "chroot", "dpkg-deb", "dpkg-query", "lsinitramfs")
 	}
 	if !fileExists(filepath.Join(Dir(), "rootfs-bookworm.tar")) {
 		tools = append(tools, "debootstrap")
