@@ -107,66 +107,158 @@ func TestDebPackage(t *testing.T) {
 		"share/man/man1/imgbake.1.gz", "share/man/man5/imgbake-recipe.5.gz")
 }
 
-// TestDebInstallsIntoDebianChroot installs the package with dpkg into a
+// TestDebInstallsIntoDebianChroot installs the package with apt into a
 // fresh Debian 12 root (the debootstrap tarball the test images are made
-// from), runs it there and purges it. The dependencies (qemu, a kernel)
-// cannot be installed offline: dpkg must name them as missing, then the
-// install is forced past them.
+// from), offline: its dependencies (qemu, qemu-img, a kernel) are the host's
+// installed packages rebuilt as .debs (testimages/hostdebs) into a flat
+// file:/ repository inside the root, the root's only APT source. Then
+// imgbake, with nothing from the checkout, bakes a test image copied into the
+// root (read back on the host with debugfs), and apt purges it.
 func TestDebInstallsIntoDebianChroot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (chroot)")
 	}
+	vmTests(t)
+	vmtest.LookPath(t, "dpkg-scanpackages", "dpkg-dev")
 	tarball := filepath.Join(testimages.Dir(), "rootfs-bookworm.tar")
 	if _, err := os.Stat(tarball); err != nil {
 		vmtest.Missing(t, "%s (the Debian 12 debootstrap root; `make images` makes it)", tarball)
 	}
 	deb := buildDeb(t)
-	root := t.TempDir()
+	tmp := t.TempDir()
+	root := filepath.Join(tmp, "root")
+	must(t, os.Mkdir(root, 0o755))
 	if out, err := exec.Command("tar", "-xf", tarball, "-C", root).CombinedOutput(); err != nil {
 		t.Fatalf("extracting %s: %v\n%s", tarball, err, out)
 	}
+
+	// The Depends, from the host, minus what the root has.
+	tool := filepath.Join(tmp, "hostdebs")
+	build := exec.Command("go", "build", "-o", tool, "./testimages/hostdebs")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build hostdebs: %v\n%s", err, out)
+	}
+	work := filepath.Join(tmp, "hostdebs.d")
+	must(t, os.Mkdir(work, 0o755))
+	if out, err := exec.Command(tool, "-root", root, "-work", work,
+		"qemu-system-x86", "qemu-utils", "linux-image-cloud-amd64", "e2fsprogs").CombinedOutput(); err != nil {
+		t.Fatalf("hostdebs: %v\n%s", err, out)
+	}
+	repo := filepath.Join(root, "srv/repo")
+	must(t, os.MkdirAll(repo, 0o755))
+	debs, err := filepath.Glob(filepath.Join(work, "debs", "*.deb"))
+	must(t, err)
+	if len(debs) == 0 {
+		t.Fatal("hostdebs rebuilt no packages: the root has qemu already?")
+	}
+	for _, d := range debs {
+		must(t, os.Rename(d, filepath.Join(repo, filepath.Base(d))))
+	}
+	scan := exec.Command("dpkg-scanpackages", "-m", ".", "/dev/null")
+	scan.Dir = repo
+	index, err := scan.Output()
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(repo, "Packages"), index, 0o644))
+	must(t, os.RemoveAll(filepath.Join(root, "etc/apt/sources.list.d")))
+	must(t, os.MkdirAll(filepath.Join(root, "etc/apt/sources.list.d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte("deb [trusted=yes] file:/srv/repo ./\n"), 0o644))
 	data, err := os.ReadFile(deb)
 	must(t, err)
-	must(t, os.WriteFile(filepath.Join(root, "imgbake.deb"), data, 0o644))
+	debName := filepath.Base(deb)
+	must(t, os.WriteFile(filepath.Join(root, "root", debName), data, 0o644))
+
+	// /dev and /proc for apt's maintainer scripts and qemu; undone at cleanup.
+	mount := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, m := range []string{"proc", "dev"} {
+		target := filepath.Join(root, m)
+		t.Cleanup(func() {
+			if !mounted(t, target) {
+				return
+			}
+			if out, err := exec.Command("umount", "-R", target).CombinedOutput(); err != nil {
+				t.Logf("umount %s: %v\n%s; lazy unmount", target, err, out)
+				exec.Command("umount", "-R", "-l", target).Run()
+			}
+			if mounted(t, target) {
+				t.Errorf("%s is still mounted", target)
+			}
+		})
+	}
+	mount("-t", "proc", "proc", filepath.Join(root, "proc"))
+	mount("--bind", "/dev", filepath.Join(root, "dev"))
+	mount("--make-rslave", filepath.Join(root, "dev"))
+
 	chroot := func(args ...string) (string, error) {
 		cmd := exec.Command("chroot", append([]string{root}, args...)...)
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"}
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C",
+			"DEBIAN_FRONTEND=noninteractive", "IMGBAKE_ACCEL=tcg"}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-
-	out, err := chroot("dpkg", "-i", "/imgbake.deb")
-	if err == nil {
-		t.Fatalf("dpkg -i succeeded without qemu in the chroot:\n%s", out)
+	apt := []string{"apt-get", "-y", "-o", "Dir::Etc::sourceparts=-"}
+	if out, err := chroot(append(apt, "update")...); err != nil {
+		t.Fatalf("apt-get update: %v\n%s", err, out)
 	}
-	for _, dep := range []string{"qemu-system-x86", "qemu-utils", "linux-image-cloud-amd64"} {
-		if !strings.Contains(out, "imgbake depends on "+dep) {
-			t.Errorf("dpkg -i does not name the missing %s:\n%s", dep, out)
-		}
-	}
-	if out, err := chroot("dpkg", "--configure", "--force-depends", "imgbake"); err != nil {
-		t.Fatalf("dpkg --configure --force-depends: %v\n%s", err, out)
+	if out, err := chroot(append(apt, "--no-install-recommends", "install", "/root/"+debName)...); err != nil {
+		t.Fatalf("apt-get install ./%s: %v\n%s", debName, err, out)
 	}
 	if out, _ := chroot("dpkg-query", "-W", "-f=${Status} ${Version}", "imgbake"); out != "install ok installed "+gitVersion(t) {
 		t.Errorf("dpkg-query: %q", out)
 	}
-	out, err = chroot("imgbake", "version", "--json")
-	if err != nil || !strings.Contains(out, `"version": "`+gitVersion(t)+`"`) || !strings.Contains(out, `"found": false`) {
-		t.Errorf("imgbake version --json in the chroot (no qemu, no kernel there): %v\n%s", err, out)
-	}
-	if out, err := chroot("imgbake", "steps"); err != nil || !strings.Contains(out, "- install: [nginx, haveged]") {
-		t.Errorf("imgbake steps in the chroot: %v\n%s", err, out)
+	out, err := chroot("imgbake", "version", "--json")
+	if err != nil || !strings.Contains(out, `"version": "`+gitVersion(t)+`"`) ||
+		!strings.Contains(out, `"path": "/usr/bin/qemu-system-x86_64"`) || !strings.Contains(out, `"path": "/boot/vmlinuz-`) {
+		t.Errorf("imgbake version --json in the chroot: %v\n%s", err, out)
 	}
 	if out, err := chroot("bash", "-c", "source /usr/share/bash-completion/completions/imgbake && complete -p imgbake"); err != nil ||
 		!strings.Contains(out, "_imgbake imgbake") {
 		t.Errorf("bash completion in the chroot: %v\n%s", err, out)
 	}
-	if out, err := chroot("dpkg", "--purge", "imgbake"); err != nil {
-		t.Fatalf("dpkg --purge: %v\n%s", err, out)
+
+	img := testimages.Fresh(t, testimages.NoPart)
+	disk := filepath.Join(root, "root/disk.raw")
+	if out, err := exec.Command("cp", "--sparse=always", img, disk).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	recipe := "steps:\n  - write:\n      path: /etc/imgbake-deb-test\n      content: \"baked by the package\\n\"\n"
+	must(t, os.WriteFile(filepath.Join(root, "root/recipe.yaml"), []byte(recipe), 0o644))
+	if out, err := chroot("imgbake", "run", "-a", "/root/disk.raw", "/root/recipe.yaml"); err != nil {
+		t.Fatalf("imgbake run in the chroot: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(root, "root/.cache/imgbake/appliance")); err != nil {
+		t.Errorf("the appliance is not cached in the chroot's /root/.cache: %v", err)
+	}
+	got, err := testimages.ReadFile(t, disk, "raw", 0, "/etc/imgbake-deb-test")
+	if err != nil || string(got) != "baked by the package\n" {
+		t.Errorf("the baked file: %q, %v", got, err)
+	}
+
+	if out, err := chroot(append(apt, "purge", "imgbake")...); err != nil {
+		t.Fatalf("apt-get purge imgbake: %v\n%s", err, out)
 	}
 	for _, f := range debLayout(t) {
 		if _, err := os.Lstat(filepath.Join(root, f)); err == nil {
-			t.Errorf("%s is still there after dpkg --purge", f)
+			t.Errorf("%s is still there after apt-get purge", f)
 		}
 	}
+}
+
+// mounted reports whether path is a mount point (in /proc/self/mountinfo).
+func mounted(t *testing.T, path string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
 }
