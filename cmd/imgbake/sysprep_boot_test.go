@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -84,7 +85,7 @@ func (g *bootedGuest) waitForLogin(t *testing.T, key, command string) string {
 			t.Fatalf("%s: qemu exited before sshd accepted the key: %v\nqemu stderr: %s\nconsole:\n%s", g.name, g.err, g.stderr.String(), g.consoleTail())
 		default:
 		}
-		out, err := exec.Command("ssh", append(sshArgs(key, g.port), "root@127.0.0.1", command)...).CombinedOutput()
+		out, err := g.ssh(key, command)
 		if err == nil {
 			t.Logf("%s: ssh login after %v", g.name, time.Since(start).Round(time.Second))
 			return string(out)
@@ -94,6 +95,11 @@ func (g *bootedGuest) waitForLogin(t *testing.T, key, command string) string {
 	}
 	t.Fatalf("%s: no ssh login within %v (last attempt: %s)\nconsole:\n%s", g.name, guestBootTimeout, lastErr, g.consoleTail())
 	return ""
+}
+
+// ssh runs command in the guest as root.
+func (g *bootedGuest) ssh(key, command string) ([]byte, error) {
+	return exec.Command("ssh", append(sshArgs(key, g.port), "root@127.0.0.1", command)...).CombinedOutput()
 }
 
 // consoleTail is the end of the guest's serial console.
@@ -110,6 +116,9 @@ func (g *bootedGuest) consoleTail() string {
 }
 
 var machineIDFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// firstbootScript is where sysprep's first-boot key generation lands once it has run.
+const firstbootScript = fsops.FirstbootDir + "/scripts-done/0001-sysprep-ssh-hostkeys"
 
 // TestSysprepClonesBoot is issue 18's end-to-end check: the bootable test
 // image gets a root ssh key (a recipe) and is sysprep'd; two clones of it
@@ -205,6 +214,12 @@ func TestSysprepClonesBoot(t *testing.T) {
 			t.Errorf("%s: /etc/ssh/ssh_host_ed25519_key.pub = %q", g.name, id.hostKey)
 		} else if id.presented != keyFields[0]+" "+keyFields[1] {
 			t.Errorf("%s: sshd presents %q, the key on disk is %q", g.name, id.presented, id.hostKey)
+		}
+		// The keys are sysprep's first-boot hook's doing: it ran, succeeded
+		// and sshd runs with its keys.
+		if out, err := g.ssh(key, "test -f "+firstbootScript+" && grep -qx '=== Exit code: 0 ===' /root/imgbake-firstboot.log && systemctl is-active ssh.service"); err != nil {
+			log, _ := g.ssh(key, "ls -l "+fsops.FirstbootDir+"/scripts "+fsops.FirstbootDir+"/scripts-done; cat /root/imgbake-firstboot.log; systemctl status ssh.service")
+			t.Errorf("%s: the first-boot key generation did not run or failed: %v: %s\n%s", g.name, err, out, log)
 		}
 		if id.hostKey == goldenHostKey {
 			t.Errorf("%s: the host key is the golden image's: %s", g.name, id.hostKey)
