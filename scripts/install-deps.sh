@@ -11,11 +11,15 @@ pkgs=(
   e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck, sfdisk, partx
   busybox-static    # the appliance's rescue shell (imgbake fsck / shell --rescue); tests use it as an independent shell
   lvm2              # lvm in the appliance's rescue tools; testimages/build.sh makes debian-lvm.raw with it
+  btrfs-progs       # btrfs in the appliance (subvolumes, check); test images verified with it on the host
+  cryptsetup-bin    # LUKS in the appliance (cryptsetup open/close); builds the LUKS test image in a VM
+  mdadm             # md RAID assembly in the appliance; builds the RAID test image in a VM
   cpio
   mtools            # test images: files into the ESP without mounting
   tmux              # tests drive `imgbake shell` on a real terminal
   ansible-core openssh-client openssh-server # tests: the Ansible connection plugin, local and over ssh
   openssl           # tests: check password hashes independently of imgbake
+  zsh lintian       # tests: the zsh completion loads; the .deb is lintian clean of errors
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libguestfs-tools)
