@@ -91,10 +91,10 @@ uninstall:
 	-rmdir $(DESTDIR)$(DATADIR)
 
 # $(DEB_OUT)/imgbake_VERSION_amd64.deb: the install tree under /usr, packaged
-# with dpkg-dev's tools (scripts/build-deb.sh says why not nfpm).
+# by nfpm (packaging/nfpm.yaml; scripts/build-deb.sh prepares the tree).
 deb: $(RELEASE_BIN) docs
 	rm -rf $(DEB_WORK)
-	$(MAKE) install VERSION='$(VERSION)' COMMIT='$(COMMIT)' DESTDIR=$(abspath $(DEB_WORK))/debian/imgbake \
+	$(MAKE) install VERSION='$(VERSION)' COMMIT='$(COMMIT)' DESTDIR=$(abspath $(DEB_WORK))/stage \
 		PREFIX=/usr ZSHCOMPDIR=/usr/share/zsh/vendor-completions
 	bash scripts/build-deb.sh $(DEB_WORK) '$(VERSION)' '$(COMMIT)' $(DEB_OUT)
 
