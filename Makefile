@@ -25,7 +25,8 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 LDFLAGS := -X github.com/imgbake/imgbake/bake.Version=$(VERSION) -X github.com/imgbake/imgbake/bake.Commit=$(COMMIT)
 
-# The installed binary: stripped and position-independent, as Debian wants.
+# The installed binary: stripped, position-independent and with immediate
+# binding (read-only relocations after start), as Debian's hardening wants.
 RELEASE_BIN := bin/release/imgbake
 MANPAGES    := bin/man/imgbake.1 bin/man/imgbake-recipe.5
 COMPLETIONS := bin/completion/imgbake.bash bin/completion/_imgbake
@@ -51,7 +52,7 @@ $(BIN): $(AGENT) $(GOFILES) go.mod go.sum bin/.buildinfo
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imgbake
 
 $(RELEASE_BIN): $(AGENT) $(GOFILES) go.mod go.sum bin/.buildinfo
-	$(GO) build -trimpath -buildmode=pie -ldflags '-s -w $(LDFLAGS)' -o $(RELEASE_BIN) ./cmd/imgbake
+	$(GO) build -trimpath -buildmode=pie -ldflags '-s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now $(LDFLAGS)' -o $(RELEASE_BIN) ./cmd/imgbake
 
 build: $(BIN)
 
@@ -91,10 +92,10 @@ uninstall:
 	-rmdir $(DESTDIR)$(DATADIR)
 
 # $(DEB_OUT)/imgbake_VERSION_amd64.deb: the install tree under /usr, packaged
-# with dpkg-dev's tools (scripts/build-deb.sh says why not nfpm).
+# by nfpm (packaging/nfpm.yaml; scripts/build-deb.sh prepares the tree).
 deb: $(RELEASE_BIN) docs
 	rm -rf $(DEB_WORK)
-	$(MAKE) install VERSION='$(VERSION)' COMMIT='$(COMMIT)' DESTDIR=$(abspath $(DEB_WORK))/debian/imgbake \
+	$(MAKE) install VERSION='$(VERSION)' COMMIT='$(COMMIT)' DESTDIR=$(abspath $(DEB_WORK))/stage \
 		PREFIX=/usr ZSHCOMPDIR=/usr/share/zsh/vendor-completions
 	bash scripts/build-deb.sh $(DEB_WORK) '$(VERSION)' '$(COMMIT)' $(DEB_OUT)
 

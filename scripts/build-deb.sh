@@ -1,61 +1,68 @@
 #!/usr/bin/env bash
-# Builds imgbake's Debian package from a tree that `make install
-# DESTDIR=WORK/debian/imgbake PREFIX=/usr` laid out (`make deb` does both).
-#
-# The first choice was nfpm (goreleaser's packager, run through go run), but
-# the module proxy was not reachable when this was written, so the package is
-# made with dpkg-dev's own tools, as debhelper would: dpkg-shlibdeps for the
-# libc dependency, dpkg-gencontrol for DEBIAN/control (Installed-Size
-# included) from packaging/debian/control, dpkg-deb to build it. Nothing here
-# writes ar or tar by hand.
+# Builds imgbake's Debian package with nfpm (goreleaser's packager, pinned in
+# packaging/nfpm/go.mod and run with `go tool`) from packaging/nfpm.yaml and
+# the tree that `make install DESTDIR=WORK/stage PREFIX=/usr` laid out
+# (`make deb` does both). nfpm writes the package (control, md5sums,
+# Installed-Size, archives); this script only prepares what Debian's policy
+# wants in the tree and what nfpm cannot know:
+#   - man pages and changelog gzip -9n (no name or time inside);
+#   - /usr/share/doc/imgbake: copyright, changelog.gz (a native package's
+#     changelog, in Debian's format), README.md.gz; lintian's overrides;
+#   - modes (directories 0755, files 0644, the program 0755) and times
+#     (SOURCE_DATE_EPOCH) of the staged files;
+#   - the libc dependency, from dpkg-shlibdeps (the binary is linked
+#     against libc for the cgo resolver).
 #
 # Usage: scripts/build-deb.sh WORK VERSION COMMIT OUTDIR
-# Env: DEB_MAINTAINER overrides the control file's Maintainer;
-#      SOURCE_DATE_EPOCH dates the changelog (and dpkg-deb's archive).
+# Env: DEB_MAINTAINER overrides the package's Maintainer;
+#      SOURCE_DATE_EPOCH dates the changelog and the package's files.
 set -euo pipefail
-work=$1 version=$2 commit=$3 outdir=$4
+(($# == 4)) || { echo "usage: scripts/build-deb.sh WORK VERSION COMMIT OUTDIR" >&2; exit 2; }
+work=$(cd "$1" && pwd) version=$2 commit=$3
+outdir=$(mkdir -p "$4" && cd "$4" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
-root=$work/debian/imgbake
-[[ -x "$root/usr/bin/imgbake" ]] || { echo "build-deb.sh: $root/usr/bin/imgbake missing: run make install DESTDIR=$root PREFIX=/usr first" >&2; exit 1; }
-for tool in dpkg-shlibdeps dpkg-gencontrol dpkg-deb gzip; do
-  command -v "$tool" >/dev/null || { echo "build-deb.sh: $tool not found (Debian: apt-get install dpkg-dev)" >&2; exit 1; }
+stage=$work/stage
+[[ -x "$stage/usr/bin/imgbake" ]] || { echo "build-deb.sh: $stage/usr/bin/imgbake missing: run make install DESTDIR=$stage PREFIX=/usr first" >&2; exit 1; }
+for tool in dpkg-shlibdeps gzip go; do
+  command -v "$tool" >/dev/null || { echo "build-deb.sh: $tool not found (Debian: apt-get install dpkg-dev gzip golang)" >&2; exit 1; }
 done
-if [[ "$(go env GOARCH 2>/dev/null || echo amd64)" != amd64 ]]; then
+if [[ "$(go env GOARCH)" != amd64 ]]; then
   echo "build-deb.sh: the appliance is x86_64 (qemu-system-x86_64): only amd64 packages are built" >&2
   exit 1
 fi
 
-maintainer=${DEB_MAINTAINER:-$(sed -n 's/^Maintainer: //p' "$src/packaging/debian/control")}
-date=$(date -u -R -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")
+maintainer=${DEB_MAINTAINER:-imgbake maintainers <maintainers@users.noreply.h-seed-5f2d5e9f.example>}
+epoch=${SOURCE_DATE_EPOCH:-$(date +%s)}
+export SOURCE_DATE_EPOCH=$epoch
 
-# Debian policy: man pages and changelogs gzip -9n (no name or time inside).
-find "$root/usr/share/man" -type f ! -name '*.gz' -exec gzip -9nf {} +
-doc=$root/usr/share/doc/imgbake
+find "$stage/usr/share/man" -type f ! -name '*.gz' -exec gzip -9nf {} +
+doc=$stage/usr/share/doc/imgbake
 install -d "$doc"
-install -m 0644 "$src/packaging/debian/copyright" "$doc/copyright"
+install -m 0644 "$src/packaging/copyright" "$doc/copyright"
 gzip -9nc "$src/README.md" > "$doc/README.md.gz"
-cat > "$work/debian/changelog" <<CHANGELOG
+install -D -m 0644 "$src/packaging/lintian-overrides" "$stage/usr/share/lintian/overrides/imgbake"
+gzip -9nc > "$doc/changelog.gz" <<CHANGELOG
 imgbake ($version) unstable; urgency=medium
 
   * Built from git commit ${commit:-unknown}.
 
- -- $maintainer  $date
+ -- $maintainer  $(date -u -R -d "@$epoch")
 CHANGELOG
-gzip -9nc "$work/debian/changelog" > "$doc/changelog.gz"
-cp "$src/packaging/debian/control" "$work/debian/control"
 
-find "$root" -path "$root/DEBIAN" -prune -o -type d -exec chmod 0755 {} +
-find "$root" -path "$root/DEBIAN" -prune -o -type f -exec chmod 0644 {} +
-chmod 0755 "$root/usr/bin/imgbake"
+find "$stage" -type d -exec chmod 0755 {} +
+find "$stage" -type f -exec chmod 0644 {} +
+chmod 0755 "$stage/usr/bin/imgbake"
+find "$stage" -exec touch -h -d "@$epoch" {} +
 
-install -d "$root/DEBIAN"
-(cd "$work" &&
-  dpkg-shlibdeps -Tdebian/imgbake.substvars debian/imgbake/usr/bin/imgbake &&
-  dpkg-gencontrol -pimgbake -v"$version" -Tdebian/imgbake.substvars -Pdebian/imgbake ${DEB_MAINTAINER:+"-DMaintainer=$DEB_MAINTAINER"})
-(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"
-chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+# dpkg-shlibdeps reads a debian/control; a minimal one in a scratch directory.
+shl=$work/shlibdeps
+install -d "$shl/debian"
+printf 'Source: imgbake\n\nPackage: imgbake\nArchitecture: amd64\n' > "$shl/debian/control"
+shlibs=$(cd "$shl" && dpkg-shlibdeps -O "$stage/usr/bin/imgbake" | sed -n 's/^shlibs:Depends=//p')
+[[ -n "$shlibs" ]] || { echo "build-deb.sh: dpkg-shlibdeps found no shared-library dependency of $stage/usr/bin/imgbake" >&2; exit 1; }
 
-mkdir -p "$outdir"
 deb=$outdir/imgbake_${version}_amd64.deb
-dpkg-deb --build --root-owner-group -Zxz "$root" "$deb"
+rm -f "$deb"
+IMGBAKE_VERSION=$version IMGBAKE_STAGE=$stage IMGBAKE_MAINTAINER=$maintainer IMGBAKE_SHLIBS=$shlibs \
+  go -C "$src/packaging/nfpm" tool nfpm package --config "$src/packaging/nfpm.yaml" --packager deb --target "$deb" >&2
 echo "$deb"

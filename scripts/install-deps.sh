@@ -20,6 +20,7 @@ pkgs=(
   ansible-core openssh-client openssh-server # tests: the Ansible connection plugin, local and over ssh
   openssl           # tests: check password hashes independently of imgbake
   zsh lintian       # tests: the zsh completion loads; the .deb is lintian clean of errors
+  dpkg-dev          # make deb: dpkg-shlibdeps (the libc dependency); tests: dpkg-scanpackages for the chroot's APT repository
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libguestfs-tools)

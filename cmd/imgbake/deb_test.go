@@ -51,14 +51,17 @@ func debLayout(t *testing.T) []string {
 		}
 		paths = append(paths, "usr/"+p)
 	}
-	return append(paths, "usr/share/doc/imgbake/copyright", "usr/share/doc/imgbake/changelog.gz", "usr/share/doc/imgbake/README.md.gz")
+	return append(paths, "usr/share/doc/imgbake/copyright", "usr/share/doc/imgbake/changelog.gz", "usr/share/doc/imgbake/README.md.gz",
+		"usr/share/lintian/overrides/imgbake")
 }
 
 // TestDebPackage builds the package and reads it back with dpkg-deb: its
 // control fields, its files (the install layout, owned by root), their
-// checksums; then runs the binary it holds.
+// checksums, its changelog; runs the binary it holds; and has lintian check
+// it.
 func TestDebPackage(t *testing.T) {
 	deb := buildDeb(t)
+	t.Run("lintian", func(t *testing.T) { lintianClean(t, deb) })
 	field := func(name string) string {
 		return strings.TrimSpace(dpkgDeb(t, "--field", deb, name))
 	}
@@ -105,6 +108,35 @@ func TestDebPackage(t *testing.T) {
 	}
 	checkInstalledTools(t, dir, "usr", "share/bash-completion/completions/imgbake",
 		"share/man/man1/imgbake.1.gz", "share/man/man5/imgbake-recipe.5.gz")
+
+	// A native package's changelog, in Debian's format, for this version.
+	changelog, err := exec.Command("zcat", filepath.Join(dir, "usr/share/doc/imgbake/changelog.gz")).Output()
+	must(t, err)
+	head := `^imgbake \(` + regexp.QuoteMeta(gitVersion(t)) + `\) unstable; urgency=medium\n\n  \* .+\n\n -- [^<>]+ <[^<>]+>  [A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9:]{8} \+0000\n$`
+	if !regexp.MustCompile(head).Match(changelog) {
+		t.Errorf("changelog.gz is not a Debian changelog entry for this version:\n%s", changelog)
+	}
+}
+
+// lintianClean runs lintian on the package: any error fails the test, the
+// warnings (and the overrides that hid one) are logged.
+func lintianClean(t *testing.T, deb string) {
+	lintian := vmtest.LookPath(t, "lintian", "lintian")
+	cmd := exec.Command(lintian, "--fail-on", "error", "--show-overrides", deb)
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	out, err := cmd.CombinedOutput()
+	var errs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, "E: "):
+			errs = append(errs, line)
+		case line != "" && line != "running with root privileges is not recommended!":
+			t.Logf("lintian: %s", line)
+		}
+	}
+	if err != nil || len(errs) > 0 {
+		t.Errorf("lintian --fail-on error %s: %v\n%s", filepath.Base(deb), err, strings.Join(errs, "\n"))
+	}
 }
 
 // TestDebInstallsIntoDebianChroot installs the package with apt into a
