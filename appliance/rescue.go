@@ -53,10 +53,6 @@ var rescueTools = []rescueTool{
 	{"fsck.fat", []string{"/usr/sbin/fsck.fat", "/sbin/fsck.fat"}, []string{"fsck.vfat", "fsck.msdos", "dosfsck"}, "dosfstools"},
 	{"lvm", []string{"/usr/sbin/lvm", "/sbin/lvm"}, []string{"pvs", "vgs", "lvs", "pvscan", "vgscan", "lvscan", "vgchange", "lvchange", "vgdisplay", "lvdisplay", "pvdisplay"}, "lvm2"},
 	{"blkid", []string{"/usr/sbin/blkid", "/sbin/blkid"}, nil, "util-linux"},
-	// Growing a disk (imgbake resize): the partition table, the kernel's
-	// view of it, then the filesystem.
-	{"sfdisk", []string{"/usr/sbin/sfdisk", "/sbin/sfdisk"}, nil, "fdisk"},
-	{"partx", []string{"/usr/bin/partx", "/usr/sbin/partx", "/bin/partx"}, nil, "util-linux"},
 	{"resize2fs", []string{"/usr/sbin/resize2fs", "/sbin/resize2fs"}, nil, "e2fsprogs"},
 	{"xfs_growfs", []string{"/usr/sbin/xfs_growfs", "/sbin/xfs_growfs"}, nil, "xfsprogs"},
 	{"btrfs", []string{"/usr/bin/btrfs", "/bin/btrfs", "/sbin/btrfs"}, nil, "btrfs-progs"},

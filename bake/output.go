@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/imgbake/imgbake/appliance/proto"
 
@@ -47,17 +49,30 @@ func NewJSONProgress(w io.Writer) func(phase string, percent float64) {
 	}
 }
 
-// NewTerminalProgress draws a progress bar on one terminal line of w,
-// ended with a newline at 100 %.
+// NewTerminalProgress draws a progress bar (schollz/progressbar) on one
+// terminal line of w, a new one for each phase, ended with a newline at
+// 100 %.
 func NewTerminalProgress(w io.Writer) func(phase string, percent float64) {
+	var (
+		mu      sync.Mutex
+		bar     *progressbar.ProgressBar
+		current string
+	)
 	return func(phase string, pct float64) {
-		const width = 30
-		filled := int(pct / 100 * width)
-		filled = min(max(filled, 0), width)
-		fmt.Fprintf(w, "\r%s [%s%s] %3.0f%%", phase, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct)
-		if pct >= 100 {
-			fmt.Fprintln(w)
+		mu.Lock()
+		defer mu.Unlock()
+		if bar == nil || phase != current {
+			if bar != nil && !bar.IsFinished() {
+				fmt.Fprintln(w) // an unfinished bar keeps its line
+			}
+			current = phase
+			bar = progressbar.NewOptions(100,
+				progressbar.OptionSetWriter(w),
+				progressbar.OptionSetDescription(phase),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
 		}
+		_ = bar.Set(int(min(max(pct, 0), 100)))
 	}
 }
 

@@ -66,6 +66,7 @@ type Session interface {
 	FSUsage(ctx context.Context) ([]proto.FSUsage, error)
 	FstabCheck(ctx context.Context) (*proto.FstabReport, error)
 	ReplayLog(ctx context.Context, device, fstype string) error
+	GrowPartition(ctx context.Context, disk string, number int) (proto.GrowPartitionResult, error)
 }
 
 var _ Session = (*appliance.Session)(nil)

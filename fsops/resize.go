@@ -2,7 +2,6 @@ package fsops
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,8 +41,9 @@ var partitionName = regexp.MustCompile(`^(/dev/vd[a-z]+)([0-9]+)$`)
 // GrowRoot grows the partition that holds the image's root filesystem (or
 // o.Expand) to the end of its disk, moving a GPT's backup header there
 // first, then the LVM physical volume and logical volume on it, then the
-// filesystem, online: with the appliance's own sfdisk, partx, lvm,
-// resize2fs, xfs_growfs or btrfs (the rescue tools), never the image's.
+// filesystem, online: the table with the agent's grow_partition (go-diskfs
+// and BLKPG), the rest with the appliance's own lvm, resize2fs, xfs_growfs
+// or btrfs (the rescue tools), never the image's.
 func GrowRoot(ctx context.Context, s Session, o GrowOptions) (GrowResult, error) {
 	var res GrowResult
 	usage, err := s.FSUsage(ctx)
@@ -193,58 +193,33 @@ func (g *grower) growablePV(ctx context.Context, vg, expand string) (string, err
 	return "", fmt.Errorf("the root's volume group %s has %d physical volumes (%s): name the one to grow with --expand", vg, len(pvs), strings.Join(pvs, ", "))
 }
 
-// sfdiskTable is what `sfdisk --json` says of a disk.
-type sfdiskTable struct {
-	PartitionTable struct {
-		Label      string `json:"label"`
-		Partitions []struct {
-			Node  string `json:"node"`
-			Start int64  `json:"start"`
-			Size  int64  `json:"size"`
-		} `json:"partitions"`
-	} `json:"partitiontable"`
-}
-
+// growPartition has the agent rewrite the disk's partition table with
+// go-diskfs (the GPT's backup moved to the new end, the partition grown to
+// it, every GUID, name and attribute kept) and tell the kernel the new
+// size, online; a partition after it is refused there.
 func (g *grower) growPartition(ctx context.Context, disk, number string) error {
-	part := disk + number
-	out, err := g.run(ctx, nil, "sfdisk", "--json", disk)
+	n, err := strconv.Atoi(number)
+	if err != nil {
+		return fmt.Errorf("partition number %q: %w", number, err)
+	}
+	line := "grow_partition " + disk + " " + number
+	g.res.Commands = append(g.res.Commands, line)
+	r, err := g.s.GrowPartition(ctx, disk, n)
 	if err != nil {
 		return err
 	}
-	var t sfdiskTable
-	if err := json.Unmarshal([]byte(out), &t); err != nil {
-		return fmt.Errorf("reading the partition table of %s: %w", disk, err)
-	}
-	var start int64 = -1
-	for _, p := range t.PartitionTable.Partitions {
-		if p.Node == part {
-			start = p.Start
+	if g.o.Output != nil {
+		what := "already ends at the end of the disk"
+		if r.Changed {
+			what = fmt.Sprintf("sectors %d-%d → %d-%d", r.Start, r.OldEnd, r.Start, r.NewEnd)
 		}
-	}
-	if start < 0 {
-		return fmt.Errorf("%s is not in the partition table of %s", part, disk)
-	}
-	for _, p := range t.PartitionTable.Partitions {
-		if p.Node != part && p.Start > start {
-			return fmt.Errorf("cannot grow %s: %s follows it on the disk (only the last partition can grow into the new space)", part, p.Node)
+		moved := ""
+		if r.BackupMoved {
+			moved = ", backup GPT moved to the end"
 		}
+		fmt.Fprintf(g.o.Output, "$ %s\n%s%s (%s): %s%s\n", line, disk, number, r.Table, what, moved)
 	}
-	if n, _ := strconv.Atoi(number); t.PartitionTable.Label == "dos" && n > 4 {
-		return fmt.Errorf("cannot grow %s: a logical partition (grow its extended partition first, by hand)", part)
-	}
-	if t.PartitionTable.Label == "gpt" {
-		// The backup header must move to the new end before the
-		// partition can extend up to it.
-		if _, err := g.run(ctx, nil, "sfdisk", "--relocate", "gpt-bak-std", disk); err != nil {
-			return err
-		}
-	}
-	if _, err := g.run(ctx, strings.NewReader(",+\n"), "sfdisk", "--no-reread", "--no-tell-kernel", "-N", number, disk); err != nil {
-		return err
-	}
-	// The kernel still has the old size of the mounted partition.
-	_, err = g.run(ctx, nil, "partx", "--update", "--nr", number, disk)
-	return err
+	return nil
 }
 
 func (g *grower) growFilesystem(ctx context.Context, u proto.FSUsage) error {

@@ -8,7 +8,8 @@ pkgs=(
   qemu-utils        # qemu-img: formats, overlays, commit
   linux-image-cloud-amd64 # small kernel with ext4 built in; the appliance kernel
   debootstrap       # builds Debian test images
-  e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck, sfdisk, partx
+  e2fsprogs xfsprogs dosfstools fdisk util-linux # mkfs/fsck; sfdisk builds test images and verifies tables
+  gdisk             # tests: sgdisk -v verifies a grown GPT independently of go-diskfs and util-linux
   busybox-static    # the appliance's rescue shell (imgbake fsck / shell --rescue); tests use it as an independent shell
   lvm2              # lvm in the appliance's rescue tools; testimages/build.sh makes debian-lvm.raw with it
   btrfs-progs       # btrfs in the appliance (subvolumes, check); test images verified with it on the host

@@ -91,6 +91,7 @@ func (a *Agent) register(s *server) {
 	a.registerRepairOps(s)
 	a.registerFreezeOps(s)
 	a.registerTrimOps(s)
+	a.registerGrowOps(s)
 }
 
 func (a *Agent) startReaper() {

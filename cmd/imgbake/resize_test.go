@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -44,6 +45,17 @@ func sfdiskVerify(t *testing.T, raw string) {
 	}
 }
 
+// sgdiskVerify checks a GPT with gdisk's verifier, which shares no code
+// with the agent's go-diskfs or with util-linux.
+func sgdiskVerify(t *testing.T, raw string) {
+	t.Helper()
+	vmtest.LookPath(t, "sgdisk", "gdisk")
+	b, err := exec.Command("sgdisk", "-v", raw).CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "No problems found") {
+		t.Errorf("sgdisk -v: %v\n%s", err, b)
+	}
+}
+
 // dumpe2fsSize is an ext filesystem's size in bytes, read with dumpe2fs.
 func dumpe2fsSize(t *testing.T, dev string) int64 {
 	t.Helper()
@@ -70,7 +82,7 @@ func xfsSize(t *testing.T, raw string, offset int64) int64 {
 
 // TestResize grows the GPT test image in place and the MBR/xfs one into a
 // new image by 2 GiB: the root filesystem is 2 GiB larger (read with
-// dumpe2fs and xfs_db), the partition tables verify (sfdisk -V), the
+// dumpe2fs and xfs_db), the partition tables verify (sfdisk -V, sgdisk -v), the
 // files are still there; shrinking is refused and changes nothing.
 func TestResize(t *testing.T) {
 	vmTests(t)
@@ -88,6 +100,7 @@ func TestResize(t *testing.T) {
 	}
 	after := toRaw(t, gpt)
 	sfdiskVerify(t, after)
+	sgdiskVerify(t, after)
 	if got := dumpe2fsSize(t, fmt.Sprintf("%s?offset=%d", after, off)); got < sizeBefore+grow-slack {
 		t.Errorf("GPT root: %d bytes, want about %d + 2 GiB", got, sizeBefore)
 	}
