@@ -8,20 +8,20 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func applianceCommand() *cli.Command {
 	kernel := &cli.StringFlag{Name: "kernel", Usage: "appliance kernel `VMLINUZ`"}
 	return &cli.Command{
-		Name:  "appliance",
-		Usage: "build or describe the cached appliance (kernel + initramfs with the agent)",
-		Description: "The appliance is the host's kernel plus an initramfs holding imgbake's agent, cached by content\n" +
-			"and rebuilt when the kernel, its modules or imgbake change.\n\n" + example("imgbake appliance info"),
+		Name:        "appliance",
+		Usage:       "build or describe the cached appliance (kernel + initramfs with the agent)",
+		Description: clidocs.Text("appliance"),
 		Subcommands: []*cli.Command{
 			{
 				Name:        "build",
 				Usage:       "build the appliance now (it is also built on first use)",
-				Description: example("imgbake appliance build --kernel /boot/vmlinuz-6.1.0-28-cloud-amd64"),
+				Description: clidocs.Text("appliance build"),
 				Flags:       []cli.Flag{kernel, &cli.BoolFlag{Name: "force", Usage: "rebuild even if cached"}},
 				Action: func(c *cli.Context) error {
 					app, err := bake.BuildAppliance(c.String("kernel"), c.Bool("force"))
@@ -39,7 +39,7 @@ func applianceCommand() *cli.Command {
 			{
 				Name:        "info",
 				Usage:       "show the appliance that would be used",
-				Description: example("imgbake appliance info --memory 1024"),
+				Description: clidocs.Text("appliance info"),
 				Flags:       []cli.Flag{kernel, &cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB` (snapshots are per size)"}},
 				Action: func(c *cli.Context) error {
 					app, err := bake.DescribeAppliance(c.Context, c.String("kernel"), c.Int("memory"))

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func bakeCommand() *cli.Command {
@@ -22,15 +23,10 @@ func bakeCommand() *cli.Command {
 		}
 	}
 	return &cli.Command{
-		Name:      "bake",
-		Usage:     "apply a recipe to several disk images at once, each in its own appliance",
-		ArgsUsage: "RECIPE.yaml IMAGE...",
-		Description: "Runs the recipe on every IMAGE as `imgbake run` would, each in its own appliance and its own\n" +
-			"transaction, at most --jobs at a time. Every output line is prefixed with its image's name; one\n" +
-			"summary line per image follows. A failing image neither stops nor changes the others. The exit\n" +
-			"code is 0 when every image succeeded, else the most serious failure: 130/143 interrupted, then\n" +
-			"3 (an image or appliance error), then 1 (a step failed); 2 is bad usage, found before anything starts.\n\n" +
-			example("imgbake bake --jobs 4 --output-dir golden/ web.yaml base/*.qcow2"),
+		Name:        "bake",
+		Usage:       "apply a recipe to several disk images at once, each in its own appliance",
+		ArgsUsage:   "RECIPE.yaml IMAGE...",
+		Description: clidocs.Text("bake"),
 		Flags: append(append(append(flags,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "run at most `N` appliances at once (default: what the host's free memory and cores allow)"},
 			&cli.StringFlag{Name: "output-dir", Usage: "write each result to `DIR`/<image file name> (created if missing; with --output-format, the format's extension) and leave the inputs untouched"},

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func cacheCommand() *cli.Command {
@@ -15,12 +16,12 @@ func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "cache",
 		Usage:       "look at and free the step-layer cache of `run --cache`",
-		Description: example("imgbake cache ls", "imgbake cache prune --max-size 10GiB"),
+		Description: clidocs.Text("cache"),
 		Subcommands: []*cli.Command{
 			{
 				Name:        "ls",
 				Usage:       "list the cached steps, most recently used first",
-				Description: example("imgbake cache ls --cache-dir /srv/imgbake-layers"),
+				Description: clidocs.Text("cache ls"),
 				Flags:       []cli.Flag{dir},
 				Action: func(c *cli.Context) error {
 					store, err := bake.OpenLayerCache(c.String("cache-dir"))
@@ -50,7 +51,7 @@ func cacheCommand() *cli.Command {
 			{
 				Name:        "prune",
 				Usage:       "remove the least recently used layers until the cache fits --max-size",
-				Description: example("imgbake cache prune --max-size 2GiB"),
+				Description: clidocs.Text("cache prune"),
 				Flags:       []cli.Flag{dir, &cli.StringFlag{Name: "max-size", Value: "10GiB", Usage: "keep at most `SIZE` of layers (0 empties the cache)"}},
 				Action: func(c *cli.Context) error {
 					limit, err := humanize.ParseBytes(c.String("max-size"))

@@ -13,21 +13,15 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func editCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "edit",
-		Usage:     "edit a file of a disk image with $EDITOR on the host, or with -e 's/REGEX/REPL/'",
-		ArgsUsage: "PATH",
-		Description: "The file is copied to a private temporary file (0600 in a 0700 directory) and opened with $VISUAL,\n" +
-			"$EDITOR or vi. When the editor exits successfully with the content changed, the file is written back\n" +
-			"atomically keeping its mode and owner; a symlink is followed inside the image. With no change (or a\n" +
-			"failing editor) the image is left untouched, byte for byte.\n\n" +
-			"-e 's/REGEX/REPLACEMENT/FLAGS' edits without an editor, line by line like sed -E: Go regular expressions,\n" +
-			"& and \\1..\\9 in the replacement, flags g (every match) and i (ignore case), any delimiter (s|a|b|).\n" +
-			"Repeat -e to apply several in order.\n\n" + oneShotExitHelp + "\n\n" +
-			example("imgbake edit -a disk.qcow2 /etc/ssh/sshd_config", "imgbake edit -e 's/^(GRUB_TIMEOUT)=.*/\\1=1/' -a d.qcow2 /etc/default/grub"),
+		Name:        "edit",
+		Usage:       "edit a file of a disk image with $EDITOR on the host, or with -e 's/REGEX/REPL/'",
+		ArgsUsage:   "PATH",
+		Description: clidocs.Text("edit"),
 		Flags: append(diskFlags(),
 			&cli.StringSliceFlag{Name: "expression", Aliases: []string{"e"}, Usage: "`s/REGEX/REPLACEMENT/[gi]` instead of an editor (repeatable)"},
 			writeROFlag(),

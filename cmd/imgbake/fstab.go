@@ -9,23 +9,20 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func fstabCommand() *cli.Command {
 	cmd := &cli.Command{
-		Name:  "fstab",
-		Usage: "check the image's /etc/fstab against the devices present, or fix it",
-		Description: "Each entry's device (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/disk/by-*, or a disk name such as\n" +
-			"/dev/sda2) is looked for among the image's filesystems, the way imgbake mounts them. Device names of\n" +
-			"the original machine that cannot be mapped (nvme, md, LVM paths) are reported unverified and never changed.\n\n" +
-			example("imgbake fstab check -a disk.qcow2", "imgbake fstab fix --nofail -a disk.qcow2"),
+		Name:        "fstab",
+		Usage:       "check the image's /etc/fstab against the devices present, or fix it",
+		Description: clidocs.Text("fstab"),
 		Subcommands: []*cli.Command{
 			{
-				Name:  "check",
-				Usage: "list the entries whose device is missing (read-only; exit 1 if there are any)",
-				Flags: append(diskFlags(), roFlag(), &cli.BoolFlag{Name: "json", Usage: "print the entries as JSON"}),
-				Description: "Prints every entry with its state: ok, missing, unverified or skipped.\n\n" +
-					oneShotExitHelp + "\n\n" + example("imgbake fstab check --json -a disk.qcow2"),
+				Name:        "check",
+				Usage:       "list the entries whose device is missing (read-only; exit 1 if there are any)",
+				Flags:       append(diskFlags(), roFlag(), &cli.BoolFlag{Name: "json", Usage: "print the entries as JSON"}),
+				Description: clidocs.Text("fstab check"),
 				Action: func(c *cli.Context) error {
 					stdio := stdioOf(c)
 					if c.NArg() != 0 {
@@ -61,12 +58,9 @@ func fstabCommand() *cli.Command {
 				},
 			},
 			{
-				Name:  "fix",
-				Usage: "comment out the entries whose device is missing (or add nofail), keeping /etc/fstab.imgbake-bak",
-				Description: "An entry for / whose device is missing is pointed at the root filesystem imgbake found (by UUID)\n" +
-					"rather than commented out. Other entries are commented out, or with --nofail keep their line and get\n" +
-					"the nofail option so the boot does not wait for them. With nothing to fix the image is untouched.\n\n" +
-					oneShotExitHelp + "\n\n" + example("imgbake fstab fix -a disk.qcow2"),
+				Name:        "fix",
+				Usage:       "comment out the entries whose device is missing (or add nofail), keeping /etc/fstab.imgbake-bak",
+				Description: clidocs.Text("fstab fix"),
 				Flags: append(diskFlags(), writeROFlag(),
 					&cli.BoolFlag{Name: "nofail", Usage: "add nofail instead of commenting entries out"}),
 				Action: func(c *cli.Context) error {

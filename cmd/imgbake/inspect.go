@@ -9,15 +9,15 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func inspectCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "inspect",
-		Usage: "show the operating system, filesystems and mountpoints of a disk image (read-only)",
-		Description: "Also every OS found, LVM volume groups and volumes, usage per filesystem, the kernels in /boot\n" +
-			"and the fstab entries that point to nothing.\n\n" + example("imgbake inspect -a disk.qcow2", "imgbake inspect -a disk.qcow2 --json"),
-		Flags: append(diskFlags(), &cli.BoolFlag{Name: "json", Usage: "print one JSON object"}),
+		Name:        "inspect",
+		Usage:       "show the operating system, filesystems and mountpoints of a disk image (read-only)",
+		Description: clidocs.Text("inspect"),
+		Flags:       append(diskFlags(), &cli.BoolFlag{Name: "json", Usage: "print one JSON object"}),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
 			if c.NArg() != 0 {

@@ -13,19 +13,16 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/internal/filemode"
 )
 
 func lsCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "ls",
-		Usage:     "list a directory of a disk image (read-only)",
-		ArgsUsage: "PATH...",
-		Description: "Lists every entry (dot files too), sorted by name. PATH is absolute inside the image; its symlinks\n" +
-			"resolve inside the image. -l shows mode, owner (named from the image's own /etc/passwd and /etc/group),\n" +
-			"size, modification time and symlink targets; -R descends into subdirectories (not into symlinks, nor\n" +
-			"into /proc, /sys and /dev, where the appliance's own are mounted). Names with control characters are\n" +
-			"shown quoted.\n\n" + oneShotExitHelp + "\n\n" + example("imgbake ls -l -a disk.qcow2 /etc/ssh"),
+		Name:        "ls",
+		Usage:       "list a directory of a disk image (read-only)",
+		ArgsUsage:   "PATH...",
+		Description: clidocs.Text("ls"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "long listing"},
 			&cli.BoolFlag{Name: "recursive", Aliases: []string{"R"}, Usage: "list subdirectories recursively"},

@@ -15,10 +15,6 @@ import (
 // Helpers shared by the one-shot commands that look at or repair an image
 // (ls, cat, copy-in, copy-out, edit, reset-password, fstab, fsck).
 
-// oneShotExitHelp is appended to the description of those commands.
-const oneShotExitHelp = "Exit status: 0 success, 1 the operation failed inside the image (a missing file, errors found),\n" +
-	"2 bad usage (nothing was touched), 3 image or appliance error. A failed command leaves the image unchanged."
-
 // roFlag is --ro for commands that only read: they always open the image
 // read-only, the flag just says so.
 func roFlag() cli.Flag {

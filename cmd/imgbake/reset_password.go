@@ -12,20 +12,15 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func resetPasswordCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "reset-password",
-		Usage:     "set a new password for a user of a disk image (a new hash in /etc/shadow)",
-		ArgsUsage: "USER",
-		Description: "The new password comes from --password-file (its first line), --random (a generated passphrase,\n" +
-			"printed on stdout once the image is written, or written to --random-file with mode 0600), or else is\n" +
-			"asked for on the terminal (or read as the first line of stdin when that is not a terminal).\n" +
-			"The hash is made by the image's chpasswd with the method its /etc/login.defs asks for, and checked;\n" +
-			"when the image's chpasswd is missing or broken, imgbake writes a SHA-512 crypt hash itself. The password\n" +
-			"never appears in a command line or in a file of the image.\n\n" + oneShotExitHelp + "\n\n" +
-			example("imgbake reset-password -a disk.qcow2 --random root"),
+		Name:        "reset-password",
+		Usage:       "set a new password for a user of a disk image (a new hash in /etc/shadow)",
+		ArgsUsage:   "USER",
+		Description: clidocs.Text("reset-password"),
 		Flags: append(diskFlags(),
 			&cli.StringFlag{Name: "password-file", Usage: "read the new password from the first line of `FILE`"},
 			&cli.BoolFlag{Name: "random", Usage: "generate a random passphrase (printed on stdout)"},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/session"
 	"github.com/imgbake/imgbake/session/api"
 )
@@ -18,7 +19,7 @@ func sessionListCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "list",
 		Usage:       "list the running sessions",
-		Description: example("imgbake session list --json"),
+		Description: clidocs.Text("session list"),
 		Flags:       []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "one JSON array"}},
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
@@ -62,7 +63,7 @@ func sessionStopCommand() *cli.Command {
 		Name:        "stop",
 		Usage:       "shut the session's appliance down and commit its changes into the image (--discard: drop them)",
 		ArgsUsage:   "NAME",
-		Description: example("imgbake session stop web", "imgbake session stop --discard web"),
+		Description: clidocs.Text("session stop"),
 		Flags:       []cli.Flag{&cli.BoolFlag{Name: "discard", Usage: "drop every change: the image stays byte-identical"}},
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)

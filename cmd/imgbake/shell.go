@@ -14,16 +14,14 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func shellCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "shell",
-		Usage: "an interactive shell inside the image (chroot) on a real terminal",
-		Description: "Changes made in the shell are written back to the image when it exits (use --ro to look only).\n" +
-			"With --rescue, or automatically when the image has no working /bin/sh, you get the appliance's own\n" +
-			"shell with the image mounted under /sysroot.\n\n" +
-			example("imgbake shell -a disk.qcow2", "imgbake shell --rescue -a broken.raw"),
+		Name:        "shell",
+		Usage:       "an interactive shell inside the image (chroot) on a real terminal",
+		Description: clidocs.Text("shell"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "ro", Usage: "open the image read-only"},
 			&cli.BoolFlag{Name: "rescue", Usage: "the appliance's shell, image under /sysroot"},

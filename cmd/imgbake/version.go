@@ -8,15 +8,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func versionCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "version",
-		Usage: "print the version and what this host offers: qemu, the appliance kernel, KVM",
-		Description: "Nothing is built or booted, except that the KVM check boots the kernel once per host\n" +
-			"boot when /dev/kvm opens, as a run would (the verdict is cached).\n\n" +
-			example("imgbake version --json | jq .kvm.usable"),
+		Name:        "version",
+		Usage:       "print the version and what this host offers: qemu, the appliance kernel, KVM",
+		Description: clidocs.Text("version"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object: version, commit, go_version, platform, qemu, kernel, kvm"},
 			&cli.StringFlag{Name: "kernel", Usage: "look for this appliance kernel `VMLINUZ` instead of the host's"},
