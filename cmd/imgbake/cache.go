@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func cacheCommand() *cli.Command {
@@ -33,18 +33,7 @@ func cacheCommand() *cli.Command {
 						return err
 					}
 					size, _ := store.Size()
-					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "KEY\tSTEP\tLAYER\tLAST USED\tINPUT")
-					for _, e := range entries {
-						layer := "(the input)"
-						if e.Layer != "" {
-							layer = fmt.Sprintf("%s, %d in chain", humanize.IBytes(uint64(e.LayerSize)), len(e.Chain))
-						}
-						fmt.Fprintf(w, "%s\t%d %s\t%s\t%s\t%s\n", e.Key[:12], e.Step, safeName(e.Title), layer,
-							e.LastUsed.Local().Format("2006-01-02 15:04"), safeName(e.BasePath))
-					}
-					w.Flush()
-					fmt.Fprintf(c.App.Writer, "%d entries, layers %s in %s\n", len(entries), humanize.IBytes(uint64(size)), store.Dir)
+					report.LayerCache(c.App.Writer, entries, size, store.Dir)
 					return nil
 				},
 			},

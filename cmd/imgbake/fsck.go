@@ -3,14 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func fsckCommand() *cli.Command {
@@ -62,9 +61,9 @@ func fsckCommand() *cli.Command {
 				if fsops.Checkable(f.Type) {
 					fmt.Fprintf(stdio.Out, "== %s (%s%s): %s\n", f.Device, f.Type, fsops.FilesystemIdent(f), mode)
 				}
-				out := &indentWriter{w: stdio.Out, prefix: "   "}
+				out := &report.IndentWriter{W: stdio.Out, Prefix: "   "}
 				r, err := fsops.Fsck(ctx, op.Session(), f, fsops.FsckOptions{Repair: repair, Output: out})
-				out.flush()
+				out.Flush()
 				if err != nil {
 					op.Abort()
 					return err
@@ -89,32 +88,5 @@ func fsckCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
-}
-
-// indentWriter prefixes every line written through it.
-type indentWriter struct {
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (iw *indentWriter) Write(p []byte) (int, error) {
-	iw.buf = append(iw.buf, p...)
-	for {
-		i := strings.IndexByte(string(iw.buf), '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(iw.w, "%s%s\n", iw.prefix, strings.TrimRight(string(iw.buf[:i]), "\r"))
-		iw.buf = iw.buf[i+1:]
-	}
-	return len(p), nil
-}
-
-func (iw *indentWriter) flush() {
-	if len(iw.buf) > 0 {
-		fmt.Fprintf(iw.w, "%s%s\n", iw.prefix, string(iw.buf))
-		iw.buf = nil
 	}
 }

@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func fstabCommand() *cli.Command {
@@ -48,7 +48,7 @@ func fstabCommand() *cli.Command {
 							return err
 						}
 					} else {
-						printFstab(stdio.Out, rep)
+						report.Fstab(stdio.Out, rep)
 					}
 					if n := len(fsops.FstabProblems(rep)); n > 0 {
 						fmt.Fprintf(stdio.Err, "imgbake: %d fstab entr%s with a missing device; `imgbake fstab fix` comments them out (or --nofail)\n", n, map[bool]string{true: "y", false: "ies"}[n == 1])
@@ -95,12 +95,7 @@ func fstabCommand() *cli.Command {
 					if err := op.Finish(ctx, res.Changed); err != nil {
 						return err
 					}
-					for _, f := range fixes {
-						fmt.Fprintf(stdio.Out, "line %d: %s\n", f.Line, f.What)
-						if f.New != "" {
-							fmt.Fprintf(stdio.Out, "  - %s\n  + %s\n", safeName(f.Old), safeName(f.New))
-						}
-					}
+					report.FstabFixes(stdio.Out, fixes)
 					if res.Changed {
 						fmt.Fprintf(stdio.Err, "imgbake: /etc/fstab fixed: %s\n", res.Detail)
 					} else {
@@ -112,21 +107,4 @@ func fstabCommand() *cli.Command {
 		},
 	}
 	return cmd
-}
-
-func printFstab(w io.Writer, rep *fsops.FstabReport) {
-	if !rep.Exists {
-		fmt.Fprintln(w, "the image has no /etc/fstab")
-		return
-	}
-	for _, e := range rep.Entries {
-		what := e.Device
-		if e.FSType != "" {
-			what += " (" + e.FSType + ")"
-		}
-		if e.Note != "" {
-			what = e.Note
-		}
-		fmt.Fprintf(w, "line %-3d %-10s %-45s %-16s %s\n", e.Line, e.Status, safeName(e.Spec), safeName(e.Mountpoint), safeName(what))
-	}
 }

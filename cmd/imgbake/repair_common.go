@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"path"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/urfave/cli/v2"
@@ -67,21 +64,6 @@ func imagePathArg(arg string) (string, error) {
 
 // opFailed marks an operation that failed inside the image (exit 1).
 func opFailed(ctx context.Context, err error) error { return bake.OperationFailed(ctx, err) }
-
-// safeName makes a name from the image printable on a terminal: names with
-// control characters (escape sequences, newlines) or invalid UTF-8 are
-// shown quoted, Go style.
-func safeName(s string) string {
-	if !utf8.ValidString(s) {
-		return strconv.Quote(s)
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}
 
 // stdioOf returns the command's streams.
 func stdioOf(c *cli.Context) Stdio {
