@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
@@ -56,7 +53,7 @@ func resetPasswordCommand() *cli.Command {
 					return withCode(ExitUsage, err)
 				}
 			default:
-				if password, err = askPassword(stdio, user); err != nil {
+				if password, err = fsops.AskPassword(stdio.In, stdio.Err, user); err != nil {
 					return withCode(ExitUsage, err)
 				}
 			}
@@ -108,36 +105,4 @@ func removeSecret(path string) {
 	if path != "" {
 		os.Remove(path)
 	}
-}
-
-// askPassword reads the new password: twice without echo on a terminal,
-// else the first line of stdin.
-func askPassword(stdio Stdio, user string) (string, error) {
-	if f, ok := stdio.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(stdio.Err, "New password for %s: ", user)
-		a, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stdio.Err)
-		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
-		}
-		fmt.Fprintf(stdio.Err, "Retype the new password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stdio.Err)
-		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
-		}
-		if string(a) != string(b) {
-			return "", errors.New("the passwords do not match; nothing was changed")
-		}
-		return string(a), nil
-	}
-	line, err := bufio.NewReader(stdio.In).ReadString('\n')
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		if err != nil {
-			return "", errors.New("no password given: use --password-file, --random, or type it on a terminal")
-		}
-		return "", errors.New("the password is empty")
-	}
-	return line, nil
 }
