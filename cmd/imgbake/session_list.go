@@ -3,16 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 	"github.com/imgbake/imgbake/session"
-	"github.com/imgbake/imgbake/session/api"
 )
 
 func sessionListCommand() *cli.Command {
@@ -36,24 +32,7 @@ func sessionListCommand() *cli.Command {
 				fmt.Fprintln(stdio.Err, "no sessions")
 				return nil
 			}
-			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPID\tSTATE\tAGE\tIDLE\tREQUESTS\tOWNER\tDISK")
-			for _, s := range list {
-				idle := "-"
-				if s.IdleMS >= 0 && s.State == api.StateReady {
-					idle = (time.Duration(s.IdleMS) * time.Millisecond).Round(time.Second).String()
-					if s.Active > 0 {
-						idle = "busy"
-					}
-				}
-				owner := "-"
-				if s.OwnerPID != 0 {
-					owner = strconv.Itoa(s.OwnerPID)
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.PID, s.State,
-					time.Since(s.Started).Round(time.Second), idle, s.Requests, owner, strings.Join(s.Disks, ","))
-			}
-			return tw.Flush()
+			return report.Sessions(stdio.Out, list)
 		},
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -10,6 +9,7 @@ import (
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func sysprepCommand() *cli.Command {
@@ -30,7 +30,7 @@ func sysprepCommand() *cli.Command {
 				return usageErr("sysprep takes no arguments (got %q); the disk goes with -a", c.Args().Slice())
 			}
 			if c.Bool("list-operations") {
-				listSysprepOperations(stdio.Out)
+				report.SysprepOperations(stdio.Out)
 				return nil
 			}
 			if err := rejectRO(c); err != nil {
@@ -75,18 +75,6 @@ func sysprepCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
-}
-
-// listSysprepOperations prints "name * description" lines, as
-// virt-sysprep --list-operations does (* for the default set).
-func listSysprepOperations(w io.Writer) {
-	for _, op := range fsops.SysprepOperations {
-		mark := " "
-		if op.Default {
-			mark = "*"
-		}
-		fmt.Fprintf(w, "%s %s %s\n", op.Name, mark, op.Description)
 	}
 }
 
