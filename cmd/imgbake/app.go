@@ -14,6 +14,7 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/internal/cliargs"
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/internal/clihelp"
 	"github.com/imgbake/imgbake/recipes"
 )
@@ -132,7 +133,7 @@ func newApp(stdio Stdio) *cli.App {
 	app := &cli.App{
 		Name:                   "imgbake",
 		Usage:                  "customize VM disk images offline, one appliance boot per image",
-		Description:            appDescription,
+		Description:            clidocs.AppDescription,
 		Version:                bake.Version,
 		Reader:                 stdio.In,
 		Writer:                 stdio.Out,
@@ -172,7 +173,7 @@ func newApp(stdio Stdio) *cli.App {
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
 	setUsageError(app.Commands, app.OnUsageError)
-	clihelp.Install(app, exitCodesHelp())
+	clihelp.Install(app, clidocs.ExitCodesHelp())
 	return app
 }
 

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func bakeCommand() *cli.Command {
@@ -22,15 +19,10 @@ func bakeCommand() *cli.Command {
 		}
 	}
 	return &cli.Command{
-		Name:      "bake",
-		Usage:     "apply a recipe to several disk images at once, each in its own appliance",
-		ArgsUsage: "RECIPE.yaml IMAGE...",
-		Description: "Runs the recipe on every IMAGE as `imgbake run` would, each in its own appliance and its own\n" +
-			"transaction, at most --jobs at a time. Every output line is prefixed with its image's name; one\n" +
-			"summary line per image follows. A failing image neither stops nor changes the others. The exit\n" +
-			"code is 0 when every image succeeded, else the most serious failure: 130/143 interrupted, then\n" +
-			"3 (an image or appliance error), then 1 (a step failed); 2 is bad usage, found before anything starts.\n\n" +
-			example("imgbake bake --jobs 4 --output-dir golden/ web.yaml base/*.qcow2"),
+		Name:        "bake",
+		Usage:       "apply a recipe to several disk images at once, each in its own appliance",
+		ArgsUsage:   "RECIPE.yaml IMAGE...",
+		Description: clidocs.Text("bake"),
 		Flags: append(append(append(flags,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "run at most `N` appliances at once (default: what the host's free memory and cores allow)"},
 			&cli.StringFlag{Name: "output-dir", Usage: "write each result to `DIR`/<image file name> (created if missing; with --output-format, the format's extension) and leave the inputs untouched"},
@@ -43,11 +35,6 @@ func bakeCommand() *cli.Command {
 		), append(outputFlags(), cacheFlags()...)...), varFlags()...),
 		Action: func(c *cli.Context) error { return bakeAction(c, stdioOf(c)) },
 	}
-}
-
-// bakeImage is one IMAGE argument and what the command made of it.
-type bakeImage struct {
-	path, name, output string
 }
 
 func bakeAction(c *cli.Context, stdio Stdio) error {
@@ -70,7 +57,7 @@ func bakeAction(c *cli.Context, stdio Stdio) error {
 	if c.Int("jobs") < 0 {
 		return usageErr("--jobs %d: must be at least 1 (0 or none: automatic)", c.Int("jobs"))
 	}
-	images, err := bakeImages(c.Args().Slice()[1:], c.String("output-dir"), o)
+	images, err := bake.PlanBatch(c.Args().Slice()[1:], c.String("output-dir"), o)
 	if err != nil {
 		return err
 	}
@@ -84,14 +71,14 @@ func bakeAction(c *cli.Context, stdio Stdio) error {
 	asJSON := c.Bool("json")
 	jobs := make([]bake.Job, len(images))
 	for i, im := range images {
-		prefix := "[" + im.name + "] "
-		j := bake.Job{Name: im.name, Disks: []string{im.path}, Options: o, Timeout: c.Duration("timeout"),
+		prefix := "[" + im.Name + "] "
+		j := bake.Job{Name: im.Name, Disks: []string{im.Path}, Options: o, Timeout: c.Duration("timeout"),
 			Out: outs.Prefixed(prefix), Err: errs.Prefixed(prefix)}
-		j.Options.Output = im.output
+		j.Options.Output = im.Output
 		j.Options.Logf, j.Options.Notices = verboseFunc(c, j.Err), j.Err
 		j.Apply = bake.ApplyOptions{Force: c.Bool("force"), Events: bake.NewTextEvents(j.Out, c.Bool("verbose"))}
 		if asJSON {
-			j.Out = outs.JSONLines("disk", im.path)
+			j.Out = outs.JSONLines("disk", im.Path)
 			j.Apply.Events = bake.NewJSONEvents(j.Out)
 		}
 		if c.Bool("verbose") {
@@ -118,120 +105,13 @@ func bakeAction(c *cli.Context, stdio Stdio) error {
 	}
 	code := bake.WorstExit(results)
 	if asJSON {
-		printBakeJSON(stdio, images, results, code, failed)
+		bake.WriteBatchJSON(stdio.Out, images, results, code, failed)
 	} else {
-		for i, r := range results {
-			line := r.Line()
-			if r.Err == nil && images[i].output != "" && !r.AlreadyApplied {
-				line += " → " + images[i].output
-			}
-			fmt.Fprintln(stdio.Out, line)
-		}
+		bake.WriteBatchSummary(stdio.Out, images, results)
 	}
 	if code == ExitOK {
 		return nil
 	}
 	fmt.Fprintf(stdio.Err, "imgbake: %d of %d images failed (exit %d)\n", failed, len(results), code)
 	return withCode(code, fmt.Errorf("%d of %d images failed: %w", failed, len(results), errReported))
-}
-
-// outputName is an image's file name under --output-dir: its own, or
-// with the extension of --output-format when that is given.
-func outputName(base, format string) string {
-	if format == "" {
-		return base
-	}
-	return strings.TrimSuffix(base, filepath.Ext(base)) + bake.OutputExtension(format)
-}
-
-// bakeImages names the images (their file names, or the arguments as
-// given when two file names are the same), places their outputs in outDir,
-// and refuses what would go wrong for the whole batch before anything is
-// touched: an image given twice, two outputs on one path, an existing
-// output, --in-place with --output-dir. A missing or unusable image is
-// not refused here: it fails on its own, and the others go on.
-func bakeImages(args []string, outDir string, o bake.Options) ([]bakeImage, error) {
-	count := map[string]int{}
-	for _, a := range args {
-		count[filepath.Base(a)]++
-	}
-	images := make([]bakeImage, len(args))
-	outputs := map[string]string{}
-	for i, a := range args {
-		im := bakeImage{path: a, name: filepath.Base(a)}
-		if count[im.name] > 1 {
-			im.name = a
-		}
-		if fi, err := os.Stat(a); err == nil {
-			for _, prev := range images[:i] {
-				if pfi, err := os.Stat(prev.path); err == nil && os.SameFile(fi, pfi) {
-					return nil, usageErr("bake: %s and %s are the same image", prev.path, a)
-				}
-			}
-		}
-		if outDir != "" {
-			im.output = filepath.Join(outDir, outputName(filepath.Base(a), o.OutputFormat))
-			if prev, dup := outputs[im.output]; dup {
-				return nil, usageErr("bake: --output-dir: %s and %s would both be written to %s", prev, a, im.output)
-			}
-			outputs[im.output] = a
-			if _, err := os.Lstat(im.output); err == nil {
-				return nil, usageErr("bake: --output-dir: %s already exists (it is never overwritten)", im.output)
-			}
-		}
-		oi := o
-		oi.Output = im.output
-		if err := bake.Check([]string{a}, oi); err != nil {
-			return nil, err
-		}
-		images[i] = im
-	}
-	return images, nil
-}
-
-// bakeResult is the JSON line of one image's outcome.
-type bakeResult struct {
-	Event      string         `json:"event"` // image_result
-	Time       time.Time      `json:"time"`
-	Disk       string         `json:"disk"`
-	Name       string         `json:"name"`
-	Status     string         `json:"status"` // ok, already_applied, failed, interrupted, not_started
-	ExitCode   int            `json:"exit_code"`
-	DurationMS float64        `json:"duration_ms"`
-	Summary    map[string]int `json:"summary,omitempty"`
-	Output     string         `json:"output,omitempty"`
-	Error      string         `json:"error,omitempty"`
-}
-
-func printBakeJSON(stdio Stdio, images []bakeImage, results []bake.JobResult, code, failed int) {
-	enc := json.NewEncoder(stdio.Out)
-	for i, r := range results {
-		e := bakeResult{Event: "image_result", Time: time.Now().UTC(), Disk: images[i].path, Name: r.Name, Status: "ok", ExitCode: r.Code,
-			DurationMS: float64(r.Took.Microseconds()) / 1000, Output: images[i].output}
-		if r.Ran {
-			s := r.Summary
-			e.Summary = map[string]int{"ok": s.OK, "changed": s.Changed, "skipped": s.Skipped, "failed": s.Failed, "ignored": s.Ignored}
-		}
-		switch {
-		case !r.Started:
-			e.Status = "not_started"
-		case r.Err != nil && (r.Code == ExitInterrupted || r.Code == ExitTerminated):
-			e.Status = "interrupted"
-		case r.Err != nil:
-			e.Status = "failed"
-		case r.AlreadyApplied:
-			e.Status, e.Output = "already_applied", ""
-		}
-		if r.Err != nil {
-			e.Error, e.Output = r.Err.Error(), ""
-		}
-		_ = enc.Encode(e)
-	}
-	_ = enc.Encode(struct {
-		Event    string    `json:"event"`
-		Time     time.Time `json:"time"`
-		Images   int       `json:"images"`
-		Failed   int       `json:"failed"`
-		ExitCode int       `json:"exit_code"`
-	}{"bake_end", time.Now().UTC(), len(results), failed, code})
 }

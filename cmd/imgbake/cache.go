@@ -2,12 +2,13 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func cacheCommand() *cli.Command {
@@ -15,12 +16,12 @@ func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "cache",
 		Usage:       "look at and free the step-layer cache of `run --cache`",
-		Description: example("imgbake cache ls", "imgbake cache prune --max-size 10GiB"),
+		Description: clidocs.Text("cache"),
 		Subcommands: []*cli.Command{
 			{
 				Name:        "ls",
 				Usage:       "list the cached steps, most recently used first",
-				Description: example("imgbake cache ls --cache-dir /srv/imgbake-layers"),
+				Description: clidocs.Text("cache ls"),
 				Flags:       []cli.Flag{dir},
 				Action: func(c *cli.Context) error {
 					store, err := bake.OpenLayerCache(c.String("cache-dir"))
@@ -32,25 +33,14 @@ func cacheCommand() *cli.Command {
 						return err
 					}
 					size, _ := store.Size()
-					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "KEY\tSTEP\tLAYER\tLAST USED\tINPUT")
-					for _, e := range entries {
-						layer := "(the input)"
-						if e.Layer != "" {
-							layer = fmt.Sprintf("%s, %d in chain", humanize.IBytes(uint64(e.LayerSize)), len(e.Chain))
-						}
-						fmt.Fprintf(w, "%s\t%d %s\t%s\t%s\t%s\n", e.Key[:12], e.Step, safeName(e.Title), layer,
-							e.LastUsed.Local().Format("2006-01-02 15:04"), safeName(e.BasePath))
-					}
-					w.Flush()
-					fmt.Fprintf(c.App.Writer, "%d entries, layers %s in %s\n", len(entries), humanize.IBytes(uint64(size)), store.Dir)
+					report.LayerCache(c.App.Writer, entries, size, store.Dir)
 					return nil
 				},
 			},
 			{
 				Name:        "prune",
 				Usage:       "remove the least recently used layers until the cache fits --max-size",
-				Description: example("imgbake cache prune --max-size 2GiB"),
+				Description: clidocs.Text("cache prune"),
 				Flags:       []cli.Flag{dir, &cli.StringFlag{Name: "max-size", Value: "10GiB", Usage: "keep at most `SIZE` of layers (0 empties the cache)"}},
 				Action: func(c *cli.Context) error {
 					limit, err := humanize.ParseBytes(c.String("max-size"))

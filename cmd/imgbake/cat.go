@@ -4,17 +4,17 @@ import (
 	"fmt"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/urfave/cli/v2"
 )
 
 func catCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "cat",
-		Usage:     "print files of a disk image (read-only)",
-		ArgsUsage: "PATH...",
-		Description: "Each PATH is absolute inside the image; symlinks resolve inside the image, never on the host.\n\n" +
-			oneShotExitHelp + "\n\n" + example("imgbake cat -a disk.qcow2 /etc/fstab /var/log/syslog"),
-		Flags: append(diskFlags(), roFlag()),
+		Name:        "cat",
+		Usage:       "print files of a disk image (read-only)",
+		ArgsUsage:   "PATH...",
+		Description: clidocs.Text("cat"),
+		Flags:       append(diskFlags(), roFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
 			paths, err := imagePathArgs(c)

@@ -4,17 +4,18 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 // checkCommand validates a recipe without booting anything.
 func checkCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "check",
-		Usage:     "validate a recipe without touching any image: every problem as file:line:col",
-		ArgsUsage: "RECIPE.yaml",
-		Description: "Reads the recipe, its vars and the host files it names, as run would before touching anything.\n\n" +
-			example("imgbake check --var admin=ops recipe.yaml"),
-		Flags: varFlags(),
+		Name:        "check",
+		Usage:       "validate a recipe without touching any image: every problem as file:line:col",
+		ArgsUsage:   "RECIPE.yaml",
+		Description: clidocs.Text("check"),
+		Flags:       varFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageErr("check: expected exactly one recipe file (got %d arguments)", c.NArg())

@@ -8,17 +8,16 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func copyInCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "copy-in",
-		Usage:     "copy host files or directories (recursively) into a directory of a disk image",
-		ArgsUsage: "HOSTPATH... IMAGEDIR",
-		Description: "Like virt-copy-in: each HOSTPATH becomes IMAGEDIR/BASENAME, keeping modes and symlinks; files\n" +
-			"become owned by root. IMAGEDIR must exist in the image. The image changes only if every copy succeeded.\n\n" +
-			oneShotExitHelp + "\n\n" + example("imgbake copy-in -a disk.qcow2 ./fix.conf ./dir /etc"),
-		Flags: append(diskFlags(), writeROFlag()),
+		Name:        "copy-in",
+		Usage:       "copy host files or directories (recursively) into a directory of a disk image",
+		ArgsUsage:   "HOSTPATH... IMAGEDIR",
+		Description: clidocs.Text("copy-in"),
+		Flags:       append(diskFlags(), writeROFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
 			if err := needArgs(c, 2, "HOSTPATH... IMAGEDIR"); err != nil {

@@ -8,17 +8,16 @@ import (
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func copyOutCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "copy-out",
-		Usage:     "copy files or directories (recursively) out of a disk image into a host directory (read-only)",
-		ArgsUsage: "IMAGEPATH... HOSTDIR",
-		Description: "Like virt-copy-out: each IMAGEPATH becomes HOSTDIR/BASENAME. HOSTDIR must exist. Nothing is ever\n" +
-			"written outside HOSTDIR, symlinks from the image are never followed on the host, setuid bits are dropped.\n\n" +
-			oneShotExitHelp + "\n\n" + example("imgbake copy-out -a disk.qcow2 /var/log /etc/passwd ./out"),
-		Flags: append(diskFlags(), roFlag()),
+		Name:        "copy-out",
+		Usage:       "copy files or directories (recursively) out of a disk image into a host directory (read-only)",
+		ArgsUsage:   "IMAGEPATH... HOSTDIR",
+		Description: clidocs.Text("copy-out"),
+		Flags:       append(diskFlags(), roFlag()),
 		Action: func(c *cli.Context) error {
 			stdio := stdioOf(c)
 			if err := needArgs(c, 2, "IMAGEPATH... HOSTDIR"); err != nil {

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/internal/manpage"
 )
 
@@ -22,11 +22,10 @@ var completionScripts embed.FS
 
 func completionCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "completion",
-		Usage:     "print the bash or zsh completion script",
-		ArgsUsage: "bash|zsh",
-		Description: "Packages install the scripts where the shells find them; from a source build, load one by hand.\n\n" +
-			example(`source <(imgbake completion bash)`, `imgbake completion zsh > "${fpath[1]}/_imgbake"`),
+		Name:        "completion",
+		Usage:       "print the bash or zsh completion script",
+		ArgsUsage:   "bash|zsh",
+		Description: clidocs.Text("completion"),
 		Action: func(c *cli.Context) error {
 			files := map[string]string{"bash": "completion/imgbake.bash", "zsh": "completion/_imgbake"}
 			file, ok := files[c.Args().First()]
@@ -54,16 +53,18 @@ func genManCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageErr("usage: imgbake gen-man DIR")
 			}
-			h, err := manHeader()
+			// $SOURCE_DATE_EPOCH (the Makefile passes the commit's time):
+			// a rebuild of the same commit makes the same pages.
+			h, err := manpage.NewHeader("imgbake "+bake.Version, os.Getenv("SOURCE_DATE_EPOCH"), time.Now())
 			if err != nil {
-				return err
+				return withCode(ExitUsage, err)
 			}
 			recipe, err := manpage.Recipe(h)
 			if err != nil {
 				return err
 			}
 			pages := map[string][]byte{
-				"imgbake.1":        manpage.Command(newApp(stdioOf(c)), h, manSections()...),
+				"imgbake.1":        manpage.Command(newApp(stdioOf(c)), h, clidocs.ManSections()...),
 				"imgbake-recipe.5": recipe,
 			}
 			dir := c.Args().First()
@@ -78,18 +79,4 @@ func genManCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-// manHeader dates the pages by $SOURCE_DATE_EPOCH (the Makefile passes the
-// commit's time), so a rebuild of the same commit makes the same pages.
-func manHeader() (manpage.Header, error) {
-	h := manpage.Header{Date: time.Now(), Source: "imgbake " + bake.Version}
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		sec, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return h, usageErr("SOURCE_DATE_EPOCH=%q: not a number of seconds", s)
-		}
-		h.Date = time.Unix(sec, 0)
-	}
-	return h, nil
 }

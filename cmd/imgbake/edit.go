@@ -1,33 +1,23 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func editCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "edit",
-		Usage:     "edit a file of a disk image with $EDITOR on the host, or with -e 's/REGEX/REPL/'",
-		ArgsUsage: "PATH",
-		Description: "The file is copied to a private temporary file (0600 in a 0700 directory) and opened with $VISUAL,\n" +
-			"$EDITOR or vi. When the editor exits successfully with the content changed, the file is written back\n" +
-			"atomically keeping its mode and owner; a symlink is followed inside the image. With no change (or a\n" +
-			"failing editor) the image is left untouched, byte for byte.\n\n" +
-			"-e 's/REGEX/REPLACEMENT/FLAGS' edits without an editor, line by line like sed -E: Go regular expressions,\n" +
-			"& and \\1..\\9 in the replacement, flags g (every match) and i (ignore case), any delimiter (s|a|b|).\n" +
-			"Repeat -e to apply several in order.\n\n" + oneShotExitHelp + "\n\n" +
-			example("imgbake edit -a disk.qcow2 /etc/ssh/sshd_config", "imgbake edit -e 's/^(GRUB_TIMEOUT)=.*/\\1=1/' -a d.qcow2 /etc/default/grub"),
+		Name:        "edit",
+		Usage:       "edit a file of a disk image with $EDITOR on the host, or with -e 's/REGEX/REPL/'",
+		ArgsUsage:   "PATH",
+		Description: clidocs.Text("edit"),
 		Flags: append(diskFlags(),
 			&cli.StringSliceFlag{Name: "expression", Aliases: []string{"e"}, Usage: "`s/REGEX/REPLACEMENT/[gi]` instead of an editor (repeatable)"},
 			writeROFlag(),
@@ -54,7 +44,7 @@ func editCommand() *cli.Command {
 			}
 			editor := ""
 			if len(exprs) == 0 {
-				editor = hostEditor()
+				editor = fsops.HostEditor()
 			}
 			ctx := c.Context
 			op, err := openImage(ctx, c, stdio, bake.Options{})
@@ -68,11 +58,11 @@ func editCommand() *cli.Command {
 					replaced = n
 					return out, nil
 				}
-				return editWithEditor(ctx, stdio, editor, path.Base(p), data)
+				return fsops.EditWithEditor(ctx, editor, path.Base(p), data, stdio.In, stdio.Out, stdio.Err)
 			})
 			if err != nil {
 				op.Abort()
-				if errors.Is(err, errEditorFailed) {
+				if errors.Is(err, fsops.ErrEditorFailed) {
 					return withCode(ExitStepFailed, err)
 				}
 				return opFailed(ctx, fmt.Errorf("edit %s: %w", p, err))
@@ -93,47 +83,4 @@ func editCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-// hostEditor is $VISUAL, $EDITOR or vi.
-func hostEditor() string {
-	for _, v := range []string{"VISUAL", "EDITOR"} {
-		if e := os.Getenv(v); e != "" {
-			return e
-		}
-	}
-	return "vi"
-}
-
-var errEditorFailed = errors.New("the editor failed; the image is unchanged")
-
-// editWithEditor writes data to a private temporary file, runs the editor
-// on it (through sh, so EDITOR may carry arguments, e.g. "code --wait")
-// and returns what the file holds afterwards.
-func editWithEditor(ctx context.Context, stdio Stdio, editor, base string, data []byte) ([]byte, error) {
-	dir, err := os.MkdirTemp("", "imgbake-edit-")
-	if err != nil {
-		return nil, fmt.Errorf("temporary copy: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	if base == "/" || base == "." || base == "" {
-		base = "file"
-	}
-	tmp := filepath.Join(dir, base)
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return nil, fmt.Errorf("temporary copy: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", editor+` "$1"`, "imgbake-edit", tmp)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
-	if f, ok := stdio.In.(*os.File); ok {
-		cmd.Stdin = f
-	}
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", errEditorFailed, editor, err)
-	}
-	out, err := os.ReadFile(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("reading the edited copy: %w", err)
-	}
-	return out, nil
 }

@@ -3,30 +3,21 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func fsckCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "fsck",
-		Usage:     "check (and with --repair, repair) the filesystems of a disk image, unmounted",
-		ArgsUsage: "[DEVICE...]",
-		Description: "Uses the appliance's own e2fsck, xfs_repair and fsck.fat (taken from the host), so it works whatever\n" +
-			"state the image's tools are in. Nothing is mounted. Without DEVICE every ext2/3/4, xfs and vfat filesystem\n" +
-			"is checked; DEVICE is an appliance device name as `imgbake inspect` shows it (vda3 or /dev/vda3), an LVM\n" +
-			"volume as vg0/root or /dev/mapper/vg0-root.\n" +
-			"Without --repair the disks are attached read-only and only checked (e2fsck -n, xfs_repair -n, fsck.fat -n).\n" +
-			"With --repair: e2fsck -f -y; xfs_repair (a dirty log is first replayed by mounting the filesystem);\n" +
-			"fsck.fat -a; the image is written only if something was repaired.\n\n" +
-			"Exit status: 0 every filesystem is clean or was repaired, 1 errors were found (or remain), 2 bad usage\n" +
-			"(e.g. no such device), 3 image or appliance error.\n\n" +
-			example("imgbake fsck -a disk.qcow2", "imgbake fsck --repair -a disk.qcow2 vda3"),
+		Name:        "fsck",
+		Usage:       "check (and with --repair, repair) the filesystems of a disk image, unmounted",
+		ArgsUsage:   "[DEVICE...]",
+		Description: clidocs.Text("fsck"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "repair", Usage: "repair what the checkers find"},
 			&cli.BoolFlag{Name: "ro", Usage: "check only, disks attached read-only (the default without --repair)"},
@@ -70,9 +61,9 @@ func fsckCommand() *cli.Command {
 				if fsops.Checkable(f.Type) {
 					fmt.Fprintf(stdio.Out, "== %s (%s%s): %s\n", f.Device, f.Type, fsops.FilesystemIdent(f), mode)
 				}
-				out := &indentWriter{w: stdio.Out, prefix: "   "}
+				out := &report.IndentWriter{W: stdio.Out, Prefix: "   "}
 				r, err := fsops.Fsck(ctx, op.Session(), f, fsops.FsckOptions{Repair: repair, Output: out})
-				out.flush()
+				out.Flush()
 				if err != nil {
 					op.Abort()
 					return err
@@ -97,32 +88,5 @@ func fsckCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
-}
-
-// indentWriter prefixes every line written through it.
-type indentWriter struct {
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (iw *indentWriter) Write(p []byte) (int, error) {
-	iw.buf = append(iw.buf, p...)
-	for {
-		i := strings.IndexByte(string(iw.buf), '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(iw.w, "%s%s\n", iw.prefix, strings.TrimRight(string(iw.buf[:i]), "\r"))
-		iw.buf = iw.buf[i+1:]
-	}
-	return len(p), nil
-}
-
-func (iw *indentWriter) flush() {
-	if len(iw.buf) > 0 {
-		fmt.Fprintf(iw.w, "%s%s\n", iw.prefix, string(iw.buf))
-		iw.buf = nil
 	}
 }

@@ -3,29 +3,26 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func fstabCommand() *cli.Command {
 	cmd := &cli.Command{
-		Name:  "fstab",
-		Usage: "check the image's /etc/fstab against the devices present, or fix it",
-		Description: "Each entry's device (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/disk/by-*, or a disk name such as\n" +
-			"/dev/sda2) is looked for among the image's filesystems, the way imgbake mounts them. Device names of\n" +
-			"the original machine that cannot be mapped (nvme, md, LVM paths) are reported unverified and never changed.\n\n" +
-			example("imgbake fstab check -a disk.qcow2", "imgbake fstab fix --nofail -a disk.qcow2"),
+		Name:        "fstab",
+		Usage:       "check the image's /etc/fstab against the devices present, or fix it",
+		Description: clidocs.Text("fstab"),
 		Subcommands: []*cli.Command{
 			{
-				Name:  "check",
-				Usage: "list the entries whose device is missing (read-only; exit 1 if there are any)",
-				Flags: append(diskFlags(), roFlag(), &cli.BoolFlag{Name: "json", Usage: "print the entries as JSON"}),
-				Description: "Prints every entry with its state: ok, missing, unverified or skipped.\n\n" +
-					oneShotExitHelp + "\n\n" + example("imgbake fstab check --json -a disk.qcow2"),
+				Name:        "check",
+				Usage:       "list the entries whose device is missing (read-only; exit 1 if there are any)",
+				Flags:       append(diskFlags(), roFlag(), &cli.BoolFlag{Name: "json", Usage: "print the entries as JSON"}),
+				Description: clidocs.Text("fstab check"),
 				Action: func(c *cli.Context) error {
 					stdio := stdioOf(c)
 					if c.NArg() != 0 {
@@ -51,7 +48,7 @@ func fstabCommand() *cli.Command {
 							return err
 						}
 					} else {
-						printFstab(stdio.Out, rep)
+						report.Fstab(stdio.Out, rep)
 					}
 					if n := len(fsops.FstabProblems(rep)); n > 0 {
 						fmt.Fprintf(stdio.Err, "imgbake: %d fstab entr%s with a missing device; `imgbake fstab fix` comments them out (or --nofail)\n", n, map[bool]string{true: "y", false: "ies"}[n == 1])
@@ -61,12 +58,9 @@ func fstabCommand() *cli.Command {
 				},
 			},
 			{
-				Name:  "fix",
-				Usage: "comment out the entries whose device is missing (or add nofail), keeping /etc/fstab.imgbake-bak",
-				Description: "An entry for / whose device is missing is pointed at the root filesystem imgbake found (by UUID)\n" +
-					"rather than commented out. Other entries are commented out, or with --nofail keep their line and get\n" +
-					"the nofail option so the boot does not wait for them. With nothing to fix the image is untouched.\n\n" +
-					oneShotExitHelp + "\n\n" + example("imgbake fstab fix -a disk.qcow2"),
+				Name:        "fix",
+				Usage:       "comment out the entries whose device is missing (or add nofail), keeping /etc/fstab.imgbake-bak",
+				Description: clidocs.Text("fstab fix"),
 				Flags: append(diskFlags(), writeROFlag(),
 					&cli.BoolFlag{Name: "nofail", Usage: "add nofail instead of commenting entries out"}),
 				Action: func(c *cli.Context) error {
@@ -101,12 +95,7 @@ func fstabCommand() *cli.Command {
 					if err := op.Finish(ctx, res.Changed); err != nil {
 						return err
 					}
-					for _, f := range fixes {
-						fmt.Fprintf(stdio.Out, "line %d: %s\n", f.Line, f.What)
-						if f.New != "" {
-							fmt.Fprintf(stdio.Out, "  - %s\n  + %s\n", safeName(f.Old), safeName(f.New))
-						}
-					}
+					report.FstabFixes(stdio.Out, fixes)
 					if res.Changed {
 						fmt.Fprintf(stdio.Err, "imgbake: /etc/fstab fixed: %s\n", res.Detail)
 					} else {
@@ -118,21 +107,4 @@ func fstabCommand() *cli.Command {
 		},
 	}
 	return cmd
-}
-
-func printFstab(w io.Writer, rep *fsops.FstabReport) {
-	if !rep.Exists {
-		fmt.Fprintln(w, "the image has no /etc/fstab")
-		return
-	}
-	for _, e := range rep.Entries {
-		what := e.Device
-		if e.FSType != "" {
-			what += " (" + e.FSType + ")"
-		}
-		if e.Note != "" {
-			what = e.Note
-		}
-		fmt.Fprintf(w, "line %-3d %-10s %-45s %-16s %s\n", e.Line, e.Status, safeName(e.Spec), safeName(e.Mountpoint), safeName(what))
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 // commandPaths lists every command and subcommand of the CLI by path
@@ -57,6 +58,31 @@ func TestHelpFitsEightyColumns(t *testing.T) {
 		if !ok || !strings.Contains(ex, "\n      imgbake "+name+" ") {
 			t.Errorf("imgbake %s --help has no Example section running it:\n%s", name, r.stdout)
 		}
+	}
+}
+
+// TestEveryDescriptionUsed: each text of clidocs is the description of the
+// command at its path, so none is left over or given to the wrong command.
+func TestEveryDescriptionUsed(t *testing.T) {
+	described := map[string]string{}
+	var walk func([]*cli.Command, string)
+	walk = func(cmds []*cli.Command, parent string) {
+		for _, c := range cmds {
+			p := strings.TrimPrefix(parent+" "+c.Name, " ")
+			if c.Description != "" {
+				described[p] = c.Description
+			}
+			walk(c.Subcommands, p)
+		}
+	}
+	walk(newApp(Stdio{}).Commands, "")
+	for _, p := range clidocs.Paths() {
+		if described[p] != clidocs.Text(p) {
+			t.Errorf("clidocs has a description for %q that imgbake %s does not show", p, p)
+		}
+	}
+	if len(described) != len(clidocs.Paths()) {
+		t.Errorf("%d commands have a description, clidocs holds %d", len(described), len(clidocs.Paths()))
 	}
 }
 

@@ -1,31 +1,23 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"strconv"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
-	"github.com/imgbake/imgbake/internal/filemode"
+	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func lsCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "ls",
-		Usage:     "list a directory of a disk image (read-only)",
-		ArgsUsage: "PATH...",
-		Description: "Lists every entry (dot files too), sorted by name. PATH is absolute inside the image; its symlinks\n" +
-			"resolve inside the image. -l shows mode, owner (named from the image's own /etc/passwd and /etc/group),\n" +
-			"size, modification time and symlink targets; -R descends into subdirectories (not into symlinks, nor\n" +
-			"into /proc, /sys and /dev, where the appliance's own are mounted). Names with control characters are\n" +
-			"shown quoted.\n\n" + oneShotExitHelp + "\n\n" + example("imgbake ls -l -a disk.qcow2 /etc/ssh"),
+		Name:        "ls",
+		Usage:       "list a directory of a disk image (read-only)",
+		ArgsUsage:   "PATH...",
+		Description: clidocs.Text("ls"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "long listing"},
 			&cli.BoolFlag{Name: "recursive", Aliases: []string{"R"}, Usage: "list subdirectories recursively"},
@@ -41,13 +33,10 @@ func lsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			l := &lister{ctx: c.Context, s: op.Session(), w: stdio.Out, errw: stdio.Err, long: c.Bool("long"), recursive: c.Bool("recursive")}
-			if l.long {
-				l.users, l.groups = fsops.OwnerNames(c.Context, op.Session())
-			}
+			l := report.NewLister(c.Context, op.Session(), stdio.Out, stdio.Err, c.Bool("long"), c.Bool("recursive"))
 			var failed error
 			for _, p := range paths {
-				if err := l.list(p, len(paths) > 1 || l.recursive); err != nil {
+				if err := l.List(p, len(paths) > 1 || c.Bool("recursive")); err != nil {
 					if !isPathError(err) {
 						op.Abort()
 						return err
@@ -59,7 +48,7 @@ func lsCommand() *cli.Command {
 			if err := op.Finish(c.Context, false); err != nil {
 				return err
 			}
-			if failed != nil || l.failed {
+			if failed != nil || l.Failed() {
 				return withCode(ExitStepFailed, errReported)
 			}
 			return nil
@@ -71,61 +60,4 @@ func lsCommand() *cli.Command {
 // with the next) from an appliance failure.
 func isPathError(err error) bool {
 	return fsops.IsPathError(err) || errors.Is(err, fsops.ErrTooDeep)
-}
-
-type lister struct {
-	ctx             context.Context
-	s               fsops.Session
-	w               io.Writer
-	errw            io.Writer
-	long, recursive bool
-	users, groups   map[int]string
-	failed          bool // a subdirectory could not be listed
-	printed         bool // something was listed: the next directory starts after a blank line
-}
-
-// list prints p: a directory's entries (with -R its subdirectories'), or
-// p itself when it is not a directory.
-func (l *lister) list(p string, header bool) error {
-	return fsops.List(l.ctx, l.s, p, l.recursive, func(d fsops.Listing) error {
-		if d.Err != nil {
-			fmt.Fprintf(l.errw, "imgbake: ls: %v\n", d.Err)
-			l.failed = true
-			return nil
-		}
-		if d.Dir != "" {
-			if l.printed {
-				fmt.Fprintln(l.w)
-			}
-			if header || d.Dir != p {
-				fmt.Fprintf(l.w, "%s:\n", safeName(d.Dir))
-			}
-		}
-		l.printed = true
-		for _, e := range d.Entries {
-			l.entry(e)
-		}
-		return nil
-	})
-}
-
-func (l *lister) entry(e fsops.DirEntry) {
-	name := safeName(e.Name)
-	if !l.long {
-		fmt.Fprintln(l.w, name)
-		return
-	}
-	m := fs.FileMode(e.Mode)
-	if m&fs.ModeSymlink != 0 {
-		name += " -> " + safeName(e.Target)
-	}
-	fmt.Fprintf(l.w, "%s %-8s %-8s %10d %s %s\n", filemode.LsString(m), l.idName(l.users, e.UID), l.idName(l.groups, e.GID), e.Size,
-		time.Unix(0, e.MTimeNS).Format("2006-01-02 15:04"), name)
-}
-
-func (l *lister) idName(names map[int]string, id int) string {
-	if n, ok := names[id]; ok {
-		return safeName(n)
-	}
-	return strconv.Itoa(id)
 }

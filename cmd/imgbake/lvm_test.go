@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance/proto"
-	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -122,50 +119,4 @@ steps:
 	wantMatch(t, r.stdout, `(?m)^-> /dev/mapper/vg0-root: clean`, "fsck")
 	wantMatch(t, r.stdout, `(?m)^-> /dev/mapper/vg0-data: clean`, "fsck")
 	noLeftovers(t, tmp)
-}
-
-func TestInspectPrintLVMAndOSes(t *testing.T) {
-	rep := &fsops.Inspection{
-		OS:          fsops.InspectedOS{ID: "debian", VersionID: "12", Name: "Debian 12", Root: "/dev/mapper/vg0-root"},
-		Mountpoints: map[string]string{"/": "/dev/mapper/vg0-root"},
-		VolumeGroups: []proto.VolumeGroup{{Name: "vg0", Size: 1 << 30, Free: 64 << 20, PVs: []string{"/dev/vda2"},
-			MissingPVs: []string{"abc-def"},
-			LVs: []proto.LogicalVolume{
-				{Name: "root", VG: "vg0", Size: 900 << 20, Type: "linear", Active: true, Device: "/dev/mapper/vg0-root"},
-				{Name: "pool", VG: "vg0", Size: 64 << 20, Type: "thin", Note: "segment type thin is not supported\x1b[2J"},
-			}}},
-		OperatingSystems: []proto.OSRoot{
-			{Device: "/dev/mapper/vg0-root", ID: "debian", PrettyName: "Debian 12", Hostname: "h1", Mountpoint: "/"},
-			{Device: "/dev/vdb1", ID: "alpine", VersionID: "3.19", Hostname: "h\x1b2"},
-			{Device: "/dev/vdb2", ID: "other", PrettyName: "Other", Mountpoint: "/mnt/other"},
-		},
-	}
-	var out bytes.Buffer
-	printInspection(Stdio{Out: &out}, rep)
-	got := out.String()
-	for _, want := range []string{
-		"operating systems: 3 (multi-boot)\n",
-		"  /dev/mapper/vg0-root   Debian 12, hostname \"h1\" (root)\n",
-		"  /dev/vdb1              alpine 3.19, hostname \"h\\x1b2\" (not mounted)\n",
-		"  /dev/vdb2              Other, hostname \"\" (mounted at /mnt/other)\n",
-		"lvm volume groups:\n  vg0  " + bake.HumanSize(1<<30) + ", " + bake.HumanSize(64<<20) + " free, PVs /dev/vda2\n",
-		"    missing PVs: abc-def\n",
-		"    root         " + bake.HumanSize(900<<20),
-		"linear  /dev/mapper/vg0-root\n",
-		"thin    not active: \"segment type thin is not supported\\x1b[2J\"\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("output lacks %q:\n%s", want, got)
-		}
-	}
-	if strings.Contains(got, "\x1b") {
-		t.Errorf("escape sequence from the image printed raw:\n%q", got)
-	}
-	// One OS: no multi-boot section.
-	rep.OperatingSystems = rep.OperatingSystems[:1]
-	out.Reset()
-	printInspection(Stdio{Out: &out}, rep)
-	if strings.Contains(out.String(), "operating systems:") {
-		t.Errorf("single OS listed as multi-boot:\n%s", out.String())
-	}
 }

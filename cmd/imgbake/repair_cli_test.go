@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/imgbake/imgbake/appliance"
-	"github.com/imgbake/imgbake/fsops"
 )
 
 // TestRepairCommandsBadInput: every mistake in the arguments of the
@@ -86,69 +84,5 @@ func TestRepairCommandsBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); err == nil {
 		t.Error("a refused --random-file was written")
-	}
-}
-
-func TestSafeName(t *testing.T) {
-	for in, want := range map[string]string{
-		"plain":          "plain",
-		"with space":     "with space",
-		"ünïcode":        "ünïcode",
-		"esc\x1b[2Jcape": `"esc\x1b[2Jcape"`,
-		"new\nline":      `"new\nline"`,
-		"bad\xffutf8":    `"bad\xffutf8"`,
-	} {
-		if got := safeName(in); got != want {
-			t.Errorf("safeName(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-func TestOSLine(t *testing.T) {
-	for _, tc := range []struct {
-		os   fsops.InspectedOS
-		want string
-	}{
-		{fsops.InspectedOS{ID: "debian", VersionID: "12", Name: "Debian GNU/Linux 12"}, "debian 12 (Debian GNU/Linux 12)"},
-		{fsops.InspectedOS{ID: "centos"}, "centos"},
-		{fsops.InspectedOS{Name: "Some Linux"}, "Some Linux"},
-		{fsops.InspectedOS{}, "unknown"},
-		{fsops.InspectedOS{ID: "x\x1b[2J"}, `"x\x1b[2J"`},
-	} {
-		if got := osLine(tc.os); got != tc.want {
-			t.Errorf("osLine(%+v) = %q, want %q", tc.os, got, tc.want)
-		}
-	}
-}
-
-// TestInspectPrintReleaseAndBinds: the text report names the family, the
-// file the OS was identified by, the package format and database, and the
-// bind mounts.
-func TestInspectPrintReleaseAndBinds(t *testing.T) {
-	rep := &fsops.Inspection{
-		OS: fsops.InspectedOS{ID: "centos", VersionID: "6.10", Name: "CentOS release 6.10 (Final)", Family: "rhel",
-			Root: "/dev/mapper/vg_centos6-lv_root", ReleaseFile: "/etc/centos-release"},
-		PackageManager: "yum", PackageFormat: "rpm", PackageDB: "/var/lib/rpm/Packages",
-		Mountpoints: map[string]string{"/": "/dev/mapper/vg_centos6-lv_root", "/boot": "/dev/vda1"},
-		BindMounts:  map[string]string{"/srv/shared": "/home/shared"},
-	}
-	var out bytes.Buffer
-	printInspection(Stdio{Out: &out}, rep)
-	for _, want := range []string{
-		"os:              centos 6.10 (CentOS release 6.10 (Final))\n",
-		"family:          rhel\n",
-		"identified by:   /etc/centos-release\n",
-		"package manager: yum (rpm, database /var/lib/rpm/Packages)\n",
-		"bind mounts:\n  /srv/shared  from /home/shared\n",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
-		}
-	}
-	rep.OS.Family, rep.PackageFormat, rep.PackageDB, rep.BindMounts = "centos", "", "", nil
-	out.Reset()
-	printInspection(Stdio{Out: &out}, rep)
-	if s := out.String(); strings.Contains(s, "family:") || !strings.Contains(s, "package manager: yum\n") || strings.Contains(s, "bind mounts") {
-		t.Errorf("family equal to the id, or no format, database or binds, still printed:\n%s", s)
 	}
 }

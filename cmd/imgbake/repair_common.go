@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"path"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/urfave/cli/v2"
@@ -14,10 +11,6 @@ import (
 
 // Helpers shared by the one-shot commands that look at or repair an image
 // (ls, cat, copy-in, copy-out, edit, reset-password, fstab, fsck).
-
-// oneShotExitHelp is appended to the description of those commands.
-const oneShotExitHelp = "Exit status: 0 success, 1 the operation failed inside the image (a missing file, errors found),\n" +
-	"2 bad usage (nothing was touched), 3 image or appliance error. A failed command leaves the image unchanged."
 
 // roFlag is --ro for commands that only read: they always open the image
 // read-only, the flag just says so.
@@ -71,21 +64,6 @@ func imagePathArg(arg string) (string, error) {
 
 // opFailed marks an operation that failed inside the image (exit 1).
 func opFailed(ctx context.Context, err error) error { return bake.OperationFailed(ctx, err) }
-
-// safeName makes a name from the image printable on a terminal: names with
-// control characters (escape sequences, newlines) or invalid UTF-8 are
-// shown quoted, Go style.
-func safeName(s string) string {
-	if !utf8.ValidString(s) {
-		return strconv.Quote(s)
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}
 
 // stdioOf returns the command's streams.
 func stdioOf(c *cli.Context) Stdio {

@@ -1,31 +1,23 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func resetPasswordCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "reset-password",
-		Usage:     "set a new password for a user of a disk image (a new hash in /etc/shadow)",
-		ArgsUsage: "USER",
-		Description: "The new password comes from --password-file (its first line), --random (a generated passphrase,\n" +
-			"printed on stdout once the image is written, or written to --random-file with mode 0600), or else is\n" +
-			"asked for on the terminal (or read as the first line of stdin when that is not a terminal).\n" +
-			"The hash is made by the image's chpasswd with the method its /etc/login.defs asks for, and checked;\n" +
-			"when the image's chpasswd is missing or broken, imgbake writes a SHA-512 crypt hash itself. The password\n" +
-			"never appears in a command line or in a file of the image.\n\n" + oneShotExitHelp + "\n\n" +
-			example("imgbake reset-password -a disk.qcow2 --random root"),
+		Name:        "reset-password",
+		Usage:       "set a new password for a user of a disk image (a new hash in /etc/shadow)",
+		ArgsUsage:   "USER",
+		Description: clidocs.Text("reset-password"),
 		Flags: append(diskFlags(),
 			&cli.StringFlag{Name: "password-file", Usage: "read the new password from the first line of `FILE`"},
 			&cli.BoolFlag{Name: "random", Usage: "generate a random passphrase (printed on stdout)"},
@@ -61,7 +53,7 @@ func resetPasswordCommand() *cli.Command {
 					return withCode(ExitUsage, err)
 				}
 			default:
-				if password, err = askPassword(stdio, user); err != nil {
+				if password, err = fsops.AskPassword(stdio.In, stdio.Err, user); err != nil {
 					return withCode(ExitUsage, err)
 				}
 			}
@@ -113,36 +105,4 @@ func removeSecret(path string) {
 	if path != "" {
 		os.Remove(path)
 	}
-}
-
-// askPassword reads the new password: twice without echo on a terminal,
-// else the first line of stdin.
-func askPassword(stdio Stdio, user string) (string, error) {
-	if f, ok := stdio.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(stdio.Err, "New password for %s: ", user)
-		a, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stdio.Err)
-		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
-		}
-		fmt.Fprintf(stdio.Err, "Retype the new password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stdio.Err)
-		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
-		}
-		if string(a) != string(b) {
-			return "", errors.New("the passwords do not match; nothing was changed")
-		}
-		return string(a), nil
-	}
-	line, err := bufio.NewReader(stdio.In).ReadString('\n')
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		if err != nil {
-			return "", errors.New("no password given: use --password-file, --random, or type it on a terminal")
-		}
-		return "", errors.New("the password is empty")
-	}
-	return line, nil
 }

@@ -6,18 +6,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func resizeCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "resize",
-		Usage: "grow a disk image and the partition, LVM volume and filesystem that hold its root",
-		Description: "Grows the virtual disk to --size (20G, or +10G for that much more), moves a GPT's backup header to\n" +
-			"the new end, grows the partition that holds the root filesystem (or --expand PART) to the end of the\n" +
-			"disk, then its LVM physical and logical volume, then the filesystem (ext2/3/4 resize2fs, xfs_growfs,\n" +
-			"btrfs filesystem resize), with the appliance's own tools. Shrinking is refused. Only the last\n" +
-			"partition of a disk can grow.\n\n" +
-			oneShotExitHelp + "\n\n" + example("imgbake resize -a disk.qcow2 --size +2G", "imgbake resize -a disk.raw --size 20G -o big.qcow2"),
+		Name:        "resize",
+		Usage:       "grow a disk image and the partition, LVM volume and filesystem that hold its root",
+		Description: clidocs.Text("resize"),
 		Flags: append(append(diskFlags(),
 			&cli.StringFlag{Name: "size", Usage: "new disk `SIZE`: 20G, or +10G for that much more (K, M, G, T: powers of 1024)"},
 			&cli.StringFlag{Name: "expand", Usage: "grow this `PARTITION` (a device of the appliance, e.g. /dev/vda2) instead of the root's"},

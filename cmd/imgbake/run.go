@@ -7,17 +7,16 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/recipes"
 )
 
 func runCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "apply a recipe to a disk image in one appliance boot",
-		ArgsUsage: "RECIPE.yaml",
-		Description: "Boots one appliance for the image, mounts its filesystems and runs every step in order.\n" +
-			"Changes go to a private overlay that is committed only when every step succeeded.\n\n" +
-			example("imgbake run -a disk.qcow2 recipe.yaml", "imgbake run -a base.qcow2 recipe.yaml -o golden.qcow2 --checksum", "imgbake run --cache -a base.qcow2 -o out.qcow2 recipe.yaml"),
+		Name:        "run",
+		Usage:       "apply a recipe to a disk image in one appliance boot",
+		ArgsUsage:   "RECIPE.yaml",
+		Description: clidocs.Text("run"),
 		Flags: append(append(diskFlags(),
 			&cli.BoolFlag{Name: "in-place", Usage: "write directly to the image (a failure leaves it partly changed)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the result to a new image `FILE` and leave the input untouched"},

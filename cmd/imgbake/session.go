@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/session"
 	"github.com/imgbake/imgbake/session/api"
 )
@@ -17,13 +18,9 @@ const ExitSession = api.ExitSession
 
 func sessionCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "session",
-		Usage: "keep an image open in one booted appliance across many commands (start, exec, put, fetch, run, list, stop)",
-		Description: "A session boots the appliance once and serves every later command on it: `session exec NAME -- true`\n" +
-			"costs a round trip, not a boot. Changes go to a private overlay that `session stop` commits\n" +
-			"(or drops with --discard). A session whose --owner-pid exits, or that sits idle past\n" +
-			"--idle-timeout, stops itself and discards.\n\n" +
-			example("imgbake session start -a disk.qcow2 --name web", "imgbake session exec web -- apt-get -y purge nano", "imgbake session stop web"),
+		Name:        "session",
+		Usage:       "keep an image open in one booted appliance across many commands (start, exec, put, fetch, run, list, stop)",
+		Description: clidocs.Text("session"),
 		Subcommands: []*cli.Command{
 			sessionStartCommand(),
 			sessionExecCommand(),

@@ -8,19 +8,17 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/session"
 	"github.com/imgbake/imgbake/session/api"
 )
 
 func sessionExecCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "exec",
-		Usage:     "run a command inside the session's image: stdin, stdout, stderr and the exit status pass through",
-		ArgsUsage: "NAME -- COMMAND [ARG...]",
-		Description: "Flags go before NAME. Standard input is sent to the command until it ends (unless -n, or\n" +
-			"when it is a terminal: use `imgbake shell` for interactive work). The exit status is the\n" +
-			"command's; 255 means the session itself failed, 127 that the command could not be started.\n\n" +
-			example("imgbake session exec -e LANG=C web -- dpkg -l"),
+		Name:        "exec",
+		Usage:       "run a command inside the session's image: stdin, stdout, stderr and the exit status pass through",
+		ArgsUsage:   "NAME -- COMMAND [ARG...]",
+		Description: clidocs.Text("session exec"),
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `NAME=VALUE` in the command's environment (repeatable)"},
 			&cli.StringFlag{Name: "cwd", Usage: "working `DIR` inside the image (default /)"},
@@ -61,12 +59,10 @@ func isTerminal(stream any) bool {
 
 func sessionRunCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "apply a recipe to the session's image (no new boot)",
-		ArgsUsage: "NAME RECIPE.yaml",
-		Description: "As `imgbake run`, on the session's appliance. A failed step stops the recipe; what the\n" +
-			"steps before it did stays in the session until `session stop` (or --discard).\n\n" +
-			example("imgbake session run web recipe.yaml"),
+		Name:        "run",
+		Usage:       "apply a recipe to the session's image (no new boot)",
+		ArgsUsage:   "NAME RECIPE.yaml",
+		Description: clidocs.Text("session run"),
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "run every step even if the image records this recipe as applied"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON event per line"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/internal/filemode"
 	"github.com/imgbake/imgbake/session"
 	"github.com/imgbake/imgbake/session/api"
@@ -15,13 +16,10 @@ import (
 
 func sessionPutCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "put",
-		Usage:     "copy a host file or directory into the session's image (HOSTPATH - reads standard input)",
-		ArgsUsage: "NAME HOSTPATH IMAGEPATH",
-		Description: "Like cp: a directory, or a file put onto an existing directory (or a path ending in /),\n" +
-			"lands inside it with its own name; otherwise IMAGEPATH is the file written. With --exact\n" +
-			"IMAGEPATH is always the file itself. Files are written atomically.\n\n" +
-			example("imgbake session put web ./site.conf /etc/nginx/conf.d/", "imgbake session put --mode 0600 web - /etc/secret"),
+		Name:        "put",
+		Usage:       "copy a host file or directory into the session's image (HOSTPATH - reads standard input)",
+		ArgsUsage:   "NAME HOSTPATH IMAGEPATH",
+		Description: clidocs.Text("session put"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "exact", Usage: "IMAGEPATH names the file itself, never a directory to put it into"},
 			&cli.StringFlag{Name: "mode", Usage: "octal `MODE` of the file written (default: kept, or the source's)"},
@@ -73,15 +71,10 @@ func parseUnixMode(s string) (uint32, error) {
 
 func sessionFetchCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "fetch",
-		Usage:     "copy a file or directory out of the session's image (HOSTPATH - writes a file to standard output)",
-		ArgsUsage: "NAME IMAGEPATH HOSTPATH",
-		Description: "Like cp: a directory, or a file fetched onto an existing host directory (or a path ending\n" +
-			"in /), lands inside it with its own name; otherwise HOSTPATH is the file written (atomically,\n" +
-			"mode 0644). With --exact HOSTPATH is always the file itself. Nothing from the image is ever\n" +
-			"written outside HOSTPATH, symlinks in the image are not followed on the host and setuid\n" +
-			"bits are dropped.\n\n" +
-			example("imgbake session fetch web /var/log/dpkg.log ./logs/"),
+		Name:        "fetch",
+		Usage:       "copy a file or directory out of the session's image (HOSTPATH - writes a file to standard output)",
+		ArgsUsage:   "NAME IMAGEPATH HOSTPATH",
+		Description: clidocs.Text("session fetch"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "exact", Usage: "HOSTPATH names the file itself, never a directory to put it into"},
 		},

@@ -7,17 +7,16 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/session"
 )
 
 func sessionStartCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "start",
-		Usage:     "boot the appliance for an image and keep it; prints the session name when it is ready",
-		ArgsUsage: " ",
-		Description: "Accepts the disk flags of run. The session is a background process that owns qemu; it stops\n" +
-			"with session stop, when --owner-pid exits or after --idle-timeout without a request.\n\n" +
-			example("imgbake session start -a disk.qcow2 --name web --idle-timeout 30m"),
+		Name:        "start",
+		Usage:       "boot the appliance for an image and keep it; prints the session name when it is ready",
+		ArgsUsage:   " ",
+		Description: clidocs.Text("session start"),
 		Flags: append(diskFlags(),
 			&cli.StringFlag{Name: "name", Usage: "session `NAME` (default: from the disk's file name)"},
 			&cli.IntFlag{Name: "owner-pid", Usage: "stop and discard when process `PID` exits"},

@@ -1,29 +1,20 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func shellCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "shell",
-		Usage: "an interactive shell inside the image (chroot) on a real terminal",
-		Description: "Changes made in the shell are written back to the image when it exits (use --ro to look only).\n" +
-			"With --rescue, or automatically when the image has no working /bin/sh, you get the appliance's own\n" +
-			"shell with the image mounted under /sysroot.\n\n" +
-			example("imgbake shell -a disk.qcow2", "imgbake shell --rescue -a broken.raw"),
+		Name:        "shell",
+		Usage:       "an interactive shell inside the image (chroot) on a real terminal",
+		Description: clidocs.Text("shell"),
 		Flags: append(diskFlags(),
 			&cli.BoolFlag{Name: "ro", Usage: "open the image read-only"},
 			&cli.BoolFlag{Name: "rescue", Usage: "the appliance's shell, image under /sysroot"},
@@ -49,7 +40,7 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 	args := fsops.ExecArgs{Dir: "/", Env: []string{"debian_chroot=imgbake", "IMGBAKE=1"}}
 	rescue := c.Bool("rescue")
 	if !rescue {
-		shell, ok := imageShell(ctx, op.Session())
+		shell, ok := op.InteractiveShell(ctx)
 		if ok {
 			args.Argv = []string{shell}
 		} else {
@@ -64,7 +55,7 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 	if !c.Bool("ro") {
 		fmt.Fprintln(stdio.Err, "imgbake: changes are written back to the image when the shell exits")
 	}
-	res, err := runTerminal(ctx, op, args, stdio)
+	res, err := op.RunTerminal(ctx, args, stdio.In, stdio.Out)
 	if err != nil {
 		op.Abort()
 		return withCode(ExitImage, err)
@@ -76,69 +67,4 @@ func shellAction(c *cli.Context, stdio Stdio) error {
 		fmt.Fprintf(stdio.Err, "imgbake: the shell exited with status %d\n", res.RC)
 	}
 	return nil
-}
-
-// imageShell picks the image's interactive shell, if it has a usable one.
-func imageShell(ctx context.Context, s fsops.Session) (string, bool) {
-	for _, sh := range []string{"/bin/bash", "/bin/sh"} {
-		// A real start, not a stat: a dangling /bin/sh -> dash or a shell
-		// missing its libraries must fall back to the rescue shell.
-		res, err := fsops.Exec(ctx, s, []string{sh, "-c", "exit 0"}, fsops.RunOptions{})
-		if err == nil && res.RC == 0 {
-			return sh, true
-		}
-	}
-	return "", false
-}
-
-// runTerminal connects the local terminal to a TTY command in the
-// appliance: raw mode, window size and its changes, and everything typed
-// (Ctrl-C included) goes to the guest.
-func runTerminal(ctx context.Context, op *bake.Image, args fsops.ExecArgs, stdio Stdio) (fsops.ExecResult, error) {
-	in := stdio.In
-	resize := make(chan fsops.Winsize, 1)
-	if f, ok := stdio.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fd := int(f.Fd())
-		old, err := term.MakeRaw(fd)
-		if err != nil {
-			return fsops.ExecResult{}, fmt.Errorf("terminal raw mode: %w", err)
-		}
-		defer term.Restore(fd, old)
-		if w, h, err := term.GetSize(fd); err == nil {
-			args.Cols, args.Rows = uint16(w), uint16(h)
-		}
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				if w, h, err := term.GetSize(fd); err == nil {
-					select {
-					case resize <- fsops.Winsize{Rows: uint16(h), Cols: uint16(w)}:
-					default:
-					}
-				}
-			}
-		}()
-		// A dup, so the reader goroutine left blocked after the shell
-		// exits reads from a descriptor we can close.
-		// Non-blocking, so the poller can interrupt that read; the terminal
-		// is put back to blocking for whoever reads it next (the user's shell).
-		if dup, err := syscall.Dup(fd); err == nil && syscall.SetNonblock(dup, true) == nil {
-			df := os.NewFile(uintptr(dup), "stdin")
-			defer func() {
-				df.Close()
-				_ = syscall.SetNonblock(fd, false)
-			}()
-			in = df
-		}
-	}
-	if v := os.Getenv("TERM"); v != "" {
-		args.Term = v
-	}
-	res, err := op.Session().ExecTTY(ctx, args, in, stdio.Out, resize)
-	if err != nil && errors.Is(err, fs.ErrNotExist) {
-		return res, fmt.Errorf("starting %s: %w", args.Argv[0], err)
-	}
-	return res, err
 }

@@ -6,18 +6,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/internal/clidocs"
 )
 
 func sparsifyCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "sparsify",
-		Usage: "make a disk image hold only its used blocks: trim free space, optionally compress (as virt-sparsify)",
-		Description: "Mounts the image's filesystems in the appliance and discards their free space (FITRIM through\n" +
-			"discard; a filesystem that cannot discard has its free space zeroed), then writes the result to a new\n" +
-			"image with -o (in any --output-format, --compress for a compressed qcow2) or, with --in-place, punches\n" +
-			"the holes into the image itself. Filesystems that the image's fstab does not mount are left as they are\n" +
-			"(name them with -m).\n\n" +
-			oneShotExitHelp + "\n\n" + example("imgbake sparsify -a big.qcow2 -o small.qcow2 --compress"),
+		Name:        "sparsify",
+		Usage:       "make a disk image hold only its used blocks: trim free space, optionally compress (as virt-sparsify)",
+		Description: clidocs.Text("sparsify"),
 		Flags: append(append(diskFlags(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the sparse image to a new `FILE` and leave the input untouched"},
 			&cli.BoolFlag{Name: "in-place", Usage: "discard the free space in the image itself (no copy; the file's size stays, its holes grow)"},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/steps"
 )
 
@@ -13,7 +14,7 @@ func stepsCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "steps",
 		Usage:       "list the recipe step kinds with examples",
-		Description: "imgbake-recipe(5) describes them and the rest of the recipe format.\n\n" + example("imgbake steps --markdown"),
+		Description: clidocs.Text("steps"),
 		Flags:       []cli.Flag{&cli.BoolFlag{Name: "markdown", Usage: "print the catalog as a Markdown table (as in the README)"}},
 		Action: func(c *cli.Context) error {
 			w := c.App.Writer

@@ -2,26 +2,21 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/clidocs"
+	"github.com/imgbake/imgbake/internal/report"
 )
 
 func sysprepCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "sysprep",
-		Usage: "remove what makes the image one machine (machine ID, SSH host keys, logs, caches, leases, histories) before cloning it",
-		Description: "Like virt-sysprep: each operation removes one kind of trace and is idempotent; --list-operations\n" +
-			"shows them, * marking the default set. --operations takes virt-sysprep's syntax: a comma list applied\n" +
-			"in order to an empty set, NAME or +NAME adds, -NAME removes, defaults and all stand for the default set\n" +
-			"and every operation (e.g. defaults,-tmp-files,cron-spool); the flag may be repeated. Paths are found by\n" +
-			"listing directories, never with the image's shell; symlinks are removed as links, never followed.\n" +
-			"SSH host keys are made again at first boot (ssh-keygen -A) when the image has sshd.\n\n" + oneShotExitHelp + "\n\n" +
-			example("imgbake sysprep -a golden.qcow2", "imgbake sysprep -a golden.qcow2 --operations defaults,-logfiles"),
+		Name:        "sysprep",
+		Usage:       "remove what makes the image one machine (machine ID, SSH host keys, logs, caches, leases, histories) before cloning it",
+		Description: clidocs.Text("sysprep"),
 		Flags: append(diskFlags(),
 			&cli.StringSliceFlag{Name: "operations", Aliases: []string{"operation"}, Usage: "the operations to run: a `LIST` such as defaults,-tmp-files (see --list-operations)"},
 			&cli.StringSliceFlag{Name: "keep", Usage: "never touch paths matching `GLOB` (absolute; a kept directory keeps its contents); repeatable"},
@@ -35,7 +30,7 @@ func sysprepCommand() *cli.Command {
 				return usageErr("sysprep takes no arguments (got %q); the disk goes with -a", c.Args().Slice())
 			}
 			if c.Bool("list-operations") {
-				listSysprepOperations(stdio.Out)
+				report.SysprepOperations(stdio.Out)
 				return nil
 			}
 			if err := rejectRO(c); err != nil {
@@ -80,18 +75,6 @@ func sysprepCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
-}
-
-// listSysprepOperations prints "name * description" lines, as
-// virt-sysprep --list-operations does (* for the default set).
-func listSysprepOperations(w io.Writer) {
-	for _, op := range fsops.SysprepOperations {
-		mark := " "
-		if op.Default {
-			mark = "*"
-		}
-		fmt.Fprintf(w, "%s %s %s\n", op.Name, mark, op.Description)
 	}
 }
 

@@ -8,6 +8,7 @@ package manpage
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,21 @@ import (
 type Header struct {
 	Date   time.Time // of the source, for reproducible pages
 	Source string    // e.g. "imgbake 0.1.0"
+}
+
+// NewHeader dates the pages by sourceDateEpoch (seconds, as
+// $SOURCE_DATE_EPOCH) when it is set, else by now, so a rebuild of the same
+// source makes the same pages.
+func NewHeader(source, sourceDateEpoch string, now time.Time) (Header, error) {
+	h := Header{Date: now, Source: source}
+	if sourceDateEpoch != "" {
+		sec, err := strconv.ParseInt(sourceDateEpoch, 10, 64)
+		if err != nil {
+			return h, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds", sourceDateEpoch)
+		}
+		h.Date = time.Unix(sec, 0)
+	}
+	return h, nil
 }
 
 // Section is an extra section of a page: a title, an introduction and a

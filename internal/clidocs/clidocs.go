@@ -1,12 +1,42 @@
-package main
+// Package clidocs holds the long texts of imgbake's command line: each
+// command's description with its examples, keyed by the command's path
+// below imgbake ("run", "session put"), the exit codes that end
+// `imgbake --help`, and the extra sections of imgbake(1). cmd/imgbake keeps
+// the flags; the help and man page renderers (clihelp, manpage) show these.
+package clidocs
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/imgbake/imgbake/internal/clihelp"
 	"github.com/imgbake/imgbake/internal/manpage"
 )
+
+// Text is the description of the command at path ("fstab check"). A
+// command without one is a programming error, caught by any test that
+// builds the command line.
+func Text(path string) string {
+	for _, texts := range []map[string]string{imageTexts, repairTexts, sessionTexts} {
+		if t, ok := texts[path]; ok {
+			return t
+		}
+	}
+	panic("clidocs: no description for imgbake " + path)
+}
+
+// Paths are the commands that have a description, sorted.
+func Paths() []string {
+	var paths []string
+	for _, texts := range []map[string]string{imageTexts, repairTexts, sessionTexts} {
+		for p := range texts {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	return paths
+}
 
 // example is the Example section that ends a command's description: the
 // help shows its lines as they are, the man page as a code block.
@@ -18,8 +48,13 @@ func example(lines ...string) string {
 	return title + "\n   " + strings.Join(lines, "\n   ")
 }
 
-// appDescription opens `imgbake --help` and imgbake(1).
-const appDescription = "imgbake customizes qcow2 and raw disk images offline. It boots one small appliance VM per " +
+// oneShotExitHelp is appended to the description of the one-shot commands
+// that look at or repair an image.
+const oneShotExitHelp = "Exit status: 0 success, 1 the operation failed inside the image (a missing file, errors found),\n" +
+	"2 bad usage (nothing was touched), 3 image or appliance error. A failed command leaves the image unchanged."
+
+// AppDescription opens `imgbake --help` and imgbake(1).
+const AppDescription = "imgbake customizes qcow2 and raw disk images offline. It boots one small appliance VM per " +
 	"image (KVM when it works, TCG otherwise) whose agent runs every step of a recipe, so a step costs " +
 	"milliseconds instead of a boot; the image changes only if every step succeeded.\n\n" +
 	"Options may come before or after a command's arguments; -- ends them. The recipe format is described in " +
@@ -34,8 +69,8 @@ var exitCodes = []manpage.Item{
 	{Term: "130", Text: "interrupted (SIGINT); 143 terminated (SIGTERM)"},
 }
 
-// exitCodesHelp ends `imgbake --help`.
-func exitCodesHelp() string {
+// ExitCodesHelp ends `imgbake --help`.
+func ExitCodesHelp() string {
 	var b strings.Builder
 	b.WriteString("\nEXIT CODES:\n")
 	for _, c := range exitCodes {
@@ -45,8 +80,8 @@ func exitCodesHelp() string {
 	return b.String()
 }
 
-// manSections end imgbake(1).
-func manSections() []manpage.Section {
+// ManSections end imgbake(1).
+func ManSections() []manpage.Section {
 	return []manpage.Section{
 		{Title: "Exit status", Items: exitCodes,
 			Text: "bake exits with the most serious code of its images; session exec with the command's (255: the session failed)."},
