@@ -78,11 +78,22 @@ func printInspection(stdio Stdio, r *fsops.Inspection) {
 			extra = append(extra, "PARTUUID="+fs.PartUUID)
 		}
 		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, safeName(fs.Device), fs.Type, bake.HumanSize(fs.Size), safeName(strings.Join(extra, " ")))
+		for _, sv := range fs.Subvolumes {
+			def := ""
+			if sv.Path == fs.DefaultSubvolume {
+				def = " (default)"
+			}
+			fmt.Fprintf(w, "  %-*s subvolume %d %s%s\n", width, "", sv.ID, safeName(sv.Path), def)
+		}
 	}
 	printVolumeGroups(w, r)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
-		fmt.Fprintf(w, "  %-12s %s%s\n", safeName(mp), r.Mountpoints[mp], usageOf(r, mp))
+		dev := r.Mountpoints[mp]
+		if sv, ok := r.Subvolumes[mp]; ok {
+			dev += " subvol=/" + safeName(sv)
+		}
+		fmt.Fprintf(w, "  %-12s %s%s\n", safeName(mp), dev, usageOf(r, mp))
 	}
 	if len(r.BindMounts) > 0 {
 		fmt.Fprintln(w, "bind mounts:")
