@@ -645,9 +645,15 @@ func partitionOffset(raw string, n int) (int64, error) {
 }
 
 func parseSfdiskOffset(out []byte, n int) (int64, error) {
+	start, _, err := parseSfdiskPartition(out, n)
+	return start, err
+}
+
+// parseSfdiskPartition is where partition n lies in bytes, from sfdisk -J.
+func parseSfdiskPartition(out []byte, n int) (start, size int64, err error) {
 	var j sfdiskJSON
 	if err := json.Unmarshal(out, &j); err != nil {
-		return 0, fmt.Errorf("testimages: parsing sfdisk -J: %v", err)
+		return 0, 0, fmt.Errorf("testimages: parsing sfdisk -J: %v", err)
 	}
 	pt := j.PartitionTable
 	ss := pt.SectorSize
@@ -659,10 +665,10 @@ func parseSfdiskOffset(out []byte, n int) (int64, error) {
 		rest := strings.TrimPrefix(p.Node, pt.Device)
 		rest = strings.TrimPrefix(rest, "p") // /dev/loop0p1 style
 		if rest == suffix {
-			return p.Start * ss, nil
+			return p.Start * ss, p.Size * ss, nil
 		}
 	}
-	return 0, fmt.Errorf("testimages: no partition %d in %s", n, pt.Device)
+	return 0, 0, fmt.Errorf("testimages: no partition %d in %s", n, pt.Device)
 }
 
 // probeFS identifies the filesystem at offset of the raw file by its magic.
