@@ -57,7 +57,7 @@ func OpenBtrfs(t testing.TB, imagePath, format string, partition int) *BtrfsView
 		t.Fatalf("testimages: losetup %s: %v", v.raw, err)
 	}
 	bv.loop = strings.TrimSpace(string(out))
-	if out, err := exec.Command("mount", "-t", "btrfs", "-o", "ro,subvolid=5,nologreplay", bv.loop, bv.Dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "btrfs", "-o", "ro,subvolid=5,rescue=nologreplay", bv.loop, bv.Dir).CombinedOutput(); err != nil {
 		t.Fatalf("testimages: mount %s (partition %d of %s): %v: %s", bv.loop, partition, imagePath, err, out)
 	}
 	return bv

@@ -79,7 +79,7 @@ func osRootAt(fd int) (proto.OSRoot, bool) {
 
 // osOnDevice mounts an unmounted filesystem read-only and looks for an OS
 // root on it. The mount must not write: no journal replay (ext noload,
-// xfs norecovery, btrfs nologreplay), and no retry without those options.
+// xfs norecovery, btrfs rescue=nologreplay), and no retry without those options.
 func (a *Agent) osOnDevice(fs proto.Filesystem) (proto.OSRoot, bool, error) {
 	kt, data := fs.Type, ""
 	switch fs.Type {
@@ -88,7 +88,7 @@ func (a *Agent) osOnDevice(fs proto.Filesystem) (proto.OSRoot, bool, error) {
 	case "xfs":
 		data = "norecovery"
 	case "btrfs":
-		data = "nologreplay"
+		data = "rescue=nologreplay" // the old spelling nologreplay is gone from newer kernels
 	}
 	a.ensureFSModules(kt)
 	if err := os.MkdirAll(osProbeDir, 0o700); err != nil {

@@ -75,7 +75,7 @@ func (a *Agent) mountOpts(fstype string) (uintptr, string) {
 		case "xfs":
 			data = "norecovery"
 		case "btrfs":
-			data = "nologreplay"
+			data = "rescue=nologreplay" // the old spelling nologreplay is gone from newer kernels
 		}
 	} else if a.noJournal && (fstype == "ext3" || fstype == "ext4") {
 		// Metadata goes straight to its place instead of journal and then
