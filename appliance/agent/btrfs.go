@@ -352,38 +352,46 @@ func (a *Agent) btrfsOSSubvolume(fs proto.Filesystem) (notRoot string) {
 		unmountBelow(proto.Sysroot)
 		return fmt.Sprintf("cannot be opened: %v", err)
 	}
-	var found []proto.Subvolume
-	chosen := -1
-	for _, sv := range subvols {
-		fd, err := openInRoot(top, "/"+sv.Path, unix.O_PATH|unix.O_DIRECTORY, 0)
-		if err != nil {
-			continue
-		}
-		if _, ok := distro.Identify(imageFiles{fd}); ok {
-			found = append(found, sv)
-			if chosen < 0 && mountsItselfAsRoot(fd, sv) {
-				chosen = len(found) - 1
-			}
-		}
-		unix.Close(fd)
-	}
+	sv, found := osSubvolume(top, subvols)
 	unix.Close(top)
 	unmountBelow(proto.Sysroot)
-	if len(found) == 0 {
+	if !found {
 		var names []string
 		for _, sv := range subvols {
 			names = append(names, sv.Path)
 		}
 		return fmt.Sprintf("%s in the default subvolume or its subvolumes %s", withoutRelease, strings.Join(names, ", "))
 	}
-	if chosen < 0 {
-		chosen = 0
-	}
-	sv := found[chosen]
 	if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type, fmt.Sprintf("subvolid=%d", sv.ID)); err != nil {
 		return fmt.Sprintf("holds an OS in subvolume %s, which does not mount: %v", sv.Path, unwrapErrno(err))
 	}
 	return ""
+}
+
+// osSubvolume picks the subvolume holding an OS, top being the top level
+// of the filesystem: one whose own fstab mounts it as / wins over others
+// (snapshots of it), otherwise the first by id.
+func osSubvolume(top int, subvols []proto.Subvolume) (proto.Subvolume, bool) {
+	var first *proto.Subvolume
+	for i, sv := range subvols {
+		fd, err := openInRoot(top, "/"+sv.Path, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			continue
+		}
+		_, ok := distro.Identify(imageFiles{fd})
+		self := ok && mountsItselfAsRoot(fd, sv)
+		unix.Close(fd)
+		if self {
+			return sv, true
+		}
+		if ok && first == nil {
+			first = &subvols[i]
+		}
+	}
+	if first == nil {
+		return proto.Subvolume{}, false
+	}
+	return *first, true
 }
 
 // mountsItselfAsRoot reports whether the OS in subvolume sv (its root

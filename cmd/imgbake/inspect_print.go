@@ -49,6 +49,9 @@ func printOperatingSystems(w io.Writer, r *fsops.Inspection) {
 		if name == "" {
 			name = strings.TrimSpace(o.ID + " " + o.VersionID)
 		}
+		if o.Subvolume != "" {
+			where += ", subvolume " + safeName(o.Subvolume)
+		}
 		fmt.Fprintf(w, "  %-22s %s, hostname %q (%s)\n", safeName(o.Device), safeName(name), o.Hostname, where)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/fsops"
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -182,7 +183,8 @@ func btrfsFilesystem(t *testing.T, rep fsops.Inspection, dev string) (f struct {
 // TestBtrfsMountOptionsVM: -m DEVICE:MOUNTPOINT:OPTIONS mounts the
 // subvolumes named (guestfish's -m), in a cold boot too (the btrfs driver
 // and its dependencies load without the warm snapshot's preloads); the
-// write lands where -m put it.
+// write lands where -m put it. Multi-boot inspection finds the OS in a
+// subvolume of a btrfs filesystem it does not mount.
 func TestBtrfsMountOptionsVM(t *testing.T) {
 	vmTests(t)
 	tmp := privateTmp(t)
@@ -216,6 +218,14 @@ func TestBtrfsMountOptionsVM(t *testing.T) {
 		t.Errorf("/home mount options %q, %v; want noatime and subvol=/home", b, err)
 	}
 	view.Close()
+
+	// Beside another OS's disk, the btrfs OS is found in its subvolume by
+	// multi-boot inspection without being mounted.
+	rep = inspectJSON(t, "-a", testimages.Fresh(t, testimages.NoPart), "-a", disk)
+	if i := slices.IndexFunc(rep.OperatingSystems, func(o proto.OSRoot) bool { return o.ID == "fedora" }); i < 0 ||
+		rep.OperatingSystems[i].Subvolume != "root" || rep.OperatingSystems[i].Mountpoint != "" || rep.OS.ID != "debian" {
+		t.Errorf("multi-boot: root %s, operating systems %+v, warnings %q", rep.OS.ID, rep.OperatingSystems, rep.Warnings)
+	}
 
 	// A subvolume that does not exist fails, naming the option.
 	r = imgbake(t, "ls", "-a", disk, "-m", dev+":/:subvol=nosuch", "/")
