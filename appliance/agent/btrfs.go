@@ -321,51 +321,61 @@ func openForIoctl(dirfd int) (int, error) {
 // btrfsOSSubvolume is called with the btrfs filesystem fs mounted at the
 // sysroot as its default subvolume. When that holds no OS, the subvolumes
 // are scanned for one (as libguestfs inspection does: Fedora's root,
-// Ubuntu's @) and the one found is mounted at the sysroot instead. A
-// subvolume whose own fstab mounts it as / wins over others (snapshots of
-// it); otherwise the first by id. notRoot says why fs holds no OS; the
-// sysroot is unmounted then.
-func (a *Agent) btrfsOSSubvolume(fs proto.Filesystem) (notRoot string) {
+// Ubuntu's @; see osSubvolume) and the one found is mounted at the sysroot
+// instead. When none holds one, the default subvolume is mounted again
+// for assembleRoot to judge (its OS may name itself only once its fstab
+// has mounted /usr), and scanned lists the subvolumes looked at. notRoot
+// says why fs holds no OS; the sysroot is unmounted then.
+func (a *Agent) btrfsOSSubvolume(fs proto.Filesystem) (notRoot, scanned string) {
 	rootfd, err := unix.Open(proto.Sysroot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unmountBelow(proto.Sysroot)
-		return fmt.Sprintf("cannot be opened: %v", err)
+		return fmt.Sprintf("cannot be opened: %v", err), ""
 	}
 	if _, ok := distro.Identify(imageFiles{rootfd}); ok {
 		unix.Close(rootfd)
-		return ""
+		return "", ""
 	}
 	subvols, _, err := btrfsSubvolumes(rootfd)
 	unix.Close(rootfd)
-	unmountBelow(proto.Sysroot)
 	if err != nil {
-		return fmt.Sprintf("%s in the default subvolume; its subvolumes cannot be listed: %v", withoutRelease, unwrapErrno(err))
+		return "", fmt.Sprintf("which cannot be listed: %v", unwrapErrno(err))
 	}
 	if len(subvols) == 0 {
-		return withoutRelease + " (and no subvolumes)"
+		return "", ""
+	}
+	var names []string
+	for _, sv := range subvols {
+		names = append(names, sv.Path)
+	}
+	scanned = strings.Join(names, ", ")
+	unmountBelow(proto.Sysroot)
+	// back mounts the default subvolume again when no other will do.
+	back := func() (string, string) {
+		if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type, ""); err != nil {
+			return fmt.Sprintf("does not mount again: %v", unwrapErrno(err)), scanned
+		}
+		return "", scanned
 	}
 	if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type, "subvolid=5"); err != nil {
-		return fmt.Sprintf("%s in the default subvolume; the top level does not mount: %v", withoutRelease, unwrapErrno(err))
+		scanned = fmt.Sprintf("not searched: the top level does not mount: %v", unwrapErrno(err))
+		return back()
 	}
 	top, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unmountBelow(proto.Sysroot)
-		return fmt.Sprintf("cannot be opened: %v", err)
+		return back()
 	}
 	sv, found := osSubvolume(top, subvols)
 	unix.Close(top)
 	unmountBelow(proto.Sysroot)
 	if !found {
-		var names []string
-		for _, sv := range subvols {
-			names = append(names, sv.Path)
-		}
-		return fmt.Sprintf("%s in the default subvolume or its subvolumes %s", withoutRelease, strings.Join(names, ", "))
+		return back()
 	}
 	if err := a.mountFS(fs.Device, proto.Sysroot, fs.Type, fmt.Sprintf("subvolid=%d", sv.ID)); err != nil {
-		return fmt.Sprintf("holds an OS in subvolume %s, which does not mount: %v", sv.Path, unwrapErrno(err))
+		return fmt.Sprintf("holds an OS in subvolume %s, which does not mount: %v", sv.Path, unwrapErrno(err)), scanned
 	}
-	return ""
+	return "", scanned
 }
 
 // osSubvolume picks the subvolume holding an OS, top being the top level

@@ -146,8 +146,10 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s: %v", fs.Device, fs.Type, unwrapErrno(err)))
 			continue
 		}
+		var subvols string // the btrfs subvolumes searched for an OS
 		if fs.Type == "btrfs" {
-			if notRoot := a.btrfsOSSubvolume(fs); notRoot != "" {
+			var notRoot string
+			if notRoot, subvols = a.btrfsOSSubvolume(fs); notRoot != "" {
 				res.Tried = append(res.Tried, fmt.Sprintf("%s: %s %s", fs.Device, fs.Type, notRoot))
 				continue
 			}
@@ -155,6 +157,9 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 		notRoot, err := a.assembleRoot(res, fs, requireFstab)
 		if err != nil {
 			return err
+		}
+		if notRoot != "" && subvols != "" {
+			notRoot += " in its default subvolume, nor in its subvolumes (" + subvols + ")"
 		}
 		if notRoot != "" {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s %s", fs.Device, fs.Type, notRoot))

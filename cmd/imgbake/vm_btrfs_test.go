@@ -199,10 +199,10 @@ func TestBtrfsMountOptionsVM(t *testing.T) {
 	}
 
 	t.Setenv("IMGBAKE_COLD", "1")
-	r := imgbake(t, "ls", "-a", disk, "-m", root, "/etc/os-release")
+	r := imgbake(t, "ls", "-v", "-a", disk, "-m", root, "/etc/os-release")
 	wantCode(t, r, 0, "cold ls -m "+root)
-	if strings.TrimSpace(r.stdout) != "/etc/os-release" {
-		t.Errorf("ls = %q", r.stdout)
+	if strings.TrimSpace(r.stdout) != "/etc/os-release" || !strings.Contains(r.stderr, "cold boot") {
+		t.Errorf("ls = %q, want a cold boot:\n%s", r.stdout, r.stderr)
 	}
 	t.Setenv("IMGBAKE_COLD", "")
 
