@@ -336,3 +336,53 @@ func corruptBtrfsTree(t *testing.T, disk string, offset int64) {
 		}
 	}
 }
+
+// TestBtrfsNoOSVM: a btrfs filesystem holding no OS in its default
+// subvolume nor in any other is refused with a message naming the
+// subvolumes searched and -m; nothing is written.
+func TestBtrfsNoOSVM(t *testing.T) {
+	vmTests(t)
+	if os.Geteuid() != 0 {
+		t.Skip("making a btrfs filesystem with subvolumes needs root (a loop mount)")
+	}
+	disk := filepath.Join(t.TempDir(), "data.raw")
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	run("truncate", "-s", "160M", disk)
+	run("mkfs.btrfs", "-q", "-f", disk)
+	out, err := exec.Command("losetup", "--find", "--show", disk).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	loop, mnt := strings.TrimSpace(string(out)), t.TempDir()
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+	run("mount", "-t", "btrfs", loop, mnt)
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			_ = exec.Command("umount", mnt).Run()
+		}
+	})
+	run("btrfs", "subvolume", "create", filepath.Join(mnt, "data"))
+	run("btrfs", "subvolume", "create", filepath.Join(mnt, "backup"))
+	must(t, os.WriteFile(filepath.Join(mnt, "data", "file"), []byte("not an OS\n"), 0o644))
+	run("umount", mnt)
+	mounted = false
+	run("losetup", "-d", loop)
+
+	before := sha256File(t, disk)
+	r := imgbake(t, "run", "-a", disk, writeRecipe(t, goodRecipe))
+	wantCode(t, r, ExitImage, "run on a btrfs without an OS")
+	for _, want := range []string{"/dev/vda: btrfs without /etc/os-release", "subvolumes (data, backup)", "-m DEVICE"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the message lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if sha256File(t, disk) != before {
+		t.Fatal("image changed")
+	}
+}
