@@ -48,7 +48,8 @@ steps:
 // subvolumes as btrfs-progs lists them); a recipe's writes land in the
 // subvolume fstab mounts at their path, read back on the host through a
 // read-only loop mount of the top level (a /home file in the home
-// subvolume, not in the root's /home directory); ls and cat read them.
+// subvolume, not in the root's /home directory); ls and cat read them,
+// edit changes a /home file and reset-password the root's /etc/shadow.
 func TestBtrfsLayoutsVM(t *testing.T) {
 	vmTests(t)
 	for _, l := range btrfsLayouts {
@@ -100,6 +101,22 @@ func TestBtrfsLayoutsVM(t *testing.T) {
 
 			r := imgbake(t, "run", "-a", disk, writeRecipe(t, btrfsRecipe))
 			wantCode(t, r, 0, "run")
+			r = imgbake(t, "cat", "-a", disk, "/home/README", "/home/from-recipe")
+			wantCode(t, r, 0, "cat")
+			if want := "imgbake test image " + l.image + ": the home subvolume\nin the home subvolume\n"; r.stdout != want {
+				t.Errorf("cat = %q, want %q", r.stdout, want)
+			}
+			r = imgbake(t, "ls", "-a", disk, "/home")
+			wantCode(t, r, 0, "ls")
+			if !strings.Contains(r.stdout, "README") || !strings.Contains(r.stdout, "from-recipe") {
+				t.Errorf("ls /home:\n%s", r.stdout)
+			}
+			r = imgbake(t, "edit", "-a", disk, "-e", "s/^imgbake/edited: imgbake/", "/home/README")
+			wantCode(t, r, 0, "edit")
+			pwFile := filepath.Join(t.TempDir(), "pw")
+			must(t, os.WriteFile(pwFile, []byte("btrfs-secret\n"), 0o600))
+			r = imgbake(t, "reset-password", "-a", disk, "--password-file", pwFile, "ops")
+			wantCode(t, r, 0, "reset-password")
 			view = testimages.OpenBtrfs(t, disk, "raw", info.RootPartition)
 			read := func(p string) string {
 				t.Helper()
@@ -121,6 +138,12 @@ func TestBtrfsLayoutsVM(t *testing.T) {
 			if got := read(l.subvols["/home"] + "/from-recipe"); got != "in the home subvolume\n" {
 				t.Errorf("/home/from-recipe in %s: %q", l.subvols["/home"], got)
 			}
+			if got := read(l.subvols["/home"] + "/README"); !strings.HasPrefix(got, "edited: imgbake test image") {
+				t.Errorf("/home/README after edit: %q", got)
+			}
+			if shadow := read(l.root + "/etc/shadow"); !strings.Contains(shadow, "\nops:$") {
+				t.Errorf("ops has no password hash in the root subvolume's /etc/shadow:\n%s", shadow)
+			}
 			if _, err := view.ReadFile(l.root + "/home/from-recipe"); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("/home/from-recipe landed in the root subvolume's /home directory too (%v)", err)
 			}
@@ -137,16 +160,6 @@ func TestBtrfsLayoutsVM(t *testing.T) {
 				t.Errorf("btrfs check --readonly after the run: %v\n%s", err, out)
 			}
 
-			r = imgbake(t, "cat", "-a", disk, "/home/README", "/home/from-recipe")
-			wantCode(t, r, 0, "cat")
-			if want := "imgbake test image " + l.image + ": the home subvolume\nin the home subvolume\n"; r.stdout != want {
-				t.Errorf("cat = %q, want %q", r.stdout, want)
-			}
-			r = imgbake(t, "ls", "-a", disk, "/home")
-			wantCode(t, r, 0, "ls")
-			if !strings.Contains(r.stdout, "README") || !strings.Contains(r.stdout, "from-recipe") {
-				t.Errorf("ls /home:\n%s", r.stdout)
-			}
 			noLeftovers(t, tmp)
 		})
 	}
