@@ -91,7 +91,7 @@ func printInspection(stdio Stdio, r *fsops.Inspection) {
 	for _, mp := range sortedKeys(r.Mountpoints) {
 		dev := r.Mountpoints[mp]
 		if sv, ok := r.Subvolumes[mp]; ok {
-			dev += " subvol=/" + safeName(sv)
+			dev += " subvol=" + safeName("/"+sv)
 		}
 		fmt.Fprintf(w, "  %-12s %s%s\n", safeName(mp), dev, usageOf(r, mp))
 	}
