@@ -399,3 +399,32 @@ func TestBtrfsNoOSVM(t *testing.T) {
 		t.Fatal("image changed")
 	}
 }
+
+// TestBtrfsOutputQcow2VM: run -o writes a new qcow2 (free space trimmed
+// on btrfs too) whose home subvolume holds the file, read back from the
+// qcow2 converted to raw; the input is untouched.
+func TestBtrfsOutputQcow2VM(t *testing.T) {
+	vmTests(t)
+	tmp := privateTmp(t)
+	info := testimages.InfoOf(t, testimages.FedoraBtrfs)
+	disk := testimages.Fresh(t, testimages.FedoraBtrfs)
+	before := sha256File(t, disk)
+	out := filepath.Join(t.TempDir(), "out.qcow2")
+	r := imgbake(t, "run", "-a", disk, "-o", out, writeRecipe(t, "steps:\n  - write: {path: /home/exported, content: \"to -o\\n\"}\n"))
+	wantCode(t, r, 0, "run -o")
+	if sha256File(t, disk) != before {
+		t.Error("run -o changed the input")
+	}
+	view := testimages.OpenBtrfs(t, out, "qcow2", info.RootPartition)
+	if b, err := view.ReadFile("home/exported"); err != nil || string(b) != "to -o\n" {
+		t.Errorf("home/exported in the output: %q, %v", b, err)
+	}
+	if _, err := view.ReadFile("root/home/exported"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the file is in the root subvolume's /home too (%v)", err)
+	}
+	view.Close()
+	if out, err := testimages.CheckBtrfs(t, out, "qcow2", info.RootPartition); err != nil {
+		t.Errorf("btrfs check --readonly of the output: %v\n%s", err, out)
+	}
+	noLeftovers(t, tmp)
+}
