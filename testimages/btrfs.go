@@ -19,13 +19,13 @@ import (
 // BtrfsView is the btrfs filesystem of one partition of an image, mounted
 // read-only on the host through a loop device (the host kernel's btrfs and
 // btrfs-progs: no imgbake code), its top level (subvolid=5) at Dir, so
-// every subvolume is visible by its path ("@/home/file"). Close undoes it;
-// so does the test's cleanup.
+// every subvolume is visible by its path ("@/home/file"). Close unmounts
+// it (the loop device goes with it); so does the test's cleanup.
 type BtrfsView struct {
-	Dir  string
-	loop string
-	tmp  string
-	done bool
+	Dir     string
+	tmp     string
+	mounted bool
+	done    bool
 }
 
 // OpenBtrfs mounts partition (1-based) of the image (raw or qcow2, ""
@@ -56,9 +56,17 @@ func OpenBtrfs(t testing.TB, imagePath, format string, partition int) *BtrfsView
 	if err != nil {
 		t.Fatalf("testimages: losetup %s: %v", v.raw, err)
 	}
-	bv.loop = strings.TrimSpace(string(out))
-	if out, err := exec.Command("mount", "-t", "btrfs", "-o", "ro,subvolid=5,rescue=nologreplay", bv.loop, bv.Dir).CombinedOutput(); err != nil {
-		t.Fatalf("testimages: mount %s (partition %d of %s): %v: %s", bv.loop, partition, imagePath, err, out)
+	loop := strings.TrimSpace(string(out))
+	if out, err := exec.Command("mount", "-t", "btrfs", "-o", "ro,subvolid=5,rescue=nologreplay", loop, bv.Dir).CombinedOutput(); err != nil {
+		_ = exec.Command("losetup", "-d", loop).Run()
+		t.Fatalf("testimages: mount %s (partition %d of %s): %v: %s", loop, partition, imagePath, err, out)
+	}
+	bv.mounted = true
+	// Detached while mounted, the loop device is freed at unmount
+	// (autoclear), even if the test process dies first and the mount is
+	// undone by hand.
+	if err := exec.Command("losetup", "-d", loop).Run(); err != nil {
+		t.Fatalf("testimages: losetup -d %s: %v", loop, err)
 	}
 	return bv
 }
@@ -69,9 +77,8 @@ func (v *BtrfsView) Close() {
 		return
 	}
 	v.done = true
-	if v.loop != "" {
+	if v.mounted {
 		_ = exec.Command("umount", v.Dir).Run()
-		_ = exec.Command("losetup", "-d", v.loop).Run()
 	}
 	if v.tmp != "" {
 		os.Remove(v.tmp)

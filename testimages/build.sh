@@ -874,7 +874,10 @@ FSTAB
 # cannot write at an offset: the filesystem is made in its own file, filled
 # through a loop device mounted on the host (the host kernel has btrfs),
 # checked with the host's btrfs-progs (check --readonly, subvolume list,
-# get-default, dump-super) and copied into its partition.
+# get-default, dump-super) and copied into its partition. Fixed: the
+# filesystem UUID, the disk and partition identifiers, the subvolume ids
+# (created in order) and the files; not fixed: btrfs's own timestamps,
+# generations and device UUID (mkfs.btrfs 6.2 cannot set them).
 
 # btrfs_mount FS MNT: loop-mount the btrfs filesystem in file FS on MNT
 # (compressing what is written), undone by btrfs_unmount or on exit.
@@ -887,6 +890,11 @@ btrfs_mount() {
   trap 'btrfs_unmount; cleanup' EXIT
   BTRFS_MNT=$mnt
   mount -t btrfs -o compress=zstd "$BTRFS_LOOP" "$mnt" || die "mount $fs on $mnt failed"
+  # Detaching a mounted loop device makes the kernel free it at unmount
+  # (autoclear): even a killed build leaves none behind once main() has
+  # unmounted its leftovers.
+  losetup -d "$BTRFS_LOOP"
+  BTRFS_LOOP=''
 }
 btrfs_unmount() {
   if [[ -n "$BTRFS_MNT" ]]; then
