@@ -138,6 +138,7 @@ fuzz: $(AGENT)
 	$(GO) test ./appliance/fstab -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/distro -run '^$$' -fuzz FuzzParseRelease -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzOrderFstab -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzBtrfsSearch -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzPackageDatabases -fuzztime $(FUZZTIME)
 
