@@ -141,6 +141,7 @@ fuzz: $(AGENT)
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzOrderFstab -fuzztime $(FUZZTIME)
 	# Its inputs are disk heads of tens of KiB: minimizing each new one at length stalls the run.
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzGrowPartitionTable -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzBtrfsSearch -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzPackageDatabases -fuzztime $(FUZZTIME)
 

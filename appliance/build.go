@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -75,6 +77,28 @@ type Kernel = kernel.Kernel
 // $IMGBAKE_KERNEL, or the newest /boot/vmlinuz-*-cloud-amd64, then any
 // /boot/vmlinuz-*.
 func FindKernel(explicit string) (Kernel, error) { return kernel.Find(explicit) }
+
+// resolveGroups lists each group's module files, dependencies first. The
+// boot group is loaded before any other, so the others leave out what it
+// has; but each of them lists all its other dependencies, even those it
+// shares with another group (libcrc32c: xfs and btrfs), as either may be
+// loaded first or alone.
+func resolveGroups(idx *kernel.Modules) ([]groupFiles, error) {
+	var groups []groupFiles
+	boot := map[string]bool{}
+	for _, g := range moduleGroups {
+		seen := boot
+		if g.group != proto.ModulesBoot {
+			seen = maps.Clone(boot)
+		}
+		files, err := resolveModules(idx, g.modules, seen)
+		if err != nil {
+			return nil, err
+		}
+		groups = append(groups, groupFiles{g.group, files})
+	}
+	return groups, nil
+}
 
 // resolveModules returns the module files for names, dependencies first,
 // skipping built-ins and anything already in seen.
@@ -167,14 +191,9 @@ func Build(opts BuildOptions) (*Appliance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading modules of kernel %s: %w", k.Version, err)
 	}
-	var groups []groupFiles
-	seen := map[string]bool{}
-	for _, g := range moduleGroups {
-		files, err := resolveModules(idx, g.modules, seen)
-		if err != nil {
-			return nil, err
-		}
-		groups = append(groups, groupFiles{g.group, files})
+	groups, err := resolveGroups(idx)
+	if err != nil {
+		return nil, err
 	}
 
 	cache := opts.CacheDir
@@ -213,6 +232,9 @@ func Build(opts BuildOptions) (*Appliance, error) {
 	for _, g := range groups {
 		for _, f := range g.files {
 			fmt.Fprintf(h, "%s %s\n", g.group, f)
+			if slices.Contains(allMods, f) {
+				continue // a dependency of two groups is stored once
+			}
 			if err := hashFile(h, filepath.Join(k.ModulesDir, f)); err != nil {
 				return nil, err
 			}

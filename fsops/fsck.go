@@ -57,6 +57,8 @@ func fsckTool(fstype string) string {
 		return "xfs_repair"
 	case "vfat":
 		return "fsck.fat"
+	case "btrfs":
+		return "btrfs"
 	}
 	return ""
 }
@@ -78,6 +80,8 @@ func Fsck(ctx context.Context, s Session, f proto.Filesystem, o FsckOptions) (Fs
 		err = fsckXFS(ctx, s, &r, o)
 	case "fsck.fat":
 		err = fsckFAT(ctx, s, &r, o)
+	case "btrfs":
+		err = fsckBtrfs(ctx, s, &r, o)
 	default:
 		r.Status = FsckSkipped
 		switch f.Type {
@@ -126,6 +130,8 @@ func toolPackage(tool string) string {
 		return "xfsprogs"
 	case "fsck.fat":
 		return "dosfstools"
+	case "btrfs":
+		return "btrfs-progs"
 	}
 	return tool
 }
@@ -249,6 +255,52 @@ func fsckFAT(ctx context.Context, s Session, r *FsckResult, o FsckOptions) error
 		return fsckFailed(r, err)
 	}
 	return r.recheck(ctx, s, o)
+}
+
+// btrfsCheckFailed tells whether btrfs check stopped before checking
+// (no filesystem, an unreadable superblock or tree root): its exit status
+// is 1 for that and for errors found alike.
+func btrfsCheckFailed(out string) bool {
+	for _, s := range []string{"cannot open file system", "No valid Btrfs found", "could not open ctree",
+		"unable to open", "cannot check mounted device", "is currently mounted"} {
+		if strings.Contains(out, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// fsckBtrfs runs btrfs check --readonly; only with Repair and errors found
+// does it run btrfs check --repair (which waits 10 seconds before it
+// starts, as btrfs-progs insists), then --readonly again to confirm.
+func fsckBtrfs(ctx context.Context, s Session, r *FsckResult, o FsckOptions) error {
+	check := func() (FsckRun, error) { return r.run(ctx, s, o, "check", "--readonly", r.Device) }
+	run, err := check()
+	if err != nil {
+		return fsckFailed(r, err)
+	}
+	switch {
+	case run.RC == 0:
+		r.Status = FsckClean
+		return nil
+	case btrfsCheckFailed(run.Output):
+		r.Status = FsckFailed
+		return nil
+	case !o.Repair:
+		r.Status = FsckErrorsFound
+		return nil
+	}
+	if _, err := r.run(ctx, s, o, "check", "--repair", r.Device); err != nil {
+		return fsckFailed(r, err)
+	}
+	if run, err = check(); err != nil {
+		return fsckFailed(r, err)
+	}
+	r.Status = FsckRepaired
+	if run.RC != 0 {
+		r.Status = FsckErrorsRemain
+	}
+	return nil
 }
 
 // recheck runs the checker read-only (-n) after a repair: clean means

@@ -62,7 +62,7 @@ func FsckTargets(fss []proto.Filesystem, want []string) ([]proto.Filesystem, err
 	}
 	var out []proto.Filesystem
 	for _, f := range fss {
-		if Checkable(f.Type) || f.Type == proto.TypeLVMPV || f.Type == "btrfs" {
+		if Checkable(f.Type) || f.Type == proto.TypeLVMPV {
 			out = append(out, f)
 		}
 	}

@@ -20,6 +20,9 @@ type InspectedOS struct {
 	IDLike    []string `json:"id_like,omitempty"`
 	Family    string   `json:"family"`
 	Root      string   `json:"root"`
+	// RootSubvolume is the btrfs subvolume mounted as / ("" for the top
+	// level or another filesystem).
+	RootSubvolume string `json:"root_subvolume,omitempty"`
 	// ReleaseFile is what the OS was identified by (/etc/os-release, or
 	// /etc/redhat-release and the like on older systems).
 	ReleaseFile string `json:"release_file,omitempty"`
@@ -35,6 +38,9 @@ type Inspection struct {
 	PackageDB      string             `json:"package_db,omitempty"`     // where the package database is
 	Filesystems    []proto.Filesystem `json:"filesystems"`
 	Mountpoints    map[string]string  `json:"mountpoints"`
+	// Subvolumes are the btrfs subvolumes mounted: mountpoint → the
+	// subvolume's path from the top level ("" is the top level).
+	Subvolumes map[string]string `json:"subvolumes,omitempty"`
 	// BindMounts are the fstab's bind mounts: mountpoint → source path.
 	BindMounts map[string]string `json:"bind_mounts,omitempty"`
 	Warnings   []string          `json:"warnings,omitempty"`
@@ -79,6 +85,15 @@ func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection,
 	}
 	for _, mt := range m.Mounts {
 		r.Mountpoints[mt.Mountpoint] = mt.Device
+		if mt.Type == "btrfs" {
+			if r.Subvolumes == nil {
+				r.Subvolumes = map[string]string{}
+			}
+			r.Subvolumes[mt.Mountpoint] = mt.Subvolume
+			if mt.Mountpoint == "/" {
+				r.OS.RootSubvolume = mt.Subvolume
+			}
+		}
 	}
 	for _, b := range m.Binds {
 		if r.BindMounts == nil {

@@ -4,11 +4,14 @@
 # Usage: testimages/build.sh [NAME...]
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
 #         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
+#         | fedora-btrfs.raw | opensuse-btrfs.raw | ubuntu-btrfs.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
-#         debian-lvm, centos6-lvm, debian-split, debian-boot)
+#         debian-lvm, centos6-lvm, debian-split, debian-boot, fedora-btrfs, opensuse-btrfs,
+#         ubuntu-btrfs)
 #   With no NAME every image except debian-python.raw, debian-lvm.raw, centos6-lvm.raw,
-#   debian-split.raw and debian-boot.qcow2 is built (those, for the Ansible, LVM, layout and
-#   boot tests, are built on demand). Images already in the cache are skipped.
+#   debian-split.raw, debian-boot.qcow2 and the *-btrfs.raw images is built (those, for the
+#   Ansible, LVM, layout, boot and btrfs tests, are built on demand). Images already in the
+#   cache are skipped.
 #
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
@@ -19,7 +22,8 @@
 # likewise needs the host to have systemd-sysv, udev, dbus, openssh-server,
 # linux-image-cloud-amd64 and initramfs-tools installed. debian-lvm.raw and
 # centos6-lvm.raw also need lvm2 and a free loop device (losetup); they need no
-# device-mapper.
+# device-mapper. The *-btrfs.raw images need btrfs-progs, mount and a free loop
+# device (the host kernel's btrfs).
 #
 # Every output is written under a temporary name and renamed into place, so an
 # interrupted build never leaves a half-built image under its final name. A lock
@@ -72,6 +76,15 @@ SPLIT_HOME_UUID=5ea1b0d0-0000-4000-8000-0000000000f6
 SPLIT_SWAP_UUID=5ea1b0d0-0000-4000-8000-0000000000f7
 SPLIT_SCRATCH_UUID=5ea1b0d0-0000-4000-8000-0000000000f8
 SPLIT_BACKUP_UUID=5ea1b0d0-0000-4000-8000-0000000000f9 # named by the fstab, on no disk
+FEDORA_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000005
+FEDORA_PARTUUID=5ea1b0d0-0000-4000-8000-00000000005 # + the partition number
+FEDORA_BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000001f1
+FEDORA_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000001f2
+SUSE_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000006
+SUSE_PARTUUID=5ea1b0d0-0000-4000-8000-00000000006 # + the partition number
+SUSE_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000002f2
+UBUNTU_DISK_ID=0x5ea1b0d3
+UBUNTU_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000003f2
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
 
@@ -854,6 +867,255 @@ FSTAB
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# ---------------------------------------------------------------- btrfs images
+#
+# The btrfs layouts of Fedora, openSUSE and Ubuntu, on the Debian rootfs with
+# the distribution's os-release. mkfs.btrfs 6.2 cannot make subvolumes and
+# cannot write at an offset: the filesystem is made in its own file, filled
+# through a loop device mounted on the host (the host kernel has btrfs),
+# checked with the host's btrfs-progs (check --readonly, subvolume list,
+# get-default, dump-super) and copied into its partition. Fixed: the
+# filesystem UUID, the disk and partition identifiers, the subvolume ids
+# (created in order) and the files; not fixed: btrfs's own timestamps,
+# generations and device UUID (mkfs.btrfs 6.2 cannot set them).
+
+# btrfs_mount FS MNT: loop-mount the btrfs filesystem in file FS on MNT
+# (compressing what is written), undone by btrfs_unmount or on exit.
+BTRFS_LOOP='' BTRFS_MNT=''
+btrfs_mount() {
+  local fs=$1 mnt=$2
+  [[ "$mnt" == "$CACHE"/.tmp.*/* ]] || die "unexpected mount point $mnt"
+  mkdir -p "$mnt"
+  BTRFS_LOOP=$(losetup --find --show "$fs") || die "losetup failed (a btrfs image needs a free loop device)"
+  trap 'btrfs_unmount; cleanup' EXIT
+  BTRFS_MNT=$mnt
+  mount -t btrfs -o compress=zstd "$BTRFS_LOOP" "$mnt" || die "mount $fs on $mnt failed"
+  # Detaching a mounted loop device makes the kernel free it at unmount
+  # (autoclear): even a killed build leaves none behind once main() has
+  # unmounted its leftovers.
+  losetup -d "$BTRFS_LOOP"
+  BTRFS_LOOP=''
+}
+btrfs_unmount() {
+  if [[ -n "$BTRFS_MNT" ]]; then
+    umount "$BTRFS_MNT" 2>/dev/null || umount -l "$BTRFS_MNT" || true
+    BTRFS_MNT=''
+  fi
+  if [[ -n "$BTRFS_LOOP" ]]; then
+    losetup -d "$BTRFS_LOOP" 2>/dev/null || true
+    BTRFS_LOOP=''
+  fi
+  trap cleanup EXIT
+}
+
+# set_os_release ROOT NAME: the os-release of another distribution replaces
+# Debian's (/usr/lib/os-release, which /etc/os-release links to), read from
+# stdin; debian_version goes unless NAME is ubuntu (Ubuntu keeps one).
+set_os_release() {
+  local root=$1 name=$2
+  [[ -L "$root/etc/os-release" ]] || die "$root/etc/os-release is not Debian's symlink"
+  cat >"$root/usr/lib/os-release"
+  [[ "$name" == ubuntu ]] || rm -f "$root/etc/debian_version"
+}
+
+# build_btrfs NAME LAYOUT: one of the btrfs images (LAYOUT fedora, opensuse
+# or ubuntu; see the constants in testimages.go for what each holds).
+build_btrfs() {
+  local name=$1 layout=$2 out=$CACHE/$1
+  need sfdisk mkfs.btrfs btrfs losetup mount mkfs.ext4
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw fsuuid disk_guid label
+  truncate -s 800M "$disk"
+  local bios=21686148-6449-6E6F-744E-656564454649 linux=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+  local root_part boot_part=0 table=gpt
+  case "$layout" in
+    fedora)
+      fsuuid=$FEDORA_BTRFS_UUID disk_guid=$FEDORA_DISK_GUID label=fedora
+      root_part=3 boot_part=2
+      sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: gpt
+label-id: $disk_guid
+first-lba: 2048
+size=1MiB, type=$bios, uuid=${FEDORA_PARTUUID}1, name="bios"
+size=32MiB, type=$linux, uuid=${FEDORA_PARTUUID}2, name="boot"
+type=$linux, uuid=${FEDORA_PARTUUID}3, name="root"
+PARTITIONS
+      ;;
+    opensuse)
+      fsuuid=$SUSE_BTRFS_UUID disk_guid=$SUSE_DISK_GUID label=''
+      root_part=2
+      sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: gpt
+label-id: $disk_guid
+first-lba: 2048
+size=8MiB, type=$bios, uuid=${SUSE_PARTUUID}1, name="p.legacy"
+type=$linux, uuid=${SUSE_PARTUUID}2, name="p.lxroot"
+PARTITIONS
+      ;;
+    ubuntu)
+      fsuuid=$UBUNTU_BTRFS_UUID disk_guid=$UBUNTU_DISK_ID label='' table=dos
+      root_part=1
+      sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: dos
+label-id: $disk_guid
+unit: sectors
+start=2048, type=83, bootable
+PARTITIONS
+      ;;
+    *) die "unknown btrfs layout $layout" ;;
+  esac
+  local root_start root_size
+  root_start=$(part_field "$disk" "$root_part" start)
+  root_size=$(part_field "$disk" "$root_part" size)
+  [[ -n "$root_start" && -n "$root_size" ]] || die "cannot read partition table"
+
+  local fs=$work/root.btrfs mnt=$work/mnt
+  truncate -s $((root_size * 512)) "$fs"
+  # mkfs.btrfs 6.2 cannot fix the device UUID (dev_item): only the fsid is.
+  mkfs.btrfs -q -f -U "$fsuuid" ${label:+-L "$label"} "$fs" >/dev/null
+  btrfs_mount "$fs" "$mnt"
+  # root: the subvolume holding the OS; the others as the installer makes them.
+  local root home_dir default='' want_subvols
+  case "$layout" in
+    fedora)
+      btrfs subvolume create "$mnt/root" >/dev/null
+      btrfs subvolume create "$mnt/home" >/dev/null
+      root=$mnt/root home_dir=$mnt/home want_subvols='root home'
+      ;;
+    opensuse)
+      btrfs subvolume create "$mnt/@" >/dev/null
+      btrfs subvolume create "$mnt/@/.snapshots" >/dev/null
+      mkdir "$mnt/@/.snapshots/1"
+      btrfs subvolume create "$mnt/@/.snapshots/1/snapshot" >/dev/null
+      btrfs subvolume create "$mnt/@/home" >/dev/null
+      btrfs subvolume create "$mnt/@/var" >/dev/null
+      root=$mnt/@/.snapshots/1/snapshot home_dir=$mnt/@/home default=@/.snapshots/1/snapshot
+      want_subvols='@ @/.snapshots @/.snapshots/1/snapshot @/home @/var'
+      ;;
+    ubuntu)
+      btrfs subvolume create "$mnt/@" >/dev/null
+      btrfs subvolume create "$mnt/@home" >/dev/null
+      root=$mnt/@ home_dir=$mnt/@home want_subvols='@ @home'
+      ;;
+  esac
+  extract_rootfs "$root" "$name"
+  echo "imgbake test image $name: the home subvolume" >"$home_dir/README"
+  local btrfs_opts boot_uuid=''
+  case "$layout" in
+    fedora)
+      boot_uuid=$FEDORA_BOOT_UUID
+      echo fedora-btrfs >"$root/etc/hostname"
+      set_os_release "$root" fedora <<'EOF'
+NAME="Fedora Linux"
+VERSION="39 (Cloud Edition)"
+ID=fedora
+VERSION_ID=39
+VERSION_CODENAME=""
+PLATFORM_ID="platform:f39"
+PRETTY_NAME="Fedora Linux 39 (Cloud Edition)"
+VARIANT="Cloud Edition"
+VARIANT_ID=cloud
+EOF
+      cat >"$root/etc/fstab" <<FSTAB
+# /etc/fstab (imgbake test image $name, as Fedora Cloud has it)
+UUID=$fsuuid / btrfs subvol=root,compress=zstd:1 0 0
+UUID=$boot_uuid /boot ext4 defaults 1 2
+UUID=$fsuuid /home btrfs subvol=home,compress=zstd:1 0 0
+FSTAB
+      ;;
+    opensuse)
+      echo opensuse-btrfs >"$root/etc/hostname"
+      mkdir -p "$root/.snapshots"
+      set_os_release "$root" opensuse <<'EOF'
+NAME="openSUSE Leap"
+VERSION="15.5"
+ID="opensuse-leap"
+ID_LIKE="suse opensuse"
+VERSION_ID="15.5"
+PRETTY_NAME="openSUSE Leap 15.5"
+CPE_NAME="cpe:/o:opensuse:leap:15.5"
+EOF
+      # What /var held goes to its own subvolume, as on openSUSE.
+      cp -a "$root/var/." "$mnt/@/var/"
+      rm -rf --one-file-system "${root:?}/var"
+      mkdir -m 0755 "$root/var"
+      cat >"$root/etc/fstab" <<FSTAB
+# /etc/fstab (imgbake test image $name, as openSUSE's installer writes it)
+UUID=$fsuuid  /            btrfs  defaults               0  0
+UUID=$fsuuid  /var         btrfs  subvol=/@/var          0  0
+UUID=$fsuuid  /home        btrfs  subvol=/@/home         0  0
+UUID=$fsuuid  /.snapshots  btrfs  subvol=/@/.snapshots   0  0
+FSTAB
+      ;;
+    ubuntu)
+      echo ubuntu-btrfs >"$root/etc/hostname"
+      echo "bookworm/sid" >"$root/etc/debian_version"
+      set_os_release "$root" ubuntu <<'EOF'
+PRETTY_NAME="Ubuntu 22.04.4 LTS"
+NAME="Ubuntu"
+VERSION_ID="22.04"
+VERSION="22.04.4 LTS (Jammy Jellyfish)"
+VERSION_CODENAME=jammy
+ID=ubuntu
+ID_LIKE=debian
+UBUNTU_CODENAME=jammy
+EOF
+      cat >"$root/etc/fstab" <<FSTAB
+# /etc/fstab (imgbake test image $name, as Ubuntu's installer writes it)
+# / was on /dev/vda1 during installation
+UUID=$fsuuid /               btrfs   defaults,subvol=@ 0       1
+# /home was on /dev/vda1 during installation
+UUID=$fsuuid /home           btrfs   defaults,subvol=@home 0       2
+FSTAB
+      ;;
+  esac
+  if [[ -n "$default" ]]; then
+    btrfs subvolume set-default "$mnt/$default" || die "btrfs subvolume set-default $default failed"
+  fi
+  # Checked with the host's btrfs-progs before the filesystem is closed.
+  local got want
+  got=$(btrfs subvolume list -a "$mnt" | awk '{ p = $NF; sub(/^<FS_TREE>\//, "", p); print p }' | sort | tr '\n' ' ')
+  want=$(printf '%s\n' $want_subvols | sort | tr '\n' ' ')
+  [[ "$got" == "$want" ]] || die "btrfs subvolume list: got $got, want $want"
+  got=$(btrfs subvolume get-default "$mnt")
+  if [[ -n "$default" ]]; then
+    [[ "$got" == *" path $default" ]] || die "btrfs subvolume get-default: got $got, want $default"
+  else
+    [[ "$got" == "ID 5 (FS_TREE)" ]] || die "btrfs subvolume get-default: got $got, want the top level"
+  fi
+  local default_id
+  default_id=$(btrfs subvolume get-default "$mnt" | awk '{ print $2 }')
+  sync
+  btrfs_unmount
+  btrfs check --readonly "$fs" >"$work/check.log" 2>&1 || { cat "$work/check.log" >&2; die "btrfs check --readonly found problems"; }
+  btrfs inspect-internal dump-super "$fs" | grep -q "^fsid[[:space:]]*$fsuuid\$" || die "dump-super: fsid is not $fsuuid"
+  dd if="$fs" of="$disk" bs=1M seek=$((root_start * 512)) oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$fs"
+
+  if ((boot_part)); then
+    local boot=$work/boot boot_start boot_size
+    boot_start=$(part_field "$disk" "$boot_part" start)
+    boot_size=$(part_field "$disk" "$boot_part" size)
+    mkdir -p "$boot"
+    echo "imgbake test image $name: /boot" >"$boot/README"
+    E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L boot -U "$boot_uuid" \
+      -E "offset=$((boot_start * 512)),hash_seed=$boot_uuid" -d "$boot" "$disk" "$((boot_size / 2))k"
+  fi
+  local id_key=disk_guid
+  [[ "$table" == dos ]] && id_key=disk_id
+  write_json "$work/out.json" format=raw partition_table="$table" "$id_key=$disk_guid" \
+    root_partition="$root_part" root_offset=$((root_start * 512)) root_size=$((root_size * 512)) \
+    fstype=btrfs label="$label" root_uuid="$fsuuid" hostname="$layout-btrfs" \
+    boot_partition="$boot_part" boot_uuid="$boot_uuid" default_subvolume="${default:-}" \
+    default_subvolume_id="$default_id"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -899,12 +1161,19 @@ main() {
         built debian-split.raw || { build_rootfs && build_split; } ;;
       debian-boot | debian-boot.qcow2)
         built debian-boot.qcow2 || { build_rootfs && build_boot; } ;;
+      fedora-btrfs | fedora-btrfs.raw)
+        built fedora-btrfs.raw || { build_rootfs && build_btrfs fedora-btrfs.raw fedora; } ;;
+      opensuse-btrfs | opensuse-btrfs.raw)
+        built opensuse-btrfs.raw || { build_rootfs && build_btrfs opensuse-btrfs.raw opensuse; } ;;
+      ubuntu-btrfs | ubuntu-btrfs.raw)
+        built ubuntu-btrfs.raw || { build_rootfs && build_btrfs ubuntu-btrfs.raw ubuntu; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2 | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2 \
+      fedora-btrfs.raw opensuse-btrfs.raw ubuntu-btrfs.raw | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }

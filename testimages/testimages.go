@@ -74,10 +74,26 @@ const (
 	// Info.Initrd) and root=UUID=Info.RootUUID. Its packages are the host's
 	// own. Built on demand like Python.
 	Boot = "debian-boot.qcow2"
+	// FedoraBtrfs is Fedora Cloud's layout: a raw GPT image, BIOS boot (1),
+	// /boot ext4 (2), one btrfs filesystem (3, label fedora) whose top level
+	// is the default subvolume and holds the subvolumes root (the OS, fstab
+	// subvol=root,compress=zstd:1) and home (/home, subvol=home);
+	// os-release of Fedora 39. Built on demand, like the other btrfs images.
+	FedoraBtrfs = "fedora-btrfs.raw"
+	// OpenSUSEBtrfs is openSUSE's layout: a raw GPT image, BIOS boot (1) and
+	// btrfs (2) with subvolumes @, @/.snapshots, @/.snapshots/1/snapshot
+	// (the OS and the default subvolume, so fstab mounts / without
+	// subvol=), @/home and @/var (fstab subvol=/@/home, subvol=/@/var);
+	// os-release of openSUSE Leap 15.5.
+	OpenSUSEBtrfs = "opensuse-btrfs.raw"
+	// UbuntuBtrfs is Ubuntu's btrfs layout: a raw MBR image with one btrfs
+	// partition (1) holding the subvolumes @ (the OS, fstab subvol=@) and
+	// @home (/home, subvol=@home); os-release of Ubuntu 22.04.
+	UbuntuBtrfs = "ubuntu-btrfs.raw"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
-var onDemand = []string{Python, LVM, CentOS6, Split, Boot}
+var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}
@@ -88,7 +104,7 @@ type Info struct {
 	Format         string `json:"format"`          // image format: "qcow2" or "raw"
 	PartitionTable string `json:"partition_table"` // "gpt", "dos" or "none"
 	RootPartition  int    `json:"root_partition"`  // 1-based; 0: the whole disk is the filesystem
-	FSType         string `json:"fstype"`          // root filesystem: "ext4" or "xfs"
+	FSType         string `json:"fstype"`          // root filesystem: "ext4", "xfs" or "btrfs"
 	RootUUID       string `json:"root_uuid"`       // root filesystem UUID (lower case)
 	Label          string `json:"label"`           // root filesystem label
 	ESPPartition   int    `json:"esp_partition,omitempty"`
@@ -114,6 +130,10 @@ type Info struct {
 	VarPartition     int `json:"var_partition,omitempty"`
 	HomePartition    int `json:"home_partition,omitempty"`
 	ScratchPartition int `json:"scratch_partition,omitempty"`
+	// btrfs images: the default subvolume (its path; "" for the top level)
+	// and its id.
+	DefaultSubvolume   string `json:"default_subvolume,omitempty"`
+	DefaultSubvolumeID int    `json:"default_subvolume_id,omitempty"`
 	// MissingUUID is a filesystem UUID the image's fstab names that is on
 	// no disk.
 	MissingUUID string `json:"missing_uuid,omitempty"`
@@ -625,9 +645,15 @@ func partitionOffset(raw string, n int) (int64, error) {
 }
 
 func parseSfdiskOffset(out []byte, n int) (int64, error) {
+	start, _, err := parseSfdiskPartition(out, n)
+	return start, err
+}
+
+// parseSfdiskPartition is where partition n lies in bytes, from sfdisk -J.
+func parseSfdiskPartition(out []byte, n int) (start, size int64, err error) {
 	var j sfdiskJSON
 	if err := json.Unmarshal(out, &j); err != nil {
-		return 0, fmt.Errorf("testimages: parsing sfdisk -J: %v", err)
+		return 0, 0, fmt.Errorf("testimages: parsing sfdisk -J: %v", err)
 	}
 	pt := j.PartitionTable
 	ss := pt.SectorSize
@@ -639,10 +665,10 @@ func parseSfdiskOffset(out []byte, n int) (int64, error) {
 		rest := strings.TrimPrefix(p.Node, pt.Device)
 		rest = strings.TrimPrefix(rest, "p") // /dev/loop0p1 style
 		if rest == suffix {
-			return p.Start * ss, nil
+			return p.Start * ss, p.Size * ss, nil
 		}
 	}
-	return 0, fmt.Errorf("testimages: no partition %d in %s", n, pt.Device)
+	return 0, 0, fmt.Errorf("testimages: no partition %d in %s", n, pt.Device)
 }
 
 // probeFS identifies the filesystem at offset of the raw file by its magic.

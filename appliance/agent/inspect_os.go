@@ -19,6 +19,10 @@ import (
 
 const osProbeDir = "/run/imgbake-os"
 
+// osProbeTopDir is where the top level of a btrfs filesystem is mounted
+// while its subvolumes are searched for an OS.
+const osProbeTopDir = "/run/imgbake-os-top"
+
 func (a *Agent) handleListOS(context.Context, *stream, json.RawMessage) (any, error) {
 	rootfd, err := a.root()
 	if err != nil {
@@ -28,10 +32,10 @@ func (a *Agent) handleListOS(context.Context, *stream, json.RawMessage) (any, er
 	if a.mountInfo == nil {
 		return res, nil
 	}
-	mountedAt := map[string]string{}
+	mountedAt, subvolAt := map[string]string{}, map[string]string{}
 	for _, m := range a.mountInfo.Mounts {
 		if _, seen := mountedAt[m.Device]; !seen {
-			mountedAt[m.Device] = m.Mountpoint
+			mountedAt[m.Device], subvolAt[m.Device] = m.Mountpoint, m.Subvolume
 		}
 	}
 	for _, fs := range a.mountInfo.Filesystems {
@@ -48,7 +52,7 @@ func (a *Agent) handleListOS(context.Context, *stream, json.RawMessage) (any, er
 			}
 			r, found = osRootAt(fd)
 			unix.Close(fd)
-			r.Mountpoint = mp
+			r.Mountpoint, r.Subvolume = mp, subvolAt[fs.Device]
 		} else {
 			if !a.pid1 {
 				continue // in-process tests: nothing is mounted on the host
@@ -79,7 +83,7 @@ func osRootAt(fd int) (proto.OSRoot, bool) {
 
 // osOnDevice mounts an unmounted filesystem read-only and looks for an OS
 // root on it. The mount must not write: no journal replay (ext noload,
-// xfs norecovery, btrfs nologreplay), and no retry without those options.
+// xfs norecovery, btrfs rescue=nologreplay), and no retry without those options.
 func (a *Agent) osOnDevice(fs proto.Filesystem) (proto.OSRoot, bool, error) {
 	kt, data := fs.Type, ""
 	switch fs.Type {
@@ -88,7 +92,7 @@ func (a *Agent) osOnDevice(fs proto.Filesystem) (proto.OSRoot, bool, error) {
 	case "xfs":
 		data = "norecovery"
 	case "btrfs":
-		data = "nologreplay"
+		data = "rescue=nologreplay" // the old spelling nologreplay is gone from newer kernels
 	}
 	a.ensureFSModules(kt)
 	if err := os.MkdirAll(osProbeDir, 0o700); err != nil {
@@ -103,11 +107,53 @@ func (a *Agent) osOnDevice(fs proto.Filesystem) (proto.OSRoot, bool, error) {
 			_ = unix.Unmount(osProbeDir, unix.MNT_DETACH)
 		}
 	}()
-	fd, err := unix.Open(path.Clean(osProbeDir), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path.Clean(osProbeDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return proto.OSRoot{}, false, err
 	}
 	defer unix.Close(fd)
 	r, found := osRootAt(fd)
+	if !found && fs.Type == "btrfs" {
+		return a.osInBtrfsSubvolume(fd, fs, flags, data)
+	}
+	return r, found, nil
+}
+
+// osInBtrfsSubvolume looks for an OS in the subvolumes of the btrfs
+// filesystem whose default subvolume, at fd, has none, by mounting its
+// top level beside it (read-only, as osOnDevice mounts; not over it: the
+// kernel refuses to stack a filesystem on itself).
+func (a *Agent) osInBtrfsSubvolume(fd int, fs proto.Filesystem, flags uintptr, data string) (proto.OSRoot, bool, error) {
+	subvols, _, err := btrfsSubvolumes(fd)
+	if err != nil || len(subvols) == 0 {
+		return proto.OSRoot{}, false, err
+	}
+	if err := os.MkdirAll(osProbeTopDir, 0o700); err != nil {
+		return proto.OSRoot{}, false, err
+	}
+	if err := unix.Mount(fs.Device, osProbeTopDir, "btrfs", flags, data+",subvolid=5"); err != nil {
+		return proto.OSRoot{}, false, fmt.Errorf("mount the top level read-only: %w", unwrapErrno(err))
+	}
+	defer func() {
+		if err := unix.Unmount(osProbeTopDir, 0); err != nil {
+			_ = unix.Unmount(osProbeTopDir, unix.MNT_DETACH)
+		}
+	}()
+	top, err := unix.Open(osProbeTopDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return proto.OSRoot{}, false, err
+	}
+	defer unix.Close(top)
+	sv, ok := osSubvolume(top, subvols)
+	if !ok {
+		return proto.OSRoot{}, false, nil
+	}
+	sfd, err := openInRoot(top, "/"+sv.Path, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return proto.OSRoot{}, false, err
+	}
+	defer unix.Close(sfd)
+	r, found := osRootAt(sfd)
+	r.Subvolume = sv.Path
 	return r, found, nil
 }

@@ -49,6 +49,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		a.unmountAll()
 		return nil, err
 	}
+	describeBtrfs(res)
 	a.bindSystemDirs(res)
 	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -73,6 +74,8 @@ func (a *Agent) mountOpts(fstype string) (uintptr, string) {
 			data = "noload" // no journal replay on a read-only open
 		case "xfs":
 			data = "norecovery"
+		case "btrfs":
+			data = "rescue=nologreplay" // the old spelling nologreplay is gone from newer kernels
 		}
 	} else if a.noJournal && (fstype == "ext3" || fstype == "ext4") {
 		// Metadata goes straight to its place instead of journal and then
@@ -143,9 +146,20 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s: %v", fs.Device, fs.Type, unwrapErrno(err)))
 			continue
 		}
+		var subvols string // the btrfs subvolumes searched for an OS
+		if fs.Type == "btrfs" {
+			var notRoot string
+			if notRoot, subvols = a.btrfsOSSubvolume(fs); notRoot != "" {
+				res.Tried = append(res.Tried, fmt.Sprintf("%s: %s %s", fs.Device, fs.Type, notRoot))
+				continue
+			}
+		}
 		notRoot, err := a.assembleRoot(res, fs, requireFstab)
 		if err != nil {
 			return err
+		}
+		if notRoot != "" && subvols != "" {
+			notRoot += " in its default subvolume, nor in its subvolumes (" + subvols + ")"
 		}
 		if notRoot != "" {
 			res.Tried = append(res.Tried, fmt.Sprintf("%s: %s %s", fs.Device, fs.Type, notRoot))
@@ -446,6 +460,8 @@ func mountsBelow(prefix string) []string {
 type mountInfo struct {
 	mountpoint string
 	device     string // major:minor of the filesystem; a bind mount has its source's
+	root       string // what of the filesystem is mounted: a btrfs subvolume's path, a bind mount's source
+	fstype     string
 }
 
 // mountInfoBelow lists the mounts at prefix and below it, in mount order.
@@ -462,7 +478,12 @@ func mountInfoBelow(prefix string) []mountInfo {
 		}
 		mp := fstab.Unescape(f[4])
 		if mp == prefix || strings.HasPrefix(mp, prefix+"/") {
-			out = append(out, mountInfo{mountpoint: mp, device: f[2]})
+			m := mountInfo{mountpoint: mp, device: f[2], root: fstab.Unescape(f[3])}
+			// Optional fields end at "-"; the filesystem type follows.
+			if i := slices.Index(f[6:], "-"); i >= 0 && 6+i+1 < len(f) {
+				m.fstype = f[6+i+1]
+			}
+			out = append(out, m)
 		}
 	}
 	return out

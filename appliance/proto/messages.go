@@ -85,6 +85,19 @@ type Filesystem struct {
 	// /dev/mapper/VG-LV).
 	VG string `json:"vg,omitempty"`
 	LV string `json:"lv,omitempty"`
+	// Subvolumes of a btrfs filesystem that was mounted, and the path of
+	// its default subvolume (what a mount without subvol= shows; "" is
+	// the top level).
+	Subvolumes       []Subvolume `json:"subvolumes,omitempty"`
+	DefaultSubvolume string      `json:"default_subvolume,omitempty"`
+}
+
+// Subvolume is one btrfs subvolume: its id, its parent's (5 is the top
+// level) and its path from the top level ("root", "@/.snapshots/1/snapshot").
+type Subvolume struct {
+	ID     uint64 `json:"id"`
+	Parent uint64 `json:"parent"`
+	Path   string `json:"path"`
 }
 
 // Mount is one mounted filesystem of the image.
@@ -93,6 +106,9 @@ type Mount struct {
 	Device     string `json:"device"`
 	Type       string `json:"type"`
 	Options    string `json:"options,omitempty"` // asked for with -m
+	// Subvolume is the btrfs subvolume mounted, as a path from the top
+	// level ("" for the top level itself, or another filesystem).
+	Subvolume string `json:"subvolume,omitempty"`
 }
 
 // BindMount is a bind mount of the image's fstab: Source, a path of the

@@ -131,6 +131,8 @@ type OSRoot struct {
 	// Mountpoint is where the filesystem is mounted in the open image ("/"
 	// for the root imgbake works on), empty when it is not mounted.
 	Mountpoint string `json:"mountpoint,omitempty"`
+	// Subvolume is the btrfs subvolume holding the OS root.
+	Subvolume string `json:"subvolume,omitempty"`
 }
 
 // ListOSResult lists the operating systems found, in device order.

@@ -223,7 +223,7 @@ func TestWarmStartHasFilesystemDrivers(t *testing.T) {
 				t.Fatal(err)
 			}
 			mods := strings.Fields(string(b))
-			for _, m := range []string{"vfat", "xfs"} {
+			for _, m := range []string{"vfat", "xfs", "btrfs"} {
 				if loaded := slices.Contains(mods, m); loaded != !tc.cold {
 					t.Errorf("%s loaded: %v, want %v (modules: %s)", m, loaded, !tc.cold, strings.Join(mods, " "))
 				}

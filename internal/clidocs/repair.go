@@ -18,13 +18,14 @@ var repairTexts = map[string]string{
 		"& and \\1..\\9 in the replacement, flags g (every match) and i (ignore case), any delimiter (s|a|b|).\n" +
 		"Repeat -e to apply several in order.\n\n" + oneShotExitHelp + "\n\n" +
 		example("imgbake edit -a disk.qcow2 /etc/ssh/sshd_config", "imgbake edit -e 's/^(GRUB_TIMEOUT)=.*/\\1=1/' -a d.qcow2 /etc/default/grub"),
-	"fsck": "Uses the appliance's own e2fsck, xfs_repair and fsck.fat (taken from the host), so it works whatever\n" +
-		"state the image's tools are in. Nothing is mounted. Without DEVICE every ext2/3/4, xfs and vfat filesystem\n" +
+	"fsck": "Uses the appliance's own e2fsck, xfs_repair, fsck.fat and btrfs check (taken from the host), so it works\n" +
+		"whatever state the image's tools are in. Nothing is mounted. Without DEVICE every ext2/3/4, xfs, vfat and btrfs filesystem\n" +
 		"is checked; DEVICE is an appliance device name as `imgbake inspect` shows it (vda3 or /dev/vda3), an LVM\n" +
 		"volume as vg0/root or /dev/mapper/vg0-root.\n" +
-		"Without --repair the disks are attached read-only and only checked (e2fsck -n, xfs_repair -n, fsck.fat -n).\n" +
-		"With --repair: e2fsck -f -y; xfs_repair (a dirty log is first replayed by mounting the filesystem);\n" +
-		"fsck.fat -a; the image is written only if something was repaired.\n\n" +
+		"Without --repair the disks are attached read-only and only checked (e2fsck -n, xfs_repair -n, fsck.fat -n,\n" +
+		"btrfs check --readonly). With --repair: e2fsck -f -y; xfs_repair (a dirty log is first replayed by mounting\n" +
+		"the filesystem); fsck.fat -a; btrfs check --repair, only when errors were found (it waits 10 s first);\n" +
+		"the image is written only if something was repaired.\n\n" +
 		"Exit status: 0 every filesystem is clean or was repaired, 1 errors were found (or remain), 2 bad usage\n" +
 		"(e.g. no such device), 3 image or appliance error.\n\n" +
 		example("imgbake fsck -a disk.qcow2", "imgbake fsck --repair -a disk.qcow2 vda3"),

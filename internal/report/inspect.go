@@ -39,11 +39,22 @@ func Inspection(w io.Writer, r *fsops.Inspection) {
 			extra = append(extra, "PARTUUID="+fs.PartUUID)
 		}
 		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, SafeName(fs.Device), fs.Type, fsops.HumanBytes(fs.Size), SafeName(strings.Join(extra, " ")))
+		for _, sv := range fs.Subvolumes {
+			def := ""
+			if sv.Path == fs.DefaultSubvolume {
+				def = " (default)"
+			}
+			fmt.Fprintf(w, "  %-*s subvolume %d %s%s\n", width, "", sv.ID, SafeName(sv.Path), def)
+		}
 	}
 	printVolumeGroups(w, r)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
-		fmt.Fprintf(w, "  %-12s %s%s\n", SafeName(mp), r.Mountpoints[mp], usageOf(r, mp))
+		dev := r.Mountpoints[mp]
+		if sv, ok := r.Subvolumes[mp]; ok {
+			dev += " subvol=" + SafeName("/"+sv)
+		}
+		fmt.Fprintf(w, "  %-12s %s%s\n", SafeName(mp), dev, usageOf(r, mp))
 	}
 	if len(r.BindMounts) > 0 {
 		fmt.Fprintln(w, "bind mounts:")
@@ -127,6 +138,9 @@ func printOperatingSystems(w io.Writer, r *fsops.Inspection) {
 		name := o.PrettyName
 		if name == "" {
 			name = strings.TrimSpace(o.ID + " " + o.VersionID)
+		}
+		if o.Subvolume != "" {
+			where += ", subvolume " + SafeName(o.Subvolume)
 		}
 		fmt.Fprintf(w, "  %-22s %s, hostname %q (%s)\n", SafeName(o.Device), SafeName(name), o.Hostname, where)
 	}
