@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"github.com/imgbake/imgbake/appliance/luks"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -60,6 +61,9 @@ func probeDevice(dev string) (proto.Filesystem, error) {
 		fs.Label = cString(at(1024+28, 16))
 	case bytes.Equal(at(512, 8), []byte("LABELONE")) && bytes.Equal(at(512+24, 8), []byte("LVM2 001")):
 		fs.Type = proto.TypeLVMPV
+	case luks.IsLUKS(at(0, 208)):
+		fs.Type = proto.TypeLUKS
+		fs.UUID = luks.UUIDOf(at(0, 208))
 	case bytes.Equal(at(510, 2), []byte{0x55, 0xAA}) && bytes.Equal(at(0x52, 5), []byte("FAT32")):
 		fs.Type = "vfat"
 		fs.UUID = fatSerial(at(0x43, 4))
@@ -219,12 +223,31 @@ func devicePath(name string) string {
 	return "/dev/" + name
 }
 
-// probeStorage probes the block devices. When LVM physical volumes are
-// among them, their volume groups are read and (in the appliance) the
+// probeStorage probes the block devices. LUKS volumes a key is given for
+// are opened first (luks.go). When LVM physical volumes are among the
+// devices, their volume groups are read and (in the appliance) the
 // logical volumes activated and probed as well, so root detection, fstab
 // and fsck treat them like partitions.
-func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []string) {
+func (a *Agent) probeStorage(keys []proto.LUKSKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
+	vols := a.openLUKS(fss, keys)
+	a.luksVols = vols
+	var luksWarnings []string
+	for _, v := range vols {
+		if v.Mapping != "" {
+			fss = probeAll() // the opened volumes' filesystems and PVs
+		} else {
+			luksWarnings = append(luksWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
+		}
+	}
+	markLUKS(fss, vols)
+	fss, vgs, warnings := a.probeLVM(fss)
+	return fss, vgs, append(luksWarnings, warnings...)
+}
+
+// probeLVM activates the LVM volumes on the PVs among fss and returns fss
+// with them.
+func (a *Agent) probeLVM(fss []proto.Filesystem) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	hasPV := false
 	for _, fs := range fss {
 		hasPV = hasPV || fs.Type == proto.TypeLVMPV
@@ -247,6 +270,7 @@ func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []strin
 	}
 	if len(byDev) > 0 {
 		fss = probeAll()
+		markLUKS(fss, a.luksVols)
 		for i := range fss {
 			if n, ok := byDev[fss[i].Device]; ok {
 				fss[i].VG, fss[i].LV = n[0], n[1]

@@ -38,8 +38,9 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 			return nil, err
 		}
 	}
-	fss, vgs, warnings := a.probeStorage()
-	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings}
+	fss, vgs, warnings := a.probeStorage(args.Keys)
+	wipeKeys(args.Keys)
+	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings, LUKS: a.luksVols}
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)
 	} else {
@@ -131,8 +132,14 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 	if err := os.MkdirAll(proto.Sysroot, 0o755); err != nil {
 		return err
 	}
+	luksByDev := map[string]proto.LUKSVolume{}
+	for _, v := range res.LUKS {
+		luksByDev[v.Device] = v
+	}
 	for _, fs := range res.Filesystems {
-		if fs.Type == "" {
+		if v, ok := luksByDev[fs.Device]; ok {
+			res.Tried = append(res.Tried, luksTried(v))
+		} else if fs.Type == "" {
 			res.Tried = append(res.Tried, fs.Device+": no filesystem recognized")
 		} else if _, ok := linuxRootTypes[fs.Type]; !ok {
 			res.Tried = append(res.Tried, fs.Device+": "+fs.Type+" (not a root filesystem)")
@@ -183,6 +190,7 @@ func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requir
 	}
 	_, identified := distro.Identify(imageFiles{rootfd})
 	entries, fstabProblem := readFstab(rootfd)
+	a.cryptAliases = readCrypttab(rootfd, res.Filesystems, res.LUKS)
 	usr, hasUsr := fstabEntryFor(entries, "/usr")
 	if !identified && !hasUsr {
 		return reject(withoutRelease)
