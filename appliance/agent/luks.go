@@ -63,6 +63,7 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.
 	}
 	if len(matching) == 0 {
 		vol.Problem = "encrypted, no key given: " + keyFlagHint(fs.Device, h.UUID)
+		vol.NeedsKey = true
 		return vol
 	}
 	if !a.pid1 {
@@ -84,6 +85,7 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.
 	}
 	if key == nil {
 		vol.Problem = fmt.Sprintf("the key given for it (%s) is wrong: no key slot opens with it; %s", strings.Join(wrong, ", "), keyFlagHint(fs.Device, h.UUID))
+		vol.NeedsKey = true
 		return vol
 	}
 	defer clear(key)

@@ -36,6 +36,8 @@ type LUKSVolume struct {
 	// Problem says why it is locked: no key given, the key is wrong, an
 	// unsupported cipher, ...
 	Problem string `json:"problem,omitempty"`
+	// NeedsKey: locked for want of a (right) key, so asking for one helps.
+	NeedsKey bool `json:"needs_key,omitempty"`
 }
 
 // LUKSMapperName is the device-mapper name of an opened LUKS volume, the
