@@ -38,7 +38,7 @@ type Options struct {
 	// Keys open LUKS volumes (--key); KeyPrompt, when set (stdin is a
 	// terminal), is asked for the passphrase of each volume they do not
 	// open. Neither is ever written anywhere.
-	Keys      []Key                                            `json:"-"`
+	Keys      []Key                                           `json:"-"`
 	KeyPrompt func(dev, uuid, problem string) ([]byte, error) `json:"-"`
 
 	// How an Output is written (see image.Output), and what is written
