@@ -4,8 +4,9 @@
 # Usage: testimages/build.sh [NAME...]
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
 #         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
+#         | debian-luks2.raw | debian-luks1.raw | debian-luks-lvm.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
-#         debian-lvm, centos6-lvm, debian-split, debian-boot)
+#         debian-lvm, centos6-lvm, debian-split, debian-boot, debian-luks2, ...)
 #   With no NAME every image except debian-python.raw, debian-lvm.raw, centos6-lvm.raw,
 #   debian-split.raw and debian-boot.qcow2 is built (those, for the Ansible, LVM, layout and
 #   boot tests, are built on demand). Images already in the cache are skipped.
@@ -72,6 +73,16 @@ SPLIT_HOME_UUID=5ea1b0d0-0000-4000-8000-0000000000f6
 SPLIT_SWAP_UUID=5ea1b0d0-0000-4000-8000-0000000000f7
 SPLIT_SCRATCH_UUID=5ea1b0d0-0000-4000-8000-0000000000f8
 SPLIT_BACKUP_UUID=5ea1b0d0-0000-4000-8000-0000000000f9 # named by the fstab, on no disk
+LUKS_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000005
+LUKS_BOOT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000051
+LUKS_CRYPT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000052
+LUKS_BOOT_UUID=5ea1b0d0-0000-4000-8000-000000000a51
+LUKS_ROOT_UUID=5ea1b0d0-0000-4000-8000-000000000a52 # the filesystem inside
+LUKS2_UUID=5ea1b0d0-0000-4000-8000-00000000a2a2     # the LUKS volumes
+LUKS1_UUID=5ea1b0d0-0000-4000-8000-00000000a1a1
+LUKS_LVM_UUID=5ea1b0d0-0000-4000-8000-00000000a3a3
+LUKS_PV_UUID=5ea1a5-0000-4000-8000-0000-0000-0000a5
+LUKS_PASSPHRASE="imgbake luks test passphrase" # what the tests open them with
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
 
@@ -854,6 +865,131 @@ FSTAB
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# debian-luks2.raw, debian-luks1.raw, debian-luks-lvm.raw: a LUKS-encrypted
+# root as Debian's installer makes it: GPT, /boot ext4 (1), a LUKS partition
+# (2). luks2: LUKS2 (argon2id, tiny cost), the root ext4 inside, fstab
+# /dev/mapper/luks-UUID and a crypttab naming that mapping. luks1: LUKS1
+# (PBKDF2-sha256), crypttab name sda2_crypt, fstab /dev/mapper/sda2_crypt.
+# luks-lvm: LUKS2 (PBKDF2) holding an LVM PV, VG vgcrypt with LVs root and
+# swap, fstab naming the root by its filesystem UUID. The host has no
+# device-mapper: cryptsetup formats the partition's header in a file, the
+# filesystem (or PV) is made as a plain file and encrypted into the payload
+# by testimages/xtsencrypt (aes-xts-plain64, 512-byte sectors) with the
+# volume key cryptsetup reports. Its holes stay holes (never-written
+# sectors: the filesystem does not read them), so the image stays sparse.
+build_luks() {
+  local variant=$1 name out
+  name=debian-$variant.raw
+  out=$CACHE/$name
+  need sfdisk mkfs.ext4 cryptsetup go
+  [[ $variant != luks-lvm ]] || need losetup lvm mkswap
+  local work start
+  mktmp work
+  [[ -n "$work" && -d "$work" ]] || die "no work directory"
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  sfdisk -q "$disk" >/dev/null <<PARTS
+label: gpt
+label-id: $LUKS_DISK_GUID
+unit: sectors
+first-lba: 2048
+start=2048, size=65536, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$LUKS_BOOT_PARTUUID, name="boot"
+start=67584, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, uuid=$LUKS_CRYPT_PARTUUID, name="crypt"
+PARTS
+  local boot_start boot_size crypt_start crypt_size
+  boot_start=$(part_field "$disk" 1 start)
+  boot_size=$(part_field "$disk" 1 size)
+  crypt_start=$(part_field "$disk" 2 start)
+  crypt_size=$(part_field "$disk" 2 size)
+  [[ -n "$boot_start" && -n "$boot_size" && -n "$crypt_start" && -n "$crypt_size" ]] || die "cannot read partition table"
+
+  local luks_uuid format_opts=() version=2 mapper tabname
+  case $variant in
+    luks2)
+      luks_uuid=$LUKS2_UUID
+      format_opts=(--type luks2 --pbkdf argon2id --pbkdf-memory 1024 --pbkdf-force-iterations 4 --pbkdf-parallel 1 --sector-size 512)
+      tabname=luks-$luks_uuid ;;
+    luks1)
+      luks_uuid=$LUKS1_UUID version=1
+      format_opts=(--type luks1 --hash sha256 --pbkdf-force-iterations 1000)
+      tabname=sda2_crypt ;;
+    luks-lvm)
+      luks_uuid=$LUKS_LVM_UUID
+      format_opts=(--type luks2 --pbkdf pbkdf2 --hash sha256 --pbkdf-force-iterations 1000 --sector-size 512)
+      tabname=sda2_crypt ;;
+    *) die "unknown LUKS variant $variant" ;;
+  esac
+  mapper=luks-$luks_uuid
+  # The LUKS header, made in a file of the partition's size (sparse) and
+  # copied into place; the payload starts at 16 MiB.
+  local payload_sectors=32768
+  local crypt=$work/crypt.img pw=$work/passphrase
+  printf '%s' "$LUKS_PASSPHRASE" >"$pw"
+  truncate -s $((crypt_size * 512)) "$crypt"
+  cryptsetup luksFormat -q "${format_opts[@]}" --cipher aes-xts-plain64 --key-size 512 \
+    --offset "$payload_sectors" --uuid "$luks_uuid" --key-file "$pw" "$crypt"
+  cryptsetup open --test-passphrase --key-file "$pw" "$crypt" || die "cryptsetup cannot open the volume it made"
+  local vkey
+  vkey=$(cryptsetup luksDump -q --dump-volume-key --key-file "$pw" "$crypt" |
+    awk '/^MK dump:/ { f = 1; sub(/^MK dump:/, "") } f && /^[ \t]*([0-9a-f][0-9a-f] )+/ { gsub(/[ \t]/, ""); printf "%s", $0; next } f { f = 0 }')
+  [[ ${#vkey} -eq 128 ]] || die "cannot read the volume key from cryptsetup luksDump (got ${#vkey} hex digits)"
+  dd if="$crypt" of="$disk" bs=1M seek=$((crypt_start * 512)) count=$((payload_sectors * 512)) \
+    iflag=count_bytes oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$crypt"
+  local payload_off=$(((crypt_start + payload_sectors) * 512)) payload_size=$(((crypt_size - payload_sectors) * 512))
+
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  printf '# <target name>\t<source device>\t<key file>\t<options>\n%s\tUUID=%s\tnone\tluks,discard\n' \
+    "$tabname" "$luks_uuid" >"$root/etc/crypttab"
+  local rootspec=/dev/mapper/$tabname
+  [[ $variant != luks-lvm ]] || rootspec=UUID=$LUKS_ROOT_UUID
+  {
+    printf '# /etc/fstab: static file system information (imgbake test image %s)\n' "$name"
+    printf '%s\t/\text4\terrors=remount-ro\t0\t1\n' "$rootspec"
+    printf 'UUID=%s\t/boot\text4\tdefaults\t0\t2\n' "$LUKS_BOOT_UUID"
+    [[ $variant != luks-lvm ]] || printf '/dev/mapper/vgcrypt-swap\tnone\tswap\tsw\t0\t0\n'
+  } >"$root/etc/fstab"
+
+  # The plaintext of the payload.
+  local plain=$work/plain.img root_off=0 root_size=$payload_size
+  truncate -s "$payload_size" "$plain"
+  if [[ $variant == luks-lvm ]]; then
+    make_lvm "$plain" 0 $((payload_size / 512)) "$LUKS_PV_UUID" vgcrypt root:700M swap:8M
+    root_off=${LV_OFF[root]} root_size=${LV_SIZE[root]}
+    local swap=$work/swap
+    truncate -s "${LV_SIZE[swap]}" "$swap"
+    mkswap -q -L swap "$swap" >/dev/null
+    dd if="$swap" of="$plain" bs=1M seek="${LV_OFF[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
+    rm -f "$swap"
+  fi
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L root -U "$LUKS_ROOT_UUID" \
+    -E "offset=$root_off,hash_seed=$LUKS_ROOT_UUID" -d "$root" "$plain" "$((root_size / 1024))k"
+  rm -rf --one-file-system "$root"
+  (cd "$REPO_DIR" && go build -o "$work/xtsencrypt" ./testimages/xtsencrypt)
+  "$work/xtsencrypt" -key "$vkey" -in "$plain" -out "$disk" -offset "$payload_off"
+  rm -f "$plain"
+
+  local boot=$work/boot
+  mkdir -p "$boot"
+  echo "imgbake test image $name: /boot" >"$boot/README"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L boot -U "$LUKS_BOOT_UUID" \
+    -E "offset=$((boot_start * 512)),hash_seed=$LUKS_BOOT_UUID" -d "$boot" "$disk" "$((boot_size / 2))k"
+
+  local vg=
+  [[ $variant != luks-lvm ]] || vg=vgcrypt
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$LUKS_DISK_GUID" \
+    luks_partition=2 luks_version="$version" luks_uuid="$luks_uuid" mapper="$mapper" crypttab_name="$tabname" \
+    passphrase="$LUKS_PASSPHRASE" volume_key="$vkey" payload_offset="$payload_off" payload_size="$payload_size" \
+    root_offset="$root_off" root_size="$root_size" fstype=ext4 label=root root_uuid="$LUKS_ROOT_UUID" \
+    boot_partition=1 boot_uuid="$LUKS_BOOT_UUID" hostname=testhost vg="$vg"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -899,12 +1035,14 @@ main() {
         built debian-split.raw || { build_rootfs && build_split; } ;;
       debian-boot | debian-boot.qcow2)
         built debian-boot.qcow2 || { build_rootfs && build_boot; } ;;
+      debian-luks2 | debian-luks2.raw | debian-luks1 | debian-luks1.raw | debian-luks-lvm | debian-luks-lvm.raw)
+        built "${n%.raw}.raw" || { build_rootfs && build_luks "$(basename "${n%.raw}" | sed 's/^debian-//')"; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2 | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2 debian-luks2.raw debian-luks1.raw debian-luks-lvm.raw | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }

@@ -80,6 +80,7 @@ func printInspection(stdio Stdio, r *fsops.Inspection) {
 		fmt.Fprintf(w, "  %-*s %-6s %s %s\n", width, safeName(fs.Device), fs.Type, bake.HumanSize(fs.Size), safeName(strings.Join(extra, " ")))
 	}
 	printVolumeGroups(w, r)
+	printLUKS(w, r)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
 		fmt.Fprintf(w, "  %-12s %s%s\n", safeName(mp), r.Mountpoints[mp], usageOf(r, mp))

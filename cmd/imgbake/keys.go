@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
 	"github.com/imgbake/imgbake/bake"
+	"github.com/imgbake/imgbake/fsops"
 )
 
 // keyFlag is --key, shared by every command that opens an image.
@@ -31,4 +34,19 @@ func keyOptions(c *cli.Context, stdio Stdio, o bake.Options) (bake.Options, erro
 		o.KeyPrompt = bake.TerminalKeyPrompt(errf, func() ([]byte, error) { return term.ReadPassword(int(in.Fd())) })
 	}
 	return o, nil
+}
+
+// printLUKS lists the LUKS volumes: opened as which mapping, or why not.
+func printLUKS(w io.Writer, r *fsops.Inspection) {
+	if len(r.LUKS) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "luks volumes:")
+	for _, v := range r.LUKS {
+		state := "opened as " + safeName(v.Mapping)
+		if v.Mapping == "" {
+			state = "locked: " + safeName(v.Problem)
+		}
+		fmt.Fprintf(w, "  %-10s LUKS%d %s, %s\n", safeName(v.Device), v.Version, safeName(v.UUID), state)
+	}
 }

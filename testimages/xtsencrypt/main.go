@@ -1,0 +1,145 @@
+// Command xtsencrypt writes a plaintext file, encrypted as dm-crypt's
+// aes-xts-plain64 with 512-byte sectors does it, into a LUKS partition's
+// payload, so test images with LUKS volumes can be made on a host without
+// device-mapper. The IV of each sector is its number from the start of the
+// payload, little-endian (plain64). It shares no code with imgbake's LUKS
+// reader: the appliance kernel's dm-crypt decrypting the result is the
+// check of both.
+//
+// Usage:
+//
+//	xtsencrypt -key HEX -in PLAIN -out DISK -offset BYTES
+//	xtsencrypt -decrypt -key HEX -in DISK -offset BYTES -size BYTES -out PLAIN
+//
+// Only the data regions of a sparse PLAIN are written (SEEK_DATA): its
+// holes stay holes in DISK, as never-written sectors of a real volume,
+// which the filesystem inside does not read. -decrypt writes PLAIN from
+// the payload (for tests reading an image back), holes of DISK included.
+package main
+
+import (
+	"crypto/aes"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/crypto/xts"
+	"golang.org/x/sys/unix"
+)
+
+const sector = 512
+
+func main() {
+	keyHex := flag.String("key", "", "volume key, hex (64 bytes for AES-256-XTS, 32 for AES-128-XTS)")
+	in := flag.String("in", "", "input file")
+	out := flag.String("out", "", "output file (written in place, not truncated)")
+	offset := flag.Int64("offset", 0, "byte offset of the payload in the disk")
+	size := flag.Int64("size", 0, "with -decrypt: payload bytes to decrypt")
+	decrypt := flag.Bool("decrypt", false, "decrypt the payload of -in into -out")
+	flag.Parse()
+	key, err := hex.DecodeString(*keyHex)
+	if err == nil && *in == "" || *out == "" || *offset%sector != 0 {
+		err = errors.New("usage: xtsencrypt [-decrypt] -key HEX -in FILE -out FILE -offset BYTES [-size BYTES]")
+	}
+	if err == nil {
+		if *decrypt {
+			err = decryptPayload(key, *in, *out, *offset, *size)
+		} else {
+			err = encrypt(key, *in, *out, *offset)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "xtsencrypt:", err)
+		os.Exit(1)
+	}
+}
+
+func encrypt(key []byte, inPath, outPath string, offset int64) error {
+	c, err := xts.NewCipher(aes.NewCipher, key)
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(inPath)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(outPath, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size()%sector != 0 {
+		return fmt.Errorf("%s: size %d is not a multiple of %d", inPath, st.Size(), sector)
+	}
+	buf := make([]byte, 1<<20)
+	for pos := int64(0); pos < st.Size(); {
+		data, err := unix.Seek(int(in.Fd()), pos, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		} else if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		data -= data % sector
+		hole = min((hole+sector-1)/sector*sector, st.Size())
+		for p := data; p < hole; {
+			n := min(int64(len(buf)), hole-p)
+			if _, err := in.ReadAt(buf[:n], p); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			for s := int64(0); s < n; s += sector {
+				c.Encrypt(buf[s:s+sector], buf[s:s+sector], uint64((p+s)/sector))
+			}
+			if _, err := out.WriteAt(buf[:n], offset+p); err != nil {
+				return err
+			}
+			p += n
+		}
+		pos = hole
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+func decryptPayload(key []byte, inPath, outPath string, offset, size int64) error {
+	c, err := xts.NewCipher(aes.NewCipher, key)
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(inPath)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for p := int64(0); p < size; {
+		n := min(int64(len(buf)), size-p)
+		if _, err := in.ReadAt(buf[:n], offset+p); err != nil {
+			return err
+		}
+		for s := int64(0); s < n; s += sector {
+			c.Decrypt(buf[s:s+sector], buf[s:s+sector], uint64((p+s)/sector))
+		}
+		if _, err := out.WriteAt(buf[:n], p); err != nil {
+			return err
+		}
+		p += n
+	}
+	return out.Close()
+}
