@@ -74,10 +74,22 @@ const (
 	// Info.Initrd) and root=UUID=Info.RootUUID. Its packages are the host's
 	// own. Built on demand like Python.
 	Boot = "debian-boot.qcow2"
+	// LUKS2 is a raw GPT image with an encrypted root as Debian's
+	// installer makes it: /boot ext4 (1) and a LUKS2 volume (2, argon2id)
+	// holding the root ext4, fstab /dev/mapper/luks-UUID, crypttab naming
+	// that mapping. Opened with Info.Passphrase; Info.VolumeKey decrypts
+	// the payload (DecryptPayload). Built on demand.
+	LUKS2 = "debian-luks2.raw"
+	// LUKS1 is LUKS2's layout with a LUKS1 volume (PBKDF2-sha256),
+	// crypttab name sda2_crypt and fstab /dev/mapper/sda2_crypt.
+	LUKS1 = "debian-luks1.raw"
+	// LUKSLVM is LVM on LUKS: the LUKS2 volume (PBKDF2) holds a PV of VG
+	// vgcrypt with LVs root (fstab by its filesystem UUID) and swap.
+	LUKSLVM = "debian-luks-lvm.raw"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
-var onDemand = []string{Python, LVM, CentOS6, Split, Boot}
+var onDemand = []string{Python, LVM, CentOS6, Split, Boot, LUKS2, LUKS1, LUKSLVM}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}
@@ -122,6 +134,20 @@ type Info struct {
 	Kernel    string `json:"kernel,omitempty"`
 	Initrd    string `json:"initrd,omitempty"`
 	MachineID string `json:"machine_id,omitempty"`
+	// LUKS images: the volume (partition, version, UUID, the mapping
+	// name and its crypttab name), the passphrase that opens it, the
+	// volume key cryptsetup reported and where the payload lies in the
+	// raw image. RootOffset is then the root filesystem's offset in the
+	// plaintext of the payload.
+	LUKSPartition int    `json:"luks_partition,omitempty"`
+	LUKSVersion   int    `json:"luks_version,omitempty"`
+	LUKSUUID      string `json:"luks_uuid,omitempty"`
+	Mapper        string `json:"mapper,omitempty"`
+	CrypttabName  string `json:"crypttab_name,omitempty"`
+	Passphrase    string `json:"passphrase,omitempty"`
+	VolumeKey     string `json:"volume_key,omitempty"` // hex
+	PayloadOffset int64  `json:"payload_offset,omitempty"`
+	PayloadSize   int64  `json:"payload_size,omitempty"`
 }
 
 // Dir is the cache directory:

@@ -9,12 +9,11 @@
 // Usage:
 //
 //	xtsencrypt -key HEX -in PLAIN -out DISK -offset BYTES
-//	xtsencrypt -decrypt -key HEX -in DISK -offset BYTES -size BYTES -out PLAIN
 //
 // Only the data regions of a sparse PLAIN are written (SEEK_DATA): its
 // holes stay holes in DISK, as never-written sectors of a real volume,
-// which the filesystem inside does not read. -decrypt writes PLAIN from
-// the payload (for tests reading an image back), holes of DISK included.
+// which the filesystem inside does not read. (testimages.DecryptPayload
+// is the way back, for tests.)
 package main
 
 import (
@@ -37,19 +36,13 @@ func main() {
 	in := flag.String("in", "", "input file")
 	out := flag.String("out", "", "output file (written in place, not truncated)")
 	offset := flag.Int64("offset", 0, "byte offset of the payload in the disk")
-	size := flag.Int64("size", 0, "with -decrypt: payload bytes to decrypt")
-	decrypt := flag.Bool("decrypt", false, "decrypt the payload of -in into -out")
 	flag.Parse()
 	key, err := hex.DecodeString(*keyHex)
-	if err == nil && *in == "" || *out == "" || *offset%sector != 0 {
-		err = errors.New("usage: xtsencrypt [-decrypt] -key HEX -in FILE -out FILE -offset BYTES [-size BYTES]")
+	if err == nil && (*in == "" || *out == "" || *offset%sector != 0) {
+		err = errors.New("usage: xtsencrypt -key HEX -in PLAIN -out DISK -offset BYTES")
 	}
 	if err == nil {
-		if *decrypt {
-			err = decryptPayload(key, *in, *out, *offset, *size)
-		} else {
-			err = encrypt(key, *in, *out, *offset)
-		}
+		err = encrypt(key, *in, *out, *offset)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xtsencrypt:", err)
@@ -109,37 +102,6 @@ func encrypt(key []byte, inPath, outPath string, offset int64) error {
 	}
 	if err := out.Sync(); err != nil {
 		return err
-	}
-	return out.Close()
-}
-
-func decryptPayload(key []byte, inPath, outPath string, offset, size int64) error {
-	c, err := xts.NewCipher(aes.NewCipher, key)
-	if err != nil {
-		return err
-	}
-	in, err := os.Open(inPath)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for p := int64(0); p < size; {
-		n := min(int64(len(buf)), size-p)
-		if _, err := in.ReadAt(buf[:n], offset+p); err != nil {
-			return err
-		}
-		for s := int64(0); s < n; s += sector {
-			c.Decrypt(buf[s:s+sector], buf[s:s+sector], uint64((p+s)/sector))
-		}
-		if _, err := out.WriteAt(buf[:n], p); err != nil {
-			return err
-		}
-		p += n
 	}
 	return out.Close()
 }

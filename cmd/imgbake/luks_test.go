@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imgbake/imgbake/testimages"
+)
+
+// luksRecipe writes, runs a command with the image's own tools and adds a
+// user on a root behind LUKS.
+const luksRecipe = `name: luks
+steps:
+  - write: {path: /root/facts, content: "{{ .os.id }} {{ .os.version_id }} {{ .os.family }}\n"}
+  - run: "ls /usr/bin/dpkg > /root/ran && uname -m >> /root/ran"
+  - user: {name: ops, shell: /bin/bash}
+`
+
+// TestLUKSVM: LUKS2, LUKS1 and LVM-on-LUKS roots. Without a key inspect
+// fails with exit 3 naming the volume, its UUID and the --key flags, and
+// writes nothing; a wrong key is named wrong; with --key (every selector
+// form) inspect finds the OS behind it, cat and fsck work, and a recipe's
+// result is read back by decrypting the image's payload with the volume
+// key cryptsetup reported at build time (testimages.DecryptPayload, no
+// imgbake code) and debugfs. The passphrase is in no process's command
+// line or environment during the run, not in the output and not in the
+// image (ciphertext or plaintext).
+func TestLUKSVM(t *testing.T) {
+	vmTests(t)
+	for _, tc := range []struct {
+		image, root, selector string
+	}{
+		{testimages.LUKS2, "", "all"},
+		{testimages.LUKS1, "", "/dev/sda2"}, // the original machine's name, as virt-customize users write it
+		{testimages.LUKSLVM, "/dev/mapper/vgcrypt-root", "UUID"},
+	} {
+		t.Run(strings.TrimSuffix(tc.image, ".raw"), func(t *testing.T) {
+			tmp := privateTmp(t)
+			info := testimages.InfoOf(t, tc.image)
+			disk := testimages.Fresh(t, tc.image)
+			mapped := "/dev/mapper/" + info.Mapper
+			root := tc.root
+			if root == "" {
+				root = mapped
+			}
+			sel := tc.selector
+			if sel == "UUID" {
+				sel = info.LUKSUUID
+			}
+			pwFile := filepath.Join(t.TempDir(), "passphrase")
+			if err := os.WriteFile(pwFile, []byte(info.Passphrase+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			key := sel + ":file:" + pwFile
+			before := sha256File(t, disk)
+
+			r := imgbake(t, "inspect", "-a", disk)
+			wantCode(t, r, 3, "inspect without a key")
+			for _, want := range []string{"/dev/vda2", info.LUKSUUID, "--key /dev/vda2:key:", "--key " + info.LUKSUUID + ":file:", "no key given"} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("inspect without a key: message lacks %q:\n%s", want, r.stderr)
+				}
+			}
+			r = imgbake(t, "inspect", "-a", disk, "--key", sel+":key:not the passphrase")
+			wantCode(t, r, 3, "inspect with a wrong key")
+			wantMatch(t, r.stderr, `/dev/vda2: LUKS\d volume `+info.LUKSUUID+`: the key given for it \(--key `+sel+`:\.\.\.\) is wrong`, "wrong key")
+			if sha256File(t, disk) != before {
+				t.Fatal("inspect changed the image")
+			}
+
+			rep := inspectJSON(t, "-a", disk, "--key", key)
+			if rep.OS.ID != "debian" || rep.OS.VersionID != "12" || rep.OS.Root != root || rep.Hostname != info.Hostname {
+				t.Errorf("os %+v, hostname %q", rep.OS, rep.Hostname)
+			}
+			if rep.Mountpoints["/"] != root || rep.Mountpoints["/boot"] != "/dev/vda1" || len(rep.Mountpoints) != 2 || len(rep.Warnings) > 0 {
+				t.Errorf("mountpoints %v, warnings %q", rep.Mountpoints, rep.Warnings)
+			}
+			if len(rep.LUKS) != 1 || rep.LUKS[0].Device != "/dev/vda2" || rep.LUKS[0].UUID != info.LUKSUUID ||
+				rep.LUKS[0].Version != info.LUKSVersion || rep.LUKS[0].Mapping != mapped || rep.LUKS[0].Problem != "" {
+				t.Errorf("luks %+v", rep.LUKS)
+			}
+			r = imgbake(t, "cat", "-a", disk, "--key", key, "/etc/hostname", "/boot/README")
+			wantCode(t, r, 0, "cat")
+			if want := "testhost\nimgbake test image " + tc.image + ": /boot\n"; r.stdout != want {
+				t.Errorf("cat: %q, want %q", r.stdout, want)
+			}
+
+			stop := watchProcesses(t, info.Passphrase)
+			r = imgbake(t, "run", "-v", "-a", disk, "--key", key, writeRecipe(t, luksRecipe))
+			stop()
+			wantCode(t, r, 0, "run")
+			if strings.Contains(r.stdout+r.stderr, info.Passphrase) {
+				t.Errorf("the passphrase is in the output of run -v:\n%s", r)
+			}
+			plain := testimages.DecryptPayload(t, disk, info)
+			files := map[string]string{}
+			for _, p := range []string{"/root/facts", "/root/ran", "/etc/passwd", "/etc/crypttab"} {
+				b, err := testimages.ReadFileAt(t, plain, info.RootOffset, p)
+				if err != nil {
+					t.Fatalf("reading %s back: %v", p, err)
+				}
+				files[p] = string(b)
+			}
+			if files["/root/facts"] != "debian 12 debian\n" || files["/root/ran"] != "/usr/bin/dpkg\nx86_64\n" || !strings.Contains(files["/etc/passwd"], "\nops:x:") {
+				t.Errorf("read back: facts %q, ran %q, passwd:\n%s", files["/root/facts"], files["/root/ran"], files["/etc/passwd"])
+			}
+			if !strings.Contains(files["/etc/crypttab"], info.CrypttabName+"\tUUID="+info.LUKSUUID) {
+				t.Errorf("crypttab changed: %q", files["/etc/crypttab"])
+			}
+			for _, f := range []string{disk, plain} {
+				if fileContains(t, f, []byte(info.Passphrase)) {
+					t.Errorf("the passphrase is written in %s", f)
+				}
+			}
+
+			r = imgbake(t, "fsck", "-a", disk, "--key", key, root)
+			wantCode(t, r, 0, "fsck behind LUKS")
+			wantMatch(t, r.stdout, `(?m)^-> `+root+`: clean`, "fsck")
+			noLeftovers(t, tmp)
+		})
+	}
+}
+
+// watchProcesses looks at every process's command line and environment
+// until stop is called, failing the test if one holds secret.
+func watchProcesses(t *testing.T, secret string) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var found []string
+	seen := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			procs, _ := filepath.Glob("/proc/[0-9]*")
+			for _, p := range procs {
+				for _, f := range []string{"cmdline", "environ"} {
+					b, err := os.ReadFile(filepath.Join(p, f))
+					if err != nil {
+						continue
+					}
+					mu.Lock()
+					seen++
+					if bytes.Contains(b, []byte(secret)) {
+						found = append(found, p+"/"+f)
+					}
+					mu.Unlock()
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		if len(found) > 0 {
+			t.Errorf("the passphrase is in %s", strings.Join(found, ", "))
+		}
+		if seen == 0 {
+			t.Error("no process could be examined")
+		}
+	}
+}
+
+// fileContains reports whether the (sparse) file holds b.
+func fileContains(t *testing.T, path string, b []byte) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 8<<20)
+	var carry []byte
+	for {
+		n, err := f.Read(buf)
+		chunk := append(carry, buf[:n]...)
+		if bytes.Contains(chunk, b) {
+			return true
+		}
+		if len(chunk) >= len(b) {
+			carry = append([]byte(nil), chunk[len(chunk)-len(b)+1:]...)
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
