@@ -249,8 +249,11 @@ func (a *Agent) cryptSpec(spec string) string {
 // luksTried is what NoOSError lists for a LUKS container.
 func luksTried(v proto.LUKSVolume) string {
 	what := fmt.Sprintf("%s: LUKS%d volume %s", v.Device, v.Version, v.UUID)
-	if v.Mapping != "" {
+	switch {
+	case v.Mapping != "":
 		return what + " opened as " + v.Mapping
+	case v.NeedsKey:
+		return what + ": locked" // NoOSError.Locked says why and how to open it
 	}
 	return what + ": " + v.Problem
 }
@@ -260,4 +263,15 @@ func wipeKeys(keys []proto.LUKSKey) {
 	for i := range keys {
 		clear(keys[i].Passphrase)
 	}
+}
+
+// lockedLUKS describes the volumes left closed, for NoOSError.
+func lockedLUKS(vols []proto.LUKSVolume) []string {
+	var out []string
+	for _, v := range vols {
+		if v.Mapping == "" && v.NeedsKey {
+			out = append(out, fmt.Sprintf("%s: LUKS%d volume %s: %s", v.Device, v.Version, v.UUID, v.Problem))
+		}
+	}
+	return out
 }

@@ -89,3 +89,16 @@ func TestCrypttabAliases(t *testing.T) {
 		t.Errorf("unopened crypttab entry rewritten to %q", got)
 	}
 }
+
+// No OS found with a volume left locked: the message leads with it and
+// how to open it.
+func TestNoOSErrorNamesLockedVolume(t *testing.T) {
+	vols := []proto.LUKSVolume{{Device: "/dev/vda2", UUID: "u-1", Version: 2, NeedsKey: true,
+		Problem: "encrypted, no key given: " + keyFlagHint("/dev/vda2", "u-1")}}
+	e := &NoOSError{Tried: []string{"/dev/vda1: ext4 " + withoutRelease, luksTried(vols[0])}, Locked: lockedLUKS(vols)}
+	msg := e.Error()
+	want := "no operating system found (the root may be on an encrypted volume: /dev/vda2: LUKS2 volume u-1: encrypted, no key given: open it with --key /dev/vda2:key:PASSPHRASE or --key u-1:file:FILE (or --key all:...))"
+	if !strings.HasPrefix(msg, want) || !strings.Contains(msg, "/dev/vda2: LUKS2 volume u-1: locked") {
+		t.Errorf("message:\n%s\nwant it to start with\n%s", msg, want)
+	}
+}

@@ -160,7 +160,7 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 		}
 		return nil
 	}
-	return &NoOSError{Tried: res.Tried}
+	return &NoOSError{Tried: res.Tried, Locked: lockedLUKS(res.LUKS)}
 }
 
 // assembleRoot decides whether the filesystem fs, just mounted at the
@@ -230,14 +230,18 @@ func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requir
 // release files once.
 const withoutRelease = "without /etc/os-release or a release file"
 
-// NoOSError says no filesystem held an operating system.
-type NoOSError struct{ Tried []string }
+// NoOSError says no filesystem held an operating system. Locked are the
+// LUKS volumes left closed: the root may be in one.
+type NoOSError struct{ Tried, Locked []string }
 
 func (e *NoOSError) Error() string {
 	if len(e.Tried) == 0 {
 		return "no operating system found: the disk has no filesystems"
 	}
 	msg := "no operating system found"
+	if len(e.Locked) > 0 {
+		msg += " (the root may be on an encrypted volume: " + strings.Join(e.Locked, "; ") + ")"
+	}
 	if slices.ContainsFunc(e.Tried, func(t string) bool { return strings.Contains(t, withoutRelease) }) {
 		var files []string
 		for _, f := range distro.ReleaseFiles() {
