@@ -82,6 +82,7 @@ LUKS2_UUID=5ea1b0d0-0000-4000-8000-00000000a2a2     # the LUKS volumes
 LUKS1_UUID=5ea1b0d0-0000-4000-8000-00000000a1a1
 LUKS_LVM_UUID=5ea1b0d0-0000-4000-8000-00000000a3a3
 LUKS_PV_UUID=5ea1a5-0000-4000-8000-0000-0000-0000a5
+LUKS_SWAP_UUID=5ea1b0d0-0000-4000-8000-000000000a53
 LUKS_PASSPHRASE="imgbake luks test passphrase" # what the tests open them with
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
@@ -961,7 +962,7 @@ PARTS
     root_off=${LV_OFF[root]} root_size=${LV_SIZE[root]}
     local swap=$work/swap
     truncate -s "${LV_SIZE[swap]}" "$swap"
-    mkswap -q -L swap "$swap" >/dev/null
+    mkswap -q -L swap -U "$LUKS_SWAP_UUID" "$swap" >/dev/null
     dd if="$swap" of="$plain" bs=1M seek="${LV_OFF[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
     rm -f "$swap"
   fi
