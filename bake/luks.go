@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/imgbake/imgbake/appliance"
 	"github.com/imgbake/imgbake/appliance/proto"
@@ -89,9 +90,12 @@ func promptKeys(ctx context.Context, sess *appliance.Session, o Options) ([]Key,
 
 // TerminalKeyPrompt asks for a passphrase on the terminal tty without
 // echo (readPassword is term.ReadPassword on it); an empty answer skips
-// the volume.
+// the volume. One question at a time: `bake` opens images in parallel.
 func TerminalKeyPrompt(w *os.File, readPassword func() ([]byte, error)) func(dev, uuid, problem string) ([]byte, error) {
+	var mu sync.Mutex
 	return func(dev, uuid, problem string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		if strings.Contains(problem, "wrong") {
 			fmt.Fprintf(w, "imgbake: %s: the key given is wrong\n", dev)
 		}
