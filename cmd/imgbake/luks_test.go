@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -196,4 +199,66 @@ func fileContains(t *testing.T, path string, b []byte) bool {
 			return false
 		}
 	}
+}
+
+// TestLUKSKeyPromptVM: with stdin a terminal and no --key, imgbake asks
+// for the passphrase of the locked volume (no echo) and opens it.
+func TestLUKSKeyPromptVM(t *testing.T) {
+	vmTests(t)
+	tmp := privateTmp(t)
+	info := testimages.InfoOf(t, testimages.LUKS2)
+	disk := testimages.Fresh(t, testimages.LUKS2)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	prompt := "Enter the passphrase of LUKS volume /dev/vda2 (" + info.LUKSUUID + "), empty to skip: "
+	var mu sync.Mutex
+	var seen bytes.Buffer
+	answered := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			seen.Write(buf[:n])
+			ask := strings.Contains(seen.String(), prompt)
+			mu.Unlock()
+			if ask {
+				select {
+				case <-answered:
+				default:
+					close(answered)
+					_, _ = ptmx.Write([]byte(info.Passphrase + "\n"))
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	code := Execute(ctx, Stdio{In: tty, Out: &out, Err: tty}, []string{"imgbake", "inspect", "--json", "-a", disk})
+	mu.Lock()
+	term := seen.String()
+	mu.Unlock()
+	if code != 0 {
+		t.Fatalf("inspect with a prompted key: exit %d\nterminal:\n%s\nstdout:\n%s", code, term, out.String())
+	}
+	select {
+	case <-answered:
+	default:
+		t.Fatalf("no passphrase prompt on the terminal:\n%s", term)
+	}
+	if strings.Contains(term, info.Passphrase) {
+		t.Errorf("the passphrase was echoed:\n%s", term)
+	}
+	if !strings.Contains(out.String(), `"root": "/dev/mapper/`+info.Mapper+`"`) {
+		t.Errorf("inspect --json does not show the root behind LUKS:\n%s", out.String())
+	}
+	noLeftovers(t, tmp)
 }
