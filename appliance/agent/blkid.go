@@ -230,18 +230,24 @@ func devicePath(name string) string {
 // and fsck treat them like partitions.
 func (a *Agent) probeStorage(keys []proto.LUKSKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
-	vols := a.openLUKS(fss, keys)
-	a.luksVols = vols
+	a.luksVols = nil
+	if a.openNewLUKS(fss, keys) {
+		fss = probeAll() // the opened volumes' filesystems and PVs
+	}
+	markLUKS(fss, a.luksVols)
+	fss, vgs, warnings := a.probeLVM(fss)
+	// LUKS inside logical volumes (an encrypted /home on LVM).
+	if a.openNewLUKS(fss, keys) {
+		fss = probeAll()
+		markLUKS(fss, a.luksVols)
+		markLVs(fss, vgs)
+	}
 	var luksWarnings []string
-	for _, v := range vols {
-		if v.Mapping != "" {
-			fss = probeAll() // the opened volumes' filesystems and PVs
-		} else {
+	for _, v := range a.luksVols {
+		if v.Mapping == "" {
 			luksWarnings = append(luksWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
 		}
 	}
-	markLUKS(fss, vols)
-	fss, vgs, warnings := a.probeLVM(fss)
 	return fss, vgs, append(luksWarnings, warnings...)
 }
 
@@ -260,6 +266,21 @@ func (a *Agent) probeLVM(fss []proto.Filesystem) ([]proto.Filesystem, []proto.Vo
 	a.lvmMu.Lock()
 	a.lvmVGs = vgs
 	a.lvmMu.Unlock()
+	for _, vg := range vgs {
+		for _, lv := range vg.LVs {
+			if lv.Device != "" {
+				fss = probeAll()
+				markLUKS(fss, a.luksVols)
+				markLVs(fss, vgs)
+				return fss, vgs, warnings
+			}
+		}
+	}
+	return fss, vgs, warnings
+}
+
+// markLVs names the logical volume of every active LV among fss.
+func markLVs(fss []proto.Filesystem, vgs []proto.VolumeGroup) {
 	byDev := map[string][2]string{}
 	for _, vg := range vgs {
 		for _, lv := range vg.LVs {
@@ -268,16 +289,11 @@ func (a *Agent) probeLVM(fss []proto.Filesystem) ([]proto.Filesystem, []proto.Vo
 			}
 		}
 	}
-	if len(byDev) > 0 {
-		fss = probeAll()
-		markLUKS(fss, a.luksVols)
-		for i := range fss {
-			if n, ok := byDev[fss[i].Device]; ok {
-				fss[i].VG, fss[i].LV = n[0], n[1]
-			}
+	for i := range fss {
+		if n, ok := byDev[fss[i].Device]; ok {
+			fss[i].VG, fss[i].LV = n[0], n[1]
 		}
 	}
-	return fss, vgs, warnings
 }
 
 // probeAll probes every block device and fills in partition-table names.

@@ -36,6 +36,27 @@ func (a *Agent) openLUKS(fss []proto.Filesystem, keys []proto.LUKSKey) []proto.L
 	return vols
 }
 
+// openNewLUKS opens the containers among fss not looked at yet, adds
+// them to a.luksVols and reports whether one was mapped.
+func (a *Agent) openNewLUKS(fss []proto.Filesystem, keys []proto.LUKSKey) bool {
+	known := map[string]bool{}
+	for _, v := range a.luksVols {
+		known[v.Device] = true
+	}
+	var todo []proto.Filesystem
+	for _, fs := range fss {
+		if fs.Type == proto.TypeLUKS && !known[fs.Device] {
+			todo = append(todo, fs)
+		}
+	}
+	mapped := false
+	for _, v := range a.openLUKS(todo, keys) {
+		a.luksVols = append(a.luksVols, v)
+		mapped = mapped || v.Mapping != ""
+	}
+	return mapped
+}
+
 // keyFlagHint is how a user opens one volume.
 func keyFlagHint(dev, uuid string) string {
 	return fmt.Sprintf("open it with --key %s:key:PASSPHRASE or --key %s:file:FILE (or --key all:...)", dev, uuid)
