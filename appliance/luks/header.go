@@ -6,6 +6,7 @@ package luks
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -63,15 +65,14 @@ type Header struct {
 // Keyslot is one active keyslot: how to turn a passphrase into the key of
 // its area, and where the area is.
 type Keyslot struct {
-	ID        string
-	KDF       KDF
-	Cipher    string // the area's cipher, dm-crypt spelling
-	AreaKey   int    // bytes of the area key
-	Offset    int64  // area offset, bytes
-	Size      int64  // area size, bytes
-	Stripes   int
-	AFHash    string
-	segmentOK bool // LUKS2: a digest ties this slot to the payload segment
+	ID      string
+	KDF     KDF
+	Cipher  string // the area's cipher, dm-crypt spelling
+	AreaKey int    // bytes of the area key
+	Offset  int64  // area offset, bytes
+	Size    int64  // area size, bytes
+	Stripes int
+	AFHash  string
 }
 
 // KDF derives a keyslot's area key from the passphrase.
@@ -175,7 +176,7 @@ func readLUKS1(r io.ReaderAt) (*Header, error) {
 		ks := Keyslot{ID: fmt.Sprint(i), Cipher: h.Cipher, AreaKey: h.KeySize, AFHash: hash,
 			KDF:     KDF{Type: "pbkdf2", Hash: hash, Iterations: int(be.Uint32(s[4:8])), Salt: append([]byte(nil), s[8:40]...)},
 			Offset:  int64(be.Uint32(s[40:44])) * sectorSize,
-			Stripes: int(be.Uint32(s[44:48])), segmentOK: true}
+			Stripes: int(be.Uint32(s[44:48]))}
 		if ks.Stripes <= 0 || ks.Stripes > maxStripes || ks.KDF.Iterations <= 0 || ks.KDF.Iterations > luks1MaxIteration {
 			return nil, fmt.Errorf("LUKS1 keyslot %d: stripes %d or iterations %d out of range", i, ks.Stripes, ks.KDF.Iterations)
 		}
@@ -446,7 +447,7 @@ func parseLUKS2JSON(data []byte) (*Header, error) {
 			return nil, fmt.Errorf("keyslot %s: KDF cost %d out of range", id, kdf.Iterations)
 		}
 		ks := Keyslot{ID: id, KDF: kdf, Cipher: k.Area.Encryption, AreaKey: k.Area.KeySize,
-			Offset: int64(k.Area.Offset), Size: need, Stripes: k.AF.Stripes, AFHash: k.AF.Hash, segmentOK: true}
+			Offset: int64(k.Area.Offset), Size: need, Stripes: k.AF.Stripes, AFHash: k.AF.Hash}
 		if k.Priority != nil && *k.Priority == 2 {
 			high = append(high, ks)
 		} else {
@@ -457,25 +458,20 @@ func parseLUKS2JSON(data []byte) (*Header, error) {
 	return h, nil
 }
 
+// sortedKeys returns the ids of a LUKS2 object in numeric order (ids are
+// decimal numbers; shorter is smaller).
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	// Keyslot ids are numbers: order them numerically.
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && idLess(keys[j], keys[j-1]); j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
+	slices.SortFunc(keys, func(a, b string) int {
+		if len(a) != len(b) {
+			return cmp.Compare(len(a), len(b))
 		}
-	}
+		return strings.Compare(a, b)
+	})
 	return keys
-}
-
-func idLess(a, b string) bool {
-	if len(a) != len(b) {
-		return len(a) < len(b)
-	}
-	return a < b
 }
 
 // DMTable is the dm-crypt table parameters of the payload for device dev

@@ -84,9 +84,9 @@ func newSectorCipher(spec string, key []byte) (sectorCipher, error) {
 	return nil, fmt.Errorf("cipher %q is not supported (only aes-xts-plain64, aes-xts-plain, aes-cbc-essiv:sha256, aes-cbc-plain64 and aes-cbc-plain are)", spec)
 }
 
-// Derive runs the keyslot's KDF over the passphrase. MemoryKiB bounds what
-// argon2 may use (0: no bound), so a slot made on a large machine fails
-// with a message instead of exhausting the appliance.
+// Derive runs the keyslot's KDF over the passphrase. memLimitKiB bounds
+// what argon2 may use (0: no bound), so a slot made on a large machine
+// fails with a message instead of exhausting the appliance.
 func (k *KDF) Derive(pass []byte, keyLen, memLimitKiB int) ([]byte, error) {
 	switch k.Type {
 	case "pbkdf2":
