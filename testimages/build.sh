@@ -868,14 +868,15 @@ FSTAB
 
 # debian-luks2.raw, debian-luks1.raw, debian-luks-lvm.raw: a LUKS-encrypted
 # root as Debian's installer makes it: GPT, /boot ext4 (1), a LUKS partition
-# (2). luks2: LUKS2 (argon2id, tiny cost), the root ext4 inside, fstab
+# (2). luks2: LUKS2 (argon2id, tiny cost, 4096-byte encryption sectors as
+# cryptsetup >= 2.4 picks for most disks), the root ext4 inside, fstab
 # /dev/mapper/luks-UUID and a crypttab naming that mapping. luks1: LUKS1
 # (PBKDF2-sha256), crypttab name sda2_crypt, fstab /dev/mapper/sda2_crypt.
 # luks-lvm: LUKS2 (PBKDF2) holding an LVM PV, VG vgcrypt with LVs root and
 # swap, fstab naming the root by its filesystem UUID. The host has no
 # device-mapper: cryptsetup formats the partition's header in a file, the
 # filesystem (or PV) is made as a plain file and encrypted into the payload
-# by testimages/xtsencrypt (aes-xts-plain64, 512-byte sectors) with the
+# by testimages/xtsencrypt (aes-xts-plain64) with the
 # volume key cryptsetup reports. Its holes stay holes (never-written
 # sectors: the filesystem does not read them), so the image stays sparse.
 build_luks() {
@@ -906,11 +907,12 @@ PARTS
   crypt_size=$(part_field "$disk" 2 size)
   [[ -n "$boot_start" && -n "$boot_size" && -n "$crypt_start" && -n "$crypt_size" ]] || die "cannot read partition table"
 
-  local luks_uuid format_opts=() version=2 mapper tabname
+  local luks_uuid format_opts=() version=2 mapper tabname sector=512
   case $variant in
     luks2)
       luks_uuid=$LUKS2_UUID
-      format_opts=(--type luks2 --pbkdf argon2id --pbkdf-memory 1024 --pbkdf-force-iterations 4 --pbkdf-parallel 1 --sector-size 512)
+      sector=4096
+      format_opts=(--type luks2 --pbkdf argon2id --pbkdf-memory 1024 --pbkdf-force-iterations 4 --pbkdf-parallel 1 --sector-size 4096)
       tabname=luks-$luks_uuid ;;
     luks1)
       luks_uuid=$LUKS1_UUID version=1
@@ -939,7 +941,8 @@ PARTS
   dd if="$crypt" of="$disk" bs=1M seek=$((crypt_start * 512)) count=$((payload_sectors * 512)) \
     iflag=count_bytes oflag=seek_bytes conv=notrunc,sparse status=none
   rm -f "$crypt"
-  local payload_off=$(((crypt_start + payload_sectors) * 512)) payload_size=$(((crypt_size - payload_sectors) * 512))
+  # The payload, a whole number of encryption sectors (dm-crypt maps no more).
+  local payload_off=$(((crypt_start + payload_sectors) * 512)) payload_size=$(((crypt_size - payload_sectors) * 512 / sector * sector))
 
   local root=$work/root
   extract_rootfs "$root" "$name"
@@ -970,7 +973,7 @@ PARTS
     -E "offset=$root_off,hash_seed=$LUKS_ROOT_UUID" -d "$root" "$plain" "$((root_size / 1024))k"
   rm -rf --one-file-system "$root"
   (cd "$REPO_DIR" && go build -o "$work/xtsencrypt" ./testimages/xtsencrypt)
-  "$work/xtsencrypt" -key "$vkey" -in "$plain" -out "$disk" -offset "$payload_off"
+  "$work/xtsencrypt" -key "$vkey" -in "$plain" -out "$disk" -offset "$payload_off" -sector-size "$sector"
   rm -f "$plain"
 
   local boot=$work/boot
@@ -983,7 +986,7 @@ PARTS
   [[ $variant != luks-lvm ]] || vg=vgcrypt
   write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$LUKS_DISK_GUID" \
     luks_partition=2 luks_version="$version" luks_uuid="$luks_uuid" mapper="$mapper" crypttab_name="$tabname" \
-    passphrase="$LUKS_PASSPHRASE" volume_key="$vkey" payload_offset="$payload_off" payload_size="$payload_size" \
+    passphrase="$LUKS_PASSPHRASE" volume_key="$vkey" payload_offset="$payload_off" payload_size="$payload_size" sector_size="$sector" \
     root_offset="$root_off" root_size="$root_size" fstype=ext4 label=root root_uuid="$LUKS_ROOT_UUID" \
     boot_partition=1 boot_uuid="$LUKS_BOOT_UUID" hostname=testhost vg="$vg"
   mv -f "$work/out.json" "$out.json"

@@ -14,7 +14,8 @@ import (
 // DecryptPayload decrypts the LUKS payload of a raw image made from a LUKS
 // test image (Info.PayloadOffset, Info.PayloadSize) with the volume key
 // cryptsetup reported at build time (Info.VolumeKey): aes-xts-plain64,
-// 512-byte sectors numbered from the payload's start, as dm-crypt does.
+// Info.SectorSize sectors whose IV is their offset from the payload's
+// start in 512-byte units, as dm-crypt maps a LUKS volume for cryptsetup.
 // It shares no code with imgbake. The plaintext is written to a file in
 // t.TempDir() whose path is returned; read it with ReadFileAt.
 func DecryptPayload(t testing.TB, imagePath string, info Info) string {
@@ -38,7 +39,10 @@ func DecryptPayload(t testing.TB, imagePath string, info Info) string {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	const sector = 512
+	sector := int64(512)
+	if info.SectorSize != 0 {
+		sector = info.SectorSize
+	}
 	buf := make([]byte, 4<<20)
 	zero := make([]byte, len(buf))
 	for p := int64(0); p < info.PayloadSize; {
@@ -49,7 +53,7 @@ func DecryptPayload(t testing.TB, imagePath string, info Info) string {
 		// Never-written regions (holes) hold no data: keep them holes.
 		if string(buf[:n]) != string(zero[:n]) {
 			for s := int64(0); s < n; s += sector {
-				c.Decrypt(buf[s:s+sector], buf[s:s+sector], uint64((p+s)/sector))
+				c.Decrypt(buf[s:s+sector], buf[s:s+sector], uint64((p+s)/512))
 			}
 			if _, err := out.WriteAt(buf[:n], p); err != nil {
 				t.Fatal(err)

@@ -148,6 +148,7 @@ type Info struct {
 	VolumeKey     string `json:"volume_key,omitempty"` // hex
 	PayloadOffset int64  `json:"payload_offset,omitempty"`
 	PayloadSize   int64  `json:"payload_size,omitempty"`
+	SectorSize    int64  `json:"sector_size,omitempty"` // the payload's encryption sectors; 0 means 512
 }
 
 // Dir is the cache directory:

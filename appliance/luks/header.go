@@ -476,7 +476,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // DMTable is the dm-crypt table parameters of the payload for device dev
 // (major:minor or a path) with volume key key:
-// "CIPHER HEXKEY IV_OFFSET DEVICE OFFSET [2 sector_size:N iv_large_sectors]".
+// "CIPHER HEXKEY IV_OFFSET DEVICE OFFSET [1 sector_size:N]".
 func (h *Header) DMTable(key []byte, dev string) []byte {
 	var b bytes.Buffer
 	b.WriteString(h.Cipher)
@@ -487,9 +487,9 @@ func (h *Header) DMTable(key []byte, dev string) []byte {
 	clear(hk)
 	fmt.Fprintf(&b, " %d %s %d", h.IVTweak, dev, h.PayloadOffset/sectorSize)
 	if h.PayloadSectorSize != sectorSize {
-		// LUKS2 counts IVs in encryption sectors (cryptsetup maps such a
-		// volume with iv_large_sectors too).
-		fmt.Fprintf(&b, " 2 sector_size:%d iv_large_sectors", h.PayloadSectorSize)
+		// The IVs stay counted in 512-byte sectors (no iv_large_sectors):
+		// cryptsetup maps LUKS2 volumes so.
+		fmt.Fprintf(&b, " 1 sector_size:%d", h.PayloadSectorSize)
 	}
 	return b.Bytes()
 }

@@ -207,7 +207,7 @@ func TestDMTable(t *testing.T) {
 		t.Errorf("table %q", got)
 	}
 	h.PayloadSectorSize = 4096
-	if got := string(h.DMTable([]byte{0xab}, "8:3")); got != "aes-xts-plain64 ab 0 8:3 32768 2 sector_size:4096 iv_large_sectors" {
+	if got := string(h.DMTable([]byte{0xab}, "8:3")); got != "aes-xts-plain64 ab 0 8:3 32768 1 sector_size:4096" {
 		t.Errorf("table %q", got)
 	}
 }
