@@ -307,9 +307,9 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 			return nil, Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
 		}
 		fss := pr.Filesystems
-		for _, w := range pr.Warnings {
-			if strings.HasPrefix(w, "LUKS") {
-				fmt.Fprintf(img.notices, "imgbake: warning: %s\n", w)
+		for _, v := range pr.LUKS {
+			if v.Mapping == "" {
+				fmt.Fprintf(img.notices, "imgbake: warning: LUKS volume %s (%s) is locked: %s\n", v.Device, v.UUID, v.Problem)
 			}
 		}
 		img.mount = &proto.MountResult{Filesystems: fss, LUKS: pr.LUKS}
