@@ -78,6 +78,18 @@ func TestLUKSImages(t *testing.T) {
 			if !strings.Contains(files["/etc/fstab"], wantRoot) {
 				t.Errorf("fstab lacks %q:\n%s", wantRoot, files["/etc/fstab"])
 			}
+			if info.HomeVolumeKey == "" {
+				return
+			}
+			// LVM on LUKS holding LUKS again: LV home.
+			home := DecryptPayload(t, plain, info.HomeVolume())
+			if b, err := ReadFileAt(t, home, 0, "/marker"); err != nil || !strings.Contains(string(b), "/home in LUKS LV") {
+				t.Errorf("/marker in the decrypted LV home: %q, %v", b, err)
+			}
+			if !strings.Contains(files["/etc/crypttab"], "home_crypt\t/dev/vgcrypt/home\tnone\tluks") ||
+				!strings.Contains(files["/etc/fstab"], "/dev/mapper/home_crypt\t/home\t") {
+				t.Errorf("crypttab or fstab lacks home_crypt:\n%s\n%s", files["/etc/crypttab"], files["/etc/fstab"])
+			}
 		})
 	}
 }

@@ -84,7 +84,9 @@ const (
 	// crypttab name sda2_crypt and fstab /dev/mapper/sda2_crypt.
 	LUKS1 = "debian-luks1.raw"
 	// LUKSLVM is LVM on LUKS: the LUKS2 volume (PBKDF2) holds a PV of VG
-	// vgcrypt with LVs root (fstab by its filesystem UUID) and swap.
+	// vgcrypt with LVs root (fstab by its filesystem UUID), swap and home,
+	// itself a LUKS1 volume (crypttab home_crypt /dev/vgcrypt/home, fstab
+	// /dev/mapper/home_crypt /home, /marker in it; see Info.HomeVolume).
 	LUKSLVM = "debian-luks-lvm.raw"
 )
 
@@ -149,6 +151,19 @@ type Info struct {
 	PayloadOffset int64  `json:"payload_offset,omitempty"`
 	PayloadSize   int64  `json:"payload_size,omitempty"`
 	SectorSize    int64  `json:"sector_size,omitempty"` // the payload's encryption sectors; 0 means 512
+	// LUKSLVM: LV home is a LUKS1 volume; where its payload lies in the
+	// plaintext of the outer one, and its volume key.
+	HomeLUKSUUID      string `json:"home_luks_uuid,omitempty"`
+	HomeVolumeKey     string `json:"home_volume_key,omitempty"`
+	HomePayloadOffset int64  `json:"home_payload_offset,omitempty"`
+	HomePayloadSize   int64  `json:"home_payload_size,omitempty"`
+	HomeUUID          string `json:"home_uuid,omitempty"` // the filesystem in it
+}
+
+// HomeVolume describes LUKSLVM's inner volume (LV home) the way Info
+// describes the outer one, for DecryptPayload on the outer plaintext.
+func (i Info) HomeVolume() Info {
+	return Info{Name: i.Name + " LV home", VolumeKey: i.HomeVolumeKey, PayloadOffset: i.HomePayloadOffset, PayloadSize: i.HomePayloadSize}
 }
 
 // Dir is the cache directory:

@@ -78,7 +78,7 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.
 	vol.Version, vol.UUID = h.Version, h.UUID
 	var matching []proto.LUKSKey
 	for _, k := range keys {
-		if keySelects(k.Selector, fs.Device, h.UUID) {
+		if keySelects(k.Selector, fs, h.UUID) {
 			matching = append(matching, k)
 		}
 	}
@@ -119,17 +119,18 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.
 	return vol
 }
 
-// keySelects reports whether a --key selector names the container dev
-// with LUKS UUID uuid.
-func keySelects(sel, dev, uuid string) bool {
-	sel = strings.TrimPrefix(sel, "UUID=")
+// keySelects reports whether a --key selector names the container fs
+// with LUKS UUID uuid: "all", the UUID, or a device name as fstab would
+// give it (/dev/sda3 of the original machine, /dev/VG/LV, ...).
+func keySelects(sel string, fs proto.Filesystem, uuid string) bool {
 	switch {
 	case sel == "all":
 		return true
-	case strings.EqualFold(sel, uuid):
+	case strings.EqualFold(strings.TrimPrefix(sel, "UUID="), uuid):
 		return true
 	case strings.HasPrefix(sel, "/dev/"):
-		return mapDeviceName(sel) == dev || sel == dev
+		_, ok := resolveSpec(sel, []proto.Filesystem{fs})
+		return ok
 	}
 	return false
 }

@@ -13,20 +13,27 @@ import (
 
 func TestKeySelects(t *testing.T) {
 	const uuid = "66666666-7777-8888-9999-aaaaaaaaaaaa"
+	part := proto.Filesystem{Device: "/dev/vda3", Type: proto.TypeLUKS, UUID: uuid}
+	lv := proto.Filesystem{Device: "/dev/mapper/vg0-home", Type: proto.TypeLUKS, UUID: uuid, VG: "vg0", LV: "home"}
 	for _, tc := range []struct {
-		sel, dev string
-		want     bool
+		sel  string
+		fs   proto.Filesystem
+		want bool
 	}{
-		{"all", "/dev/vda3", true},
-		{uuid, "/dev/vda3", true},
-		{"UUID=66666666-7777-8888-9999-AAAAAAAAAAAA", "/dev/vda3", true},
-		{"/dev/sda3", "/dev/vda3", true}, // the original machine's name
-		{"/dev/vda3", "/dev/vda3", true},
-		{"/dev/vda2", "/dev/vda3", false},
-		{"11111111-2222-3333-4444-555555555555", "/dev/vda3", false},
+		{"all", part, true},
+		{uuid, part, true},
+		{"UUID=66666666-7777-8888-9999-AAAAAAAAAAAA", part, true},
+		{"/dev/sda3", part, true}, // the original machine's name
+		{"/dev/vda3", part, true},
+		{"/dev/disk/by-uuid/" + uuid, part, true},
+		{"/dev/vda2", part, false},
+		{"11111111-2222-3333-4444-555555555555", part, false},
+		{"/dev/vg0/home", lv, true},
+		{"/dev/mapper/vg0-home", lv, true},
+		{"/dev/vg0/root", lv, false},
 	} {
-		if got := keySelects(tc.sel, tc.dev, uuid); got != tc.want {
-			t.Errorf("keySelects(%q, %q) = %v", tc.sel, tc.dev, got)
+		if got := keySelects(tc.sel, tc.fs, uuid); got != tc.want {
+			t.Errorf("keySelects(%q, %s) = %v", tc.sel, tc.fs.Device, got)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ steps:
   - write: {path: /root/facts, content: "{{ .os.id }} {{ .os.version_id }} {{ .os.family }}\n"}
   - run: "ls /usr/bin/dpkg > /root/ran && uname -m >> /root/ran"
   - user: {name: ops, shell: /bin/bash}
+  - write: {path: /home/written, content: "on /home\n"}
 `
 
 // TestLUKSVM: LUKS2, LUKS1 and LVM-on-LUKS roots. Without a key inspect
@@ -32,7 +34,10 @@ steps:
 // key cryptsetup reported at build time (testimages.DecryptPayload, no
 // imgbake code) and debugfs. The passphrase is in no process's command
 // line or environment during the run, not in the output and not in the
-// image (ciphertext or plaintext).
+// image (ciphertext or plaintext). On LVM-on-LUKS, LV home is LUKS again
+// (crypttab home_crypt /dev/vgcrypt/home): opened with a second --key
+// naming it /dev/vgcrypt/home, locked (a warning, /home not mounted)
+// without.
 func TestLUKSVM(t *testing.T) {
 	vmTests(t)
 	for _, tc := range []struct {
@@ -60,6 +65,14 @@ func TestLUKSVM(t *testing.T) {
 				t.Fatal(err)
 			}
 			key := sel + ":file:" + pwFile
+			keys := []string{"--key", key}
+			wantMounts := map[string]string{"/": root, "/boot": "/dev/vda1"}
+			homeMapped := ""
+			if info.HomeLUKSUUID != "" {
+				homeMapped = "/dev/mapper/luks-" + info.HomeLUKSUUID
+				keys = append(keys, "--key", "/dev/vgcrypt/home:file:"+pwFile)
+				wantMounts["/home"] = homeMapped
+			}
 			before := sha256File(t, disk)
 
 			r := imgbake(t, "inspect", "-a", disk)
@@ -76,25 +89,39 @@ func TestLUKSVM(t *testing.T) {
 				t.Fatal("inspect changed the image")
 			}
 
-			rep := inspectJSON(t, "-a", disk, "--key", key)
+			if homeMapped != "" {
+				rep := inspectJSON(t, "-a", disk, "--key", key)
+				if rep.OS.Root != root || rep.Mountpoints["/home"] != "" || len(rep.LUKS) != 2 || rep.LUKS[1].Mapping != "" ||
+					!slices.ContainsFunc(rep.Warnings, func(w string) bool {
+						return strings.Contains(w, "LUKS volume /dev/mapper/vgcrypt-home ("+info.HomeLUKSUUID+") is locked")
+					}) {
+					t.Errorf("without the key of LV home: root %s, mountpoints %v, luks %+v, warnings %q", rep.OS.Root, rep.Mountpoints, rep.LUKS, rep.Warnings)
+				}
+			}
+
+			rep := inspectJSON(t, append([]string{"-a", disk}, keys...)...)
 			if rep.OS.ID != "debian" || rep.OS.VersionID != "12" || rep.OS.Root != root || rep.Hostname != info.Hostname {
 				t.Errorf("os %+v, hostname %q", rep.OS, rep.Hostname)
 			}
-			if rep.Mountpoints["/"] != root || rep.Mountpoints["/boot"] != "/dev/vda1" || len(rep.Mountpoints) != 2 || len(rep.Warnings) > 0 {
-				t.Errorf("mountpoints %v, warnings %q", rep.Mountpoints, rep.Warnings)
+			if !jsonEqual(rep.Mountpoints, wantMounts) || len(rep.Warnings) > 0 {
+				t.Errorf("mountpoints %v, want %v; warnings %q", rep.Mountpoints, wantMounts, rep.Warnings)
 			}
-			if len(rep.LUKS) != 1 || rep.LUKS[0].Device != "/dev/vda2" || rep.LUKS[0].UUID != info.LUKSUUID ||
+			if len(rep.LUKS) == 0 || rep.LUKS[0].Device != "/dev/vda2" || rep.LUKS[0].UUID != info.LUKSUUID ||
 				rep.LUKS[0].Version != info.LUKSVersion || rep.LUKS[0].Mapping != mapped || rep.LUKS[0].Problem != "" {
 				t.Errorf("luks %+v", rep.LUKS)
 			}
-			r = imgbake(t, "cat", "-a", disk, "--key", key, "/etc/hostname", "/boot/README")
+			if homeMapped != "" && (len(rep.LUKS) != 2 || rep.LUKS[1].Device != "/dev/mapper/vgcrypt-home" || rep.LUKS[1].Version != 1 ||
+				rep.LUKS[1].UUID != info.HomeLUKSUUID || rep.LUKS[1].Mapping != homeMapped) {
+				t.Errorf("LV home: luks %+v", rep.LUKS)
+			}
+			r = imgbake(t, append([]string{"cat", "-a", disk, "/etc/hostname", "/boot/README"}, keys...)...)
 			wantCode(t, r, 0, "cat")
 			if want := "testhost\nimgbake test image " + tc.image + ": /boot\n"; r.stdout != want {
 				t.Errorf("cat: %q, want %q", r.stdout, want)
 			}
 
 			stop := watchProcesses(t, info.Passphrase)
-			r = imgbake(t, "run", "-v", "-a", disk, "--key", key, writeRecipe(t, luksRecipe))
+			r = imgbake(t, append([]string{"run", "-v", "-a", disk, writeRecipe(t, luksRecipe)}, keys...)...)
 			stop()
 			wantCode(t, r, 0, "run")
 			if strings.Contains(r.stdout+r.stderr, info.Passphrase) {
@@ -115,15 +142,32 @@ func TestLUKSVM(t *testing.T) {
 			if !strings.Contains(files["/etc/crypttab"], info.CrypttabName+"\tUUID="+info.LUKSUUID) {
 				t.Errorf("crypttab changed: %q", files["/etc/crypttab"])
 			}
-			for _, f := range []string{disk, plain} {
+			homeFS, homeOff := plain, info.RootOffset
+			if homeMapped != "" {
+				homeFS, homeOff = testimages.DecryptPayload(t, plain, info.HomeVolume()), 0
+			}
+			written := "/home/written"
+			if homeMapped != "" {
+				written = "/written" // the root of LV home's filesystem
+			}
+			if b, err := testimages.ReadFileAt(t, homeFS, homeOff, written); err != nil || string(b) != "on /home\n" {
+				t.Errorf("/home/written read back: %q, %v", b, err)
+			}
+			for _, f := range []string{disk, plain, homeFS} {
 				if fileContains(t, f, []byte(info.Passphrase)) {
 					t.Errorf("the passphrase is written in %s", f)
 				}
 			}
 
-			r = imgbake(t, "fsck", "-a", disk, "--key", key, root)
+			fsckArgs := []string{"fsck", "-a", disk, root}
+			if homeMapped != "" {
+				fsckArgs = append(fsckArgs, homeMapped)
+			}
+			r = imgbake(t, append(fsckArgs, keys...)...)
 			wantCode(t, r, 0, "fsck behind LUKS")
-			wantMatch(t, r.stdout, `(?m)^-> `+root+`: clean`, "fsck")
+			for _, dev := range fsckArgs[3:] {
+				wantMatch(t, r.stdout, `(?m)^-> `+dev+`: clean`, "fsck")
+			}
 			noLeftovers(t, tmp)
 		})
 	}
