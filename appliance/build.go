@@ -67,6 +67,9 @@ var moduleGroups = []struct {
 	{"vfat", []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"}},
 	{"ext4", []string{"ext4"}},
 	{proto.ModulesDM, []string{"dm_mod"}},
+	// dm-crypt and the modes LUKS volumes use: AES and CBC are built in,
+	// xts needs ecb, essiv is for old aes-cbc-essiv:sha256 LUKS1 volumes.
+	{proto.ModulesCrypt, []string{"dm_crypt", "ecb", "xts", "essiv"}},
 	{proto.ModulesNet, []string{"virtio_net"}},
 }
 

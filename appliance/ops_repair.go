@@ -94,6 +94,19 @@ func (s *Session) Probe(ctx context.Context) ([]proto.Filesystem, error) {
 	return res.Filesystems, err
 }
 
+// ProbeWith is Probe with LUKS keys, returning the LUKS volumes and LVM
+// volume groups too.
+func (s *Session) ProbeWith(ctx context.Context, args proto.ProbeArgs) (*proto.ProbeResult, error) {
+	var res proto.ProbeResult
+	if args.Disks == 0 {
+		args.Disks = s.disks
+	}
+	if err := s.call(ctx, proto.OpProbe, args, nil, nil, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // FSUsage reports the size and usage of every mounted filesystem.
 func (s *Session) FSUsage(ctx context.Context) ([]proto.FSUsage, error) {
 	var res proto.FSUsageResult

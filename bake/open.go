@@ -35,6 +35,12 @@ type Options struct {
 	Rescue   bool   `json:"rescue,omitempty"`    // the initramfs with the rescue tools (fsck, rescue shell)
 	NoMount  bool   `json:"no_mount,omitempty"`  // probe the devices but mount nothing (fsck)
 
+	// Keys open LUKS volumes (--key); KeyPrompt, when set (stdin is a
+	// terminal), is asked for the passphrase of each volume they do not
+	// open. Neither is ever written anywhere.
+	Keys      []Key                                           `json:"-"`
+	KeyPrompt func(dev, uuid, problem string) ([]byte, error) `json:"-"`
+
 	// How an Output is written (see image.Output), and what is written
 	// beside the image.
 	OutputFormat  string `json:"output_format,omitempty"`  // "" takes it from Output's extension
@@ -288,12 +294,25 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 		sess.Timings.QEMUStarted.Round(time.Millisecond), sess.Timings.Ready.Round(time.Millisecond),
 		sess.Timings.GuestUptime.Round(10*time.Millisecond))
 	t1 := time.Now()
+	keys, err := promptKeys(ctx, sess, o)
+	if err != nil {
+		if Class(err) == nil {
+			err = Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
+		}
+		return nil, err
+	}
 	if o.NoMount {
-		fss, err := sess.Probe(ctx)
+		pr, err := sess.ProbeWith(ctx, proto.ProbeArgs{Keys: protoKeys(keys)})
 		if err != nil {
 			return nil, Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
 		}
-		img.mount = &proto.MountResult{Filesystems: fss}
+		fss := pr.Filesystems
+		for _, v := range pr.LUKS {
+			if v.Mapping == "" {
+				fmt.Fprintf(img.notices, "imgbake: warning: LUKS volume %s (%s) is locked: %s\n", v.Device, v.UUID, v.Problem)
+			}
+		}
+		img.mount = &proto.MountResult{Filesystems: fss, LUKS: pr.LUKS}
 		img.logf("found %d device(s), mounted nothing", len(fss))
 		return img, nil
 	}
@@ -308,7 +327,7 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 	// A recipe's writes must land on the filesystems the image's fstab
 	// names, not on the root's empty directories below their mountpoints.
 	requireFstab := rec != nil && !o.ReadOnly
-	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs, RequireFstab: requireFstab})
+	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs, RequireFstab: requireFstab, Keys: protoKeys(keys)})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -52,6 +52,8 @@ type Inspection struct {
 	// mounted one included (multi-boot images have more than one).
 	OperatingSystems []proto.OSRoot      `json:"operating_systems,omitempty"`
 	VolumeGroups     []proto.VolumeGroup `json:"volume_groups,omitempty"`
+	// LUKS are the encrypted volumes, opened (--key) or not.
+	LUKS []proto.LUKSVolume `json:"luks,omitempty"`
 }
 
 // Inspect describes the image open in s, whose filesystems were mounted
@@ -74,6 +76,7 @@ func Inspect(ctx context.Context, s Session, m *proto.MountResult) (*Inspection,
 		Mountpoints:    map[string]string{},
 		Warnings:       slices.Clone(m.Warnings),
 		VolumeGroups:   m.VolumeGroups,
+		LUKS:           m.LUKS,
 	}
 	if info.PackageFormat != "" && info.PackageDB == "" {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("no %s package database found in the image", info.PackageFormat))

@@ -50,6 +50,14 @@ func Start(ctx context.Context, sc StartConfig) (Started, error) {
 	if err := bake.Check(sc.Disks, sc.Options); err != nil {
 		return Started{}, err
 	}
+	if len(sc.Options.Keys) > 0 || sc.Options.KeyPrompt != nil {
+		// The daemon reads its options from config.json: a key would be
+		// written to disk.
+		sc.Options.KeyPrompt = nil
+		if len(sc.Options.Keys) > 0 {
+			return Started{}, bake.Classify(bake.ErrUsage, errors.New("session start: --key is not supported for sessions (the daemon would have to store the passphrase); use imgbake run, shell or the other commands"))
+		}
+	}
 	name := sc.Name
 	if name != "" {
 		if err := api.CheckName(name); err != nil {

@@ -5,13 +5,13 @@
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
 #         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
 #         | fedora-btrfs.raw | opensuse-btrfs.raw | ubuntu-btrfs.raw
+#         | debian-luks2.raw | debian-luks1.raw | debian-luks-lvm.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
 #         debian-lvm, centos6-lvm, debian-split, debian-boot, fedora-btrfs, opensuse-btrfs,
-#         ubuntu-btrfs)
-#   With no NAME every image except debian-python.raw, debian-lvm.raw, centos6-lvm.raw,
-#   debian-split.raw, debian-boot.qcow2 and the *-btrfs.raw images is built (those, for the
-#   Ansible, LVM, layout, boot and btrfs tests, are built on demand). Images already in the
-#   cache are skipped.
+#         ubuntu-btrfs, debian-luks2, debian-luks1, debian-luks-lvm)
+#   With no NAME every image except those in ON_DEMAND_IMAGES (below: the images of the
+#   Ansible, LVM, layout, boot, btrfs and LUKS tests, built when a test asks) is built.
+#   Images already in the cache are skipped.
 #
 # Cache: ${IMGBAKE_TESTIMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imgbake/testimages}
 # Needs root (debootstrap, device nodes, file ownership), debootstrap, e2fsprogs,
@@ -37,6 +37,9 @@ MIRROR=${IMGBAKE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 ROOTFS_TAR=$CACHE/rootfs-$SUITE.tar
 ALL_IMAGES=(debian-gpt.qcow2 debian-mbr-xfs.raw debian-nopart.raw)
+# The images built only when asked for by name (see the usage above).
+ON_DEMAND_IMAGES=(debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2
+  fedora-btrfs.raw opensuse-btrfs.raw ubuntu-btrfs.raw debian-luks2.raw debian-luks1.raw debian-luks-lvm.raw)
 
 # Fixed identifiers, so the images are reproducible and tests can know them.
 GPT_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000001
@@ -85,6 +88,19 @@ SUSE_PARTUUID=5ea1b0d0-0000-4000-8000-00000000006 # + the partition number
 SUSE_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000002f2
 UBUNTU_DISK_ID=0x5ea1b0d3
 UBUNTU_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000003f2
+LUKS_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000007
+LUKS_BOOT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000071
+LUKS_CRYPT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000072
+LUKS_BOOT_UUID=5ea1b0d0-0000-4000-8000-000000000a51
+LUKS_ROOT_UUID=5ea1b0d0-0000-4000-8000-000000000a52 # the filesystem inside
+LUKS2_UUID=5ea1b0d0-0000-4000-8000-00000000a2a2     # the LUKS volumes
+LUKS1_UUID=5ea1b0d0-0000-4000-8000-00000000a1a1
+LUKS_LVM_UUID=5ea1b0d0-0000-4000-8000-00000000a3a3
+LUKS_PV_UUID=5ea1a5-0000-4000-8000-0000-0000-0000a5
+LUKS_SWAP_UUID=5ea1b0d0-0000-4000-8000-000000000a53
+LUKS_HOME_UUID=5ea1b0d0-0000-4000-8000-000000000a54 # the filesystem in the LUKS LV
+LUKS_HOME_LUKS_UUID=5ea1b0d0-0000-4000-8000-00000000a4a4
+LUKS_PASSPHRASE="imgbake luks test passphrase" # what the tests open them with
 # Fixed timestamp for mke2fs metadata (E2FSPROGS_FAKE_TIME) and the rootfs tar.
 FAKE_TIME=1700000000
 
@@ -1116,6 +1132,165 @@ FSTAB
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# luks_volume_key FILE PASSPHRASE_FILE: the volume key of the LUKS volume
+# in FILE, hex, as cryptsetup reports it.
+luks_volume_key() {
+  local key
+  key=$(cryptsetup luksDump -q --dump-volume-key --key-file "$2" "$1" |
+    awk '/^MK dump:/ { f = 1; sub(/^MK dump:/, "") } f && /^[ \t]*([0-9a-f][0-9a-f] )+/ { gsub(/[ \t]/, ""); printf "%s", $0; next } f { f = 0 }')
+  [[ ${#key} -eq 128 ]] || die "cannot read the volume key of $1 from cryptsetup luksDump (got ${#key} hex digits)"
+  printf '%s' "$key"
+}
+
+# debian-luks2.raw, debian-luks1.raw, debian-luks-lvm.raw: a LUKS-encrypted
+# root as Debian's installer makes it: GPT, /boot ext4 (1), a LUKS partition
+# (2). luks2: LUKS2 (argon2id, tiny cost, 4096-byte encryption sectors as
+# cryptsetup >= 2.4 picks for most disks), the root ext4 inside, fstab
+# /dev/mapper/luks-UUID and a crypttab naming that mapping. luks1: LUKS1
+# (PBKDF2-sha256), crypttab name sda2_crypt, fstab /dev/mapper/sda2_crypt.
+# luks-lvm: LUKS2 (PBKDF2) holding an LVM PV, VG vgcrypt with LVs root,
+# swap and home, fstab naming the root by its filesystem UUID; LV home is
+# itself a LUKS1 volume (an encrypted /home on LVM, crypttab home_crypt
+# /dev/vgcrypt/home, fstab /dev/mapper/home_crypt /home). The host has no
+# device-mapper: cryptsetup formats the partition's header in a file, the
+# filesystem (or PV) is made as a plain file and encrypted into the payload
+# by testimages/xtsencrypt (aes-xts-plain64) with the
+# volume key cryptsetup reports. Its holes stay holes (never-written
+# sectors: the filesystem does not read them), so the image stays sparse.
+build_luks() {
+  local variant=$1 name out
+  name=debian-$variant.raw
+  out=$CACHE/$name
+  need sfdisk mkfs.ext4 cryptsetup go
+  [[ $variant != luks-lvm ]] || need losetup lvm mkswap
+  local work start
+  mktmp work
+  [[ -n "$work" && -d "$work" ]] || die "no work directory"
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  sfdisk -q "$disk" >/dev/null <<PARTS
+label: gpt
+label-id: $LUKS_DISK_GUID
+unit: sectors
+first-lba: 2048
+start=2048, size=65536, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$LUKS_BOOT_PARTUUID, name="boot"
+start=67584, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, uuid=$LUKS_CRYPT_PARTUUID, name="crypt"
+PARTS
+  local boot_start boot_size crypt_start crypt_size
+  boot_start=$(part_field "$disk" 1 start)
+  boot_size=$(part_field "$disk" 1 size)
+  crypt_start=$(part_field "$disk" 2 start)
+  crypt_size=$(part_field "$disk" 2 size)
+  [[ -n "$boot_start" && -n "$boot_size" && -n "$crypt_start" && -n "$crypt_size" ]] || die "cannot read partition table"
+
+  local luks_uuid format_opts=() version=2 mapper tabname sector=512
+  case $variant in
+    luks2)
+      luks_uuid=$LUKS2_UUID
+      sector=4096
+      format_opts=(--type luks2 --pbkdf argon2id --pbkdf-memory 1024 --pbkdf-force-iterations 4 --pbkdf-parallel 1 --sector-size 4096)
+      tabname=luks-$luks_uuid ;;
+    luks1)
+      luks_uuid=$LUKS1_UUID version=1
+      format_opts=(--type luks1 --hash sha256 --pbkdf-force-iterations 1000)
+      tabname=sda2_crypt ;;
+    luks-lvm)
+      luks_uuid=$LUKS_LVM_UUID
+      format_opts=(--type luks2 --pbkdf pbkdf2 --hash sha256 --pbkdf-force-iterations 1000 --sector-size 512)
+      tabname=sda2_crypt ;;
+    *) die "unknown LUKS variant $variant" ;;
+  esac
+  mapper=luks-$luks_uuid
+  # The LUKS header, made in a file of the partition's size (sparse) and
+  # copied into place; the payload starts at 16 MiB.
+  local payload_sectors=32768
+  local crypt=$work/crypt.img pw=$work/passphrase
+  printf '%s' "$LUKS_PASSPHRASE" >"$pw"
+  truncate -s $((crypt_size * 512)) "$crypt"
+  cryptsetup luksFormat -q "${format_opts[@]}" --cipher aes-xts-plain64 --key-size 512 \
+    --offset "$payload_sectors" --uuid "$luks_uuid" --key-file "$pw" "$crypt"
+  cryptsetup open --test-passphrase --key-file "$pw" "$crypt" || die "cryptsetup cannot open the volume it made"
+  local vkey
+  vkey=$(luks_volume_key "$crypt" "$pw")
+  dd if="$crypt" of="$disk" bs=1M seek=$((crypt_start * 512)) count=$((payload_sectors * 512)) \
+    iflag=count_bytes oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$crypt"
+  # The payload, a whole number of encryption sectors (dm-crypt maps no more).
+  local payload_off=$(((crypt_start + payload_sectors) * 512)) payload_size=$(((crypt_size - payload_sectors) * 512 / sector * sector))
+
+  local root=$work/root
+  extract_rootfs "$root" "$name"
+  printf '# <target name>\t<source device>\t<key file>\t<options>\n%s\tUUID=%s\tnone\tluks,discard\n' \
+    "$tabname" "$luks_uuid" >"$root/etc/crypttab"
+  [[ $variant != luks-lvm ]] || printf 'home_crypt\t/dev/vgcrypt/home\tnone\tluks\n' >>"$root/etc/crypttab"
+  local rootspec=/dev/mapper/$tabname
+  [[ $variant != luks-lvm ]] || rootspec=UUID=$LUKS_ROOT_UUID
+  {
+    printf '# /etc/fstab: static file system information (imgbake test image %s)\n' "$name"
+    printf '%s\t/\text4\terrors=remount-ro\t0\t1\n' "$rootspec"
+    printf 'UUID=%s\t/boot\text4\tdefaults\t0\t2\n' "$LUKS_BOOT_UUID"
+    [[ $variant != luks-lvm ]] || printf '/dev/mapper/vgcrypt-swap\tnone\tswap\tsw\t0\t0\n/dev/mapper/home_crypt\t/home\text4\tdefaults\t0\t2\n'
+  } >"$root/etc/fstab"
+
+  # The plaintext of the payload.
+  local plain=$work/plain.img root_off=0 root_size=$payload_size home_off= home_size= home_vkey=
+  truncate -s "$payload_size" "$plain"
+  if [[ $variant == luks-lvm ]]; then
+    make_lvm "$plain" 0 $((payload_size / 512)) "$LUKS_PV_UUID" vgcrypt root:700M swap:8M home:16M
+    root_off=${LV_OFF[root]} root_size=${LV_SIZE[root]}
+    local swap=$work/swap
+    truncate -s "${LV_SIZE[swap]}" "$swap"
+    mkswap -q -L swap -U "$LUKS_SWAP_UUID" "$swap" >/dev/null
+    dd if="$swap" of="$plain" bs=1M seek="${LV_OFF[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
+    rm -f "$swap"
+    # LV home: a LUKS1 volume (payload at 2 MiB) holding an ext4 /home.
+    local home_crypt=$work/home.img home_plain=$work/home.plain home_dir=$work/home
+    home_off=$((LV_OFF[home] + 2097152)) home_size=$((LV_SIZE[home] - 2097152))
+    truncate -s "${LV_SIZE[home]}" "$home_crypt"
+    cryptsetup luksFormat -q --type luks1 --hash sha256 --pbkdf-force-iterations 1000 --cipher aes-xts-plain64 \
+      --key-size 512 --offset 4096 --uuid "$LUKS_HOME_LUKS_UUID" --key-file "$pw" "$home_crypt"
+    home_vkey=$(luks_volume_key "$home_crypt" "$pw")
+    dd if="$home_crypt" of="$plain" bs=1M seek="${LV_OFF[home]}" count=2097152 \
+      iflag=count_bytes oflag=seek_bytes conv=notrunc,sparse status=none
+    rm -f "$home_crypt"
+    mkdir -p "$home_dir"
+    echo "imgbake test image $name: /home in LUKS LV vgcrypt/home" >"$home_dir/marker"
+    truncate -s "$home_size" "$home_plain"
+    E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L home -U "$LUKS_HOME_UUID" \
+      -E "hash_seed=$LUKS_HOME_UUID" -d "$home_dir" "$home_plain" "$((home_size / 1024))k"
+    (cd "$REPO_DIR" && go build -o "$work/xtsencrypt" ./testimages/xtsencrypt)
+    "$work/xtsencrypt" -key "$home_vkey" -in "$home_plain" -out "$plain" -offset "$home_off"
+    rm -f "$home_plain"
+  fi
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L root -U "$LUKS_ROOT_UUID" \
+    -E "offset=$root_off,hash_seed=$LUKS_ROOT_UUID" -d "$root" "$plain" "$((root_size / 1024))k"
+  rm -rf --one-file-system "$root"
+  (cd "$REPO_DIR" && go build -o "$work/xtsencrypt" ./testimages/xtsencrypt)
+  "$work/xtsencrypt" -key "$vkey" -in "$plain" -out "$disk" -offset "$payload_off" -sector-size "$sector"
+  rm -f "$plain"
+
+  local boot=$work/boot
+  mkdir -p "$boot"
+  echo "imgbake test image $name: /boot" >"$boot/README"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L boot -U "$LUKS_BOOT_UUID" \
+    -E "offset=$((boot_start * 512)),hash_seed=$LUKS_BOOT_UUID" -d "$boot" "$disk" "$((boot_size / 2))k"
+
+  local vg= home_json=()
+  [[ -z "$home_vkey" ]] || home_json=(home_luks_uuid="$LUKS_HOME_LUKS_UUID" home_volume_key="$home_vkey"
+    home_payload_offset="$home_off" home_payload_size="$home_size" home_uuid="$LUKS_HOME_UUID")
+  [[ $variant != luks-lvm ]] || vg=vgcrypt
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$LUKS_DISK_GUID" \
+    luks_partition=2 luks_version="$version" luks_uuid="$luks_uuid" mapper="$mapper" crypttab_name="$tabname" \
+    passphrase="$LUKS_PASSPHRASE" volume_key="$vkey" payload_offset="$payload_off" payload_size="$payload_size" sector_size="$sector" \
+    root_offset="$root_off" root_size="$root_size" fstype=ext4 label=root root_uuid="$LUKS_ROOT_UUID" \
+    boot_partition=1 boot_uuid="$LUKS_BOOT_UUID" hostname=testhost vg="$vg" "${home_json[@]}"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -1167,13 +1342,14 @@ main() {
         built opensuse-btrfs.raw || { build_rootfs && build_btrfs opensuse-btrfs.raw opensuse; } ;;
       ubuntu-btrfs | ubuntu-btrfs.raw)
         built ubuntu-btrfs.raw || { build_rootfs && build_btrfs ubuntu-btrfs.raw ubuntu; } ;;
+      debian-luks2 | debian-luks2.raw | debian-luks1 | debian-luks1.raw | debian-luks-lvm | debian-luks-lvm.raw)
+        built "${n%.raw}.raw" || { build_rootfs && build_luks "$(basename "${n%.raw}" | sed 's/^debian-//')"; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done
   for n in "${names[@]}"; do
     [[ "$n" == rootfs ]] && continue
-    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" debian-python.raw debian-lvm.raw centos6-lvm.raw debian-split.raw debian-boot.qcow2 \
-      fedora-btrfs.raw opensuse-btrfs.raw ubuntu-btrfs.raw | grep "^$n\.")
+    [[ "$n" == *.* ]] || n=$(printf '%s\n' "${ALL_IMAGES[@]}" "${ON_DEMAND_IMAGES[@]}" | grep "^$n\.")
     printf '%s\n' "$CACHE/$n"
   done
 }

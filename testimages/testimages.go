@@ -90,10 +90,24 @@ const (
 	// partition (1) holding the subvolumes @ (the OS, fstab subvol=@) and
 	// @home (/home, subvol=@home); os-release of Ubuntu 22.04.
 	UbuntuBtrfs = "ubuntu-btrfs.raw"
+	// LUKS2 is a raw GPT image with an encrypted root as Debian's
+	// installer makes it: /boot ext4 (1) and a LUKS2 volume (2, argon2id)
+	// holding the root ext4, fstab /dev/mapper/luks-UUID, crypttab naming
+	// that mapping. Opened with Info.Passphrase; Info.VolumeKey decrypts
+	// the payload (DecryptPayload). Built on demand.
+	LUKS2 = "debian-luks2.raw"
+	// LUKS1 is LUKS2's layout with a LUKS1 volume (PBKDF2-sha256),
+	// crypttab name sda2_crypt and fstab /dev/mapper/sda2_crypt.
+	LUKS1 = "debian-luks1.raw"
+	// LUKSLVM is LVM on LUKS: the LUKS2 volume (PBKDF2) holds a PV of VG
+	// vgcrypt with LVs root (fstab by its filesystem UUID), swap and home,
+	// itself a LUKS1 volume (crypttab home_crypt /dev/vgcrypt/home, fstab
+	// /dev/mapper/home_crypt /home, /marker in it; see Info.HomeVolume).
+	LUKSLVM = "debian-luks-lvm.raw"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
-var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs}
+var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs, LUKS2, LUKS1, LUKSLVM}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}
@@ -142,6 +156,34 @@ type Info struct {
 	Kernel    string `json:"kernel,omitempty"`
 	Initrd    string `json:"initrd,omitempty"`
 	MachineID string `json:"machine_id,omitempty"`
+	// LUKS images: the volume (partition, version, UUID, the mapping
+	// name and its crypttab name), the passphrase that opens it, the
+	// volume key cryptsetup reported and where the payload lies in the
+	// raw image. RootOffset is then the root filesystem's offset in the
+	// plaintext of the payload.
+	LUKSPartition int    `json:"luks_partition,omitempty"`
+	LUKSVersion   int    `json:"luks_version,omitempty"`
+	LUKSUUID      string `json:"luks_uuid,omitempty"`
+	Mapper        string `json:"mapper,omitempty"`
+	CrypttabName  string `json:"crypttab_name,omitempty"`
+	Passphrase    string `json:"passphrase,omitempty"`
+	VolumeKey     string `json:"volume_key,omitempty"` // hex
+	PayloadOffset int64  `json:"payload_offset,omitempty"`
+	PayloadSize   int64  `json:"payload_size,omitempty"`
+	SectorSize    int64  `json:"sector_size,omitempty"` // the payload's encryption sectors; 0 means 512
+	// LUKSLVM: LV home is a LUKS1 volume; where its payload lies in the
+	// plaintext of the outer one, and its volume key.
+	HomeLUKSUUID      string `json:"home_luks_uuid,omitempty"`
+	HomeVolumeKey     string `json:"home_volume_key,omitempty"`
+	HomePayloadOffset int64  `json:"home_payload_offset,omitempty"`
+	HomePayloadSize   int64  `json:"home_payload_size,omitempty"`
+	HomeUUID          string `json:"home_uuid,omitempty"` // the filesystem in it
+}
+
+// HomeVolume describes LUKSLVM's inner volume (LV home) the way Info
+// describes the outer one, for DecryptPayload on the outer plaintext.
+func (i Info) HomeVolume() Info {
+	return Info{Name: i.Name + " LV home", VolumeKey: i.HomeVolumeKey, PayloadOffset: i.HomePayloadOffset, PayloadSize: i.HomePayloadSize}
 }
 
 // Dir is the cache directory:

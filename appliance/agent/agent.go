@@ -63,6 +63,10 @@ type Agent struct {
 	lvmMu    sync.Mutex
 	dmActive []string
 	lvmVGs   []proto.VolumeGroup
+	// LUKS volumes found by the last probe (luks.go), and the image's
+	// crypttab names of the opened ones.
+	luksVols     []proto.LUKSVolume
+	cryptAliases map[string]string
 }
 
 // devNull is stdin for commands; opened after /dev exists.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"github.com/imgbake/imgbake/appliance/luks"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -60,6 +61,9 @@ func probeDevice(dev string) (proto.Filesystem, error) {
 		fs.Label = cString(at(1024+28, 16))
 	case bytes.Equal(at(512, 8), []byte("LABELONE")) && bytes.Equal(at(512+24, 8), []byte("LVM2 001")):
 		fs.Type = proto.TypeLVMPV
+	case luks.IsLUKS(at(0, 208)):
+		fs.Type = proto.TypeLUKS
+		fs.UUID = luks.UUIDOf(at(0, 208))
 	case bytes.Equal(at(510, 2), []byte{0x55, 0xAA}) && bytes.Equal(at(0x52, 5), []byte("FAT32")):
 		fs.Type = "vfat"
 		fs.UUID = fatSerial(at(0x43, 4))
@@ -219,12 +223,37 @@ func devicePath(name string) string {
 	return "/dev/" + name
 }
 
-// probeStorage probes the block devices. When LVM physical volumes are
-// among them, their volume groups are read and (in the appliance) the
+// probeStorage probes the block devices. LUKS volumes a key is given for
+// are opened first (luks.go). When LVM physical volumes are among the
+// devices, their volume groups are read and (in the appliance) the
 // logical volumes activated and probed as well, so root detection, fstab
 // and fsck treat them like partitions.
-func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []string) {
+func (a *Agent) probeStorage(keys []proto.LUKSKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
+	a.luksVols = nil
+	if a.openNewLUKS(fss, keys) {
+		fss = probeAll() // the opened volumes' filesystems and PVs
+	}
+	markLUKS(fss, a.luksVols)
+	fss, vgs, warnings := a.probeLVM(fss)
+	// LUKS inside logical volumes (an encrypted /home on LVM).
+	if a.openNewLUKS(fss, keys) {
+		fss = probeAll()
+		markLUKS(fss, a.luksVols)
+		markLVs(fss, vgs)
+	}
+	var luksWarnings []string
+	for _, v := range a.luksVols {
+		if v.Mapping == "" {
+			luksWarnings = append(luksWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
+		}
+	}
+	return fss, vgs, append(luksWarnings, warnings...)
+}
+
+// probeLVM activates the LVM volumes on the PVs among fss and returns fss
+// with them.
+func (a *Agent) probeLVM(fss []proto.Filesystem) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	hasPV := false
 	for _, fs := range fss {
 		hasPV = hasPV || fs.Type == proto.TypeLVMPV
@@ -237,6 +266,21 @@ func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []strin
 	a.lvmMu.Lock()
 	a.lvmVGs = vgs
 	a.lvmMu.Unlock()
+	for _, vg := range vgs {
+		for _, lv := range vg.LVs {
+			if lv.Device != "" {
+				fss = probeAll()
+				markLUKS(fss, a.luksVols)
+				markLVs(fss, vgs)
+				return fss, vgs, warnings
+			}
+		}
+	}
+	return fss, vgs, warnings
+}
+
+// markLVs names the logical volume of every active LV among fss.
+func markLVs(fss []proto.Filesystem, vgs []proto.VolumeGroup) {
 	byDev := map[string][2]string{}
 	for _, vg := range vgs {
 		for _, lv := range vg.LVs {
@@ -245,15 +289,11 @@ func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []strin
 			}
 		}
 	}
-	if len(byDev) > 0 {
-		fss = probeAll()
-		for i := range fss {
-			if n, ok := byDev[fss[i].Device]; ok {
-				fss[i].VG, fss[i].LV = n[0], n[1]
-			}
+	for i := range fss {
+		if n, ok := byDev[fss[i].Device]; ok {
+			fss[i].VG, fss[i].LV = n[0], n[1]
 		}
 	}
-	return fss, vgs, warnings
 }
 
 // probeAll probes every block device and fills in partition-table names.

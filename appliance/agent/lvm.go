@@ -204,6 +204,13 @@ func deviceReadOnly(dev string) bool {
 // its /dev/mapper node. A device of that name that is already there (this
 // agent activated it for an earlier command) is reused.
 func (a *Agent) dmActivate(name, uuid string, table []dmTarget, ro bool) (string, error) {
+	return a.dmActivatePayload(name, uuid, dmTablePayload(table), uint32(len(table)), ro, 0)
+}
+
+// dmActivatePayload is dmActivate with the table already laid out;
+// extraFlags go to the table load (DM_SECURE_DATA_FLAG for a table with a
+// key in it: the kernel then wipes its copies).
+func (a *Agent) dmActivatePayload(name, uuid string, payload []byte, targets uint32, ro bool, extraFlags uint32) (string, error) {
 	node := proto.MapperPath(name)
 	a.lvmMu.Lock()
 	defer a.lvmMu.Unlock()
@@ -217,12 +224,11 @@ func (a *Agent) dmActivate(name, uuid string, table []dmTarget, ro bool) (string
 		return "", fmt.Errorf("device-mapper create %s: %w", name, err)
 	}
 	devnum := res.Dev
-	var flags uint32
+	flags := extraFlags
 	if ro {
 		flags |= unix.DM_READONLY_FLAG
 	}
-	payload := dmTablePayload(table)
-	if _, err := dmIoctl(unix.DM_TABLE_LOAD, name, "", flags, payload, uint32(len(table))); err != nil {
+	if _, err := dmIoctl(unix.DM_TABLE_LOAD, name, "", flags, payload, targets); err != nil {
 		_, _ = dmIoctl(unix.DM_DEV_REMOVE, name, "", 0, nil, 0)
 		return "", fmt.Errorf("device-mapper load %s: %w", name, err)
 	}
@@ -260,7 +266,7 @@ func (a *Agent) deactivateLVM() []string {
 	for i := len(a.dmActive) - 1; i >= 0; i-- {
 		name := a.dmActive[i]
 		if _, err := dmIoctl(unix.DM_DEV_REMOVE, name, "", 0, nil, 0); err != nil {
-			problems = append(problems, fmt.Sprintf("deactivating LVM volume %s: %v", name, err))
+			problems = append(problems, fmt.Sprintf("removing device-mapper device %s: %v", name, err))
 			continue
 		}
 		_ = os.Remove(proto.MapperPath(name))
@@ -272,6 +278,7 @@ func (a *Agent) deactivateLVM() []string {
 		_ = os.Remove(filepath.Join("/dev", vg.Name)) // only when empty
 	}
 	a.dmActive, a.lvmVGs = nil, nil
+	a.cryptAliases = nil
 	return problems
 }
 
@@ -322,6 +329,9 @@ func dmIoctl(cmd uintptr, name, uuid string, flags uint32, payload []byte, targe
 		return nil, err
 	}
 	defer unix.Close(fd)
+	if flags&unix.DM_SECURE_DATA_FLAG != 0 {
+		defer clear(words) // a crypt table holds the volume key
+	}
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), cmd, uintptr(unsafe.Pointer(&words[0]))); e != 0 {
 		return nil, e
 	}

@@ -38,8 +38,9 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 			return nil, err
 		}
 	}
-	fss, vgs, warnings := a.probeStorage()
-	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings}
+	fss, vgs, warnings := a.probeStorage(args.Keys)
+	wipeKeys(args.Keys)
+	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings, LUKS: a.luksVols}
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)
 	} else {
@@ -134,8 +135,14 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 	if err := os.MkdirAll(proto.Sysroot, 0o755); err != nil {
 		return err
 	}
+	luksByDev := map[string]proto.LUKSVolume{}
+	for _, v := range res.LUKS {
+		luksByDev[v.Device] = v
+	}
 	for _, fs := range res.Filesystems {
-		if fs.Type == "" {
+		if v, ok := luksByDev[fs.Device]; ok {
+			res.Tried = append(res.Tried, luksTried(v))
+		} else if fs.Type == "" {
 			res.Tried = append(res.Tried, fs.Device+": no filesystem recognized")
 		} else if _, ok := linuxRootTypes[fs.Type]; !ok {
 			res.Tried = append(res.Tried, fs.Device+": "+fs.Type+" (not a root filesystem)")
@@ -167,7 +174,7 @@ func (a *Agent) mountDetected(res *proto.MountResult, requireFstab bool) error {
 		}
 		return nil
 	}
-	return &NoOSError{Tried: res.Tried}
+	return &NoOSError{Tried: res.Tried, Locked: lockedLUKS(res.LUKS)}
 }
 
 // assembleRoot decides whether the filesystem fs, just mounted at the
@@ -197,6 +204,7 @@ func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requir
 	}
 	_, identified := distro.Identify(imageFiles{rootfd})
 	entries, fstabProblem := readFstab(rootfd)
+	a.cryptAliases = readCrypttab(rootfd, res.Filesystems, res.LUKS)
 	usr, hasUsr := fstabEntryFor(entries, "/usr")
 	if !identified && !hasUsr {
 		return reject(withoutRelease)
@@ -236,14 +244,18 @@ func (a *Agent) assembleRoot(res *proto.MountResult, fs proto.Filesystem, requir
 // release files once.
 const withoutRelease = "without /etc/os-release or a release file"
 
-// NoOSError says no filesystem held an operating system.
-type NoOSError struct{ Tried []string }
+// NoOSError says no filesystem held an operating system. Locked are the
+// LUKS volumes left closed: the root may be in one.
+type NoOSError struct{ Tried, Locked []string }
 
 func (e *NoOSError) Error() string {
 	if len(e.Tried) == 0 {
 		return "no operating system found: the disk has no filesystems"
 	}
 	msg := "no operating system found"
+	if len(e.Locked) > 0 {
+		msg += " (the root may be on an encrypted volume: " + strings.Join(e.Locked, "; ") + ")"
+	}
 	if slices.ContainsFunc(e.Tried, func(t string) bool { return strings.Contains(t, withoutRelease) }) {
 		var files []string
 		for _, f := range distro.ReleaseFiles() {

@@ -161,7 +161,7 @@ func (a *Agent) mountFstab(res *proto.MountResult, entries []fstab.Entry) []fsta
 			res.Binds = append(res.Binds, proto.BindMount{Mountpoint: e.File, Source: path.Clean(e.Spec)})
 			continue
 		}
-		fs, ok := resolveSpec(e.Spec, res.Filesystems)
+		fs, ok := resolveSpec(a.cryptSpec(e.Spec), res.Filesystems)
 		if !ok {
 			failed = append(failed, fstabFailure{e, proto.FstabMissingWarning(e.Line, e.Spec, e.File)})
 			continue

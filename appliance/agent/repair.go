@@ -103,8 +103,9 @@ func (a *Agent) handleProbe(_ context.Context, _ *stream, raw json.RawMessage) (
 	if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
 		return nil, err
 	}
-	fss, vgs, warnings := a.probeStorage()
-	return proto.ProbeResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings}, nil
+	fss, vgs, warnings := a.probeStorage(args.Keys)
+	wipeKeys(args.Keys)
+	return proto.ProbeResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings, LUKS: a.luksVols}, nil
 }
 
 // settlePartitions makes sure the partition tables of the disks have been

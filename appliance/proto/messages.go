@@ -63,6 +63,8 @@ type MountArgs struct {
 	// write below its mountpoint on the root filesystem); otherwise that
 	// is a warning.
 	RequireFstab bool `json:"require_fstab,omitempty"`
+	// Keys open LUKS volumes (--key); never logged.
+	Keys []LUKSKey `json:"keys,omitempty"`
 }
 
 // MountSpec names a device and where it goes in the image tree.
@@ -90,6 +92,9 @@ type Filesystem struct {
 	// the top level).
 	Subvolumes       []Subvolume `json:"subvolumes,omitempty"`
 	DefaultSubvolume string      `json:"default_subvolume,omitempty"`
+	// LUKS is the LUKS container an opened volume decrypts (Device is
+	// then /dev/mapper/luks-UUID).
+	LUKS string `json:"luks,omitempty"`
 }
 
 // Subvolume is one btrfs subvolume: its id, its parent's (5 is the top
@@ -129,6 +134,8 @@ type MountResult struct {
 	// VolumeGroups are the LVM volume groups found; their logical volumes
 	// were activated before the filesystems were probed.
 	VolumeGroups []VolumeGroup `json:"volume_groups,omitempty"`
+	// LUKS are the encrypted volumes found, opened or not.
+	LUKS []LUKSVolume `json:"luks,omitempty"`
 }
 
 // OSInfo describes the mounted operating system.

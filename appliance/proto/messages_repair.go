@@ -45,6 +45,8 @@ type ReadDirResult struct {
 // start), as MountArgs.Disks.
 type ProbeArgs struct {
 	Disks int `json:"disks,omitempty"`
+	// Keys open LUKS volumes, as MountArgs.Keys.
+	Keys []LUKSKey `json:"keys,omitempty"`
 }
 
 // ProbeResult lists the devices the appliance sees.
@@ -52,6 +54,7 @@ type ProbeResult struct {
 	Filesystems  []Filesystem  `json:"filesystems"`
 	VolumeGroups []VolumeGroup `json:"volume_groups,omitempty"`
 	Warnings     []string      `json:"warnings,omitempty"`
+	LUKS         []LUKSVolume  `json:"luks,omitempty"`
 }
 
 // FSUsage is statfs of one mounted filesystem.

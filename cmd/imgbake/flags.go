@@ -22,6 +22,7 @@ func diskFlags() []cli.Flag {
 		&cli.IntFlag{Name: "memory", Value: 512, Usage: "appliance memory in `MiB`"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print timings and live command output"},
 		&cli.BoolFlag{Name: "cold", Usage: "boot the appliance instead of restoring the saved one (env IMGBAKE_COLD=1)"},
+		keyFlag(),
 	}
 }
 
@@ -48,7 +49,7 @@ func imageOptions(c *cli.Context, stdio Stdio, o bake.Options) (bake.Options, er
 	o.Format, o.AllowBacking = c.String("format"), c.Bool("allow-backing")
 	o.Kernel, o.MemoryMiB, o.Cold = c.String("kernel"), c.Int("memory"), c.Bool("cold")
 	o.Logf, o.Notices = verboseFunc(c, stdio.Err), stdio.Err
-	return o, nil
+	return keyOptions(c, stdio, o)
 }
 
 // openImage opens the disks named by the flags in one appliance.

@@ -48,6 +48,7 @@ func Inspection(w io.Writer, r *fsops.Inspection) {
 		}
 	}
 	printVolumeGroups(w, r)
+	printLUKS(w, r)
 	fmt.Fprintln(w, "mountpoints:")
 	for _, mp := range sortedKeys(r.Mountpoints) {
 		dev := r.Mountpoints[mp]
@@ -170,5 +171,20 @@ func printVolumeGroups(w io.Writer, r *fsops.Inspection) {
 			}
 			fmt.Fprintf(w, "    %-12s %-8s %-7s %s\n", SafeName(lv.Name), fsops.HumanBytes(lv.Size), lv.Type, state)
 		}
+	}
+}
+
+// printLUKS lists the LUKS volumes: opened as which mapping, or why not.
+func printLUKS(w io.Writer, r *fsops.Inspection) {
+	if len(r.LUKS) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "luks volumes:")
+	for _, v := range r.LUKS {
+		state := "opened as " + SafeName(v.Mapping)
+		if v.Mapping == "" {
+			state = "locked: " + SafeName(v.Problem)
+		}
+		fmt.Fprintf(w, "  %-10s LUKS%d %s, %s\n", SafeName(v.Device), v.Version, SafeName(v.UUID), state)
 	}
 }
