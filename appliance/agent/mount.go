@@ -50,6 +50,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		return nil, err
 	}
 	a.bindSystemDirs(res)
+	a.prepareGuestEnv(res)
 	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		a.unmountAll()
@@ -446,6 +447,7 @@ func mountsBelow(prefix string) []string {
 type mountInfo struct {
 	mountpoint string
 	device     string // major:minor of the filesystem; a bind mount has its source's
+	fstype     string
 }
 
 // mountInfoBelow lists the mounts at prefix and below it, in mount order.
@@ -462,7 +464,11 @@ func mountInfoBelow(prefix string) []mountInfo {
 		}
 		mp := fstab.Unescape(f[4])
 		if mp == prefix || strings.HasPrefix(mp, prefix+"/") {
-			out = append(out, mountInfo{mountpoint: mp, device: f[2]})
+			fstype := ""
+			if i := slices.Index(f, "-"); i > 0 && i+1 < len(f) {
+				fstype = f[i+1]
+			}
+			out = append(out, mountInfo{mountpoint: mp, device: f[2], fstype: fstype})
 		}
 	}
 	return out

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgbake/imgbake/internal/vmtest"
+	"github.com/imgbake/imgbake/testimages"
+)
+
+// serveToImage serves body on the host's loopback and returns the URL the
+// appliance reaches it at (QEMU's user-mode network maps 10.0.2.2 to the
+// host's 127.0.0.1).
+func serveToImage(t *testing.T, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return fmt.Sprintf("http://10.0.2.2:%d/payload.txt", srv.Listener.Addr().(*net.TCPAddr).Port)
+}
+
+// imageEntries are the entries of Tree (read with debugfs) at or below
+// any of prefixes.
+func imageEntries(t *testing.T, disk string, prefixes ...string) map[string]string {
+	t.Helper()
+	tree, err := testimages.Tree(t, disk, "raw", 0)
+	if err != nil {
+		t.Fatalf("reading the image with debugfs: %v", err)
+	}
+	out := map[string]string{}
+	for p, d := range tree {
+		for _, pre := range prefixes {
+			if p == pre || strings.HasPrefix(p, pre+"/") {
+				out[p] = d
+			}
+		}
+	}
+	return out
+}
+
+func sameEntries(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	for p, d := range before {
+		if after[p] != d {
+			t.Errorf("%s: %s was %q, is %q after the session", what, p, d, after[p])
+		}
+	}
+	for p, d := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s: %s (%s) appeared in the image", what, p, d)
+		}
+	}
+}
+
+// execIn runs argv in the session and fails the test unless it
+// exits 0; it returns the command's stdout.
+func execIn(t *testing.T, name string, argv ...string) string {
+	t.Helper()
+	r := imgbake(t, append([]string{"session", "exec", name, "--"}, argv...)...)
+	if r.code != 0 {
+		t.Errorf("session exec %q: %s", argv, r)
+	}
+	return r.stdout
+}
+
+// TestSessionNetworkForCommands: with `session start --network`, a plain
+// `session exec` (not only package steps) has the interface up, resolves
+// the Debian archive through the appliance's resolver and fetches from a
+// server on the host; the image's /etc/resolv.conf — a file (immutable),
+// a symlink into /run that only a booted system fills, or missing — is
+// exactly as before when the session is committed, read back with debugfs.
+func TestSessionNetworkForCommands(t *testing.T) {
+	sessionTest(t)
+	disk := testimages.Fresh(t, testimages.Python)
+	url := serveToImage(t, "served to the image\n")
+	fetch := fmt.Sprintf("import urllib.request; print(urllib.request.urlopen(%q, timeout=60).read().decode(), end='')", url)
+
+	for _, c := range []struct {
+		name, prepare string
+	}{
+		{"an immutable regular file", "chattr +i /etc/resolv.conf"},
+		{"a symlink into /run", "chattr -i /etc/resolv.conf; rm -f /etc/resolv.conf; ln -s ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf"},
+		{"missing", "rm -f /etc/resolv.conf"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if r := imgbake(t, "session", "start", "--name", "prep", "-a", disk); r.code != 0 {
+				t.Fatalf("session start: %s", r)
+			}
+			execIn(t, "prep", "sh", "-c", c.prepare)
+			if r := imgbake(t, "session", "stop", "prep"); r.code != 0 {
+				t.Fatalf("session stop: %s", r)
+			}
+			before := imageEntries(t, disk, "/etc/resolv.conf", "/etc/.resolv.conf.imgbake-saved")
+			t.Logf("the image's resolv.conf: %v", before)
+
+			if r := imgbake(t, "session", "start", "--network", "--name", "net", "-a", disk); r.code != 0 {
+				t.Fatalf("session start --network: %s", r)
+			}
+			if out := execIn(t, "net", "cat", "/etc/resolv.conf"); out != "nameserver 10.0.2.3\n" {
+				t.Errorf("the resolver commands see: %q", out)
+			}
+			dns := imgbake(t, "session", "exec", "net", "--", "getent", "hosts", "deb.debian.org")
+			if out := execIn(t, "net", "python3", "-c", fetch); out != "served to the image\n" {
+				t.Errorf("fetched from the host: %q", out)
+			}
+			if r := imgbake(t, "session", "stop", "net"); r.code != 0 {
+				t.Fatalf("session stop: %s", r)
+			}
+			after := imageEntries(t, disk, "/etc/resolv.conf", "/etc/.resolv.conf.imgbake-saved")
+			sameEntries(t, "resolv.conf", before, after)
+			if fi, err := testimages.StatDebugfs(t, disk, "raw", 0, "/etc/resolv.conf"); err == nil && fi.IsSymlink {
+				if fi.Target != "../run/systemd/resolve/stub-resolv.conf" {
+					t.Errorf("the symlink points at %q now", fi.Target)
+				}
+			}
+			// Last: without the Debian archive's name this test cannot pass.
+			if dns.code != 0 || !strings.Contains(dns.stdout, "deb.debian.org") {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := net.DefaultResolver.LookupHost(ctx, "deb.debian.org"); err != nil {
+					vmtest.Missing(t, "the host itself cannot resolve deb.debian.org (%v): QEMU's resolver forwards to the host's", err)
+				}
+				t.Errorf("getent hosts deb.debian.org in the image (the host resolves it): %s", dns)
+			}
+		})
+	}
+}
+
+// TestGuestEnvLikeBooted: commands see what a booted system gives them —
+// tmpfs /dev/shm (a multiprocessing lock works) and /run, /dev/fd and the
+// standard stream links, /dev/disk/by-uuid|by-label|by-path links to the
+// image's devices — and none of it is in the committed image: its /run and
+// /dev are entry for entry what they were (debugfs).
+func TestGuestEnvLikeBooted(t *testing.T) {
+	sessionTest(t)
+	disk := testimages.Fresh(t, testimages.Python)
+	info := testimages.InfoOf(t, testimages.Python)
+	before := imageEntries(t, disk, "/run", "/dev")
+
+	if r := imgbake(t, "session", "start", "--name", "env", "-a", disk); r.code != 0 {
+		t.Fatalf("session start: %s", r)
+	}
+	if out := execIn(t, "env", "python3", "-c", "import multiprocessing; multiprocessing.Lock(); print('lock')"); out != "lock\n" {
+		t.Errorf("a multiprocessing lock: %q", out)
+	}
+	if out := execIn(t, "env", "stat", "-f", "-c", "%T", "/dev/shm", "/run"); out != "tmpfs\ntmpfs\n" {
+		t.Errorf("/dev/shm and /run are %q, want tmpfs", out)
+	}
+	if out := execIn(t, "env", "sh", "-c", "echo via-fd > /dev/stdout; readlink /dev/fd; test -d /run/lock && echo lock-dir"); out != "via-fd\n/proc/self/fd\nlock-dir\n" {
+		t.Errorf("/dev/stdout, /dev/fd, /run/lock: %q", out)
+	}
+	byUUID := execIn(t, "env", "readlink", "-f", "/dev/disk/by-uuid/"+info.RootUUID, "/dev/disk/by-label/"+info.Label)
+	if byUUID != "/dev/vda\n/dev/vda\n" {
+		t.Errorf("/dev/disk/by-uuid and by-label of the root: %q", byUUID)
+	}
+	if out := execIn(t, "env", "sh", "-c", "ls /dev/disk/by-path"); !strings.HasPrefix(out, "pci-0000:") {
+		t.Errorf("/dev/disk/by-path: %q", out)
+	}
+	// What commands leave there goes with the session.
+	execIn(t, "env", "sh", "-c", "echo x > /run/left-behind; echo y > /dev/shm/left-behind; mkdir -p /run/lock/sub")
+	if r := imgbake(t, "session", "stop", "env"); r.code != 0 {
+		t.Fatalf("session stop: %s", r)
+	}
+	sameEntries(t, "/run and /dev", before, imageEntries(t, disk, "/run", "/dev"))
+}
