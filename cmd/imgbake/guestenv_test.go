@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -169,4 +173,83 @@ func TestGuestEnvLikeBooted(t *testing.T) {
 		t.Fatalf("session stop: %s", r)
 	}
 	sameEntries(t, "/run and /dev", before, imageEntries(t, disk, "/run", "/dev"))
+}
+
+// hostArchive rebuilds the host's installed pkgs (and what they need that
+// the image at disk lacks) as .debs with testimages/hostdebs, indexes them
+// with dpkg-scanpackages and serves them on the host's loopback. It returns
+// the APT source line the appliance reaches the archive with.
+func hostArchive(t *testing.T, disk string, pkgs ...string) string {
+	t.Helper()
+	scanner := vmtest.LookPath(t, "dpkg-scanpackages", "dpkg-dev")
+	tmp := t.TempDir()
+	// hostdebs reads only the root's dpkg database and os-release.
+	root := filepath.Join(tmp, "root")
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
+		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+	}
+	files, err := testimages.ReadFiles(t, disk, "raw", 0, "/var/lib/dpkg/status", "/etc/os-release")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), files["/var/lib/dpkg/status"], 0o644))
+	must(t, os.WriteFile(filepath.Join(root, "etc/os-release"), files["/etc/os-release"], 0o644))
+	tool := filepath.Join(tmp, "hostdebs")
+	build := exec.Command("go", "build", "-o", tool, "./testimages/hostdebs")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build hostdebs: %v\n%s", err, out)
+	}
+	work := filepath.Join(tmp, "work")
+	must(t, os.Mkdir(work, 0o755))
+	if out, err := exec.Command(tool, append([]string{"-root", root, "-work", work}, pkgs...)...).CombinedOutput(); err != nil {
+		t.Fatalf("hostdebs %v: %v\n%s", pkgs, err, out)
+	}
+	repo := filepath.Join(work, "debs")
+	scan := exec.Command(scanner, "-m", ".", "/dev/null")
+	scan.Dir = repo
+	index, err := scan.Output()
+	if err != nil {
+		t.Fatalf("dpkg-scanpackages: %v", err)
+	}
+	must(t, os.WriteFile(filepath.Join(repo, "Packages"), index, 0o644))
+	t.Logf("the archive: %d packages", strings.Count(string(index), "\nPackage: ")+1)
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
+	t.Cleanup(srv.Close)
+	return fmt.Sprintf("deb [trusted=yes] http://10.0.2.2:%d/ ./", srv.Listener.Addr().(*net.TCPAddr).Port)
+}
+
+// TestAnsibleNetworkTasks: with ansible_imgbake_network=true, a play's
+// ansible.builtin.apt task installs a package from an archive over HTTP
+// (the module installs python3-apt first) and ansible.builtin.get_url
+// downloads from a server on the host, both through the session's network;
+// the image holds the package and the file afterwards (debugfs). The
+// archive is the host's own packages served on its loopback, reached by
+// address: the test needs no DNS (TestSessionNetworkForCommands resolves).
+func TestAnsibleNetworkTasks(t *testing.T) {
+	tmp, _ := sessionTest(t)
+	env := ansibleEnv(t, tmp)
+	disk := testimages.Fresh(t, testimages.Python)
+	const pkg = "less"
+	source := hostArchive(t, disk, "python3-apt", pkg)
+	payloadURL := serveToImage(t, "fetched by get_url\n")
+	vars, err := json.Marshal(map[string]string{"disk": disk, "apt_source": source, "package": pkg, "payload_url": payloadURL})
+	must(t, err)
+	out, code, took := runPlaybook(t, env, "network.yml", "-e", string(vars))
+	t.Logf("the play took %s", took.Round(100*time.Millisecond))
+	if code != 0 || !strings.Contains(out, "changes committed into the image") {
+		t.Fatalf("ansible-playbook exited %d:\n%s", code, out)
+	}
+	files, err := testimages.ReadFiles(t, disk, "raw", 0, "/root/payload.txt", "/var/lib/dpkg/status")
+	must(t, err)
+	if string(files["/root/payload.txt"]) != "fetched by get_url\n" {
+		t.Errorf("/root/payload.txt = %q", files["/root/payload.txt"])
+	}
+	status := string(files["/var/lib/dpkg/status"])
+	for _, p := range []string{pkg, "python3-apt"} {
+		if !strings.Contains(status, "Package: "+p+"\nStatus: install ok installed\n") {
+			t.Errorf("%s is not installed in the image", p)
+		}
+	}
+	if fi, err := testimages.Stat(t, disk, "raw", 0, "/usr/bin/less"); err != nil || !fi.IsRegular() {
+		t.Errorf("/usr/bin/less: %+v, %v", fi, err)
+	}
 }
