@@ -179,7 +179,7 @@ func TestGuestEnvLikeBooted(t *testing.T) {
 // the image at disk lacks) as .debs with testimages/hostdebs, indexes them
 // with dpkg-scanpackages and serves them on the host's loopback. It returns
 // the APT source line the appliance reaches the archive with.
-func hostArchive(t *testing.T, disk string, pkgs ...string) string {
+func hostArchive(t *testing.T, disk, format string, pkgs ...string) string {
 	t.Helper()
 	scanner := vmtest.LookPath(t, "dpkg-scanpackages", "dpkg-dev")
 	tmp := t.TempDir()
@@ -188,7 +188,7 @@ func hostArchive(t *testing.T, disk string, pkgs ...string) string {
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
 		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
 	}
-	files, err := testimages.ReadFiles(t, disk, "raw", 0, "/var/lib/dpkg/status", "/etc/os-release")
+	files, err := testimages.ReadFiles(t, disk, format, 0, "/var/lib/dpkg/status", "/etc/os-release")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), files["/var/lib/dpkg/status"], 0o644))
 	must(t, os.WriteFile(filepath.Join(root, "etc/os-release"), files["/etc/os-release"], 0o644))
@@ -229,7 +229,7 @@ func TestAnsibleNetworkTasks(t *testing.T) {
 	env := ansibleEnv(t, tmp)
 	disk := testimages.Fresh(t, testimages.Python)
 	const pkg = "less"
-	source := hostArchive(t, disk, "python3-apt", pkg)
+	source := hostArchive(t, disk, "raw", "python3-apt", pkg)
 	payloadURL := serveToImage(t, "fetched by get_url\n")
 	vars, err := json.Marshal(map[string]string{"disk": disk, "apt_source": source, "package": pkg, "payload_url": payloadURL})
 	must(t, err)
