@@ -54,7 +54,9 @@ type Agent struct {
 	// appliance's resolver (resolver.go), set up before the first.
 	netForCommands bool
 	resolver       resolverState
-	runTmpfs       bool // /run of the image is our tmpfs (guestenv.go)
+	envMu          sync.Mutex // guards runTried
+	runTried       bool       // the tmpfs /run was set up (or could not be)
+	runTmpfs       bool       // /run of the image is our tmpfs (guestenv.go)
 	modules        int
 	pid1           bool
 	noChroot       bool // tests: run commands in place

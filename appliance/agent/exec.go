@@ -44,6 +44,7 @@ func (a *Agent) handleExec(ctx context.Context, st *stream, raw json.RawMessage)
 		return nil, errors.New("exec: the image is not mounted")
 	}
 	if root != "" {
+		a.commandRun()
 		if err := a.commandNetwork(ctx); err != nil {
 			return nil, err
 		}

@@ -19,8 +19,9 @@ import (
 // stream links, /dev/disk/by-* for the disks, and a tmpfs /run. All of it
 // lives in the appliance: /dev of the image is the appliance's devtmpfs
 // bound in (bindSystemDirs), and /run is a tmpfs mounted over the image's
-// directory, so the image's own /dev and /run are never written and
-// nothing is left behind when unmountAll takes the mounts away.
+// directory before the first command, so the image's own /dev and /run
+// are never written and nothing is left behind when unmountAll takes the
+// mounts away.
 
 // devLinks are the links udev and systemd make in /dev at boot.
 var devLinks = map[string]string{
@@ -51,15 +52,33 @@ func (a *Agent) prepareGuestEnv(res *proto.MountResult) {
 	} else if err := a.mountTmpfsInImage("/dev/shm", "mode=1777"); err != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("/dev/shm: %v", err))
 	}
+}
+
+// commandRun mounts the tmpfs /run over the image's before the first
+// command runs in the image. Not at mount time: until a command runs, file
+// operations (imgbake ls, cat, copy-out of a broken image) see the image's
+// own /run.
+func (a *Agent) commandRun() {
+	if !a.pid1 {
+		return
+	}
+	a.envMu.Lock()
+	defer a.envMu.Unlock()
+	if a.runTried {
+		return
+	}
+	a.runTried = true
 	// An image without /run (CentOS 6) has none when booted either.
-	if err := a.mountTmpfsInImage("/run", "mode=0755"); err != nil && !errors.Is(err, unix.ENOENT) {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("/run: %v", err))
-	} else if err == nil {
-		a.runTmpfs = true
-		// What systemd-tmpfiles makes first at boot: /var/lock points here.
-		if err := a.mkdirInImage("/run/lock", 0o1777); err != nil {
-			log.Printf("/run/lock: %v", err)
+	if err := a.mountTmpfsInImage("/run", "mode=0755"); err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			log.Printf("tmpfs on /run of the image: %v", err)
 		}
+		return
+	}
+	a.runTmpfs = true
+	// What systemd-tmpfiles makes first at boot: /var/lock points here.
+	if err := a.mkdirInImage("/run/lock", 0o1777); err != nil {
+		log.Printf("/run/lock: %v", err)
 	}
 }
 
