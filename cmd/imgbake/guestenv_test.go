@@ -253,3 +253,43 @@ func TestAnsibleNetworkTasks(t *testing.T) {
 		t.Errorf("/usr/bin/less: %+v, %v", fi, err)
 	}
 }
+
+// TestLayerCacheKeepsNoResolver: an image without /etc/resolv.conf gets
+// one for the commands of a run with a package step (the one case that
+// writes to the image), yet neither the cached step layers nor the output
+// have it: it is taken away before every snapshot and put back for the
+// next command. The re-run builds its output on the cached layers of the
+// first three steps: had a layer kept the file, the output would have it.
+func TestLayerCacheKeepsNoResolver(t *testing.T) {
+	vmTests(t)
+	repo := testAptRepo(t)
+	in := testimages.Fresh(t, testimages.NoPart)
+	cache, outs := t.TempDir(), t.TempDir()
+	prep := writeRecipe(t, "steps:\n  - delete: /etc/resolv.conf\n")
+	if r := imgbake(t, "run", "-a", in, prep); r.code != 0 {
+		t.Fatalf("removing resolv.conf: %s", r)
+	}
+	recipe := func(last string) string {
+		return writeRecipe(t, "steps:\n"+localAptStep(repo)+"  - install: [hello]\n  - run: cat /etc/resolv.conf > /root/seen\n  - write: {path: /root/last, content: "+last+"}\n")
+	}
+	for i, last := range []string{"one", "two"} {
+		out := filepath.Join(outs, fmt.Sprintf("%d.qcow2", i))
+		r := imgbake(t, "run", "--cache-dir", cache, "-a", in, "-o", out, recipe(last))
+		if r.code != 0 {
+			t.Fatalf("run %d: %s", i, r)
+		}
+		files, err := testimages.ReadFiles(t, out, "qcow2", 0, "/root/seen", "/etc/resolv.conf", "/etc/.resolv.conf.imgbake-saved", "/root/last")
+		must(t, err)
+		if string(files["/root/seen"]) != "nameserver 10.0.2.3\n" || string(files["/root/last"]) != last {
+			t.Errorf("run %d: the command saw resolv.conf %q; /root/last %q", i, files["/root/seen"], files["/root/last"])
+		}
+		for _, p := range []string{"/etc/resolv.conf", "/etc/.resolv.conf.imgbake-saved"} {
+			if _, ok := files[p]; ok {
+				t.Errorf("run %d: %s is in the output", i, p)
+			}
+		}
+		if i == 1 && !strings.Contains(r.stdout, "cached") {
+			t.Errorf("the re-run used no cached layer:\n%s", r.stdout)
+		}
+	}
+}
