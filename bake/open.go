@@ -335,6 +335,12 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 		return nil, Classify(ErrImage, fmt.Errorf("%s: %w", img.names, err))
 	}
 	img.mount = mr
+	if o.Network {
+		// Every command of the run or session, not only package steps.
+		if err := sess.NetworkForCommands(ctx); err != nil {
+			return nil, Classify(ErrImage, fmt.Errorf("%s: %w", img.names, err))
+		}
+	}
 	img.timings.mount = time.Since(t1)
 	img.logf("mounted %d filesystem(s) in %s (root %s)", len(mr.Mounts), time.Since(t1).Round(time.Millisecond), mr.Root)
 	for _, w := range mr.Warnings {

@@ -159,15 +159,12 @@ func Update(ctx context.Context, s Session, o PackageOptions) (Result, error) {
 
 func packageCommand(ctx context.Context, s Session, pm packageManager, script string, pkgs []string, o PackageOptions) (res Result, err error) {
 	if o.Network {
-		restore, err := withNetwork(ctx, s)
-		if err != nil {
+		// From here on every command in the image has the network and
+		// resolves through QEMU's resolver; the agent restores the image's
+		// own resolv.conf (a symlink stays a symlink) at shutdown.
+		if _, err := s.NetworkUp(ctx); err != nil {
 			return Result{}, err
 		}
-		defer func() {
-			if rerr := restore(); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
 	}
 	if o.Manager == proto.PkgApt {
 		// Packages must not start services inside the chroot.
@@ -191,37 +188,8 @@ func packageCommand(ctx context.Context, s Session, pm packageManager, script st
 }
 
 const (
-	resolvConf      = "/etc/resolv.conf"
-	resolvConfSaved = "/etc/.resolv.conf.imgbake-saved"
-	policyRCD       = "/usr/sbin/policy-rc.d"
+	policyRCD = "/usr/sbin/policy-rc.d"
 )
-
-// withNetwork brings the appliance network up and points the image's
-// resolv.conf at QEMU's resolver, returning a function that puts the
-// image's own resolv.conf (a file, a symlink, or nothing) back.
-func withNetwork(ctx context.Context, s Session) (func() error, error) {
-	nr, err := s.NetworkUp(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// mv keeps a symlink a symlink; the saved name is ours alone.
-	save := fmt.Sprintf(`set -e
-if [ -e %[1]s ] || [ -L %[1]s ]; then mv -f %[1]s %[2]s; fi
-printf 'nameserver %[3]s\n' > %[1]s`, resolvConf, resolvConfSaved, nr.Resolver)
-	if _, err := Exec(ctx, s, []string{"/bin/sh", "-c", save}, RunOptions{}); err != nil {
-		return nil, fmt.Errorf("pointing %s at the appliance's resolver: %w", resolvConf, err)
-	}
-	return func() error {
-		restore := fmt.Sprintf(`set -e
-rm -f %[1]s
-if [ -e %[2]s ] || [ -L %[2]s ]; then mv -f %[2]s %[1]s; fi`, resolvConf, resolvConfSaved)
-		// Restore even when the step's context was cancelled.
-		if _, err := Exec(context.WithoutCancel(ctx), s, []string{"/bin/sh", "-c", restore}, RunOptions{}); err != nil {
-			return fmt.Errorf("restoring the image's %s: %w", resolvConf, err)
-		}
-		return nil
-	}, nil
-}
 
 // blockServiceStarts installs a policy-rc.d that forbids starting
 // services, unless the image has its own, and returns the undo.

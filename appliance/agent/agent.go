@@ -47,13 +47,20 @@ type Agent struct {
 	powerOff    chan struct{}
 	initStart   time.Time
 
-	netMu    sync.Mutex // network is brought up once, on first use
-	netUp    bool
-	netIf    string
-	modules  int
-	pid1     bool
-	noChroot bool // tests: run commands in place
-	loaded   map[string]bool
+	netMu sync.Mutex // network is brought up once, on first use
+	netUp bool
+	netIf string
+	// netForCommands: every command in the image gets the network and the
+	// appliance's resolver (resolver.go), set up before the first.
+	netForCommands bool
+	resolver       resolverState
+	envMu          sync.Mutex // guards runTried
+	runTried       bool       // the tmpfs /run was set up (or could not be)
+	runTmpfs       bool       // /run of the image is our tmpfs (guestenv.go)
+	modules        int
+	pid1           bool
+	noChroot       bool // tests: run commands in place
+	loaded         map[string]bool
 
 	// The data disk of bulk copies (datadisk.go), opened on first use.
 	dataMu   sync.Mutex
@@ -144,6 +151,10 @@ func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, 
 	if a.pid1 && syscall.Kill(-1, syscall.SIGTERM) == nil {
 		time.Sleep(20 * time.Millisecond)
 		_ = syscall.Kill(-1, syscall.SIGKILL)
+	}
+	// The image's resolv.conf as it was, before anything is unmounted.
+	if err := a.releaseResolver(); err != nil {
+		problems = append(problems, err.Error())
 	}
 	unix.Sync()
 	if a.isMounted() || len(mountsBelow(a.sysroot)) > 0 {

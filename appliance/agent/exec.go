@@ -43,6 +43,12 @@ func (a *Agent) handleExec(ctx context.Context, st *stream, raw json.RawMessage)
 	if root == "" && !args.NoChroot && !a.noChroot {
 		return nil, errors.New("exec: the image is not mounted")
 	}
+	if root != "" {
+		a.commandRun()
+		if err := a.commandNetwork(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if args.TimeoutMS > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(args.TimeoutMS)*time.Millisecond)

@@ -33,7 +33,8 @@ func freezable() []string {
 	seen := map[string]bool{}
 	for _, mi := range mountInfoBelow(proto.Sysroot) {
 		m := mi.mountpoint
-		if seen[mi.device] {
+		// The appliance's tmpfs mounts (/run, the resolver) are not the image's.
+		if seen[mi.device] || mi.fstype == "tmpfs" {
 			continue
 		}
 		rel := strings.TrimPrefix(m, proto.Sysroot)
@@ -69,6 +70,11 @@ func (a *Agent) handleFreeze(_ context.Context, _ *stream, _ json.RawMessage) (a
 	a.state.Unlock()
 	if !mounted {
 		return nil, errors.New("freeze: the image is not mounted")
+	}
+	// A snapshot must not keep the resolv.conf put in place for commands
+	// (the next command puts it back).
+	if err := a.releaseResolver(); err != nil {
+		return nil, fmt.Errorf("freeze: %w", err)
 	}
 	unix.Sync()
 	mps := freezable()

@@ -52,6 +52,7 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 	}
 	describeBtrfs(res)
 	a.bindSystemDirs(res)
+	a.prepareGuestEnv(res)
 	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		a.unmountAll()

@@ -27,38 +27,54 @@ func (a *Agent) registerNetOps(s *server) {
 	s.handle(proto.OpNetworkUp, a.handleNetworkUp)
 }
 
-func (a *Agent) handleNetworkUp(ctx context.Context, _ *stream, _ json.RawMessage) (any, error) {
+// handleNetworkUp gives every later command in the image the network and
+// the appliance's resolver (resolver.go); the interface comes up now, or
+// with Lazy at the first command.
+func (a *Agent) handleNetworkUp(ctx context.Context, _ *stream, raw json.RawMessage) (any, error) {
+	var args proto.NetworkArgs
+	if len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &args); err != nil {
+			return nil, err
+		}
+	}
 	a.netMu.Lock()
 	defer a.netMu.Unlock()
-	if a.netUp {
-		return proto.NetworkResult{Interface: a.netIf, Address: guestAddr, Gateway: gatewayIP, Resolver: resolverIP}, nil
+	a.netForCommands = true
+	if a.netUp || args.Lazy {
+		return a.networkResult(), nil
 	}
+	return a.networkUpLocked(ctx)
+}
+
+// networkUpLocked brings the interface up; netMu is held.
+func (a *Agent) networkUpLocked(ctx context.Context) (proto.NetworkResult, error) {
 	t := time.Now()
 	loadModules(proto.ModulesNet)
 	link, err := waitForEthernet(ctx, 10*time.Second)
 	if err != nil {
-		return nil, err
+		return proto.NetworkResult{}, err
 	}
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		_ = netlink.LinkSetUp(lo)
 	}
 	addr, err := netlink.ParseAddr(guestAddr)
 	if err != nil {
-		return nil, err
+		return proto.NetworkResult{}, err
 	}
 	if err := netlink.AddrReplace(link, addr); err != nil {
-		return nil, fmt.Errorf("network: address on %s: %w", link.Attrs().Name, err)
+		return proto.NetworkResult{}, fmt.Errorf("network: address on %s: %w", link.Attrs().Name, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("network: bringing up %s: %w", link.Attrs().Name, err)
+		return proto.NetworkResult{}, fmt.Errorf("network: bringing up %s: %w", link.Attrs().Name, err)
 	}
 	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(gatewayIP)}
 	if err := netlink.RouteReplace(route); err != nil {
-		return nil, fmt.Errorf("network: default route: %w", err)
+		return proto.NetworkResult{}, fmt.Errorf("network: default route: %w", err)
 	}
 	a.netUp, a.netIf = true, link.Attrs().Name
-	return proto.NetworkResult{Interface: a.netIf, Address: guestAddr, Gateway: gatewayIP, Resolver: resolverIP,
-		SetupMS: time.Since(t).Milliseconds()}, nil
+	res := a.networkResult()
+	res.SetupMS = time.Since(t).Milliseconds()
+	return res, nil
 }
 
 // waitForEthernet returns the first non-loopback link once the virtio-net

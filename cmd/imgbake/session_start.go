@@ -21,7 +21,7 @@ func sessionStartCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "session `NAME` (default: from the disk's file name)"},
 			&cli.IntFlag{Name: "owner-pid", Usage: "stop and discard when process `PID` exits"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 15 * time.Minute, Usage: "stop and discard after this long without a request (0: never)"},
-			&cli.BoolFlag{Name: "network", Usage: "give the appliance a network for package steps of `session run`"},
+			&cli.BoolFlag{Name: "network", Usage: "give the appliance a network: every command in the image has it and resolves through the appliance's resolver"},
 			&cli.BoolFlag{Name: "reuse", Usage: "if session --name is already running on the same disk, use it (wait until it is ready)"},
 			&cli.BoolFlag{Name: "attach", Usage: "only use the running session --name on the same disk: fail if it is not running (never boot a new one)"},
 		),
