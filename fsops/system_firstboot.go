@@ -11,8 +11,9 @@ import (
 )
 
 // Firstboot, the way virt-customize --firstboot does it: scripts wait in
-// FirstbootDir/scripts; a systemd oneshot unit runs them at boot in name
-// order, logs to /root/imgbake-firstboot.log and moves each to
+// FirstbootDir/scripts; a systemd oneshot unit (on OpenRC images a
+// /etc/local.d script, see installOpenRCFirstboot) runs them at boot in
+// name order, logs to /root/imgbake-firstboot.log and moves each to
 // FirstbootDir/scripts-done, so each runs once.
 const (
 	FirstbootDir  = "/usr/lib/imgbake/firstboot"
@@ -116,19 +117,33 @@ func Firstboot(ctx context.Context, s Session, name string, script []byte) (Resu
 		return res, err
 	}
 	res.merge(r)
-	if _, err := Mkdir(ctx, s, systemdEtc, WriteOptions{}); err != nil {
-		return res, err
-	}
-	r, err = WriteFile(ctx, s, systemdEtc+"/"+FirstbootUnit, strings.NewReader(firstbootUnitFile), WriteOptions{Mode: ptr(fs.FileMode(0o644)), Owner: "0:0"})
+	openrc, err := usesOpenRC(ctx, s)
 	if err != nil {
 		return res, err
 	}
-	res.merge(r)
-	r, err = EnableUnit(ctx, s, FirstbootUnit)
-	if err != nil {
-		return res, err
+	note := ""
+	if openrc {
+		r, err = installOpenRCFirstboot(ctx, s)
+		if err != nil {
+			return res, err
+		}
+		res.merge(r)
+		note = r.Detail
+	} else {
+		if _, err := Mkdir(ctx, s, systemdEtc, WriteOptions{}); err != nil {
+			return res, err
+		}
+		r, err = WriteFile(ctx, s, systemdEtc+"/"+FirstbootUnit, strings.NewReader(firstbootUnitFile), WriteOptions{Mode: ptr(fs.FileMode(0o644)), Owner: "0:0"})
+		if err != nil {
+			return res, err
+		}
+		res.merge(r)
+		r, err = EnableUnit(ctx, s, FirstbootUnit)
+		if err != nil {
+			return res, err
+		}
+		res.merge(r)
 	}
-	res.merge(r)
 	if res.Detail != "" {
 		return res, nil
 	}
@@ -138,8 +153,13 @@ func Firstboot(ctx context.Context, s Session, name string, script []byte) (Resu
 	}
 	res.Changed = true
 	res.Detail = "runs at first boot: " + file
-	if p, err := hasProgram(ctx, s, "systemctl"); err == nil && p == "" {
-		res.Detail += " (systemd is not installed in the image yet)"
+	switch {
+	case openrc:
+		res.Detail = joinDetail(res.Detail+" (through OpenRC's local service: "+FirstbootLocalScript+")", note)
+	default:
+		if p, err := hasProgram(ctx, s, "systemctl"); err == nil && p == "" {
+			res.Detail += " (systemd is not installed in the image yet)"
+		}
 	}
 	return res, nil
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/imgbake/imgbake/appliance/passwd"
 )
 
 // Passwords. The plain text only ever travels on the stdin of a command in
@@ -56,7 +58,11 @@ func SetPassword(ctx context.Context, s Session, user, password string) (Result,
 	if p, err := hasProgram(ctx, s, "chpasswd"); err != nil {
 		return Result{}, err
 	} else if p == "" {
-		return Result{}, errors.New("the image has no chpasswd (shadow's passwd package); cannot set a password")
+		// A busybox without its chpasswd applet: the hash is made here.
+		if _, err := writeShadowHash(ctx, s, user, password); err != nil {
+			return Result{}, fmt.Errorf("the image has no chpasswd, and writing /etc/shadow directly failed: %w", err)
+		}
+		return Result{Changed: true, Detail: joinDetail("sha512, written into /etc/shadow by imgbake (the image has no chpasswd)", note)}, nil
 	}
 	res, err := Exec(ctx, s, []string{"chpasswd", "-c", method}, RunOptions{Stdin: strings.NewReader(user + ":" + password + "\n")})
 	if err != nil {
@@ -121,7 +127,8 @@ func verifyHash(ctx context.Context, s Session, password, hash string) (match, k
 }
 
 // LockPassword locks user's password the way passwd -l does (a '!' in front
-// of the hash), with the image's usermod.
+// of the hash), with the image's usermod, or by editing /etc/shadow where
+// the image has none (Alpine).
 func LockPassword(ctx context.Context, s Session, user string) (Result, error) {
 	hash, ok, err := shadowHash(ctx, s, user)
 	if err != nil {
@@ -132,6 +139,24 @@ func LockPassword(ctx context.Context, s Session, user string) (Result, error) {
 	}
 	if strings.HasPrefix(hash, "!") {
 		return Result{Detail: "already locked"}, nil
+	}
+	if p, err := hasProgram(ctx, s, "usermod"); err != nil {
+		return Result{}, err
+	} else if p == "" {
+		db, err := readUserDB(ctx, s)
+		if err != nil {
+			return Result{}, err
+		}
+		old := *db
+		e, err := passwd.LookupShadow([]byte(db.shadow), user)
+		if err != nil {
+			return Result{}, fmt.Errorf("/etc/shadow: %s: %w", user, err)
+		}
+		db.shadow = editLine(db.shadow, e.Line, func(f []string) []string { f[1] = "!" + f[1]; return f })
+		if err := db.write(ctx, s, &old); err != nil {
+			return Result{}, err
+		}
+		return Result{Changed: true, Detail: "locked (in /etc/shadow: the image has no usermod)"}, nil
 	}
 	res, err := Exec(ctx, s, []string{"usermod", "-L", "--", user}, RunOptions{})
 	if err != nil {

@@ -138,7 +138,14 @@ type ServiceSpec struct {
 }
 
 // Service applies spec offline: unmask, then enable or disable, then mask.
+// On an OpenRC image (see usesOpenRC) the service's runlevel links are
+// managed instead.
 func Service(ctx context.Context, s Session, spec ServiceSpec) (Result, error) {
+	if openrc, err := usesOpenRC(ctx, s); err != nil {
+		return Result{}, err
+	} else if openrc {
+		return openrcService(ctx, s, spec)
+	}
 	var res Result
 	var details []string
 	if spec.Masked != nil && !*spec.Masked {

@@ -27,8 +27,9 @@ type UserSpec struct {
 }
 
 // EnsureUser creates the user with the image's useradd, or brings an
-// existing one in line with usermod, then sees to its keys, password and
-// sudo rule. It changes nothing when everything already matches.
+// existing one in line with usermod (on images without them, Alpine's
+// busybox adduser or imgbake's own edits of the account files), then sees
+// to its keys, password and sudo rule. It changes nothing when everything already matches.
 func EnsureUser(ctx context.Context, s Session, u UserSpec) (Result, error) {
 	if u.Shell != "" {
 		st, err := lstat(ctx, s, u.Shell)
@@ -109,7 +110,17 @@ func createUser(ctx context.Context, s Session, u UserSpec, groups map[string]pa
 	if p, err := hasProgram(ctx, s, "useradd"); err != nil {
 		return Result{}, err
 	} else if p == "" {
-		return Result{}, fmt.Errorf("the image has no useradd (shadow's passwd package); cannot create user %q", u.Name)
+		// Alpine: busybox's adduser; with neither, imgbake edits the files.
+		if p, err := hasProgram(ctx, s, "adduser"); err != nil {
+			return Result{}, err
+		} else if p != "" {
+			if bb, err := isBusyboxApplet(ctx, s, p); err != nil {
+				return Result{}, err
+			} else if bb {
+				return createUserBusybox(ctx, s, u, groups)
+			}
+		}
+		return createUserFiles(ctx, s, u)
 	}
 	argv := []string{"useradd", "-m"}
 	if u.UID != nil {
@@ -167,7 +178,11 @@ func updateUser(ctx context.Context, s Session, u UserSpec, cur *passwd.User, gr
 	if p, err := hasProgram(ctx, s, "usermod"); err != nil {
 		return Result{}, nil, err
 	} else if p == "" {
-		return Result{}, nil, fmt.Errorf("the image has no usermod (shadow's passwd package); cannot update user %q", u.Name)
+		// Alpine without the shadow package, or no tools at all.
+		if err := updateUserFiles(ctx, s, u, cur, missing); err != nil {
+			return Result{}, nil, err
+		}
+		return Result{Changed: true}, what, nil
 	}
 	res, err := Exec(ctx, s, append(append([]string{"usermod"}, argv...), "--", u.Name), RunOptions{})
 	if err != nil {

@@ -5,10 +5,10 @@
 #   NAME: rootfs | debian-gpt.qcow2 | debian-mbr-xfs.raw | debian-nopart.raw | debian-python.raw
 #         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
 #         | fedora-btrfs.raw | opensuse-btrfs.raw | ubuntu-btrfs.raw
-#         | debian-luks2.raw | debian-luks1.raw | debian-luks-lvm.raw
+#         | debian-luks2.raw | debian-luks1.raw | debian-luks-lvm.raw | alpine.raw | flatcar-usr.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
 #         debian-lvm, centos6-lvm, debian-split, debian-boot, fedora-btrfs, opensuse-btrfs,
-#         ubuntu-btrfs, debian-luks2, debian-luks1, debian-luks-lvm)
+#         ubuntu-btrfs, debian-luks2, debian-luks1, debian-luks-lvm, alpine, flatcar-usr)
 #   With no NAME every image except those in ON_DEMAND_IMAGES (below: the images of the
 #   Ansible, LVM, layout, boot, btrfs and LUKS tests, built when a test asks) is built.
 #   Images already in the cache are skipped.
@@ -1291,6 +1291,352 @@ PARTS
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# ---------------------------------------------------------------- Alpine-like and Flatcar-like images
+#
+# alpine.raw: an Alpine-like layout, NOT real Alpine (no Alpine archive is
+# reachable from here): the host's static busybox with its applet links in
+# /bin, /sbin, /usr/bin and /usr/sbin as Alpine has them, Alpine's release
+# files, passwd/shadow/group in Alpine's form, OpenRC's directory layout
+# (/etc/init.d with OpenRC's local and busybox-openrc's crond scripts,
+# /etc/runlevels/{sysinit,boot,default,shutdown}, /etc/conf.d, /etc/local.d)
+# but no openrc binary, and an apk database (/lib/apk/db/installed) without
+# apk. Debian's busybox has no adduser, addgroup or chpasswd applets, unlike
+# Alpine's. MBR, one ext4 root partition.
+#
+# flatcar-usr.raw: a CoreOS/Flatcar-like split of the Debian rootfs: GPT,
+# the root ext4 (1, label ROOT) holding /etc, /var, /home, ... and an
+# /etc/os-release symlink to ../usr/lib/os-release (Flatcar's os-release),
+# and /usr on its own ext4 (2, label USR-A), mounted by fstab read-only
+# (`UUID=... /usr ext4 ro 0 0`, as hardened layouts do). Flatcar itself
+# mounts /usr from the kernel command line (mount.usr=) on a dm-verity USR-A
+# partition: neither is emulated. No package manager: dpkg's database and
+# apt/dpkg are removed, as Flatcar has none.
+ON_DEMAND_IMAGES+=(alpine.raw flatcar-usr.raw)
+ALPINE_DISK_ID=0x5ea1b0da
+ALPINE_ROOT_UUID=5ea1b0d0-0000-4000-8000-000000000a91
+FLATCAR_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000009
+FLATCAR_PARTUUID=5ea1b0d0-0000-4000-8000-00000000009 # + the partition number
+FLATCAR_ROOT_UUID=5ea1b0d0-0000-4000-8000-000000000f91
+FLATCAR_USR_UUID=5ea1b0d0-0000-4000-8000-000000000f92
+
+build_alpine() {
+  local name=alpine.raw out=$CACHE/alpine.raw
+  need sfdisk mkfs.ext4 busybox
+  local bb
+  bb=$(command -v busybox)
+  file -L "$bb" 2>/dev/null | grep -q 'statically linked' || die "$bb is not static busybox (install busybox-static)"
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name (Alpine-like layout on the host's static busybox)"
+  local disk=$work/disk.raw
+  truncate -s 64M "$disk"
+  sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: dos
+label-id: $ALPINE_DISK_ID
+start=2048, type=83, bootable
+PARTITIONS
+  local root_start root_size
+  root_start=$(part_field "$disk" 1 start)
+  root_size=$(part_field "$disk" 1 size)
+  [[ -n "$root_start" && -n "$root_size" ]] || die "cannot read the partition table of $disk"
+
+  local r=$work/root
+  [[ "$r" == "$CACHE"/.tmp.*/root ]] || die "unexpected work directory $r"
+  mkdir -p "$r"
+  local d
+  for d in bin sbin usr/bin usr/sbin usr/lib usr/share lib/apk/db etc/apk etc/init.d etc/conf.d \
+    etc/local.d etc/runlevels/sysinit etc/runlevels/boot etc/runlevels/default etc/runlevels/shutdown \
+    etc/crontabs etc/profile.d dev proc sys run mnt media opt srv home var/log var/cache var/lib \
+    var/spool/cron var/empty; do
+    mkdir -p "$r/$d"
+  done
+  install -d -m 0700 "$r/root"
+  install -d -m 1777 "$r/tmp" "$r/var/tmp"
+  install -m 0755 "$bb" "$r/bin/busybox"
+  # The applet links, each where busybox's own list puts it ("usr/bin/awk"),
+  # pointing at /bin/busybox as Alpine's are.
+  local applet
+  while read -r applet; do
+    [[ "$applet" =~ ^(usr/)?s?bin/[A-Za-z0-9._\[-]+$ ]] || continue # linuxrc: not on Alpine
+    [[ -e "$r/$applet" || -L "$r/$applet" ]] || ln -s /bin/busybox "$r/$applet"
+  done < <("$bb" --list-full)
+  [[ -L "$r/bin/sh" && -L "$r/bin/ash" ]] || die "busybox installed no /bin/sh or /bin/ash"
+
+  echo 3.19.1 >"$r/etc/alpine-release"
+  cat >"$r/etc/os-release" <<'EOF'
+NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.19.1
+PRETTY_NAME="Alpine Linux v3.19"
+HOME_URL="https://alpinelinux.org/"
+BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
+EOF
+  echo "$name" >"$r/etc/imgbake-testimage"
+  echo alpine >"$r/etc/hostname"
+  cat >"$r/etc/hosts" <<'EOF'
+127.0.0.1	localhost localhost.localdomain
+::1		localhost localhost.localdomain
+EOF
+  cat >"$r/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/ash
+bin:x:1:1:bin:/bin:/sbin/nologin
+daemon:x:2:2:daemon:/sbin:/sbin/nologin
+adm:x:3:4:adm:/var/adm:/sbin/nologin
+lp:x:4:7:lp:/var/spool/lpd:/sbin/nologin
+sync:x:5:0:sync:/sbin:/bin/sync
+shutdown:x:6:0:shutdown:/sbin:/sbin/shutdown
+halt:x:7:0:halt:/sbin:/sbin/halt
+mail:x:8:12:mail:/var/mail:/sbin/nologin
+news:x:9:13:news:/usr/lib/news:/sbin/nologin
+operator:x:11:0:operator:/root:/sbin/nologin
+man:x:13:15:man:/usr/man:/sbin/nologin
+cron:x:16:16:cron:/var/spool/cron:/sbin/nologin
+ftp:x:21:21::/var/lib/ftp:/sbin/nologin
+sshd:x:22:22:sshd:/dev/null:/sbin/nologin
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+EOF
+  cat >"$r/etc/group" <<'EOF'
+root:x:0:root
+bin:x:1:root,bin,daemon
+daemon:x:2:root,bin,daemon
+sys:x:3:root,bin,adm
+adm:x:4:root,adm,daemon
+tty:x:5:
+disk:x:6:root,adm
+lp:x:7:lp
+kmem:x:9:
+wheel:x:10:root
+floppy:x:11:root
+mail:x:12:mail
+news:x:13:news
+man:x:15:man
+cron:x:16:cron
+console:x:17:
+audio:x:18:
+cdrom:x:19:
+dialout:x:20:root
+ftp:x:21:
+sshd:x:22:
+input:x:23:
+tape:x:26:root
+video:x:27:root
+netdev:x:28:
+kvm:x:34:kvm
+shadow:x:42:
+users:x:100:games
+nogroup:x:65533:
+nobody:x:65534:
+EOF
+  awk -F: '{ printf "%s:%s::0:::::\n", $1, ($1 == "root" ? "*" : "!") }' "$r/etc/passwd" >"$r/etc/shadow"
+  chmod 0640 "$r/etc/shadow"
+  chgrp 42 "$r/etc/shadow"
+  printf '/bin/sh\n/bin/ash\n' >"$r/etc/shells"
+  printf 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' >"$r/etc/profile"
+  cat >"$r/etc/fstab" <<EOF
+UUID=$ALPINE_ROOT_UUID	/	ext4	rw,relatime 0 1
+EOF
+  cat >"$r/etc/inittab" <<'EOF'
+# /etc/inittab (Alpine's): busybox init starts OpenRC
+::sysinit:/sbin/openrc sysinit
+::sysinit:/sbin/openrc boot
+::wait:/sbin/openrc default
+tty1::respawn:/sbin/getty 38400 tty1
+::ctrlaltdel:/sbin/reboot
+::shutdown:/sbin/openrc shutdown
+EOF
+  # OpenRC's own local service (runs /etc/local.d/*.start at boot) and
+  # busybox-openrc's crond, as Alpine ships them. They need openrc-run,
+  # which this image does not have.
+  cat >"$r/etc/init.d/local" <<'EOF'
+#!/sbin/openrc-run
+
+description="Executes user programs in /etc/local.d"
+
+depend()
+{
+	after *
+	keyword -timeout
+}
+
+start()
+{
+	local file has_errors redirect retval
+	has_errors=0
+	yesno $rc_verbose || redirect='> /dev/null 2>&1'
+	ebegin "Starting local"
+	eindent
+	for file in /etc/local.d/*.start; do
+		if [ -x "${file}" ]; then
+			vebegin "Executing \"${file}\""
+			eval "${file}" $redirect
+			retval=$?
+			if [ ${retval} -ne 0 ]; then
+				has_errors=1
+			fi
+			veend ${retval} "Execution of \"${file}\" failed."
+		fi
+	done
+	eoutdent
+	[ ${has_errors} -eq 0 ]
+	eend $?
+}
+EOF
+  cat >"$r/etc/init.d/crond" <<'EOF'
+#!/sbin/openrc-run
+
+name="busybox $SVCNAME"
+command="/usr/sbin/$SVCNAME"
+command_args="$CRON_OPTS"
+pidfile="/run/$SVCNAME.pid"
+
+depend() {
+	need localmount
+	need logger
+}
+EOF
+  chmod 0755 "$r/etc/init.d/local" "$r/etc/init.d/crond"
+  printf '# Set the options for the cron daemon\nCRON_OPTS="-c /etc/crontabs"\n' >"$r/etc/conf.d/crond"
+  cat >"$r/etc/local.d/README" <<'EOF'
+This directory should contain programs or scripts which are to be run
+when the local service is started or stopped.
+EOF
+  printf 'alpine-base\n' >"$r/etc/apk/world"
+  printf 'x86_64\n' >"$r/etc/apk/arch"
+  printf 'https://dl-cdn.alpinelinux.org/alpine/v3.19/main\nhttps://dl-cdn.alpinelinux.org/alpine/v3.19/community\n' \
+    >"$r/etc/apk/repositories"
+  # apk's installed database: one record per package, fields "X:value",
+  # records separated by a blank line.
+  cat >"$r/lib/apk/db/installed" <<'EOF'
+C:Q1/HqqLe4Qg8ZXc16TLVSTexAjXHUE=
+P:musl
+V:1.2.4_git20230717-r4
+A:x86_64
+S:407278
+I:663552
+T:the musl c library (libc) implementation
+U:https://musl.libc.org/
+L:MIT
+o:musl
+m:Natanael Copa <ncopa@alpinelinux.org>
+t:1705320283
+F:lib
+R:ld-musl-x86_64.so.1
+R:libc.musl-x86_64.so.1
+
+C:Q1Tk2AWdvUi8DrNJ5x/8D5aVkTzIY=
+P:busybox
+V:1.36.1-r15
+A:x86_64
+S:508223
+I:946176
+T:Size optimized toolbox of many common UNIX utilities
+U:https://busybox.net/
+L:GPL-2.0-only
+o:busybox
+m:Sören Tempel <soeren+alpine@soeren-tempel.net>
+t:1703151244
+D:so:libc.musl-x86_64.so.1
+F:bin
+R:busybox
+
+C:Q1rUGNQuSqbOnQ2g6eO0mGLbA2fjs=
+P:alpine-baselayout
+V:3.4.3-r2
+A:x86_64
+S:8764
+I:331776
+T:Alpine base dir structure and init scripts
+U:https://git.alpinelinux.org/cgit/aports/tree/main/alpine-baselayout
+L:GPL-2.0-only
+o:alpine-baselayout
+m:Natanael Copa <ncopa@alpinelinux.org>
+t:1698943045
+D:alpine-baselayout-data=3.4.3-r2 /bin/sh
+F:etc
+
+EOF
+
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L alpine-root -U "$ALPINE_ROOT_UUID" \
+    -E "offset=$((root_start * 512)),hash_seed=$ALPINE_ROOT_UUID" -d "$r" "$disk" "$((root_size / 2))k"
+  rm -rf --one-file-system "$r"
+  write_json "$work/out.json" format=raw partition_table=dos disk_id="$ALPINE_DISK_ID" \
+    root_partition=1 fstype=ext4 label=alpine-root root_uuid="$ALPINE_ROOT_UUID" hostname=alpine \
+    layout="Alpine-like: the host's static busybox with OpenRC's directory layout and an apk database; not real Alpine (no openrc, apk, adduser or chpasswd)"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+build_flatcar_usr() {
+  local name=flatcar-usr.raw out=$CACHE/flatcar-usr.raw
+  need sfdisk mkfs.ext4
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s 400M "$disk"
+  local linux=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+  sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: gpt
+label-id: $FLATCAR_DISK_GUID
+first-lba: 2048
+size=48MiB, type=$linux, uuid=${FLATCAR_PARTUUID}1, name="ROOT"
+size=320MiB, type=$linux, uuid=${FLATCAR_PARTUUID}2, name="USR-A"
+PARTITIONS
+  local n part_start=() part_size=()
+  for n in 1 2; do
+    part_start[n]=$(part_field "$disk" "$n" start)
+    part_size[n]=$(part_field "$disk" "$n" size)
+    [[ -n "${part_start[n]}" && -n "${part_size[n]}" ]] || die "cannot read partition $n of the partition table"
+  done
+  local root=$work/root usr=$work/usr
+  [[ "$root" == "$CACHE"/.tmp.*/root && "$usr" == "$CACHE"/.tmp.*/usr ]] || die "unexpected work directories $root $usr"
+  extract_rootfs "$root" "$name"
+  [[ -L "$root/etc/os-release" ]] || die "$root/etc/os-release is not Debian's symlink"
+  # Flatcar has no package manager.
+  rm -rf "$root/var/lib/dpkg" "$root/etc/apt" "$root/var/lib/apt" "$root/var/cache/apt"
+  rm -f "$root"/usr/bin/apt* "$root"/usr/bin/dpkg* "$root/etc/debian_version"
+  cat >"$root/usr/lib/os-release" <<'EOF'
+NAME="Flatcar Container Linux by Kinvolk"
+ID=flatcar
+ID_LIKE=coreos
+VERSION=3760.2.0
+VERSION_ID=3760.2.0
+BUILD_ID=2024-01-09-1704
+SYSEXT_LEVEL=1.0
+PRETTY_NAME="Flatcar Container Linux by Kinvolk 3760.2.0 (Oklo)"
+ANSI_COLOR="38;5;75"
+HOME_URL="https://flatcar.org/"
+BUG_REPORT_URL="https://issues.flatcar.org"
+FLATCAR_BOARD="amd64-usr"
+CPE_NAME="cpe:2.3:o:flatcar-linux:flatcar_linux:3760.2.0:*:*:*:*:*:*:*"
+EOF
+  echo "imgbake test image $name: the /usr filesystem" >"$root/usr/README.imgbake"
+  echo flatcar >"$root/etc/hostname"
+  sed -i 's/testhost/flatcar/' "$root/etc/hosts"
+  mv "$root/usr" "$usr"
+  mkdir -m 0755 "$root/usr"
+  cat >"$root/etc/fstab" <<FSTAB
+# /etc/fstab (imgbake test image $name): /usr read-only on its own filesystem
+UUID=$FLATCAR_ROOT_UUID	/	ext4	defaults	0	1
+UUID=$FLATCAR_USR_UUID	/usr	ext4	ro	0	0
+FSTAB
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L ROOT -U "$FLATCAR_ROOT_UUID" \
+    -E "offset=$((part_start[1] * 512)),hash_seed=$FLATCAR_ROOT_UUID" -d "$root" "$disk" "$((part_size[1] / 2))k"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L USR-A -U "$FLATCAR_USR_UUID" \
+    -E "offset=$((part_start[2] * 512)),hash_seed=$FLATCAR_USR_UUID" -d "$usr" "$disk" "$((part_size[2] / 2))k"
+  rm -rf --one-file-system "$root" "$usr"
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$FLATCAR_DISK_GUID" \
+    root_partition=1 fstype=ext4 label=ROOT root_uuid="$FLATCAR_ROOT_UUID" hostname=flatcar \
+    usr_partition=2 usr_uuid="$FLATCAR_USR_UUID" \
+    layout="Flatcar-like: the Debian rootfs split into a root and a read-only /usr mounted by fstab; not real Flatcar (no mount.usr=, no dm-verity)"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -1344,6 +1690,10 @@ main() {
         built ubuntu-btrfs.raw || { build_rootfs && build_btrfs ubuntu-btrfs.raw ubuntu; } ;;
       debian-luks2 | debian-luks2.raw | debian-luks1 | debian-luks1.raw | debian-luks-lvm | debian-luks-lvm.raw)
         built "${n%.raw}.raw" || { build_rootfs && build_luks "$(basename "${n%.raw}" | sed 's/^debian-//')"; } ;;
+      alpine | alpine.raw)
+        built alpine.raw || build_alpine ;;
+      flatcar-usr | flatcar-usr.raw)
+        built flatcar-usr.raw || { build_rootfs && build_flatcar_usr; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done

@@ -104,10 +104,25 @@ const (
 	// itself a LUKS1 volume (crypttab home_crypt /dev/vgcrypt/home, fstab
 	// /dev/mapper/home_crypt /home, /marker in it; see Info.HomeVolume).
 	LUKSLVM = "debian-luks-lvm.raw"
+	// Alpine is an Alpine-like layout, not real Alpine: a raw MBR image,
+	// one ext4 root (1) made of the host's static busybox (applet links in
+	// /bin, /sbin, /usr/bin, /usr/sbin), Alpine 3.19.1's release files,
+	// passwd/shadow/group in Alpine's form, OpenRC's layout (/etc/init.d
+	// with local and crond, /etc/runlevels/*, /etc/local.d) without an
+	// openrc binary, and an apk database without apk. Debian's busybox has
+	// no adduser, addgroup or chpasswd. Built on demand.
+	Alpine = "alpine.raw"
+	// FlatcarUsr is a CoreOS/Flatcar-like split of the Debian rootfs: GPT,
+	// the root ext4 (1) whose /etc/os-release links to ../usr/lib/os-release
+	// (Flatcar's) and /usr on its own ext4 (2), fstab "/usr ext4 ro"; no
+	// package manager. Flatcar's own mount.usr= and dm-verity are not
+	// emulated. Built on demand.
+	FlatcarUsr = "flatcar-usr.raw"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
-var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs, LUKS2, LUKS1, LUKSLVM}
+var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs, LUKS2, LUKS1, LUKSLVM,
+	Alpine, FlatcarUsr}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}

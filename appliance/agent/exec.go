@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -214,25 +216,38 @@ func hasSlash(s string) bool {
 	return false
 }
 
-// lookPathIn finds name on the default PATH below root.
+// lookPathIn finds name on the default PATH below root. Below an image's
+// root, symlinks resolve inside it, as they will after chroot: Alpine's
+// applets are absolute links to /bin/busybox, which the appliance may not
+// have, or have as a different program.
 func lookPathIn(root, name string) (string, error) {
 	dirs := proto.DefaultPathDirs()
 	if root == "" || root == "/" {
 		dirs = append(dirs, proto.RescueBinDir) // the appliance's own tools
+		for _, dir := range dirs {
+			p := dir + "/" + name
+			fi, err := os.Stat(p)
+			if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+		return "", fmt.Errorf("exec: %q: %w", name, os.ErrNotExist)
 	}
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("exec: %q: %w", name, err)
+	}
+	defer unix.Close(rootfd)
 	for _, dir := range dirs {
 		p := dir + "/" + name
-		fi, err := os.Stat(joinRoot(root, p))
-		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		fd, st, err := openPathInRoot(rootfd, p)
+		if err != nil {
+			continue
+		}
+		unix.Close(fd)
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o111 != 0 {
 			return p, nil
 		}
 	}
 	return "", fmt.Errorf("exec: %q: %w", name, os.ErrNotExist)
-}
-
-func joinRoot(root, p string) string {
-	if root == "" || root == "/" {
-		return p
-	}
-	return root + p
 }
