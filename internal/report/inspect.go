@@ -95,6 +95,9 @@ func packagesLine(r *fsops.Inspection) string {
 		about = append(about, "database "+SafeName(r.PackageDB))
 	}
 	if len(about) == 0 {
+		if r.PackageManager == "" {
+			return "none found" // a line never ends in an empty field
+		}
 		return r.PackageManager
 	}
 	return strings.TrimSpace(r.PackageManager + " (" + strings.Join(about, ", ") + ")")
