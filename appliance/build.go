@@ -67,6 +67,8 @@ var moduleGroups = []struct {
 	{"vfat", []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"}},
 	{"ext4", []string{"ext4"}},
 	{proto.ModulesDM, []string{"dm_mod"}},
+	{proto.ModulesMD, []string{"md_mod", "linear", "raid0", "raid1", "raid10"}},
+	{proto.ModulesMDParity, []string{"raid456"}},
 	{proto.ModulesNet, []string{"virtio_net"}},
 }
 

@@ -62,6 +62,7 @@ type Agent struct {
 	// LVM volumes this agent activated (lvm.go), removed before power-off.
 	lvmMu    sync.Mutex
 	dmActive []string
+	mdActive []*mdArray // md arrays started, stopped after dmActive
 	lvmVGs   []proto.VolumeGroup
 }
 
@@ -153,6 +154,7 @@ func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, 
 	}
 	// Nothing may hold the disks when the host commits the image.
 	problems = append(problems, a.deactivateLVM()...)
+	problems = append(problems, a.stopMD()...)
 	unix.Sync()
 	select {
 	case a.powerOff <- struct{}{}:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,16 @@ func probeDevice(dev string) (proto.Filesystem, error) {
 			return nil
 		}
 		return buf[off : off+n]
+	}
+	// md RAID first: metadata 1.0 and 0.90 sit at the end of a member
+	// whose start is the array's data, a filesystem that must not be
+	// mounted on its own. A whole disk with partitions is not searched
+	// at its end: a 0.90 superblock there belongs to its last partition.
+	if sb, err := readMDSuper(f, fs.Size, !hasPartitions(filepath.Base(dev))); err == nil {
+		fs.Type = proto.TypeMDMember
+		fs.UUID = sb.UUID()
+		fs.Label = sb.name
+		return fs, nil
 	}
 	switch {
 	case bytes.Equal(at(1024+0x38, 2), []byte{0x53, 0xEF}):
@@ -173,7 +184,7 @@ func blockDevices() []string {
 	var names []string
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, "vd") || strings.HasPrefix(n, "sd") || strings.HasPrefix(n, "dm-") {
+		if strings.HasPrefix(n, "vd") || strings.HasPrefix(n, "sd") || strings.HasPrefix(n, "dm-") || strings.HasPrefix(n, "md") {
 			names = append(names, n)
 		}
 	}
@@ -205,6 +216,21 @@ func splitDev(n string) (string, int) {
 	return n[:i], p
 }
 
+// hasPartitions says whether block device name is a disk with partitions
+// (sysfs lists them as its subdirectories).
+func hasPartitions(name string) bool {
+	ents, err := os.ReadDir(filepath.Join("/sys/class/block", name))
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), name) {
+			return true
+		}
+	}
+	return false
+}
+
 // devicePath is the node of block device name: /dev/NAME, or for a
 // device-mapper device its /dev/mapper name when that node exists.
 func devicePath(name string) string {
@@ -225,6 +251,19 @@ func devicePath(name string) string {
 // and fsck treat them like partitions.
 func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
+	var mdWarnings []string
+	if a.pid1 && len(a.mdActive) == 0 && slices.ContainsFunc(fss, func(fs proto.Filesystem) bool { return fs.Type == proto.TypeMDMember }) {
+		// Only as PID 1, like LVM; once: the arrays stay up until power-off.
+		mdWarnings = a.assembleMD(fss)
+		fss = probeAll()
+	}
+	fss, vgs, warnings := a.probeLVM(fss)
+	return fss, vgs, append(mdWarnings, warnings...)
+}
+
+// probeLVM activates the LVM volumes whose physical volumes are among fss
+// and adds them to it.
+func (a *Agent) probeLVM(fss []proto.Filesystem) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	hasPV := false
 	for _, fs := range fss {
 		hasPV = hasPV || fs.Type == proto.TypeLVMPV

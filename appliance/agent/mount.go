@@ -423,7 +423,8 @@ func (a *Agent) unmountAll() []string {
 	a.mounted = false
 	a.state.Unlock()
 	problems := unmountBelow(proto.Sysroot)
-	return append(problems, a.deactivateLVM()...)
+	problems = append(problems, a.deactivateLVM()...)
+	return append(problems, a.stopMD()...)
 }
 
 // unmountBelow unmounts prefix and everything below it in reverse mount
