@@ -258,6 +258,7 @@ func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []strin
 		fss = probeAll()
 	}
 	fss, vgs, warnings := a.probeLVM(fss)
+	a.labelMDArrays(fss)
 	return fss, vgs, append(mdWarnings, warnings...)
 }
 

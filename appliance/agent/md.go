@@ -60,8 +60,11 @@ type mdMember struct {
 
 // mdArray is an array the agent started.
 type mdArray struct {
-	node  string   // /dev/mdN
-	links []string // /dev/md/NAME
+	node    string   // /dev/mdN
+	links   []string // /dev/md/NAME
+	name    string   // from the metadata
+	level   string   // "raid1"
+	members []string // the devices it was started with
 }
 
 // groupMDMembers groups the member devices by array UUID (in the order the
@@ -182,7 +185,7 @@ func (a *Agent) startMDArray(members []mdMember) (*mdArray, []string, error) {
 	}
 	var warnings []string
 	ro := a.readOnly
-	added := 0
+	var added []string
 	// The newest superblocks first: the kernel compares each member with
 	// the first one added, and drops the stale ones when it starts.
 	sort.SliceStable(members, func(i, j int) bool { return members[i].sb.events > members[j].sb.events })
@@ -197,10 +200,10 @@ func (a *Agent) startMDArray(members []mdMember) (*mdArray, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("%s: member %s refused by the kernel: %v", desc, m.dev, e))
 			continue
 		}
-		added++
+		added = append(added, m.dev)
 		ro = ro || deviceReadOnly(m.dev)
 	}
-	if added == 0 {
+	if len(added) == 0 {
 		stop()
 		return nil, warnings, fmt.Errorf("%s not assembled: no member could be added", desc)
 	}
@@ -217,7 +220,9 @@ func (a *Agent) startMDArray(members []mdMember) (*mdArray, []string, error) {
 		disks := readSysInt(filepath.Join(sys, "raid_disks"))
 		warnings = append(warnings, fmt.Sprintf("%s is degraded: %d of its %d members missing; started on %s", desc, deg, disks, node))
 	}
-	arr := &mdArray{node: node}
+	arr := &mdArray{node: node, name: sb.name, level: mdLevelName(sb.level)}
+	arr.members = added
+	sort.Slice(arr.members, func(i, j int) bool { return devLess(filepath.Base(arr.members[i]), filepath.Base(arr.members[j])) })
 	// /dev/md/NAME as the machine that made the array sees it (mdadm's
 	// names: the full "host:name" and the short one its own host uses).
 	if sb.name != "" {
@@ -262,6 +267,31 @@ func freeMDMinor(sb *mdSuper) (int, error) {
 		}
 	}
 	return 0, errors.New("no free md device number")
+}
+
+// mdLevelName is a RAID level as mdadm names it.
+func mdLevelName(level int32) string {
+	switch level {
+	case -1:
+		return "linear"
+	case -4:
+		return "multipath"
+	}
+	return fmt.Sprintf("raid%d", level)
+}
+
+// labelMDArrays fills in the array name, level and members of the md
+// devices among fss.
+func (a *Agent) labelMDArrays(fss []proto.Filesystem) {
+	a.lvmMu.Lock()
+	defer a.lvmMu.Unlock()
+	for i := range fss {
+		for _, arr := range a.mdActive {
+			if fss[i].Device == arr.node {
+				fss[i].MDArray, fss[i].MDLevel, fss[i].MDMembers = arr.name, arr.level, arr.members
+			}
+		}
+	}
 }
 
 func readSysInt(p string) int {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgbake/imgbake/appliance/proto"
 )
 
 var testMDUUID = [16]byte{0x5e, 0xa1, 0xb0, 0xd0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0x07, 0xa1}
@@ -196,4 +198,29 @@ func FuzzMDSuper(f *testing.F) {
 			t.Fatalf("accepted an inconsistent superblock: %+v", sb)
 		}
 	})
+}
+
+// TestResolveSpecMD: fstab names an array as mdadm does (/dev/md/NAME with
+// or without the array's "host:"), by node or by its filesystem's UUID; a
+// member is never what a spec names.
+func TestResolveSpecMD(t *testing.T) {
+	fss := []proto.Filesystem{
+		{Device: "/dev/vda2", Type: proto.TypeMDMember, UUID: "5ea1b0d0-0000-4000-8000-0000000008a0", Label: "debian:0"},
+		{Device: "/dev/md0", Type: "ext4", UUID: "5ea1b0d0-0000-4000-8000-0000000008f2", MDArray: "debian:0", MDLevel: "raid1"},
+		{Device: "/dev/md127", Type: "ext4", MDArray: "debian:home", MDLevel: "raid1"},
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"/dev/md/0", "/dev/md0"},
+		{"/dev/md/debian:0", "/dev/md0"},
+		{"/dev/md0", "/dev/md0"},
+		{"/dev/md/home", "/dev/md127"},
+		{"/dev/md/debian:home", "/dev/md127"},
+		{"UUID=5ea1b0d0-0000-4000-8000-0000000008f2", "/dev/md0"},
+		{"/dev/md/other", ""},
+	} {
+		fs, ok := resolveSpec(tc.spec, fss)
+		if got := fs.Device; got != tc.want || ok != (tc.want != "") {
+			t.Errorf("resolveSpec(%q) = %q, %v; want %q", tc.spec, got, ok, tc.want)
+		}
+	}
 }
