@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -48,6 +49,12 @@ func TestLayoutRHELVM(t *testing.T) {
 	r := imgbake(t, "run", "-a", disk, writeRecipe(t, layoutRecipe+`  - write: {path: /boot/from-recipe, content: "on the xfs /boot\n"}
 `))
 	wantCode(t, r, 0, "run")
+	r = imgbake(t, "edit", "-a", disk, "-e", "s/^imgbake/edited: imgbake/", "/boot/README")
+	wantCode(t, r, 0, "edit")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	must(t, os.WriteFile(pwFile, []byte("rhel-secret\n"), 0o600))
+	r = imgbake(t, "reset-password", "-a", disk, "--password-file", pwFile, "ops")
+	wantCode(t, r, 0, "reset-password")
 	root := testimages.OpenRange(t, disk, info.RootOffset, info.RootSize, "xfs")
 	read := func(v *testimages.MountView, p string) string {
 		t.Helper()
@@ -66,6 +73,9 @@ func TestLayoutRHELVM(t *testing.T) {
 	if !strings.Contains(read(root, "/etc/passwd"), "\nops:x:") || !strings.Contains(read(root, "/var/lib/imgbake/state.json"), `"layout"`) {
 		t.Error("passwd or run-once state lacks the run")
 	}
+	if !regexp.MustCompile(`(?m)^ops:\$[^:]+:`).MatchString(read(root, "/etc/shadow")) {
+		t.Error("no password hash for ops after reset-password")
+	}
 	if _, err := root.ReadFile("/boot/from-recipe"); err == nil {
 		t.Error("/boot/from-recipe landed on the root filesystem, under its mountpoint")
 	}
@@ -74,6 +84,9 @@ func TestLayoutRHELVM(t *testing.T) {
 	boot := testimages.OpenRange(t, disk, bootOff, 320<<20, "xfs")
 	if got := read(boot, "/from-recipe"); got != "on the xfs /boot\n" {
 		t.Errorf("/boot/from-recipe on the /boot filesystem: %q", got)
+	}
+	if got := read(boot, "/README"); !strings.HasPrefix(got, "edited: imgbake test image") {
+		t.Errorf("/boot/README after edit: %q", got)
 	}
 	boot.Close()
 	for _, fs := range []struct {
@@ -164,6 +177,12 @@ steps:
   - write: {path: /srv/data/from-recipe, content: "on LVM on md1\n"}
 `))
 	wantCode(t, r, 0, "run")
+	r = imgbake(t, "edit", "-a", disk, "-e", "s/^imgbake/edited: imgbake/", "/home/README")
+	wantCode(t, r, 0, "edit")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	must(t, os.WriteFile(pwFile, []byte("raid-secret\n"), 0o600))
+	r = imgbake(t, "reset-password", "-a", disk, "--password-file", pwFile, "ops")
+	wantCode(t, r, 0, "reset-password")
 	for _, member := range []struct {
 		name            string
 		root, srv, home int64
@@ -190,6 +209,12 @@ steps:
 		}
 		if fi, err := testimages.StatAt(t, disk, member.home, "/ops"); err != nil || !fi.IsDir {
 			t.Errorf("%s member of md127: /home/ops %+v, %v", member.name, fi, err)
+		}
+		if got := read(member.home, "/README"); !strings.HasPrefix(got, "edited: imgbake test image") {
+			t.Errorf("%s member of md127: /home/README after edit: %q", member.name, got)
+		}
+		if !regexp.MustCompile(`(?m)^ops:\$[^:]+:`).MatchString(read(member.root, "/etc/shadow")) {
+			t.Errorf("%s member of md0: no password hash for ops after reset-password", member.name)
 		}
 	}
 	// Stopped clean: each member's metadata says clean, both agree.
