@@ -1269,7 +1269,7 @@ md_member() {
   [[ -x "$work/mdsuper" ]] || (cd "$REPO_DIR" && go build -o "$work/mdsuper" ./testimages/mdsuper)
   local auuid=${RAID_ARRAY_UUID}$array duuid=${RAID_MEMBER_UUID}8$array$member
   "$work/mdsuper" -disk "$disk" -start "$pstart" -size "$psize" -uuid "$auuid" -name "$aname" \
-    -devuuid "$duuid" -number "$member" -raid-disks 2 -data-offset "$RAID_DATA_OFFSET" -time "$FAKE_TIME" ||
+    -devuuid "$duuid" -number "$member" -raid-disks 2 -data-offset "$RAID_DATA_OFFSET" -time "$FAKE_TIME" >/dev/null ||
     die "mdsuper failed for partition $part"
   local loopdev exam
   loopdev=$(losetup --find --show --read-only --offset $((pstart * 512)) --sizelimit $((psize * 512)) "$disk") ||

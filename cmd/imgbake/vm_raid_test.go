@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/imgbake/imgbake/appliance/proto"
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
 
@@ -309,4 +311,92 @@ func fsOf(t *testing.T, rep fsops.Inspection, device string) proto.Filesystem {
 	}
 	t.Fatalf("no %s in %+v", device, rep.Filesystems)
 	return proto.Filesystem{}
+}
+
+// TestRAIDMetadataEndVM: arrays whose superblocks sit at the end of their
+// members (metadata 1.0 and 0.90, the data from the member's first
+// sector) assemble under the number they were made as, on an MBR disk
+// whose last member ends where the disk ends, so the whole disk shows the
+// same superblock at its end and must not be taken for a member. The
+// members are checked with the host's mdadm --examine first; a read-only
+// inspect and cat leave them byte-identical.
+func TestRAIDMetadataEndVM(t *testing.T) {
+	vmTests(t)
+	tmp := privateTmp(t)
+	vmtest.LookPath(t, "sfdisk", "fdisk")
+	vmtest.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	for _, tc := range []struct {
+		metadata, node string
+		m              testimages.MDMember
+	}{
+		{"1.0", "/dev/md3", testimages.MDMember{Name: "test:3", DevUUID: "5ea1b0d0-0000-4000-8000-0000000009b0"}},
+		{"0.90", "/dev/md5", testimages.MDMember{MinorHint: 5}},
+	} {
+		t.Run(tc.metadata, func(t *testing.T) {
+			disk := filepath.Join(t.TempDir(), "disk.raw")
+			must(t, os.WriteFile(disk, nil, 0o600))
+			must(t, os.Truncate(disk, 64<<20))
+			parts := [2][2]int64{{2048, 49152}, {51200, 131072 - 51200}} // the second ends at the disk's end
+			sf := exec.Command("sfdisk", "-q", disk)
+			sf.Stdin = strings.NewReader("label: dos\nunit: sectors\nstart=2048, size=49152, type=fd\nstart=51200, type=fd\n")
+			if out, err := sf.CombinedOutput(); err != nil {
+				t.Fatalf("sfdisk: %v %s", err, out)
+			}
+			const arraySize = 40960 // 20 MiB, within both members
+			for i, p := range parts {
+				m := tc.m
+				m.Metadata, m.UUID, m.Number, m.RaidDisks, m.ArraySize, m.Time = tc.metadata, "5ea1b0d0-0000-4000-8000-0000000009a0", i, 2, arraySize, 1700000000
+				if m.DevUUID != "" {
+					m.DevUUID = m.DevUUID[:len(m.DevUUID)-1] + fmt.Sprint(i)
+				}
+				off, n, err := testimages.WriteMDMember(disk, p[0], p[1], m)
+				if err != nil || off != 0 || n != arraySize {
+					t.Fatalf("member %d: data at %d, %d sectors, %v", i, off, n, err)
+				}
+			}
+			// The array's data: an ext4 filesystem made on the first member,
+			// copied onto the second.
+			src := t.TempDir()
+			must(t, os.WriteFile(filepath.Join(src, "marker"), []byte("metadata "+tc.metadata+"\n"), 0o644))
+			if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", src, "-E", fmt.Sprintf("offset=%d", parts[0][0]*512),
+				disk, fmt.Sprintf("%dk", arraySize/2)).CombinedOutput(); err != nil {
+				t.Fatalf("mkfs.ext4: %v %s", err, out)
+			}
+			f, err := os.OpenFile(disk, os.O_RDWR, 0)
+			must(t, err)
+			data := make([]byte, arraySize*512)
+			_, err = f.ReadAt(data, parts[0][0]*512)
+			must(t, err)
+			_, err = f.WriteAt(data, parts[1][0]*512)
+			must(t, err)
+			must(t, f.Close())
+			for i, want := range []string{"Version : " + tc.metadata, "Raid Level : raid1", "- correct"} {
+				for p := 1; p <= 2; p++ {
+					if exam := testimages.MDExamine(t, disk, p); !strings.Contains(exam, want) && (i > 0 || !strings.Contains(exam, "Version : 0.90.00")) {
+						t.Fatalf("mdadm --examine of member %d lacks %q:\n%s", p, want, exam)
+					}
+				}
+			}
+			before := sha256File(t, disk)
+
+			rep := inspectJSON(t, "-a", disk, "-m", tc.node)
+			if md := fsOf(t, rep, tc.node); !jsonEqual(md.MDMembers, []string{"/dev/vda1", "/dev/vda2"}) || md.MDLevel != "raid1" || md.Type != "ext4" {
+				t.Errorf("%s: %+v", tc.node, md)
+			}
+			for _, f := range rep.Filesystems {
+				if f.Device == "/dev/vda" {
+					t.Errorf("the whole disk was taken for a %q: %+v", f.Type, f)
+				}
+			}
+			r := imgbake(t, "cat", "-a", disk, "-m", tc.node, "/marker")
+			wantCode(t, r, 0, "cat")
+			if r.stdout != "metadata "+tc.metadata+"\n" {
+				t.Errorf("cat /marker = %q", r.stdout)
+			}
+			if sha256File(t, disk) != before {
+				t.Error("a read-only inspect or cat changed the members")
+			}
+		})
+	}
+	noLeftovers(t, tmp)
 }
