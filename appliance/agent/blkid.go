@@ -252,7 +252,7 @@ func devicePath(name string) string {
 func (a *Agent) probeStorage() ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
 	var mdWarnings []string
-	if a.pid1 && len(a.mdActive) == 0 && slices.ContainsFunc(fss, func(fs proto.Filesystem) bool { return fs.Type == proto.TypeMDMember }) {
+	if a.pid1 && !a.mdStarted() && slices.ContainsFunc(fss, func(fs proto.Filesystem) bool { return fs.Type == proto.TypeMDMember }) {
 		// Only as PID 1, like LVM; once: the arrays stay up until power-off.
 		mdWarnings = a.assembleMD(fss)
 		fss = probeAll()

@@ -131,6 +131,14 @@ func (a *Agent) assembleMD(fss []proto.Filesystem) []string {
 	return warnings
 }
 
+// mdStarted says whether arrays are up (they stay until power-off or
+// unmountAll stops them).
+func (a *Agent) mdStarted() bool {
+	a.lvmMu.Lock()
+	defer a.lvmMu.Unlock()
+	return len(a.mdActive) > 0
+}
+
 // mdDescribe names an array for messages: its name, UUID and members.
 func mdDescribe(members []mdMember) string {
 	sb := members[0].sb
