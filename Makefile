@@ -142,6 +142,7 @@ fuzz: $(AGENT)
 	# Its inputs are disk heads of tens of KiB: minimizing each new one at length stalls the run.
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzGrowPartitionTable -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzBtrfsSearch -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzMDSuper -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzPackageDatabases -fuzztime $(FUZZTIME)
 

@@ -70,6 +70,8 @@ var moduleGroups = []struct {
 	// dm-crypt and the modes LUKS volumes use: AES and CBC are built in,
 	// xts needs ecb, essiv is for old aes-cbc-essiv:sha256 LUKS1 volumes.
 	{proto.ModulesCrypt, []string{"dm_crypt", "ecb", "xts", "essiv"}},
+	{proto.ModulesMD, []string{"md_mod", "linear", "raid0", "raid1", "raid10"}},
+	{proto.ModulesMDParity, []string{"raid456"}},
 	{proto.ModulesNet, []string{"virtio_net"}},
 }
 

@@ -6,6 +6,7 @@
 #         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
 #         | fedora-btrfs.raw | opensuse-btrfs.raw | ubuntu-btrfs.raw
 #         | debian-luks2.raw | debian-luks1.raw | debian-luks-lvm.raw | alpine.raw | flatcar-usr.raw
+#         | rhel-lvm.raw | debian-raid1.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
 #         debian-lvm, centos6-lvm, debian-split, debian-boot, fedora-btrfs, opensuse-btrfs,
 #         ubuntu-btrfs, debian-luks2, debian-luks1, debian-luks-lvm, alpine, flatcar-usr)
@@ -88,9 +89,9 @@ SUSE_PARTUUID=5ea1b0d0-0000-4000-8000-00000000006 # + the partition number
 SUSE_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000002f2
 UBUNTU_DISK_ID=0x5ea1b0d3
 UBUNTU_BTRFS_UUID=5ea1b0d0-0000-4000-8000-0000000003f2
-LUKS_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000007
-LUKS_BOOT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000071
-LUKS_CRYPT_PARTUUID=5ea1b0d0-0000-4000-8000-000000000072
+LUKS_DISK_GUID=5ea1b0d0-0000-4000-8000-00000000000a
+LUKS_BOOT_PARTUUID=5ea1b0d0-0000-4000-8000-0000000000a1
+LUKS_CRYPT_PARTUUID=5ea1b0d0-0000-4000-8000-0000000000a2
 LUKS_BOOT_UUID=5ea1b0d0-0000-4000-8000-000000000a51
 LUKS_ROOT_UUID=5ea1b0d0-0000-4000-8000-000000000a52 # the filesystem inside
 LUKS2_UUID=5ea1b0d0-0000-4000-8000-00000000a2a2     # the LUKS volumes
@@ -1637,6 +1638,297 @@ FSTAB
   log "$name: done in $(($(date +%s) - start))s"
 }
 
+# ---------------------------------------------------------------- RHEL-like and md RAID images
+#
+# rhel-lvm.raw: RHEL 9's default layout, on the Debian rootfs with the
+# os-release and /etc/redhat-release of RHEL 9.3 and an empty rpm database.
+# debian-raid1.raw: Debian on md RAID1 arrays, with LVM on one of them.
+
+ON_DEMAND_IMAGES+=(rhel-lvm.raw debian-raid1.raw)
+RHEL_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000007
+RHEL_PARTUUID=5ea1b0d0-0000-4000-8000-00000000007 # + the partition number
+RHEL_BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000007f1
+RHEL_ROOT_UUID=5ea1b0d0-0000-4000-8000-0000000007f2
+RHEL_SWAP_UUID=5ea1b0d0-0000-4000-8000-0000000007f3
+RHEL_PV_UUID=5ea1b7-0000-4000-8000-0000-0000-0007f4
+RAID_DISK_GUID=5ea1b0d0-0000-4000-8000-000000000008
+RAID_PARTUUID=5ea1b0d0-0000-4000-8000-00000000008 # + the partition number
+RAID_BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000008f1
+RAID_ROOT_UUID=5ea1b0d0-0000-4000-8000-0000000008f2
+RAID_SRV_UUID=5ea1b0d0-0000-4000-8000-0000000008f3
+RAID_HOME_UUID=5ea1b0d0-0000-4000-8000-0000000008f4
+RAID_PV_UUID=5ea1b8-0000-4000-8000-0000-0000-0008f5
+RAID_ARRAY_UUID=5ea1b0d0-0000-4000-8000-0000000008a # + the array number (0, 1, 2)
+RAID_MEMBER_UUID=5ea1b0d0-0000-4000-8000-000000000 # + 8, the array number, the member number (0, 1)
+RAID_DATA_OFFSET=2048 # sectors: the data of each member starts 1 MiB in
+
+# mkxfs DISK OFFSET SIZE LABEL UUID DIR WORK: an xfs filesystem of DIR,
+# SIZE bytes, written into DISK at byte OFFSET (see build_mbr_xfs: made in
+# its own file from a protofile, modes fixed with xfs_db, checked with
+# xfs_repair -n, copied into place).
+mkxfs() {
+  local disk=$1 offset=$2 size=$3 label=$4 uuid=$5 dir=$6 work=$7
+  [[ -x "$work/protogen" ]] || (cd "$REPO_DIR" && go build -o "$work/protogen" ./testimages/protogen)
+  "$work/protogen" -fixups "$work/fixups" "$dir" >"$work/proto"
+  local fs=$work/fs.xfs
+  rm -f "$fs"
+  truncate -s "$size" "$fs"
+  mkfs.xfs -q -f -L "$label" -m uuid="$uuid" -p "$work/proto" "$fs"
+  if [[ -s "$work/fixups" ]]; then
+    local p mode uid gid args=()
+    while IFS=$'\t' read -r p mode uid gid; do
+      args+=(-c "path $p" -c "write core.mode 0$mode" -c "write core.uid $uid" -c "write core.gid $gid")
+    done <"$work/fixups"
+    xfs_db -x "${args[@]}" "$fs" >/dev/null
+  fi
+  xfs_repair -n "$fs" >/dev/null 2>&1 || die "xfs_repair -n found problems in the new filesystem $label"
+  [[ "$(xfs_db -r -c uuid "$fs")" == "UUID = $uuid" ]] || die "xfs_db: $label has not the UUID $uuid"
+  dd if="$fs" of="$disk" bs=1M seek="$offset" oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$fs"
+}
+
+# rhel-lvm.raw: GPT, /boot xfs (1, 320 MiB: mkfs.xfs 6.1 makes nothing
+# smaller than 300 MB) and an LVM PV (2) with VG rhel, LVs root (xfs) and
+# swap; fstab as RHEL 9's anaconda writes it.
+build_rhel() {
+  local name=rhel-lvm.raw out=$CACHE/rhel-lvm.raw
+  need sfdisk mkfs.xfs xfs_db xfs_repair mkswap losetup lvm go python3
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s 1200M "$disk"
+  sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: gpt
+label-id: $RHEL_DISK_GUID
+first-lba: 2048
+size=320MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=${RHEL_PARTUUID}1
+type=E6D6D379-F507-44C2-A23C-238F2A3DF928, uuid=${RHEL_PARTUUID}2
+PARTITIONS
+  local boot_start boot_size pv_start pv_size
+  boot_start=$(part_field "$disk" 1 start)
+  boot_size=$(part_field "$disk" 1 size)
+  pv_start=$(part_field "$disk" 2 start)
+  pv_size=$(part_field "$disk" 2 size)
+  [[ -n "$boot_start" && -n "$boot_size" && -n "$pv_start" && -n "$pv_size" ]] || die "cannot read partition table"
+  make_lvm "$disk" "$pv_start" "$pv_size" "$RHEL_PV_UUID" rhel root:800M swap:16M
+
+  local root=$work/root boot=$work/boot
+  [[ -n "$work" && "$root" == "$CACHE"/.tmp.*/root && "$boot" == "$CACHE"/.tmp.*/boot ]] || die "unexpected work directories $root $boot"
+  extract_rootfs "$root" "$name"
+  mv "$root/boot" "$boot"
+  mkdir -m 0555 "$root/boot" # RHEL's /boot mountpoint is 0555
+  echo "imgbake test image $name: /boot" >"$boot/README"
+  echo rhel9.localdomain >"$root/etc/hostname"
+  set_os_release "$root" rhel <<'EOF'
+NAME="Red Hat Enterprise Linux"
+VERSION="9.3 (Plow)"
+ID="rhel"
+ID_LIKE="fedora"
+VERSION_ID="9.3"
+PLATFORM_ID="platform:el9"
+PRETTY_NAME="Red Hat Enterprise Linux 9.3 (Plow)"
+ANSI_COLOR="0;31"
+LOGO="fedora-logo-icon"
+CPE_NAME="cpe:/o:redhat:enterprise_linux:9::baseos"
+HOME_URL="https://www.redhat.com/"
+REDHAT_SUPPORT_PRODUCT="Red Hat Enterprise Linux"
+REDHAT_SUPPORT_PRODUCT_VERSION="9.3"
+EOF
+  echo "Red Hat Enterprise Linux release 9.3 (Plow)" >"$root/etc/redhat-release"
+  ln -s redhat-release "$root/etc/system-release"
+  # RHEL 9's rpm database: an SQLite file (rpm's Packages table, no
+  # package in it), which is what inspection looks for.
+  mkdir -p "$root/var/lib/rpm"
+  python3 -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+db.commit()' "$root/var/lib/rpm/rpmdb.sqlite"
+  cat >"$root/etc/fstab" <<FSTAB
+
+#
+# /etc/fstab
+# Created by anaconda on Tue Nov 14 22:13:20 2023 (imgbake test image $name)
+#
+# Accessible filesystems, by reference, are maintained under '/dev/disk/'.
+# See man pages fstab(5), findfs(8), mount(8) and/or blkid(8) for more info.
+#
+# After editing this file, run 'systemctl daemon-reload' to update systemd
+# units generated from this file.
+#
+/dev/mapper/rhel-root   /                       xfs     defaults        0 0
+UUID=$RHEL_BOOT_UUID /boot                   xfs     defaults        0 0
+/dev/mapper/rhel-swap   none                    swap    defaults        0 0
+FSTAB
+  mkxfs "$disk" "${LV_OFF[root]}" "${LV_SIZE[root]}" root "$RHEL_ROOT_UUID" "$root" "$work"
+  mkxfs "$disk" $((boot_start * 512)) $((boot_size * 512)) boot "$RHEL_BOOT_UUID" "$boot" "$work"
+  rm -rf --one-file-system "$root" "$boot"
+  local swap=$work/swap
+  truncate -s "${LV_SIZE[swap]}" "$swap"
+  mkswap -q -U "$RHEL_SWAP_UUID" "$swap" >/dev/null
+  dd if="$swap" of="$disk" bs=1M seek="${LV_OFF[swap]}" oflag=seek_bytes conv=notrunc,sparse status=none
+  rm -f "$swap"
+
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$RHEL_DISK_GUID" \
+    root_partition=0 root_offset="${LV_OFF[root]}" root_size="${LV_SIZE[root]}" fstype=xfs label=root \
+    root_uuid="$RHEL_ROOT_UUID" hostname=rhel9.localdomain vg=rhel pv_partition=2 \
+    boot_partition=1 boot_uuid="$RHEL_BOOT_UUID" swap_size="${LV_SIZE[swap]}" \
+    os_note="the Debian 12 rootfs with the os-release and redhat-release of RHEL 9.3 and an empty rpm database: no rpm or dnf"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+# md_member DISK PART ARRAY MEMBER NAME START SIZE: the md RAID1 metadata
+# 1.2 superblock of member MEMBER (0 or 1) of array ARRAY (0, 1, 2, named
+# NAME) in partition PART (START, SIZE in sectors), written by
+# testimages/mdsuper and checked with the host's mdadm --examine on a loop
+# device of the partition (mdadm shares no code with it; no md needed).
+md_member() {
+  local disk=$1 part=$2 array=$3 member=$4 aname=$5 pstart=$6 psize=$7 work=$8
+  [[ -x "$work/mdsuper" ]] || (cd "$REPO_DIR" && go build -o "$work/mdsuper" ./testimages/mdsuper)
+  local auuid=${RAID_ARRAY_UUID}$array duuid=${RAID_MEMBER_UUID}8$array$member
+  "$work/mdsuper" -disk "$disk" -start "$pstart" -size "$psize" -uuid "$auuid" -name "$aname" \
+    -devuuid "$duuid" -number "$member" -raid-disks 2 -data-offset "$RAID_DATA_OFFSET" -time "$FAKE_TIME" >/dev/null ||
+    die "mdsuper failed for partition $part"
+  local loopdev exam
+  loopdev=$(losetup --find --show --read-only --offset $((pstart * 512)) --sizelimit $((psize * 512)) "$disk") ||
+    die "losetup failed (a RAID image needs a free loop device)"
+  exam=$(mdadm --examine "$loopdev" 2>&1) || { losetup -d "$loopdev"; die "mdadm --examine partition $part: $exam"; }
+  losetup -d "$loopdev"
+  local u=${auuid//-/} want
+  for want in "Version : 1.2" "Array UUID : ${u:0:8}:${u:8:8}:${u:16:8}:${u:24:8}" "Name : $aname" \
+    "Raid Level : raid1" "Raid Devices : 2" "State : clean" "Device Role : Active device $member" \
+    "Data Offset : $RAID_DATA_OFFSET sectors" "- correct" "Array State : AA"; do
+    grep -qF -- "$want" <<<"$exam" || die "mdadm --examine of partition $part lacks \"$want\":"$'\n'"$exam"
+  done
+}
+
+# md_mirror DISK START_A START_B SECTORS: copy the data area of member A
+# onto member B (a RAID1 in sync holds the same data on every member).
+md_mirror() {
+  dd if="$1" of="$1" bs=1M iflag=skip_bytes,count_bytes oflag=seek_bytes conv=notrunc,sparse status=none \
+    skip=$((($2 + RAID_DATA_OFFSET) * 512)) seek=$((($3 + RAID_DATA_OFFSET) * 512)) count=$(($4 * 512))
+  cmp -s <(dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip=$((($2 + RAID_DATA_OFFSET) * 512)) count=$(($4 * 512)) status=none) \
+    <(dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip=$((($3 + RAID_DATA_OFFSET) * 512)) count=$(($4 * 512)) status=none) ||
+    die "the two members' data differ after the copy"
+}
+
+# debian-raid1.raw: GPT, /boot ext4 (1) and three md RAID1 arrays of two
+# member partitions each, metadata 1.2 (the data 1 MiB into each member):
+# debian:0 (2, 3) holds the ext4 root (fstab UUID=), debian:1 (4, 5) an LVM
+# PV with VG raidvg and LV srv (ext4 at /srv, fstab /dev/mapper/raidvg-srv),
+# debian:home (6, 7) the ext4 /home (fstab /dev/md/home). The arrays are
+# clean, with no bitmap; mdadm.conf lists them as Debian's installer does.
+build_raid1() {
+  local name=debian-raid1.raw out=$CACHE/debian-raid1.raw
+  need sfdisk mkfs.ext4 losetup lvm mdadm go cmp
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local disk=$work/disk.raw
+  truncate -s 1100M "$disk"
+  local linux=0FC63DAF-8483-4772-8E79-3D69D8477DE4 raid=A19D880F-05FC-4D3B-A006-743F0F84911E
+  sfdisk -q "$disk" >/dev/null <<PARTITIONS
+label: gpt
+label-id: $RAID_DISK_GUID
+first-lba: 2048
+size=32MiB, type=$linux, uuid=${RAID_PARTUUID}1, name="boot"
+size=450MiB, type=$raid, uuid=${RAID_PARTUUID}2, name="raid0-a"
+size=450MiB, type=$raid, uuid=${RAID_PARTUUID}3, name="raid0-b"
+size=40MiB, type=$raid, uuid=${RAID_PARTUUID}4, name="raid1-a"
+size=40MiB, type=$raid, uuid=${RAID_PARTUUID}5, name="raid1-b"
+size=16MiB, type=$raid, uuid=${RAID_PARTUUID}6, name="raid2-a"
+size=16MiB, type=$raid, uuid=${RAID_PARTUUID}7, name="raid2-b"
+PARTITIONS
+  local n ps=() pz=()
+  for n in 1 2 3 4 5 6 7; do
+    ps[n]=$(part_field "$disk" "$n" start)
+    pz[n]=$(part_field "$disk" "$n" size)
+    [[ -n "${ps[n]}" && -n "${pz[n]}" ]] || die "cannot read partition $n of the partition table"
+  done
+  # Each array's size: what follows the data offset, in whole MiB (as
+  # mdsuper writes it).
+  local asz=()
+  asz[0]=$(((pz[2] - RAID_DATA_OFFSET) & ~2047))
+  asz[1]=$(((pz[4] - RAID_DATA_OFFSET) & ~2047))
+  asz[2]=$(((pz[6] - RAID_DATA_OFFSET) & ~2047))
+
+  local root=$work/root home=$work/home boot=$work/boot
+  [[ -n "$work" && "$root" == "$CACHE"/.tmp.*/root && "$home" == "$CACHE"/.tmp.*/home ]] || die "unexpected work directories $root $home"
+  extract_rootfs "$root" "$name"
+  mv "$root/home" "$home"
+  mv "$root/boot" "$boot"
+  mkdir -m 0755 "$root/home" "$root/boot" "$root/srv/data"
+  echo "imgbake test image $name: /home on md array debian:home" >"$home/README"
+  echo "imgbake test image $name: /boot" >"$boot/README"
+  echo debian >"$root/etc/hostname"
+  sed -i 's/testhost/debian/' "$root/etc/hosts"
+  mkdir -p "$root/etc/mdadm"
+  local a mdconf=""
+  for a in 0 1 2; do
+    local u=${RAID_ARRAY_UUID//-/}$a
+    local aname=debian:$a
+    [[ $a == 2 ]] && aname=debian:home
+    mdconf+="ARRAY /dev/md/${aname#debian:}  metadata=1.2 UUID=${u:0:8}:${u:8:8}:${u:16:8}:${u:24:8} name=$aname"$'\n'
+  done
+  cat >"$root/etc/mdadm/mdadm.conf" <<EOF
+# mdadm.conf (imgbake test image $name, as Debian's installer writes it)
+HOMEHOST <system>
+MAILADDR root
+$mdconf
+EOF
+  cat >"$root/etc/fstab" <<FSTAB
+# /etc/fstab: static file system information (imgbake test image $name)
+UUID=$RAID_ROOT_UUID	/	ext4	errors=remount-ro	0	1
+UUID=$RAID_BOOT_UUID	/boot	ext4	defaults	0	2
+/dev/mapper/raidvg-srv	/srv/data	ext4	defaults	0	2
+/dev/md/home	/home	ext4	defaults	0	2
+FSTAB
+
+  # Array 0: the root, directly on the array.
+  md_member "$disk" 2 0 0 debian:0 "${ps[2]}" "${pz[2]}" "$work"
+  md_member "$disk" 3 0 1 debian:0 "${ps[3]}" "${pz[3]}" "$work"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L root -U "$RAID_ROOT_UUID" \
+    -E "offset=$(((ps[2] + RAID_DATA_OFFSET) * 512)),hash_seed=$RAID_ROOT_UUID" -d "$root" "$disk" "$((asz[0] / 2))k"
+  md_mirror "$disk" "${ps[2]}" "${ps[3]}" "${asz[0]}"
+  # Array 1: an LVM PV on the array (its data area), VG raidvg, LV srv.
+  md_member "$disk" 4 1 0 debian:1 "${ps[4]}" "${pz[4]}" "$work"
+  md_member "$disk" 5 1 1 debian:1 "${ps[5]}" "${pz[5]}" "$work"
+  make_lvm "$disk" $((ps[4] + RAID_DATA_OFFSET)) "${asz[1]}" "$RAID_PV_UUID" raidvg srv:16M
+  local srv=$work/srv
+  mkdir -p "$srv"
+  echo "imgbake test image $name: LV raidvg/srv on md array debian:1" >"$srv/marker"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L srv -U "$RAID_SRV_UUID" \
+    -E "offset=${LV_OFF[srv]},hash_seed=$RAID_SRV_UUID" -d "$srv" "$disk" "$((LV_SIZE[srv] / 1024))k"
+  md_mirror "$disk" "${ps[4]}" "${ps[5]}" "${asz[1]}"
+  # Array 2: /home.
+  md_member "$disk" 6 2 0 debian:home "${ps[6]}" "${pz[6]}" "$work"
+  md_member "$disk" 7 2 1 debian:home "${ps[7]}" "${pz[7]}" "$work"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L home -U "$RAID_HOME_UUID" \
+    -E "offset=$(((ps[6] + RAID_DATA_OFFSET) * 512)),hash_seed=$RAID_HOME_UUID" -d "$home" "$disk" "$((asz[2] / 2))k"
+  md_mirror "$disk" "${ps[6]}" "${ps[7]}" "${asz[2]}"
+  # /boot: a plain partition, as Debian's installer makes it beside RAID.
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L boot -U "$RAID_BOOT_UUID" \
+    -E "offset=$((ps[1] * 512)),hash_seed=$RAID_BOOT_UUID" -d "$boot" "$disk" "$((pz[1] / 2))k"
+  rm -rf --one-file-system "$root" "$home" "$boot" "$srv"
+
+  write_json "$work/out.json" format=raw partition_table=gpt disk_guid="$RAID_DISK_GUID" \
+    root_partition=0 fstype=ext4 label=root root_uuid="$RAID_ROOT_UUID" hostname=debian \
+    boot_partition=1 boot_uuid="$RAID_BOOT_UUID" vg=raidvg \
+    raid_data_offset=$((RAID_DATA_OFFSET * 512)) raid_members="2 3 4 5 6 7" \
+    root_offset=$(((ps[2] + RAID_DATA_OFFSET) * 512)) root_mirror_offset=$(((ps[3] + RAID_DATA_OFFSET) * 512)) \
+    root_size=$((asz[0] * 512)) data_offset="${LV_OFF[srv]}" \
+    data_mirror_offset=$((LV_OFF[srv] - (ps[4] - ps[5]) * 512)) data_size="${LV_SIZE[srv]}" \
+    home_partition=0 home_offset=$(((ps[6] + RAID_DATA_OFFSET) * 512)) home_mirror_offset=$(((ps[7] + RAID_DATA_OFFSET) * 512)) \
+    root_array_uuid="${RAID_ARRAY_UUID}0" srv_array_uuid="${RAID_ARRAY_UUID}1" home_array_uuid="${RAID_ARRAY_UUID}2"
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
 # ---------------------------------------------------------------- main
 
 built() { [[ -f "$CACHE/$1" && -f "$CACHE/$1.json" ]]; }
@@ -1694,6 +1986,10 @@ main() {
         built alpine.raw || build_alpine ;;
       flatcar-usr | flatcar-usr.raw)
         built flatcar-usr.raw || { build_rootfs && build_flatcar_usr; } ;;
+      rhel-lvm | rhel-lvm.raw)
+        built rhel-lvm.raw || { build_rootfs && build_rhel; } ;;
+      debian-raid1 | debian-raid1.raw)
+        built debian-raid1.raw || { build_rootfs && build_raid1; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done

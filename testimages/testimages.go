@@ -118,11 +118,25 @@ const (
 	// package manager. Flatcar's own mount.usr= and dm-verity are not
 	// emulated. Built on demand.
 	FlatcarUsr = "flatcar-usr.raw"
+	// RHELLVM is RHEL 9's default layout: a raw GPT image, /boot xfs (1)
+	// and an LVM PV (2) with VG rhel, LVs root (xfs, fstab
+	// /dev/mapper/rhel-root) and swap; the os-release, redhat-release and
+	// an empty SQLite rpm database of RHEL 9.3 on the Debian rootfs.
+	// Built on demand.
+	RHELLVM = "rhel-lvm.raw"
+	// RAID1 is Debian on md RAID1: a raw GPT image, /boot ext4 (1) and
+	// three arrays of two member partitions each, metadata 1.2 with the
+	// data Info.RAIDDataOffset into each member: debian:0 (2, 3) the ext4
+	// root (fstab UUID=), debian:1 (4, 5) an LVM PV with VG raidvg, LV srv
+	// (ext4, /srv/data), debian:home (6, 7) the ext4 /home (fstab
+	// /dev/md/home). Info gives where each filesystem lies on both of its
+	// members. Built on demand.
+	RAID1 = "debian-raid1.raw"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
 var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs, LUKS2, LUKS1, LUKSLVM,
-	Alpine, FlatcarUsr}
+	Alpine, FlatcarUsr, RHELLVM, RAID1}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}
@@ -163,6 +177,18 @@ type Info struct {
 	// and its id.
 	DefaultSubvolume   string `json:"default_subvolume,omitempty"`
 	DefaultSubvolumeID int    `json:"default_subvolume_id,omitempty"`
+	// md RAID images: where each filesystem lies on its second member
+	// (RootOffset, DataOffset and HomeOffset give the first), the data
+	// offset inside a member, and the member partitions.
+	RootMirrorOffset int64  `json:"root_mirror_offset,omitempty"`
+	DataMirrorOffset int64  `json:"data_mirror_offset,omitempty"`
+	HomeOffset       int64  `json:"home_offset,omitempty"`
+	HomeMirrorOffset int64  `json:"home_mirror_offset,omitempty"`
+	RAIDDataOffset   int64  `json:"raid_data_offset,omitempty"`
+	RAIDMembers      string `json:"raid_members,omitempty"` // partition numbers, space-separated
+	// OSNote says what an image that plays another distribution really
+	// holds.
+	OSNote string `json:"os_note,omitempty"`
 	// MissingUUID is a filesystem UUID the image's fstab names that is on
 	// no disk.
 	MissingUUID string `json:"missing_uuid,omitempty"`

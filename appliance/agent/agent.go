@@ -69,6 +69,7 @@ type Agent struct {
 	// LVM volumes this agent activated (lvm.go), removed before power-off.
 	lvmMu    sync.Mutex
 	dmActive []string
+	mdActive []*mdArray // md arrays started, stopped after dmActive
 	lvmVGs   []proto.VolumeGroup
 	// LUKS volumes found by the last probe (luks.go), and the image's
 	// crypttab names of the opened ones.
@@ -168,6 +169,7 @@ func (a *Agent) handleShutdown(context.Context, *stream, json.RawMessage) (any, 
 	}
 	// Nothing may hold the disks when the host commits the image.
 	problems = append(problems, a.deactivateLVM()...)
+	problems = append(problems, a.stopMD()...)
 	unix.Sync()
 	select {
 	case a.powerOff <- struct{}{}:

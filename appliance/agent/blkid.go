@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,16 @@ func probeDevice(dev string) (proto.Filesystem, error) {
 			return nil
 		}
 		return buf[off : off+n]
+	}
+	// md RAID first: metadata 1.0 and 0.90 sit at the end of a member
+	// whose start is the array's data, a filesystem that must not be
+	// mounted on its own. A whole disk with partitions is not searched
+	// at its end: a 0.90 superblock there belongs to its last partition.
+	if sb, err := readMDSuper(f, fs.Size, !hasPartitions(filepath.Base(dev))); err == nil {
+		fs.Type = proto.TypeMDMember
+		fs.UUID = sb.UUID()
+		fs.Label = sb.name
+		return fs, nil
 	}
 	switch {
 	case bytes.Equal(at(1024+0x38, 2), []byte{0x53, 0xEF}):
@@ -177,7 +188,7 @@ func blockDevices() []string {
 	var names []string
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, "vd") || strings.HasPrefix(n, "sd") || strings.HasPrefix(n, "dm-") {
+		if strings.HasPrefix(n, "vd") || strings.HasPrefix(n, "sd") || strings.HasPrefix(n, "dm-") || strings.HasPrefix(n, "md") {
 			names = append(names, n)
 		}
 	}
@@ -209,6 +220,21 @@ func splitDev(n string) (string, int) {
 	return n[:i], p
 }
 
+// hasPartitions says whether block device name is a disk with partitions
+// (sysfs lists them as its subdirectories).
+func hasPartitions(name string) bool {
+	ents, err := os.ReadDir(filepath.Join("/sys/class/block", name))
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), name) {
+			return true
+		}
+	}
+	return false
+}
+
 // devicePath is the node of block device name: /dev/NAME, or for a
 // device-mapper device its /dev/mapper name when that node exists.
 func devicePath(name string) string {
@@ -230,6 +256,13 @@ func devicePath(name string) string {
 // and fsck treat them like partitions.
 func (a *Agent) probeStorage(keys []proto.LUKSKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
+	var mdWarnings []string
+	if a.pid1 && !a.mdStarted() && slices.ContainsFunc(fss, func(fs proto.Filesystem) bool { return fs.Type == proto.TypeMDMember }) {
+		// Only as PID 1, like LVM; once: the arrays stay up until power-off.
+		// Before LUKS and LVM, which are often on an array.
+		mdWarnings = a.assembleMD(fss)
+		fss = probeAll()
+	}
 	a.luksVols = nil
 	if a.openNewLUKS(fss, keys) {
 		fss = probeAll() // the opened volumes' filesystems and PVs
@@ -242,13 +275,13 @@ func (a *Agent) probeStorage(keys []proto.LUKSKey) ([]proto.Filesystem, []proto.
 		markLUKS(fss, a.luksVols)
 		markLVs(fss, vgs)
 	}
-	var luksWarnings []string
+	a.labelMDArrays(fss)
 	for _, v := range a.luksVols {
 		if v.Mapping == "" {
-			luksWarnings = append(luksWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
+			mdWarnings = append(mdWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
 		}
 	}
-	return fss, vgs, append(luksWarnings, warnings...)
+	return fss, vgs, append(mdWarnings, warnings...)
 }
 
 // probeLVM activates the LVM volumes on the PVs among fss and returns fss

@@ -377,6 +377,11 @@ func resolveSpec(spec string, fss []proto.Filesystem) (proto.Filesystem, bool) {
 			}
 			continue
 		}
+		// md names: /dev/md/NAME as mdadm makes it, with or without the
+		// "host:" of the array's name; /dev/mdN (the Device itself).
+		if fs.MDArray != "" && (spec == "/dev/md/"+fs.MDArray || spec == "/dev/md/"+mdShortName(fs.MDArray)) {
+			return fs, true
+		}
 		// LVM names: /dev/VG/LV, /dev/mapper/VG-LV (the Device itself).
 		if fs.LV != "" && (spec == "/dev/"+fs.VG+"/"+fs.LV || spec == "/dev/disk/by-id/dm-name-"+proto.DMName(fs.VG, fs.LV)) {
 			return fs, true
@@ -436,7 +441,8 @@ func (a *Agent) unmountAll() []string {
 	a.mounted = false
 	a.state.Unlock()
 	problems := unmountBelow(proto.Sysroot)
-	return append(problems, a.deactivateLVM()...)
+	problems = append(problems, a.deactivateLVM()...)
+	return append(problems, a.stopMD()...)
 }
 
 // unmountBelow unmounts prefix and everything below it in reverse mount

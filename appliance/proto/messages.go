@@ -87,6 +87,12 @@ type Filesystem struct {
 	// /dev/mapper/VG-LV).
 	VG string `json:"vg,omitempty"`
 	LV string `json:"lv,omitempty"`
+	// MDArray is the name of the md RAID array the device is (Device is
+	// then /dev/mdN), from its metadata ("host:name"); MDLevel its level
+	// ("raid1") and MDMembers its member devices.
+	MDArray   string   `json:"md_array,omitempty"`
+	MDLevel   string   `json:"md_level,omitempty"`
+	MDMembers []string `json:"md_members,omitempty"`
 	// Subvolumes of a btrfs filesystem that was mounted, and the path of
 	// its default subvolume (what a mount without subvol= shows; "" is
 	// the top level).
