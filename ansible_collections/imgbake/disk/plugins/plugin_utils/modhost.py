@@ -146,6 +146,7 @@ class Warm(object):
         self.tried = True
         data = self.payload_zip(script)
         if data is None:
+            log("no zip in the first payload: modules import cold")
             return
         import warnings
         self.dir = tempfile.mkdtemp(prefix="imgbake-modhost-")
@@ -160,8 +161,8 @@ class Warm(object):
         os.dup2(errf.fileno(), 2)
         ok = False
         try:
+            # Recorded under the filters a cold run has: what it would show.
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
                 sys.path.insert(0, self.zip)
                 try:
                     importlib.import_module("ansible.module_utils.basic")
@@ -173,6 +174,8 @@ class Warm(object):
             sys.stderr.flush()
             errf.seek(0)
             if caught or errf.read(1):
+                if ok:
+                    log("the warm import printed or warned: modules import cold")
                 ok = False
         finally:
             os.dup2(saved, 2)
@@ -186,12 +189,17 @@ class Warm(object):
             sys.meta_path[:] = START_META
             return
         self.names = [n for n in added if n == "ansible" or n.startswith("ansible.")]
+        log("warm: %d ansible modules imported from the first payload" % len(self.names))
         with zipfile.ZipFile(self.zip) as z:
             info = {i.filename: i.CRC for i in z.infolist()}
         for n in self.names:
             f = getattr(sys.modules[n], "__file__", None) or ""
-            rel = f[len(self.zip) + 1:] if f.startswith(self.zip + os.sep) else None
-            if rel is None or rel not in info:
+            if not f.startswith(self.zip + os.sep):
+                continue  # an alias another module set (compat.selectors is selectors)
+            rel = f[len(self.zip) + 1:]
+            if rel not in info:
+                log("warm module %s is not in the payload's zip (%s): modules import cold" % (n, f))
+                self.forget()
                 self.names, self.crcs = [], {}
                 return
             self.crcs[rel] = info[rel]
@@ -237,9 +245,15 @@ class PayloadFinder(object):
         for entry in sys.path:
             if not entry.endswith(".zip") or entry == self.warm_zip or not os.path.isfile(entry):
                 continue
-            zi = self.importers.get(entry)
+            # A zipimporter finds the last part of a name in its prefix.
+            parent = name.rpartition(".")[0]
+            where = os.path.join(entry, *parent.split(".")) if parent else entry
+            zi = self.importers.get(where)
             if zi is None:
-                zi = self.importers[entry] = zipimport.zipimporter(entry)
+                try:
+                    zi = self.importers[where] = zipimport.zipimporter(where)
+                except zipimport.ZipImportError:
+                    continue
             if hasattr(zi, "find_spec"):
                 spec = zi.find_spec(name)
             else:
@@ -296,7 +310,11 @@ def run_child(script, warm, stdin_r, out_w, err_w, drop):
                               "__builtins__": sys.modules["builtins"]})
         sys.modules["__main__"] = main
         try:
-            code = compile(script, "<stdin>", "exec", dont_inherit=True)
+            try:
+                code = compile(script, "<stdin>", "exec", dont_inherit=True)
+            except SyntaxError as e:
+                e.__traceback__ = None  # Python shows no frame for the script's own syntax
+                raise
             exec(code, main.__dict__)
             rc = 0
         except SystemExit as e:
@@ -304,7 +322,10 @@ def run_child(script, warm, stdin_r, out_w, err_w, drop):
         except BaseException:
             t, v, tb = sys.exc_info()
             # Drop this frame: the traceback starts at the script, as Python's does.
-            sys.excepthook(t, v, tb.tb_next if tb is not None and tb.tb_next is not None else tb)
+            if tb is not None:
+                tb = tb.tb_next
+                v.__traceback__ = tb  # what Python 3.11's excepthook prints
+            sys.excepthook(t, v, tb)
             if isinstance(v, KeyboardInterrupt):
                 rc = -signal.SIGINT
             else:
@@ -343,11 +364,12 @@ START_MAIN_LOADER = getattr(sys.modules["__main__"], "__loader__", None)
 
 
 def kill_leftovers(pid):
-    """Kill what the task left: its process group and its session."""
+    """Kill what the task left: its process group and its session, and
+    wait (a moment) for the group to be gone."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
-        pass
+        return
     try:
         ents = os.listdir("/proc")
     except OSError:
@@ -363,6 +385,27 @@ def kill_leftovers(pid):
                 os.kill(int(e), signal.SIGKILL)
         except (OSError, ValueError, IndexError):
             pass
+    import time
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
+def shell_signal_message(sig):
+    """What the image's shell prints when the interpreter it ran is killed
+    by sig (dash: "Terminated"): asked of the shell itself, so it is the
+    same words; the plain path runs python under that shell."""
+    import subprocess
+    try:
+        p = subprocess.run(["/bin/sh", "-c", "/bin/sh -c 'kill -%d $$' && sleep 0" % sig],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10)
+        return p.stderr
+    except Exception:
+        return b""
 
 
 class Canceled(Exception):
@@ -451,11 +494,13 @@ def serve_one(script, warm, sel_in):
         raise Closed()
     if canceled:
         raise Canceled()
+    err = bytes(bufs[err_r])
     if os.WIFSIGNALED(status):
         rc = 128 + os.WTERMSIG(status)  # as the shell around python reports it
+        err += shell_signal_message(os.WTERMSIG(status))
     else:
         rc = os.WEXITSTATUS(status)
-    return rc, bytes(bufs[out_r]), bytes(bufs[err_r])
+    return rc, bytes(bufs[out_r]), err
 
 
 def main():
