@@ -104,7 +104,7 @@ options:
   pipelining:
     description:
       - Send module code on the command's standard input instead of copying it into the image first (Ansible's
-        pipelining). On by default for this connection: it saves a file transfer per task and is what lets
+        pipelining). On by default for this connection, since it saves a file transfer per task and is what lets
         O(module_host) run modules.
     type: bool
     default: true

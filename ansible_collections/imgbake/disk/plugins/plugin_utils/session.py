@@ -69,7 +69,9 @@ def state():
         raise SessionError(
             "the imgbake.disk.sessions callback is not enabled, so nothing would stop (and commit) the "
             "image sessions at the end of the play: add `callbacks_enabled = imgbake.disk.sessions` to the "
-            "[defaults] section of ansible.cfg (or set ANSIBLE_CALLBACKS_ENABLED=imgbake.disk.sessions)")
+            "[defaults] section of ansible.cfg (or set ANSIBLE_CALLBACKS_ENABLED=imgbake.disk.sessions); ad-hoc "
+            "commands (`ansible DISK -m ...`) load no callbacks unless ANSIBLE_LOAD_CALLBACK_PLUGINS=1 is set too "
+            "(bin_ansible_callbacks = True in ansible.cfg)")
     return d, int(owner), run
 
 
