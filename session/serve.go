@@ -127,7 +127,17 @@ func Serve(ctx context.Context, cfg Config) (err error) {
 	defer d.reqCancel()
 	svcCtx, svcCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer svcCancel()
-	d.svc = newServices(svcCtx, d.img.Session().Exec, d.logf)
+	// A service needs its input forwarded as it is written (ExecStream):
+	// plain Exec gathers it into large chunks first.
+	start := startFunc(func(context.Context, proto.ExecArgs, io.Reader, io.Writer, io.Writer) (proto.ExecResult, error) {
+		return proto.ExecResult{}, errors.New("this session cannot stream to a command")
+	})
+	if s, ok := d.img.Session().(interface {
+		ExecStream(context.Context, proto.ExecArgs, io.Reader, io.Writer, io.Writer) (proto.ExecResult, error)
+	}); ok {
+		start = s.ExecStream
+	}
+	d.svc = newServices(svcCtx, start, d.logf)
 	defer d.svc.stopAll(time.Second)
 	d.lastActive = time.Now()
 	go d.accept(ln)
