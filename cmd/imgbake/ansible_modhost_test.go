@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,45 +11,43 @@ import (
 	"github.com/imgbake/imgbake/testimages"
 )
 
-// taskResults runs playbook with the json stdout callback and returns each
-// task's result for the delegated disk, by task name, with what differs
+// taskResults runs playbook with the task_results test callback and
+// returns each task's result, by task name, with what differs
 // from run to run by nature masked: timestamps, the disk's path and the
 // payload's temporary directory.
 func taskResults(t *testing.T, playbook string, extra ...string) (map[string]string, []string, string) {
 	t.Helper()
 	tmp, base := sessionTest(t)
-	env := append(ansibleEnv(t, tmp), "ANSIBLE_STDOUT_CALLBACK=json", "ANSIBLE_LOAD_CALLBACK_PLUGINS=1")
+	resFile := filepath.Join(t.TempDir(), "results.jsonl")
+	env := append(ansibleEnv(t, tmp), "IMGBAKE_TEST_RESULTS="+resFile)
 	disk := testimages.Fresh(t, testimages.Python)
 	out, code, _ := runPlaybook(t, env, playbook, append([]string{"-e", "disk=" + disk}, extra...)...)
 	if code != 0 {
 		t.Fatalf("ansible-playbook exited %d:\n%s", code, out)
 	}
-	start, end := strings.Index(out, "{\n"), strings.LastIndex(out, "\n}")
-	if start < 0 || end < start {
-		t.Fatalf("no JSON in the output:\n%s", out)
+	b, err := os.ReadFile(resFile)
+	must(t, err)
+	var lines []struct {
+		Task   string
+		Result json.RawMessage
 	}
-	var doc struct {
-		Plays []struct {
-			Tasks []struct {
-				Task  struct{ Name string }
-				Hosts map[string]json.RawMessage
-			}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e struct {
+			Task   string
+			Result json.RawMessage
 		}
-	}
-	if err := json.Unmarshal([]byte(out[start:end+2]), &doc); err != nil {
-		t.Fatalf("the json callback's output: %v\n%s", err, out)
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("results line %q: %v", l, err)
+		}
+		lines = append(lines, e)
 	}
 	volatile := regexp.MustCompile(`"(start|end|delta)": "[^"]*"|"(atime|mtime|ctime)": [0-9.]+`)
 	payload := regexp.MustCompile(`ansible_[a-z_]+_payload_[A-Za-z0-9_]+`)
 	res := map[string]string{}
-	for _, p := range doc.Plays {
-		for _, task := range p.Tasks {
-			for _, r := range task.Hosts {
-				s := strings.ReplaceAll(string(r), disk, "DISK")
-				s = volatile.ReplaceAllString(s, `"$1$2": "X"`)
-				res[task.Task.Name] = payload.ReplaceAllString(s, "PAYLOAD")
-			}
-		}
+	for _, e := range lines {
+		r := strings.ReplaceAll(string(e.Result), disk, "DISK")
+		r = volatile.ReplaceAllString(r, `"$1$2": "X"`)
+		res[e.Task] = payload.ReplaceAllString(r, "PAYLOAD")
 	}
 	return res, sessionLogs(t, base), disk
 }
