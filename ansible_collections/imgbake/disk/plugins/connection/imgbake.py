@@ -19,6 +19,9 @@ description:
     notices (owner watchdog) and discards them, and the image stays byte-identical.
   - Commands run as root, chrooted into the image, with the appliance's kernel. Targets need python3 in
     the image for most modules (M(ansible.builtin.raw) works without).
+  - Pipelined modules run in the session's module host (O(module_host)), one python per session instead
+    of one per task. Every request travels over the session's control socket (forwarded over the one ssh
+    connection with O(remote)), not through an imgbake process per command.
 options:
   disk:
     description:
