@@ -60,6 +60,30 @@ func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader
 	return r, err
 }
 
+// ExecStream is Exec for a long-lived command fed over stdin as it goes
+// (a service answering one request at a time): input is forwarded as soon
+// as it is written, not gathered into full chunks first.
+func (s *Session) ExecStream(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout, stderr io.Writer) (proto.ExecResult, error) {
+	var r proto.ExecResult
+	args.Stdin = stdin != nil
+	out := func(f proto.Frame) error {
+		var w io.Writer
+		switch f.Type {
+		case proto.TStdout:
+			w = stdout
+		case proto.TStderr:
+			w = stderr
+		}
+		if w != nil {
+			_, err := w.Write(f.Payload)
+			return err
+		}
+		return nil
+	}
+	err := s.callStream(ctx, proto.OpExec, args, stdin, out, &r, callOptions{inputOptional: true, streaming: true})
+	return r, err
+}
+
 // WriteFile atomically writes r to path inside the image. It reports
 // whether the file changed.
 func (s *Session) WriteFile(ctx context.Context, args proto.WriteArgs, r io.Reader) (bool, error) {

@@ -41,6 +41,8 @@ func describeRequest(req api.Request) string {
 		return fmt.Sprintf("fetch %s → %s", req.Image, h)
 	case api.OpRun:
 		return "run " + req.Recipe
+	case api.OpService:
+		return "service " + req.Service
 	}
 	return req.Op
 }
@@ -61,6 +63,8 @@ func (d *daemon) dispatch(ctx context.Context, req api.Request, stdin io.Reader,
 		return d.fetch(ctx, req, fc)
 	case api.OpRun:
 		return d.run(ctx, req, fc)
+	case api.OpService:
+		return d.service(ctx, req, stdin, fc)
 	}
 	return api.Result{Error: fmt.Sprintf("unknown request %q", req.Op), Code: bake.ExitUsage}
 }
@@ -80,6 +84,37 @@ func (d *daemon) exec(ctx context.Context, req api.Request, stdin io.Reader, fc 
 		return api.Result{Error: err.Error(), Code: api.ExitSession}
 	}
 	return api.Result{RC: r.RC, Signal: r.Signal, TimedOut: r.TimedOut}
+}
+
+// service relays one request to the service req.Service, starting it
+// with req's command when it is not running.
+func (d *daemon) service(ctx context.Context, req api.Request, stdin io.Reader, fc *api.FrameConn) api.Result {
+	return serveService(ctx, d.svc, req, stdin, fc)
+}
+
+func serveService(ctx context.Context, svc *services, req api.Request, stdin io.Reader, fc *api.FrameConn) api.Result {
+	if req.Service == "" || len(req.Argv) == 0 {
+		return api.Result{Error: "service: no service name or command", Code: bake.ExitUsage}
+	}
+	if stdin == nil {
+		return api.Result{Error: "service: no request", Code: bake.ExitUsage}
+	}
+	body, err := io.ReadAll(stdin)
+	if err != nil {
+		return api.Result{Error: "service: reading the request: " + err.Error(), Code: api.ExitSession}
+	}
+	p, err := svc.get(ctx, req.Service, proto.ExecArgs{Argv: req.Argv, Env: req.Env, Dir: req.Dir})
+	if err != nil {
+		return api.Result{Error: err.Error(), Code: api.ExitSession, NoService: errors.Is(err, errNoService)}
+	}
+	answer, err := svc.call(ctx, p, body)
+	if err != nil {
+		return api.Result{Error: err.Error(), Code: api.ExitSession}
+	}
+	if _, err := fc.Stream(proto.TData).Write(answer); err != nil {
+		return api.Result{Error: err.Error(), Code: api.ExitSession}
+	}
+	return api.Result{}
 }
 
 // put copies into the image like cp: a directory, or a file put onto a

@@ -43,6 +43,7 @@ type daemon struct {
 	stopReq   chan stopRequest
 	stopped   chan struct{}
 	outcome   api.Result // how it ended, for late stop requests
+	svc       *services
 }
 
 type stopRequest struct {
@@ -124,6 +125,20 @@ func Serve(ctx context.Context, cfg Config) (err error) {
 	}
 	d.reqCtx, d.reqCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer d.reqCancel()
+	svcCtx, svcCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer svcCancel()
+	// A service needs its input forwarded as it is written (ExecStream):
+	// plain Exec gathers it into large chunks first.
+	start := startFunc(func(context.Context, proto.ExecArgs, io.Reader, io.Writer, io.Writer) (proto.ExecResult, error) {
+		return proto.ExecResult{}, errors.New("this session cannot stream to a command")
+	})
+	if s, ok := d.img.Session().(interface {
+		ExecStream(context.Context, proto.ExecArgs, io.Reader, io.Writer, io.Writer) (proto.ExecResult, error)
+	}); ok {
+		start = s.ExecStream
+	}
+	d.svc = newServices(svcCtx, start, d.logf)
+	defer d.svc.stopAll(time.Second)
 	d.lastActive = time.Now()
 	go d.accept(ln)
 	report(api.Report{Boot: d.bootLine()})
@@ -263,6 +278,9 @@ func (d *daemon) stop(ln net.Listener, discard bool, why string) api.Result {
 	case <-time.After(15 * time.Second):
 		d.logf("requests still running after 15s; going on")
 	}
+	// Services get EOF and a moment to clean up (a module host kills what
+	// its tasks left) before the image is unmounted.
+	d.svc.stopAll(5 * time.Second)
 	t := time.Now()
 	disks := strings.Join(d.cfg.Disks, ", ")
 	var res api.Result
@@ -446,6 +464,9 @@ func (d *daemon) status() *api.Status {
 	defer d.mu.Unlock()
 	st := &api.Status{Name: d.name, PID: os.Getpid(), State: d.info.State, Started: d.info.Started, Requests: d.requests,
 		Active: d.active, IdleTimeout: d.info.IdleTimeout, OwnerPID: d.info.OwnerPID, Boots: appliance.Boots(), Network: d.info.Network}
+	if d.svc != nil {
+		st.Services = d.svc.status()
+	}
 	if d.active == 0 {
 		st.IdleMS = time.Since(d.lastActive).Milliseconds()
 	}

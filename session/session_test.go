@@ -24,6 +24,9 @@ import (
 // IMGBAKE_SESSION_TEST_DAEMON=1 it behaves as `imgbake session serve
 // --name NAME --dir DIR`.
 func TestMain(m *testing.M) {
+	if os.Getenv("IMGBAKE_SESSION_TEST_SERVICE") != "" {
+		os.Exit(testService(os.Getenv("IMGBAKE_SESSION_TEST_SERVICE")))
+	}
 	if os.Getenv("IMGBAKE_SESSION_TEST_DAEMON") == "1" {
 		var dir string
 		for i, a := range os.Args {

@@ -101,6 +101,11 @@ func TestAnsibleRemote(t *testing.T) {
 	if n := bootsLogged(t, logs[0]); n != 1 {
 		t.Errorf("the remote session log records %d boots, want 1", n)
 	}
+	// The module host ran in the remote session, its requests through the
+	// socket forwarded over the play's ssh connection.
+	if starts, served := moduleHostLogged(t, logs[0]); starts != 1 || served < 10 {
+		t.Errorf("the remote module host started %d times and served %d modules; want 1 start and every module", starts, served)
+	}
 	verifyPlaybookImage(t, disk, outDir)
 	// The play's ssh connection is closed: no process of the user is left.
 	deadline := time.Now().Add(10 * time.Second)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,18 +158,48 @@ func sitePlay(t *testing.T, extra ...string) (out string, logs []string) {
 
 // TestAnsiblePlaybook: a 20-task play (command, copy, template, lineinfile,
 // user, file, fetch, a delegated role) against a disk, one boot for all of
-// it, committed at the end and verified independently.
+// it, committed at the end and verified independently; with the module
+// host (one python3 for the session, whatever the number of tasks) and
+// without it.
 func TestAnsiblePlaybook(t *testing.T) {
-	out, logs := sitePlay(t)
-	if strings.Count(out, "\nTASK [") < 12 || !strings.Contains(out, "changes committed into the image") || !strings.Contains(out, "failed=0") {
-		t.Errorf("unexpected play output:\n%s", out)
+	for _, host := range []bool{true, false} {
+		t.Run(map[bool]string{true: "module-host", false: "no-module-host"}[host], func(t *testing.T) {
+			out, logs := sitePlay(t, "-e", fmt.Sprintf("imgbake_module_host=%v", host))
+			if strings.Count(out, "\nTASK [") < 12 || !strings.Contains(out, "changes committed into the image") || !strings.Contains(out, "failed=0") {
+				t.Errorf("unexpected play output:\n%s", out)
+			}
+			if len(logs) != 1 {
+				t.Fatalf("want one session for the play, found %v", logs)
+			}
+			if n := bootsLogged(t, logs[0]); n != 1 {
+				t.Errorf("the session log records %d boots for the play, want 1", n)
+			}
+			starts, served := moduleHostLogged(t, logs[0])
+			switch {
+			case host && (starts != 1 || served < 10):
+				t.Errorf("the module host started %d times and served %d modules; want one start for the play and every module", starts, served)
+			case !host && starts+served != 0:
+				t.Errorf("ansible_imgbake_module_host=false, yet the module host started %d times", starts)
+			}
+		})
 	}
-	if len(logs) != 1 {
-		t.Fatalf("want one session for the play, found %v", logs)
+}
+
+// moduleHostLogged counts a session log's module host starts and the
+// modules it served.
+func moduleHostLogged(t *testing.T, logPath string) (starts, served int) {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	must(t, err)
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.Contains(l, "service modhost-") && strings.Contains(l, " started in "):
+			starts++
+		case strings.Contains(l, " service modhost-") && strings.Contains(l, ": rc ") && !strings.Contains(l, " stopped: "):
+			served++
+		}
 	}
-	if n := bootsLogged(t, logs[0]); n != 1 {
-		t.Errorf("the session log records %d boots for the play, want 1", n)
-	}
+	return starts, served
 }
 
 // TestAnsiblePerTask: ansible_imgbake_per_task gives every task its own
@@ -190,29 +221,33 @@ func TestAnsiblePerTask(t *testing.T) {
 // exits non-zero with the task's rc and stderr, the fourth task never runs,
 // and the session is discarded: the image is byte-identical.
 func TestAnsibleFailure(t *testing.T) {
-	tmp, base := sessionTest(t)
-	env := ansibleEnv(t, tmp)
-	disk := testimages.Fresh(t, testimages.Python)
-	before := sha256File(t, disk)
-	out, code, took := runPlaybook(t, env, "fail.yml", "-e", "disk="+disk)
-	t.Logf("failing play: exit %d in %s", code, took.Round(100*time.Millisecond))
-	if code == 0 {
-		t.Fatalf("a failed play exited 0:\n%s", out)
-	}
-	for _, want := range []string{`"rc": 3`, "no such thing", "changes discarded", "the image is unchanged"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the output lacks %q:\n%s", want, out)
-		}
-	}
-	if strings.Contains(out, "TASK [never runs]") {
-		t.Errorf("a task after the failure ran:\n%s", out)
-	}
-	if sha256File(t, disk) != before {
-		t.Error("a failed play changed the image")
-	}
-	waitNoQEMU(t, tmp, 5*time.Second)
-	if ss := session.Scan(base, nil); len(ss) != 0 {
-		t.Errorf("sessions left running: %+v", ss)
+	for _, host := range []bool{true, false} {
+		t.Run(map[bool]string{true: "module-host", false: "no-module-host"}[host], func(t *testing.T) {
+			tmp, base := sessionTest(t)
+			env := ansibleEnv(t, tmp)
+			disk := testimages.Fresh(t, testimages.Python)
+			before := sha256File(t, disk)
+			out, code, took := runPlaybook(t, env, "fail.yml", "-e", "disk="+disk, "-e", fmt.Sprintf("imgbake_module_host=%v", host))
+			t.Logf("failing play: exit %d in %s", code, took.Round(100*time.Millisecond))
+			if code == 0 {
+				t.Fatalf("a failed play exited 0:\n%s", out)
+			}
+			for _, want := range []string{`"rc": 3`, "no such thing", "changes discarded", "the image is unchanged"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("the output lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "TASK [never runs]") {
+				t.Errorf("a task after the failure ran:\n%s", out)
+			}
+			if sha256File(t, disk) != before {
+				t.Error("a failed play changed the image")
+			}
+			waitNoQEMU(t, tmp, 5*time.Second)
+			if ss := session.Scan(base, nil); len(ss) != 0 {
+				t.Errorf("sessions left running: %+v", ss)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -9,6 +10,7 @@ import (
 	"github.com/imgbake/imgbake/bake"
 	"github.com/imgbake/imgbake/internal/clidocs"
 	"github.com/imgbake/imgbake/session"
+	"github.com/imgbake/imgbake/session/api"
 )
 
 func sessionStartCommand() *cli.Command {
@@ -24,6 +26,7 @@ func sessionStartCommand() *cli.Command {
 			&cli.BoolFlag{Name: "network", Usage: "give the appliance a network: every command in the image has it and resolves through the appliance's resolver"},
 			&cli.BoolFlag{Name: "reuse", Usage: "if session --name is already running on the same disk, use it (wait until it is ready)"},
 			&cli.BoolFlag{Name: "attach", Usage: "only use the running session --name on the same disk: fail if it is not running (never boot a new one)"},
+			&cli.BoolFlag{Name: "print-socket", Usage: "print the session's control socket on a second line (for clients speaking its protocol, package session/api)"},
 		),
 		Action: func(c *cli.Context) error { return sessionStart(c, stdioOf(c)) },
 	}
@@ -45,6 +48,13 @@ func sessionStart(c *cli.Context, stdio Stdio) error {
 		return err
 	}
 	fmt.Fprintln(stdio.Out, st.Name)
+	if c.Bool("print-socket") {
+		base, err := api.Base()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdio.Out, filepath.Join(base, st.Name, api.SockFile))
+	}
 	if c.Bool("verbose") && st.Boot != "" {
 		fmt.Fprintf(stdio.Err, "imgbake: session %s ready: %s\n", st.Name, st.Boot)
 	}

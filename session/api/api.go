@@ -33,6 +33,22 @@ const (
 	OpRun    = "run"    // apply a recipe
 	OpStatus = "status" // describe the session (Result.Status)
 	OpStop   = "stop"   // shut down, commit or discard
+	// OpService sends one request (the connection's input, whole) to the
+	// long-lived process Request.Service of the session, started with
+	// Argv, Env and Dir on the first such request, and answers with its
+	// reply as TData. Result.NoService says it could not be started.
+	OpService = "service"
+)
+
+// The frames between the daemon and a service process, on its stdin and
+// stdout: one type byte, a 4-byte big-endian length, the payload.
+const (
+	ServiceHello   = 'H' // service→daemon, once: ready (a line for the log)
+	ServiceAnswer  = 'A' // service→daemon: the reply to the request
+	ServiceRequest = 'Q' // daemon→service: one request
+	ServiceCancel  = 'C' // daemon→service: cancel the request being served
+	// ServiceMaxFrame bounds one request or answer.
+	ServiceMaxFrame = 1 << 30
 )
 
 // Request is the JSON of a request's TCall frame.
@@ -63,6 +79,9 @@ type Request struct {
 
 	// stop
 	Discard bool `json:"discard,omitempty"`
+
+	// service: the key naming it (one process per key and session)
+	Service string `json:"service,omitempty"`
 }
 
 // Result is the JSON of the TResult frame that ends a request.
@@ -74,22 +93,34 @@ type Result struct {
 	Code     int     `json:"code,omitempty"` // exit code for Error
 	Detail   string  `json:"detail,omitempty"`
 	Status   *Status `json:"status,omitempty"`
+	// NoService: the service could not be started (Error says why); a
+	// client may do the work another way.
+	NoService bool `json:"no_service,omitempty"`
 }
 
 // Status describes a running session (the status request, session list).
 type Status struct {
-	Name        string    `json:"name"`
-	PID         int       `json:"pid"`
-	State       string    `json:"state"`
-	Disks       []string  `json:"disks"`
-	Started     time.Time `json:"started"`
-	Requests    int64     `json:"requests"`
-	Active      int       `json:"active"`
-	IdleMS      int64     `json:"idle_ms"` // -1 when unknown or busy
-	IdleTimeout string    `json:"idle_timeout,omitempty"`
-	OwnerPID    int       `json:"owner_pid,omitempty"`
-	Boots       int64     `json:"boots"`
-	Network     bool      `json:"network,omitempty"`
+	Name        string          `json:"name"`
+	PID         int             `json:"pid"`
+	State       string          `json:"state"`
+	Disks       []string        `json:"disks"`
+	Started     time.Time       `json:"started"`
+	Requests    int64           `json:"requests"`
+	Active      int             `json:"active"`
+	IdleMS      int64           `json:"idle_ms"` // -1 when unknown or busy
+	IdleTimeout string          `json:"idle_timeout,omitempty"`
+	OwnerPID    int             `json:"owner_pid,omitempty"`
+	Boots       int64           `json:"boots"`
+	Network     bool            `json:"network,omitempty"`
+	Services    []ServiceStatus `json:"services,omitempty"`
+}
+
+// ServiceStatus counts a service's starts and requests in a session.
+type ServiceStatus struct {
+	Key      string `json:"key"`
+	Starts   int64  `json:"starts"`
+	Requests int64  `json:"requests"`
+	Running  bool   `json:"running"`
 }
 
 // Report is what the daemon writes, once, on the ready pipe its starter

@@ -19,6 +19,9 @@ description:
     notices (owner watchdog) and discards them, and the image stays byte-identical.
   - Commands run as root, chrooted into the image, with the appliance's kernel. Targets need python3 in
     the image for most modules (M(ansible.builtin.raw) works without).
+  - Pipelined modules run in the session's module host (O(module_host)), one python per session instead
+    of one per task. Every request travels over the session's control socket (forwarded over the one ssh
+    connection with O(remote)), not through an imgbake process per command.
 options:
   disk:
     description:
@@ -101,6 +104,35 @@ options:
     default: false
     vars:
       - name: ansible_imgbake_per_task
+  pipelining:
+    description:
+      - Send module code on the command's standard input instead of copying it into the image first (Ansible's
+        pipelining). On by default for this connection, since it saves a file transfer per task and is what lets
+        O(module_host) run modules.
+    type: bool
+    default: true
+    env:
+      - name: ANSIBLE_PIPELINING
+    ini:
+      - section: defaults
+        key: pipelining
+      - section: connection
+        key: pipelining
+    vars:
+      - name: ansible_pipelining
+  module_host:
+    description:
+      - Run pipelined modules in the module host, a Python started once per session (per interpreter) inside
+        the image that runs each module in a forked child of its warm interpreter, instead of starting a new
+        python3 for every task. Results are the same as without it; turn it off to run every module in a
+        fresh interpreter. Commands that are not a pipelined module (raw, script, shell strings, async)
+        always run as plain commands, and so does everything when the image has no usable python.
+    type: bool
+    default: true
+    env:
+      - name: IMGBAKE_MODULE_HOST
+    vars:
+      - name: ansible_imgbake_module_host
   task_host:
     description: Internal; the inventory host a task runs for (failures of that host discard the disk).
     type: str
@@ -138,8 +170,12 @@ EXAMPLES = r"""
       delegate_to: "{{ disk_path }}"
 """
 
+import hashlib
+import json
 import os
+import re
 import secrets
+import struct
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native
@@ -149,6 +185,20 @@ from ansible.utils.display import Display
 from ansible_collections.imgbake.disk.plugins.plugin_utils import session as S
 
 display = Display()
+
+# A pipelined module, as Ansible's action plugins build it for a POSIX shell
+# with no environment, become or chdir: the interpreter reads the module
+# payload from stdin.
+_PIPELINED_MODULE = re.compile(r"^/bin/sh -c '(/[A-Za-z0-9_./+-]+) && sleep 0'$")
+_ANSIBALLZ = b"\n_ANSIBALLZ_WRAPPER = True"
+
+# How the session starts the module host: two shells, as a pipelined module
+# runs, so it sees the same environment; then exec PYTHON -c SOURCE.
+_HOST_SHELL = '/bin/sh -c \'exec "$0" -c "$1"\' "$0" "$1"'
+
+with open(os.path.join(os.path.dirname(S.__file__), "modhost.py"), "rb") as _f:
+    _HOST_SOURCE = _f.read().decode("utf-8")
+_HOST_VERSION = hashlib.sha256(_HOST_SOURCE.encode()).hexdigest()[:12]
 
 
 class Connection(ConnectionBase):
@@ -163,6 +213,7 @@ class Connection(ConnectionBase):
         super(Connection, self).__init__(*args, **kwargs)
         self._target = None
         self._name = None
+        self._control = None
 
     def _disk(self):
         disk = self.get_option("disk") or self._play_context.remote_addr
@@ -206,7 +257,10 @@ class Connection(ConnectionBase):
             # play must not go on as if they were there.
             started = S.session_started(state_dir, self._name)
             mode = ["--attach" if started else "--reuse"]
-        args = ["session", "start"] + mode + ["--name", self._name, "-a", disk,
+            if started and self._reattach(state_dir):
+                self._connected = True
+                return self
+        args = ["session", "start"] + mode + ["--print-socket", "--name", self._name, "-a", disk,
                 "--idle-timeout", self.get_option("idle_timeout"), "--memory", str(self.get_option("memory"))]
         if self.get_option("format"):
             args += ["--format", self.get_option("format")]
@@ -230,69 +284,147 @@ class Connection(ConnectionBase):
         if rc != 0:
             raise AnsibleConnectionFailure("imgbake: starting the session for %s failed (rc %d): %s" % (
                 disk, rc, to_native(err).strip()))
+        lines = to_native(out).splitlines()
+        if len(lines) < 2:
+            raise AnsibleConnectionFailure("imgbake: session start printed no socket: %r" % to_native(out))
+        sock = lines[1].strip()
+        try:
+            if remote:
+                local = os.path.join(state_dir, "sock-" + hashlib.sha256(self._name.encode()).hexdigest()[:12])
+                S.forward_socket(self._target, local, sock)
+                sock = local
+        except (S.SessionError, OSError) as e:
+            raise AnsibleConnectionFailure("imgbake: %s" % to_native(e))
+        self._control = S.Control(sock)
+        if not self.get_option("per_task"):
+            S.record_socket(state_dir, self._name, sock)
         if not started:
             S.mark_started(state_dir, self._name)
         self._connected = True
         return self
 
+    def _reattach(self, state_dir):
+        """Use the session an earlier task started: one status request on
+        its recorded socket. False sends the caller the long way (session
+        start --attach, which says what became of the session)."""
+        sock = S.session_socket(state_dir, self._name)
+        if not sock:
+            return False
+        control = S.Control(sock)
+        try:
+            res = control.call({"op": "status"})
+        except S.ControlError:
+            return False
+        st = res.get("status") or {}
+        if res.get("error") or st.get("name") != self._name or st.get("state") != "ready":
+            return False
+        self._control = control
+        return True
+
     def exec_command(self, cmd, in_data=None, sudoable=True):
         super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv("EXEC %s" % cmd, host=self._play_context.remote_addr)
+        cmd = to_native(cmd)
+        python = self._module_python(cmd, in_data)
+        if python:
+            res = self._run_in_module_host(python, in_data)
+            if res is not None:
+                return res
         # cmd is what Ansible would hand to a login shell: run it with the image's /bin/sh.
-        args = ["session", "exec", self._name, "--", "/bin/sh", "-c", to_native(cmd)]
-        if in_data is None:
-            args[2:2] = ["-n"]
-        try:
-            rc, out, err = self._target.run(args, input_data=in_data)
-        except (S.SessionError, OSError) as e:
-            raise AnsibleConnectionFailure("imgbake: %s" % to_native(e))
-        if rc == S.SESSION_FAILED and self._session_failed(err):
-            raise AnsibleConnectionFailure("imgbake: session %s failed: %s" % (self._name, to_native(err).strip()))
-        return rc, out, err
+        out, err = bytearray(), bytearray()
+        res = self._call({"op": "exec", "argv": ["/bin/sh", "-c", cmd]}, data=in_data, on_stdout=out.extend,
+                         on_stderr=err.extend)
+        if res.get("error"):
+            code = res.get("code") or S.SESSION_FAILED
+            if code == S.SESSION_FAILED:
+                raise AnsibleConnectionFailure("imgbake: session %s failed: %s" % (self._name, res["error"]))
+            err += to_bytes("imgbake: session %s: %s\n" % (self._name, res["error"]))
+            return code, bytes(out), bytes(err)
+        return res.get("rc", 0), bytes(out), bytes(err)
 
-    def _session_failed(self, err):
-        """Whether exit 255 came from imgbake or ssh rather than the command."""
-        e = err.lstrip()
-        if e.startswith(b"imgbake: session"):
-            return True
-        if self._target.remote:
-            return not e or e.startswith(b"ssh:") or b"mux_client" in e or b"Control socket" in e
-        return False
+    def _call(self, req, data=None, on_stdout=None, on_stderr=None):
+        try:
+            return self._control.call(req, data=data, on_stdout=on_stdout, on_stderr=on_stderr)
+        except S.SessionError as e:
+            raise AnsibleConnectionFailure("imgbake: session %s: %s" % (self._name, to_native(e)))
+
+    def _module_python(self, cmd, in_data):
+        """The interpreter of a pipelined module payload the module host can
+        run, or None."""
+        if not in_data or not self.get_option("module_host"):
+            return None
+        m = _PIPELINED_MODULE.match(cmd)
+        if not m or _ANSIBALLZ not in in_data[:4096]:
+            return None
+        if S.module_host_unavailable(self._target.state_dir, self._name, m.group(1)):
+            return None
+        return m.group(1)
+
+    def _run_in_module_host(self, python, in_data):
+        """Run the payload in the session's module host for python: (rc,
+        stdout, stderr), or None when there is no module host for it."""
+        header = b"{}"
+        body = struct.pack(">I", len(header)) + header + in_data
+        answer = bytearray()
+        req = {"op": "service", "service": "modhost-%s:%s" % (_HOST_VERSION, python),
+               "argv": ["/bin/sh", "-c", _HOST_SHELL, python, _HOST_SOURCE]}
+        res = self._call(req, data=body, on_stdout=answer.extend)
+        if res.get("no_service"):
+            display.vvv("IMGBAKE no module host for %s (%s): running modules with a new interpreter each" % (
+                python, res.get("error")), host=self._play_context.remote_addr)
+            S.mark_no_module_host(self._target.state_dir, self._name, python)
+            return None
+        if res.get("error"):
+            raise AnsibleConnectionFailure("imgbake: session %s: module host: %s" % (self._name, res["error"]))
+        try:
+            n = struct.unpack(">I", bytes(answer[:4]))[0]
+            h = json.loads(bytes(answer[4:4 + n]).decode("utf-8"))
+            rest = bytes(answer[4 + n:])
+            out, err = rest[:h["out"]], rest[h["out"]:h["out"] + h["err"]]
+        except (ValueError, KeyError, struct.error) as e:
+            raise AnsibleConnectionFailure("imgbake: session %s: a bad answer from the module host: %s" % (self._name, e))
+        display.vvv("IMGBAKE MODULE HOST pid %s (warm %s): rc %d" % (h.get("pid"), h.get("warm"), h["rc"]),
+                    host=self._play_context.remote_addr)
+        return h["rc"], out, err
 
     def put_file(self, in_path, out_path):
         super(Connection, self).put_file(in_path, out_path)
         display.vvv("PUT %s TO %s" % (in_path, out_path), host=self._play_context.remote_addr)
-        if not os.path.exists(to_bytes(in_path, errors="surrogate_or_strict")):
+        b_in = to_bytes(in_path, errors="surrogate_or_strict")
+        if not os.path.exists(b_in):
             raise AnsibleFileNotFound("file or module does not exist: %s" % in_path)
-        try:
-            if self._target.remote:
-                with open(to_bytes(in_path, errors="surrogate_or_strict"), "rb") as f:
-                    rc, out, err = self._target.run(["session", "put", "--exact", self._name, "-", out_path], stdin=f)
-            else:
-                rc, out, err = self._target.run(["session", "put", "--exact", self._name, in_path, out_path])
-        except (S.SessionError, OSError) as e:
-            raise AnsibleConnectionFailure("imgbake: %s" % to_native(e))
-        if rc != 0:
-            raise AnsibleError("imgbake: failed to transfer %s to %s: %s" % (in_path, out_path, to_native(err).strip()))
+        req = {"op": "put", "image": out_path, "exact": True}
+        err = bytearray()
+        if self._target.remote:
+            with open(b_in, "rb") as f:
+                res = self._call(req, data=f, on_stderr=err.extend)
+        else:
+            req["host"] = os.path.abspath(in_path)
+            res = self._call(req, on_stderr=err.extend)
+        if res.get("error"):
+            raise AnsibleError("imgbake: failed to transfer %s to %s: %s" % (in_path, out_path, res["error"]))
 
     def fetch_file(self, in_path, out_path):
         super(Connection, self).fetch_file(in_path, out_path)
         display.vvv("FETCH %s TO %s" % (in_path, out_path), host=self._play_context.remote_addr)
-        try:
-            if self._target.remote:
-                tmp = out_path + ".imgbake-part"
-                with open(to_bytes(tmp, errors="surrogate_or_strict"), "wb") as f:
-                    rc, out, err = self._target.run(["session", "fetch", "--exact", self._name, in_path, "-"], stdout=f)
-                if rc == 0:
-                    os.rename(tmp, out_path)
-                else:
-                    os.unlink(tmp)
+        req = {"op": "fetch", "image": in_path, "exact": True}
+        if self._target.remote:
+            tmp = to_bytes(out_path + ".imgbake-part", errors="surrogate_or_strict")
+            try:
+                with open(tmp, "wb") as f:
+                    res = self._call(req, on_stdout=f.write)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+            if res.get("error"):
+                os.unlink(tmp)
             else:
-                rc, out, err = self._target.run(["session", "fetch", "--exact", self._name, in_path, out_path])
-        except (S.SessionError, OSError) as e:
-            raise AnsibleConnectionFailure("imgbake: %s" % to_native(e))
-        if rc != 0:
-            raise AnsibleError("imgbake: failed to fetch %s to %s: %s" % (in_path, out_path, to_native(err).strip()))
+                os.rename(tmp, to_bytes(out_path, errors="surrogate_or_strict"))
+        else:
+            req["host"] = os.path.abspath(out_path)
+            res = self._call(req)
+        if res.get("error"):
+            raise AnsibleError("imgbake: failed to fetch %s to %s: %s" % (in_path, out_path, res["error"]))
 
     def close(self):
         # By default the session outlives the task: the callback stops it at

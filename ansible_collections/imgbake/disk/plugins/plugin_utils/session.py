@@ -69,7 +69,9 @@ def state():
         raise SessionError(
             "the imgbake.disk.sessions callback is not enabled, so nothing would stop (and commit) the "
             "image sessions at the end of the play: add `callbacks_enabled = imgbake.disk.sessions` to the "
-            "[defaults] section of ansible.cfg (or set ANSIBLE_CALLBACKS_ENABLED=imgbake.disk.sessions)")
+            "[defaults] section of ansible.cfg (or set ANSIBLE_CALLBACKS_ENABLED=imgbake.disk.sessions); ad-hoc "
+            "commands (`ansible DISK -m ...`) load no callbacks unless ANSIBLE_LOAD_CALLBACK_PLUGINS=1 is set too "
+            "(bin_ansible_callbacks = True in ansible.cfg)")
     return d, int(owner), run
 
 
@@ -285,3 +287,149 @@ def forget_session(state_dir, name):
         os.unlink(os.path.join(state_dir, "sessions", name + ".json"))
     except OSError:
         pass
+
+
+# ---- the session's control socket (package session/api of imgbake)
+#
+# One request per connection. Frames: 4-byte big-endian payload length,
+# 4-byte stream (always 1), 1-byte type. The client sends a TCall holding
+# the JSON request, then (request "stdin": true) its input as TData ended by
+# TEOF; the daemon answers TStdout/TStderr/TData and ends with a TResult.
+
+import socket  # noqa: E402
+import struct  # noqa: E402
+import threading  # noqa: E402
+
+T_CALL, T_DATA, T_EOF, T_STDOUT, T_STDERR, T_RESULT, T_CANCEL = 1, 2, 3, 4, 5, 6, 7
+_HDR = struct.Struct(">IIB")
+_CHUNK = 256 << 10
+
+
+class ControlError(SessionError):
+    """The session (its socket, its daemon) failed, not the request."""
+
+
+def _connect_unix(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(None)
+    if len(path.encode()) < 100:
+        s.connect(path)
+        return s
+    # sun_path is short: go through an O_PATH descriptor of the directory,
+    # as imgbake's own client does.
+    fd = os.open(os.path.dirname(path), getattr(os, "O_PATH", 0) | os.O_DIRECTORY)
+    try:
+        s.connect("/proc/self/fd/%d/%s" % (fd, os.path.basename(path)))
+    finally:
+        os.close(fd)
+    return s
+
+
+def _send(sock, kind, payload=b""):
+    sock.sendall(_HDR.pack(len(payload), 1, kind) + payload)
+
+
+def _recv_exact(f, n):
+    b = f.read(n)
+    if len(b) != n:
+        raise ControlError("the session closed the connection mid-answer")
+    return b
+
+
+class Control(object):
+    """Requests to one session over its control socket."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def call(self, req, data=None, on_stdout=None, on_stderr=None):
+        """Send one request. data (bytes or a binary file) is its input;
+        on_stdout gets TStdout and TData payloads, on_stderr TStderr ones.
+        Returns the result (a dict); raises ControlError when the session
+        cannot be reached or goes away."""
+        req = dict(req)
+        if data is not None:
+            req["stdin"] = True
+        try:
+            sock = _connect_unix(self.path)
+        except OSError as e:
+            raise ControlError("connecting to the session socket %s: %s" % (self.path, e))
+        sender = None
+        try:
+            _send(sock, T_CALL, json.dumps(req).encode())
+            if data is not None:
+                # In a thread: a command that does not read its input while
+                # it writes a lot must not deadlock with us.
+                sender = threading.Thread(target=self._send_data, args=(sock, data))
+                sender.daemon = True
+                sender.start()
+            f = sock.makefile("rb", buffering=1 << 20)
+            while True:
+                hdr = f.read(_HDR.size)
+                if len(hdr) != _HDR.size:
+                    raise ControlError("the session went away before answering (see its log)")
+                n, _, kind = _HDR.unpack(hdr)
+                payload = _recv_exact(f, n) if n else b""
+                if kind in (T_STDOUT, T_DATA):
+                    if on_stdout is not None:
+                        on_stdout(payload)
+                elif kind == T_STDERR:
+                    if on_stderr is not None:
+                        on_stderr(payload)
+                elif kind == T_RESULT:
+                    return json.loads(payload.decode("utf-8"))
+        except (OSError, ValueError) as e:
+            raise ControlError("session socket %s: %s" % (self.path, e))
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    @staticmethod
+    def _send_data(sock, data):
+        try:
+            if isinstance(data, (bytes, bytearray)):
+                for i in range(0, len(data), _CHUNK):
+                    _send(sock, T_DATA, bytes(data[i:i + _CHUNK]))
+            else:
+                while True:
+                    b = data.read(_CHUNK)
+                    if not b:
+                        break
+                    _send(sock, T_DATA, b)
+            _send(sock, T_EOF)
+        except (OSError, ValueError):
+            pass  # the reader sees the session's answer (or its absence)
+
+
+def forward_socket(target, local, remote):
+    """Make local (a path in the private state directory) lead to the remote
+    session socket through the play's ssh connection."""
+    target.ensure_connection()
+    try:
+        os.unlink(local)
+    except OSError:
+        pass
+    p = subprocess.run(["ssh", "-S", target.control_path(), "-O", "forward", "-o", "StreamLocalBindUnlink=yes",
+                        "-L", "%s:%s" % (local, remote)] + shlex.split(target.ssh_args) + [target.remote],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise SessionError("forwarding the session socket over ssh failed: %s" % p.stderr.decode(errors="replace").strip())
+
+
+def session_socket(state_dir, name):
+    """The control socket recorded for session name, or None."""
+    return _update(state_dir, name, lambda rec: rec.get("socket"))
+
+
+def record_socket(state_dir, name, path):
+    _update(state_dir, name, lambda rec: rec.__setitem__("socket", path))
+
+
+def mark_no_module_host(state_dir, name, python):
+    _update(state_dir, name, lambda rec: rec.setdefault("no_module_host", {}).__setitem__(python, True))
+
+
+def module_host_unavailable(state_dir, name, python):
+    return bool(_update(state_dir, name, lambda rec: rec.get("no_module_host", {}).get(python)))
