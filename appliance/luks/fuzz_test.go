@@ -29,6 +29,35 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("key size %d accepted", h.KeySize)
 		}
 		_ = h.DMTable(make([]byte, h.KeySize), "8:1")
+		// What a header's material holds is enough to read it again, and
+		// stays within bounds.
+		if ext, err := h.Material(); err == nil {
+			var mat []byte
+			var total int64
+			for _, e := range ext {
+				total += e.Size
+				if total > MaxMaterial {
+					t.Fatalf("material of %d bytes accepted", total)
+				}
+				b := make([]byte, e.Size)
+				n, _ := r.ReadAt(b, e.Offset)
+				mat = append(mat, b[:n]...)
+				if n < len(b) {
+					mat = nil
+					break
+				}
+			}
+			if mat != nil {
+				sp, err := NewSparse(ext, mat)
+				if err != nil {
+					t.Fatalf("NewSparse of the material: %v", err)
+				}
+				h2, err := Read(sp)
+				if err != nil || h2.UUID != h.UUID || len(h2.Keyslots) != len(h.Keyslots) {
+					t.Fatalf("header read from its material: %v", err)
+				}
+			}
+		}
 		for i := range h.Keyslots {
 			ks := &h.Keyslots[i]
 			costly := ks.KDF.Iterations > 100 || ks.KDF.Type != "pbkdf2" && (ks.KDF.Iterations > 4 || ks.KDF.MemoryKiB > 64)
