@@ -76,6 +76,12 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSVolumeKey) 
 		return vol
 	}
 	vol.Version, vol.UUID = h.Version, h.UUID
+	// Mapped by an earlier probe of this run (the key was checked then):
+	// later probes, with or without the key, see it open.
+	if node, ok := a.dmMapped(proto.LUKSMapperName(h.UUID)); ok {
+		vol.Mapping = node
+		return vol
+	}
 	i := slices.IndexFunc(keys, func(k proto.LUKSVolumeKey) bool {
 		return k.Device == fs.Device && strings.EqualFold(k.UUID, h.UUID)
 	})
@@ -90,11 +96,6 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSVolumeKey) 
 			vol.Problem = "not opened: " + proto.LUKSKeyHint(fs.Device, h.UUID)
 		}
 		vol.NeedsKey = true
-		return vol
-	}
-	// Mapped by an earlier probe of this run: the key was checked then.
-	if node, ok := a.dmMapped(proto.LUKSMapperName(h.UUID)); ok {
-		vol.Mapping = node
 		return vol
 	}
 	if err := h.CheckKey(keys[i].Key); err != nil {

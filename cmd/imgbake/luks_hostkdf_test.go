@@ -65,7 +65,7 @@ func TestLUKSHostKDFVM(t *testing.T) {
 		t.Fatalf("-v output does not say which key slot opened and how long it took:\n%s", r.stderr)
 	}
 	kdf, err := time.ParseDuration(m[1])
-	if err != nil || kdf > time.Minute {
+	if err != nil || kdf > 2*time.Minute { // seconds on an idle host; the machine is shared
 		t.Errorf("the key derivation took %s (%v)", m[1], err)
 	}
 	t.Logf("argon2id 1 GiB unlock on the host: %s; the whole cat: %s", kdf, took.Round(time.Second))
