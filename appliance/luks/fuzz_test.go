@@ -87,3 +87,36 @@ func TestFixtureHeaders(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSparse: the extents and data of a header come from the agent, which
+// reads a hostile image. NewSparse accepts only ordered, disjoint extents
+// that add up to the data, and a Sparse never reads outside what it holds.
+func FuzzSparse(f *testing.F) {
+	f.Add(int64(0), int64(4096), int64(8192), int64(512), 4608)
+	f.Add(int64(10), int64(4), int64(12), int64(6), 10)
+	f.Add(int64(-1), int64(1), int64(0), int64(0), 1)
+	f.Fuzz(func(t *testing.T, off1, size1, off2, size2 int64, n int) {
+		if n < 0 || n > 1<<16 {
+			return
+		}
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i)
+		}
+		ext := []Extent{{Offset: off1, Size: size1}, {Offset: off2, Size: size2}}
+		sp, err := NewSparse(ext, data)
+		if err != nil {
+			return
+		}
+		if size1+size2 != int64(n) || off2 < off1+size1 || off1 < 0 {
+			t.Fatalf("NewSparse(%+v, %d bytes) accepted", ext, n)
+		}
+		b := make([]byte, 3)
+		for _, at := range []int64{off1, off1 + size1 - 1, off2, off2 + size2 - 3, off1 - 1, off2 + size2} {
+			k, err := sp.ReadAt(b, at)
+			if k > len(b) || (err == nil && k != len(b)) {
+				t.Fatalf("ReadAt(%d) = %d, %v", at, k, err)
+			}
+		}
+	})
+}
