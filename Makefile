@@ -143,6 +143,8 @@ fuzz: $(AGENT)
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzGrowPartitionTable -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzBtrfsSearch -fuzztime $(FUZZTIME)
 	$(GO) test ./appliance/agent -run '^$$' -fuzz FuzzMDSuper -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/luks -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
+	$(GO) test ./appliance/luks -run '^$$' -fuzz FuzzSparse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/vercmp -run '^$$' -fuzz FuzzCompare -fuzztime $(FUZZTIME)
 	$(GO) test ./fsops -run '^$$' -fuzz FuzzPackageDatabases -fuzztime $(FUZZTIME)
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imgbake/imgbake/appliance/luks"
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
@@ -138,4 +139,28 @@ func (s *Session) ListOS(ctx context.Context) (*proto.ListOSResult, error) {
 		return nil, err
 	}
 	return &res, nil
+}
+
+// LUKSHeader reads the header copies and active key slot areas of a LUKS
+// container the last probe reported, so the host can recover its volume
+// key (luks.NewSparse reads them back). The agent sends at most
+// luks.MaxMaterial bytes; more, or bytes that do not match the extents it
+// names, is an error.
+func (s *Session) LUKSHeader(ctx context.Context, device string) (*proto.LUKSHeaderResult, []byte, error) {
+	var res proto.LUKSHeaderResult
+	var data []byte
+	out := func(f proto.Frame) error {
+		if f.Type != proto.TData {
+			return nil
+		}
+		if len(data)+len(f.Payload) > luks.MaxMaterial {
+			return fmt.Errorf("the LUKS header of %s is larger than %d bytes", device, luks.MaxMaterial)
+		}
+		data = append(data, f.Payload...)
+		return nil
+	}
+	if err := s.call(ctx, proto.OpLUKSHeader, proto.LUKSHeaderArgs{Device: device}, nil, out, &res); err != nil {
+		return nil, nil, err
+	}
+	return &res, data, nil
 }

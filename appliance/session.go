@@ -512,7 +512,16 @@ func (s *Session) callStream(ctx context.Context, op string, args any, in io.Rea
 			in = nil
 		}
 	}
-	if err := s.sendBytes(request); err != nil {
+	if callTrace != nil {
+		callTrace(op, raw)
+	}
+	err = s.sendBytes(request)
+	// The request may hold volume keys (OpMount, OpProbe): no copy of it
+	// outlives the send.
+	clear(request)
+	clear(payload)
+	clear(raw)
+	if err != nil {
 		return s.deadOr(err)
 	}
 	inErr := make(chan error, 1)

@@ -294,17 +294,19 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 		sess.Timings.QEMUStarted.Round(time.Millisecond), sess.Timings.Ready.Round(time.Millisecond),
 		sess.Timings.GuestUptime.Round(10*time.Millisecond))
 	t1 := time.Now()
-	keys, err := promptKeys(ctx, sess, o)
+	vkeys, pr, err := unlockLUKS(ctx, sess, o, img.logf)
 	if err != nil {
-		if Class(err) == nil {
+		if Class(err) == nil && ctx.Err() == nil {
 			err = Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
 		}
 		return nil, err
 	}
+	defer proto.WipeVolumeKeys(vkeys)
 	if o.NoMount {
-		pr, err := sess.ProbeWith(ctx, proto.ProbeArgs{Keys: protoKeys(keys)})
-		if err != nil {
-			return nil, Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
+		if pr == nil {
+			if pr, err = sess.ProbeWith(ctx, proto.ProbeArgs{}); err != nil {
+				return nil, Classify(ErrImage, fmt.Errorf("%s: probing devices: %w", img.names, err))
+			}
 		}
 		fss := pr.Filesystems
 		for _, v := range pr.LUKS {
@@ -327,7 +329,7 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 	// A recipe's writes must land on the filesystems the image's fstab
 	// names, not on the root's empty directories below their mountpoints.
 	requireFstab := rec != nil && !o.ReadOnly
-	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs, RequireFstab: requireFstab, Keys: protoKeys(keys)})
+	mr, err := sess.Mount(ctx, proto.MountArgs{ReadOnly: o.ReadOnly, Disposable: disposable, Mounts: specs, RequireFstab: requireFstab, VolumeKeys: vkeys})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -91,6 +91,7 @@ func (a *Agent) register(s *server) {
 	s.handle(proto.OpExec, a.handleExec)
 	s.handle(proto.OpWrite, a.handleWrite)
 	s.handle(proto.OpRead, a.handleRead)
+	s.handle(proto.OpLUKSHeader, a.handleLUKSHeader)
 	s.handle(proto.OpStat, a.handleStat)
 	s.handle(proto.OpMkdir, a.handleMkdir)
 	s.handle(proto.OpDelete, a.handleDelete)

@@ -249,12 +249,12 @@ func devicePath(name string) string {
 	return "/dev/" + name
 }
 
-// probeStorage probes the block devices. LUKS volumes a key is given for
-// are opened first (luks.go). When LVM physical volumes are among the
+// probeStorage probes the block devices. LUKS volumes a volume key is
+// given for are opened first (luks.go). When LVM physical volumes are among the
 // devices, their volume groups are read and (in the appliance) the
 // logical volumes activated and probed as well, so root detection, fstab
 // and fsck treat them like partitions.
-func (a *Agent) probeStorage(keys []proto.LUKSKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
+func (a *Agent) probeStorage(keys []proto.LUKSVolumeKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
 	var mdWarnings []string
 	if a.pid1 && !a.mdStarted() && slices.ContainsFunc(fss, func(fs proto.Filesystem) bool { return fs.Type == proto.TypeMDMember }) {

@@ -1,12 +1,13 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -17,15 +18,19 @@ import (
 	"github.com/imgbake/imgbake/appliance/proto"
 )
 
-// LUKS volumes are opened by the agent itself, as LVM volumes are: the
-// header is read and the volume key recovered in Go (appliance/luks), and
-// the payload mapped with a dm-crypt table through the device-mapper
-// ioctls. The mapping is named luks-UUID; it is removed with the other
-// device-mapper devices before power-off (deactivateLVM).
+// LUKS volumes are opened in two halves. The host does the expensive
+// part: it reads each locked volume's header and key slots through
+// OpLUKSHeader, runs the key derivation (argon2 with a GiB of memory is
+// beyond a TCG appliance) with the --key passphrases and sends back only
+// the volume key (proto.LUKSVolumeKey). The agent checks that key against
+// its own parse of the header's digest, so a wrong key never maps
+// garbage, and maps the payload with a dm-crypt table through the
+// device-mapper ioctls. The mapping is named luks-UUID; it is removed
+// with the other device-mapper devices before power-off (deactivateLVM).
 
-// openLUKS opens the LUKS containers among fss for which a key is given,
-// and describes every container found.
-func (a *Agent) openLUKS(fss []proto.Filesystem, keys []proto.LUKSKey) []proto.LUKSVolume {
+// openLUKS opens the LUKS containers among fss for which a volume key is
+// given, and describes every container found.
+func (a *Agent) openLUKS(fss []proto.Filesystem, keys []proto.LUKSVolumeKey) []proto.LUKSVolume {
 	var vols []proto.LUKSVolume
 	for _, fs := range fss {
 		if fs.Type != proto.TypeLUKS {
@@ -38,7 +43,7 @@ func (a *Agent) openLUKS(fss []proto.Filesystem, keys []proto.LUKSKey) []proto.L
 
 // openNewLUKS opens the containers among fss not looked at yet, adds
 // them to a.luksVols and reports whether one was mapped.
-func (a *Agent) openNewLUKS(fss []proto.Filesystem, keys []proto.LUKSKey) bool {
+func (a *Agent) openNewLUKS(fss []proto.Filesystem, keys []proto.LUKSVolumeKey) bool {
 	known := map[string]bool{}
 	for _, v := range a.luksVols {
 		known[v.Device] = true
@@ -57,12 +62,7 @@ func (a *Agent) openNewLUKS(fss []proto.Filesystem, keys []proto.LUKSKey) bool {
 	return mapped
 }
 
-// keyFlagHint is how a user opens one volume.
-func keyFlagHint(dev, uuid string) string {
-	return fmt.Sprintf("open it with --key %s:key:PASSPHRASE or --key %s:file:FILE (or --key all:...)", dev, uuid)
-}
-
-func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.LUKSVolume {
+func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSVolumeKey) proto.LUKSVolume {
 	vol := proto.LUKSVolume{Device: fs.Device, UUID: fs.UUID}
 	f, err := os.Open(fs.Device)
 	if err != nil {
@@ -76,41 +76,37 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.
 		return vol
 	}
 	vol.Version, vol.UUID = h.Version, h.UUID
-	var matching []proto.LUKSKey
-	for _, k := range keys {
-		if keySelects(k.Selector, fs, h.UUID) {
-			matching = append(matching, k)
-		}
+	// Mapped by an earlier probe of this run (the key was checked then):
+	// later probes, with or without the key, see it open.
+	if node, ok := a.dmMapped(proto.LUKSMapperName(h.UUID)); ok {
+		vol.Mapping = node
+		return vol
 	}
-	if len(matching) == 0 {
-		vol.Problem = "encrypted, no key given: " + keyFlagHint(fs.Device, h.UUID)
+	i := slices.IndexFunc(keys, func(k proto.LUKSVolumeKey) bool {
+		return k.Device == fs.Device && strings.EqualFold(k.UUID, h.UUID)
+	})
+	switch {
+	case i < 0:
+		vol.Problem = "encrypted, no key given: " + proto.LUKSKeyHint(fs.Device, h.UUID)
 		vol.NeedsKey = true
+		return vol
+	case len(keys[i].Key) == 0:
+		vol.Problem = keys[i].Problem
+		if vol.Problem == "" {
+			vol.Problem = "not opened: " + proto.LUKSKeyHint(fs.Device, h.UUID)
+		}
+		vol.NeedsKey = true
+		return vol
+	}
+	if err := h.CheckKey(keys[i].Key); err != nil {
+		vol.Problem = fmt.Sprintf("not opened: the volume key sent for it is refused: %v", err)
 		return vol
 	}
 	if !a.pid1 {
 		vol.Problem = "not opened outside the appliance"
 		return vol
 	}
-	var key []byte
-	var wrong []string
-	for _, k := range matching {
-		key, err = h.Unlock(f, k.Passphrase, memAvailableKiB())
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, luks.ErrWrongKey) {
-			vol.Problem = fmt.Sprintf("cannot be opened: %v", err)
-			return vol
-		}
-		wrong = append(wrong, "--key "+k.Selector+":...")
-	}
-	if key == nil {
-		vol.Problem = fmt.Sprintf("the key given for it (%s) is wrong: no key slot opens with it; %s", strings.Join(wrong, ", "), keyFlagHint(fs.Device, h.UUID))
-		vol.NeedsKey = true
-		return vol
-	}
-	defer clear(key)
-	node, err := a.mapLUKS(fs.Device, h, key)
+	node, err := a.mapLUKS(fs.Device, h, keys[i].Key)
 	if err != nil {
 		vol.Problem = err.Error()
 		return vol
@@ -119,20 +115,49 @@ func (a *Agent) openLUKSVolume(fs proto.Filesystem, keys []proto.LUKSKey) proto.
 	return vol
 }
 
-// keySelects reports whether a --key selector names the container fs
-// with LUKS UUID uuid: "all", the UUID, or a device name as fstab would
-// give it (/dev/sda3 of the original machine, /dev/VG/LV, ...).
-func keySelects(sel string, fs proto.Filesystem, uuid string) bool {
-	switch {
-	case sel == "all":
-		return true
-	case strings.EqualFold(strings.TrimPrefix(sel, "UUID="), uuid):
-		return true
-	case strings.HasPrefix(sel, "/dev/"):
-		_, ok := resolveSpec(sel, []proto.Filesystem{fs})
-		return ok
+// dmMapped reports whether the agent created device-mapper device name.
+func (a *Agent) dmMapped(name string) (string, bool) {
+	a.lvmMu.Lock()
+	defer a.lvmMu.Unlock()
+	if slices.Contains(a.dmActive, name) {
+		return proto.MapperPath(name), true
 	}
-	return false
+	return "", false
+}
+
+// handleLUKSHeader streams the header copies and active key slot areas
+// of one LUKS container found by the last probe, for the host to unlock.
+func (a *Agent) handleLUKSHeader(_ context.Context, st *stream, raw json.RawMessage) (any, error) {
+	args, err := decode[proto.LUKSHeaderArgs](raw)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(a.luksVols, func(v proto.LUKSVolume) bool { return v.Device == args.Device }) {
+		return nil, fmt.Errorf("%s: not a LUKS volume found by the last probe", args.Device)
+	}
+	f, err := os.Open(args.Device)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h, err := luks.Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: unreadable LUKS header: %w", args.Device, err)
+	}
+	ext, err := h.Material()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", args.Device, err)
+	}
+	w := frameWriter{st, proto.TData}
+	for _, e := range ext {
+		if _, err := io.CopyBuffer(w, io.NewSectionReader(f, e.Offset, e.Size), make([]byte, proto.ChunkSize)); err != nil {
+			return nil, fmt.Errorf("%s: reading its header at %d: %w", args.Device, e.Offset, unwrapErrno(err))
+		}
+	}
+	if err := st.closeWrite(); err != nil {
+		return nil, err
+	}
+	return proto.LUKSHeaderResult{UUID: h.UUID, Version: h.Version, Extents: ext}, nil
 }
 
 // mapLUKS creates the dm-crypt mapping of the payload.
@@ -193,27 +218,6 @@ func deviceSize(dev string) (int64, error) {
 	}
 	defer f.Close()
 	return f.Seek(0, 2)
-}
-
-// memAvailableKiB is what argon2 may use: the appliance's available memory
-// less a margin for the agent and the page cache (0: unknown, no bound).
-func memAvailableKiB() int {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				return 0
-			}
-			return max(n-48<<10, 1)
-		}
-	}
-	return 0
 }
 
 // markLUKS names the container of every opened volume among fss.
@@ -278,13 +282,6 @@ func luksTried(v proto.LUKSVolume) string {
 		return what + ": locked" // NoOSError.Locked says why and how to open it
 	}
 	return what + ": " + v.Problem
-}
-
-// wipeKeys clears the passphrases of a request once they were used.
-func wipeKeys(keys []proto.LUKSKey) {
-	for i := range keys {
-		clear(keys[i].Passphrase)
-	}
 }
 
 // lockedLUKS describes the volumes left closed, for NoOSError.

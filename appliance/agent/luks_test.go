@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -10,33 +14,6 @@ import (
 
 	"github.com/imgbake/imgbake/appliance/proto"
 )
-
-func TestKeySelects(t *testing.T) {
-	const uuid = "66666666-7777-8888-9999-aaaaaaaaaaaa"
-	part := proto.Filesystem{Device: "/dev/vda3", Type: proto.TypeLUKS, UUID: uuid}
-	lv := proto.Filesystem{Device: "/dev/mapper/vg0-home", Type: proto.TypeLUKS, UUID: uuid, VG: "vg0", LV: "home"}
-	for _, tc := range []struct {
-		sel  string
-		fs   proto.Filesystem
-		want bool
-	}{
-		{"all", part, true},
-		{uuid, part, true},
-		{"UUID=66666666-7777-8888-9999-AAAAAAAAAAAA", part, true},
-		{"/dev/sda3", part, true}, // the original machine's name
-		{"/dev/vda3", part, true},
-		{"/dev/disk/by-uuid/" + uuid, part, true},
-		{"/dev/vda2", part, false},
-		{"11111111-2222-3333-4444-555555555555", part, false},
-		{"/dev/vg0/home", lv, true},
-		{"/dev/mapper/vg0-home", lv, true},
-		{"/dev/vg0/root", lv, false},
-	} {
-		if got := keySelects(tc.sel, tc.fs, uuid); got != tc.want {
-			t.Errorf("keySelects(%q, %s) = %v", tc.sel, tc.fs.Device, got)
-		}
-	}
-}
 
 func TestProbeLUKSHeader(t *testing.T) {
 	fs, err := probeDevice("../luks/testdata/luks2-headers.bin")
@@ -53,7 +30,7 @@ func TestProbeLUKSHeader(t *testing.T) {
 func TestOpenLUKSWithoutKey(t *testing.T) {
 	a := newAgent()
 	fss := []proto.Filesystem{{Device: "../luks/testdata/luks1-header.bin", Type: proto.TypeLUKS}}
-	vols := a.openLUKS(fss, nil)
+	vols := a.openLUKS(fss, []proto.LUKSVolumeKey{{Device: "/dev/vdz9", UUID: "11111111-2222-3333-4444-555555555555", Key: []byte("other")}})
 	if len(vols) != 1 || vols[0].Version != 1 || vols[0].UUID != "11111111-2222-3333-4444-555555555555" || vols[0].Mapping != "" {
 		t.Fatalf("volumes %+v", vols)
 	}
@@ -101,11 +78,64 @@ func TestCrypttabAliases(t *testing.T) {
 // how to open it.
 func TestNoOSErrorNamesLockedVolume(t *testing.T) {
 	vols := []proto.LUKSVolume{{Device: "/dev/vda2", UUID: "u-1", Version: 2, NeedsKey: true,
-		Problem: "encrypted, no key given: " + keyFlagHint("/dev/vda2", "u-1")}}
+		Problem: "encrypted, no key given: " + proto.LUKSKeyHint("/dev/vda2", "u-1")}}
 	e := &NoOSError{Tried: []string{"/dev/vda1: ext4 " + withoutRelease, luksTried(vols[0])}, Locked: lockedLUKS(vols)}
 	msg := e.Error()
 	want := "no operating system found (the root may be on an encrypted volume: /dev/vda2: LUKS2 volume u-1: encrypted, no key given: open it with --key /dev/vda2:key:PASSPHRASE or --key u-1:file:FILE (or --key all:...))"
 	if !strings.HasPrefix(msg, want) || !strings.Contains(msg, "/dev/vda2: LUKS2 volume u-1: locked") {
 		t.Errorf("message:\n%s\nwant it to start with\n%s", msg, want)
+	}
+}
+
+// A volume key is checked against the header's digest before anything
+// is mapped: a wrong one is refused, the right one (as cryptsetup reports
+// it) passes; the host's Problem for a volume it could not open is kept.
+func TestOpenLUKSChecksVolumeKey(t *testing.T) {
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		t.Skip("cryptsetup not installed (apt-get install cryptsetup-bin)")
+	}
+	dir := t.TempDir()
+	img, pw := filepath.Join(dir, "vol"), filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("pw"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, make([]byte, 2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cryptsetup", "luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "1000", "--key-file", pw, img).CombinedOutput(); err != nil {
+		t.Fatalf("luksFormat: %v\n%s", err, out)
+	}
+	out, err := exec.Command("cryptsetup", "luksDump", "-q", "--dump-volume-key", "--key-file", pw, img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("luksDump: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(?s)MK dump:\s*((?:[0-9a-f]{2}\s+)+)`).FindSubmatch(out)
+	uuidOut, err := exec.Command("cryptsetup", "luksUUID", img).Output()
+	if m == nil || err != nil {
+		t.Fatalf("no volume key or UUID: %v\n%s", err, out)
+	}
+	key, err := hex.DecodeString(strings.Join(strings.Fields(string(m[1])), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := strings.TrimSpace(string(uuidOut))
+	fs := proto.Filesystem{Device: img, Type: proto.TypeLUKS}
+	a := newAgent()
+	wrong := bytes.Clone(key)
+	wrong[3] ^= 0x40
+	for _, tc := range []struct {
+		key  proto.LUKSVolumeKey
+		want string
+	}{
+		{proto.LUKSVolumeKey{Device: img, UUID: uuid, Key: wrong}, "the volume key sent for it is refused"},
+		{proto.LUKSVolumeKey{Device: img, UUID: uuid, Key: key}, "not opened outside the appliance"},
+		{proto.LUKSVolumeKey{Device: img, UUID: strings.ToUpper(uuid), Key: key}, "not opened outside the appliance"},
+		{proto.LUKSVolumeKey{Device: img + "x", UUID: uuid, Key: key}, "no key given"},
+		{proto.LUKSVolumeKey{Device: img, UUID: uuid, Problem: "the key given for it (--key all:...) is wrong"}, "is wrong"},
+	} {
+		v := a.openLUKSVolume(fs, []proto.LUKSVolumeKey{tc.key})
+		if v.UUID != uuid || v.Mapping != "" || !strings.Contains(v.Problem, tc.want) {
+			t.Errorf("%s: volume %+v, want a problem with %q", tc.key, v, tc.want)
+		}
 	}
 }

@@ -38,8 +38,8 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 			return nil, err
 		}
 	}
-	fss, vgs, warnings := a.probeStorage(args.Keys)
-	wipeKeys(args.Keys)
+	fss, vgs, warnings := a.probeStorage(args.VolumeKeys)
+	proto.WipeVolumeKeys(args.VolumeKeys)
 	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings, LUKS: a.luksVols}
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)

@@ -103,8 +103,8 @@ func (a *Agent) handleProbe(_ context.Context, _ *stream, raw json.RawMessage) (
 	if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
 		return nil, err
 	}
-	fss, vgs, warnings := a.probeStorage(args.Keys)
-	wipeKeys(args.Keys)
+	fss, vgs, warnings := a.probeStorage(args.VolumeKeys)
+	proto.WipeVolumeKeys(args.VolumeKeys)
 	return proto.ProbeResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings, LUKS: a.luksVols}, nil
 }
 

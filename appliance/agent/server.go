@@ -120,6 +120,10 @@ func (s *server) startCall(ctx context.Context, f proto.Frame) {
 	go func() {
 		defer cancel()
 		out, err := h(cctx, st, call.Args)
+		// A request may hold volume keys (mount, probe): no copy of it
+		// outlives its handler.
+		clear(call.Args)
+		clear(f.Payload)
 		// Unregister before answering so the host may reuse the id at once.
 		s.mu.Lock()
 		delete(s.streams, f.Stream)

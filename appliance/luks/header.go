@@ -60,6 +60,8 @@ type Header struct {
 	Keyslots []Keyslot
 
 	digest digest
+	// spans are the header copies read (offset, size), for Material.
+	spans []Extent
 }
 
 // Keyslot is one active keyslot: how to turn a passphrase into the key of
@@ -155,7 +157,8 @@ func readLUKS1(r io.ReaderAt) (*Header, error) {
 		return nil, fmt.Errorf("reading the LUKS1 header: %w", err)
 	}
 	be := binary.BigEndian
-	h := &Header{Version: 1, UUID: cString(b[168:208]), PayloadSectorSize: sectorSize}
+	h := &Header{Version: 1, UUID: cString(b[168:208]), PayloadSectorSize: sectorSize,
+		spans: []Extent{{Offset: 0, Size: luks1HeaderSize}}}
 	name, mode, hash := cString(b[8:40]), cString(b[40:72]), cString(b[72:104])
 	h.Cipher = name + "-" + mode
 	h.PayloadOffset = int64(be.Uint32(b[104:108])) * sectorSize
@@ -274,6 +277,14 @@ func readLUKS2(r io.ReaderAt) (*Header, error) {
 		return nil, fmt.Errorf("LUKS2 metadata: %w", err)
 	}
 	h.UUID, h.Label = best.uuid, best.label
+	// Read looks at the primary's first bytes even when only the
+	// secondary is valid.
+	h.spans = []Extent{{Offset: 0, Size: luks2BinSize}}
+	for _, c := range []*luks2Bin{primary, secondary} {
+		if c != nil {
+			h.spans = append(h.spans, Extent{Offset: c.hdrOff, Size: c.hdrSize})
+		}
+	}
 	return h, nil
 }
 

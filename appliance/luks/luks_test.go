@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,27 @@ func TestUnlockMatchesCryptsetup(t *testing.T) {
 			if _, err := h.Unlock(f, []byte(testPass+"x"), 0); !errors.Is(err, ErrWrongKey) {
 				t.Errorf("wrong passphrase: %v, want ErrWrongKey", err)
 			}
+			// What the agent sends the host is enough to unlock.
+			sp := materialOf(t, h, f)
+			hh, err := Read(sp)
+			if err != nil {
+				t.Fatalf("reading the header from its material: %v", err)
+			}
+			key2, slot, err := hh.UnlockWithSlot(sp, []byte(testPass), 0)
+			if err != nil || !bytes.Equal(key2, want) || slot.ID != "0" {
+				t.Errorf("unlock from the material: key %x slot %+v, %v; want %x", key2, slot, err, want)
+			}
+			if err := h.CheckKey(want); err != nil {
+				t.Errorf("CheckKey(the volume key): %v", err)
+			}
+			bad := bytes.Clone(want)
+			bad[0] ^= 1
+			if err := h.CheckKey(bad); err == nil {
+				t.Error("CheckKey accepts a wrong volume key")
+			}
+			if err := h.CheckKey(want[:len(want)-1]); err == nil {
+				t.Error("CheckKey accepts a short volume key")
+			}
 		})
 	}
 }
@@ -136,6 +158,15 @@ func TestSecondKeyslotAndSecondaryHeader(t *testing.T) {
 	if err != nil || !bytes.Equal(key, want) {
 		t.Fatalf("second passphrase: key %x, %v; want %x", key, err, want)
 	}
+	// The material of a header whose primary copy is damaged still opens.
+	sp := materialOf(t, h, bytes.NewReader(data))
+	hh, err := Read(sp)
+	if err != nil {
+		t.Fatalf("material with a damaged primary: %v", err)
+	}
+	if key, err := hh.Unlock(sp, []byte("second"), 0); err != nil || !bytes.Equal(key, want) {
+		t.Fatalf("material with a damaged primary, second passphrase: key %x, %v; want %x", key, err, want)
+	}
 	data[16384+10] ^= 0xff // and now the secondary too
 	if _, err := Read(bytes.NewReader(data)); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Errorf("both copies damaged: %v, want a checksum error", err)
@@ -155,8 +186,8 @@ func TestArgon2MemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = h.Unlock(f, []byte(testPass), 1024)
-	if err == nil || errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "--memory") {
-		t.Errorf("unlock over the memory limit: %v, want a message naming --memory", err)
+	if err == nil || errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "needs 2 MiB of memory, only 1 MiB") {
+		t.Errorf("unlock over the memory limit: %v, want a message naming the memory needed", err)
 	}
 }
 
@@ -209,5 +240,63 @@ func TestDMTable(t *testing.T) {
 	h.PayloadSectorSize = 4096
 	if got := string(h.DMTable([]byte{0xab}, "8:3")); got != "aes-xts-plain64 ab 0 8:3 32768 1 sector_size:4096" {
 		t.Errorf("table %q", got)
+	}
+}
+
+// materialOf reads the Material of h from r, as the agent does, and
+// returns it as the host sees it.
+func materialOf(t *testing.T, h *Header, r io.ReaderAt) *Sparse {
+	t.Helper()
+	ext, err := h.Material()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	for _, e := range ext {
+		b := make([]byte, e.Size)
+		if _, err := r.ReadAt(b, e.Offset); err != nil {
+			t.Fatalf("reading %+v: %v", e, err)
+		}
+		data = append(data, b...)
+	}
+	if len(data) > 1<<20 {
+		t.Errorf("material of %d bytes for one small volume", len(data))
+	}
+	sp, err := NewSparse(ext, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+func TestSparse(t *testing.T) {
+	data := []byte("aaaabbbbbb")
+	sp, err := NewSparse([]Extent{{Offset: 10, Size: 4}, {Offset: 100, Size: 6}}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 3)
+	if n, err := sp.ReadAt(b, 101); err != nil || n != 3 || string(b) != "bbb" {
+		t.Errorf("ReadAt(101) = %d %q, %v", n, b, err)
+	}
+	for _, off := range []int64{0, 12, 14, 104, 200} {
+		if _, err := sp.ReadAt(b, off); err == nil {
+			t.Errorf("ReadAt(%d) outside the ranges succeeded", off)
+		}
+	}
+	for _, bad := range [][]Extent{
+		{{Offset: 10, Size: 4}},                         // data left over
+		{{Offset: 10, Size: 4}, {Offset: 12, Size: 6}},  // overlapping
+		{{Offset: 10, Size: 4}, {Offset: 100, Size: 7}}, // more than the data
+		{{Offset: -1, Size: 4}, {Offset: 100, Size: 6}},
+		{{Offset: 10, Size: 0}, {Offset: 100, Size: 10}},
+	} {
+		if _, err := NewSparse(bad, data); err == nil {
+			t.Errorf("NewSparse(%+v) accepted", bad)
+		}
+	}
+	sp.Wipe()
+	if !bytes.Equal(data, make([]byte, len(data))) {
+		t.Errorf("Wipe left %q", data)
 	}
 }

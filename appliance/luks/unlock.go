@@ -85,8 +85,8 @@ func newSectorCipher(spec string, key []byte) (sectorCipher, error) {
 }
 
 // Derive runs the keyslot's KDF over the passphrase. memLimitKiB bounds
-// what argon2 may use (0: no bound), so a slot made on a large machine
-// fails with a message instead of exhausting the appliance.
+// what argon2 may use (0: no bound), so a slot made on a larger machine
+// (or a hostile header) fails with a message instead of exhausting memory.
 func (k *KDF) Derive(pass []byte, keyLen, memLimitKiB int) ([]byte, error) {
 	switch k.Type {
 	case "pbkdf2":
@@ -97,7 +97,7 @@ func (k *KDF) Derive(pass []byte, keyLen, memLimitKiB int) ([]byte, error) {
 		return pbkdf2.Key(h, string(pass), k.Salt, k.Iterations, keyLen)
 	case "argon2i", "argon2id":
 		if memLimitKiB > 0 && k.MemoryKiB > memLimitKiB {
-			return nil, fmt.Errorf("%s needs %d MiB of memory, the appliance has %d MiB free: give it more with --memory", k.Type, k.MemoryKiB>>10, memLimitKiB>>10)
+			return nil, fmt.Errorf("%s needs %d MiB of memory, only %d MiB are available", k.Type, k.MemoryKiB>>10, memLimitKiB>>10)
 		}
 		if k.Type == "argon2i" {
 			return argon2.Key(pass, k.Salt, uint32(k.Iterations), uint32(k.MemoryKiB), uint8(k.Threads), uint32(keyLen)), nil
@@ -202,24 +202,30 @@ func (h *Header) UnlockSlot(r io.ReaderAt, ks *Keyslot, pass []byte, memLimitKiB
 // the volume key. A passphrase no slot accepts is ErrWrongKey; problems
 // with individual slots are reported only when no slot opened.
 func (h *Header) Unlock(r io.ReaderAt, pass []byte, memLimitKiB int) ([]byte, error) {
+	key, _, err := h.UnlockWithSlot(r, pass, memLimitKiB)
+	return key, err
+}
+
+// UnlockWithSlot is Unlock, also returning the keyslot that opened.
+func (h *Header) UnlockWithSlot(r io.ReaderAt, pass []byte, memLimitKiB int) ([]byte, *Keyslot, error) {
 	if _, err := newSectorCipher(h.Cipher, make([]byte, h.KeySize)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(h.Keyslots) == 0 {
-		return nil, errors.New("the volume has no active key slot")
+		return nil, nil, errors.New("the volume has no active key slot")
 	}
 	var problems []string
 	for i := range h.Keyslots {
 		key, err := h.UnlockSlot(r, &h.Keyslots[i], pass, memLimitKiB)
 		if err == nil {
-			return key, nil
+			return key, &h.Keyslots[i], nil
 		}
 		if !errors.Is(err, ErrWrongKey) {
 			problems = append(problems, err.Error())
 		}
 	}
 	if len(problems) == len(h.Keyslots) {
-		return nil, errors.New(strings.Join(problems, "; "))
+		return nil, nil, errors.New(strings.Join(problems, "; "))
 	}
-	return nil, ErrWrongKey
+	return nil, nil, ErrWrongKey
 }

@@ -63,8 +63,9 @@ type MountArgs struct {
 	// write below its mountpoint on the root filesystem); otherwise that
 	// is a warning.
 	RequireFstab bool `json:"require_fstab,omitempty"`
-	// Keys open LUKS volumes (--key); never logged.
-	Keys []LUKSKey `json:"keys,omitempty"`
+	// VolumeKeys open LUKS volumes (recovered on the host from --key);
+	// never logged.
+	VolumeKeys []LUKSVolumeKey `json:"volume_keys,omitempty"`
 }
 
 // MountSpec names a device and where it goes in the image tree.

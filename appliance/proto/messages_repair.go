@@ -45,8 +45,8 @@ type ReadDirResult struct {
 // start), as MountArgs.Disks.
 type ProbeArgs struct {
 	Disks int `json:"disks,omitempty"`
-	// Keys open LUKS volumes, as MountArgs.Keys.
-	Keys []LUKSKey `json:"keys,omitempty"`
+	// VolumeKeys open LUKS volumes, as MountArgs.VolumeKeys.
+	VolumeKeys []LUKSVolumeKey `json:"volume_keys,omitempty"`
 }
 
 // ProbeResult lists the devices the appliance sees.
