@@ -256,11 +256,11 @@ func devicePath(name string) string {
 // and fsck treat them like partitions.
 func (a *Agent) probeStorage(keys []proto.LUKSVolumeKey) ([]proto.Filesystem, []proto.VolumeGroup, []string) {
 	fss := probeAll()
-	var mdWarnings []string
+	var storageWarnings []string
 	if a.pid1 && !a.mdStarted() && slices.ContainsFunc(fss, func(fs proto.Filesystem) bool { return fs.Type == proto.TypeMDMember }) {
 		// Only as PID 1, like LVM; once: the arrays stay up until power-off.
 		// Before LUKS and LVM, which are often on an array.
-		mdWarnings = a.assembleMD(fss)
+		storageWarnings = a.assembleMD(fss)
 		fss = probeAll()
 	}
 	a.luksVols = nil
@@ -278,10 +278,10 @@ func (a *Agent) probeStorage(keys []proto.LUKSVolumeKey) ([]proto.Filesystem, []
 	a.labelMDArrays(fss)
 	for _, v := range a.luksVols {
 		if v.Mapping == "" {
-			mdWarnings = append(mdWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
+			storageWarnings = append(storageWarnings, fmt.Sprintf("LUKS volume %s (%s) is locked: %s", v.Device, v.UUID, v.Problem))
 		}
 	}
-	return fss, vgs, append(mdWarnings, warnings...)
+	return fss, vgs, append(storageWarnings, warnings...)
 }
 
 // probeLVM activates the LVM volumes on the PVs among fss and returns fss
