@@ -209,6 +209,11 @@ var applyCases = map[string]applyCase{
 			t.Errorf("/etc/machine-id = %q", got)
 		}
 	}},
+	"repo": {again: true, check: func(t *testing.T, r applyRun) {
+		src := r.file(t, "/etc/apt/sources.list.d/example.sources")
+		contains(t, "example.sources", src, "URIs: https://pkgs.example.com/debian\nSuites: bookworm\nComponents: main\nSigned-By: /etc/apt/keyrings/example.asc\n")
+		contains(t, "keyring", r.file(t, "/etc/apt/keyrings/example.asc"), "-----BEGIN PGP PUBLIC KEY BLOCK-----")
+	}},
 	"upload": {again: true, check: func(t *testing.T, r applyRun) {
 		contains(t, "/etc/app/app.conf", r.file(t, "/etc/app/app.conf"), "listen 8080")
 	}},
@@ -299,6 +304,7 @@ var hostTree = map[string]string{
 	"id_ed25519.pub":           testKey + "\n",
 	"templates/site.conf.tmpl": "server_name {{ .vars.site }} on {{ .os.id }}\n",
 	"app.conf":                 "listen 8080\n",
+	"example.asc":              "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZQAAABYJKwYBBAHaRw8BAQdA\n-----END PGP PUBLIC KEY BLOCK-----\n",
 	"out/.keep":                "",
 }
 
