@@ -147,3 +147,25 @@ func TestSetPacmanRepo(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSetPacmanRepo edits pacman.conf files an image may hold, whatever
+// they contain: the result has the section exactly once, as wanted, and
+// a second edit changes nothing.
+func FuzzSetPacmanRepo(f *testing.F) {
+	for _, seed := range []string{"", archPacmanConf, "[local]\nServer = http://old/\n", "[local]", "\n\n[local]\n#x\n\n[b]\n",
+		"[options]\r\nSigLevel = Never\r\n", "[local]\n[local]\nServer = x\n", "  [local]  \n\tServer = http://10.0.2.2:8000/\n"} {
+		f.Add(seed, true)
+		f.Add(seed, false)
+	}
+	f.Fuzz(func(t *testing.T, conf string, trusted bool) {
+		spec := RepoSpec{Name: "local", URL: "http://10.0.2.2:8000/", Trusted: trusted}
+		out, _ := SetPacmanRepo(conf, spec)
+		again, changed := SetPacmanRepo(out, spec)
+		if changed || again != out {
+			t.Fatalf("not idempotent:\n%q\nthen\n%q", out, again)
+		}
+		if !strings.Contains(out, "Server = http://10.0.2.2:8000/") {
+			t.Fatalf("no Server line in %q", out)
+		}
+	})
+}
