@@ -222,6 +222,14 @@ func Repo(ctx context.Context, s Session, manager string, spec RepoSpec) (Result
 		}
 		res.Changed = res.Changed || r.Changed
 	}
+	if manager == proto.PkgZypper && spec.Key != nil {
+		// zypper trusts the keys in the rpm database and, non-interactive,
+		// refuses any other; importing a key rpm has is a no-op.
+		key := files[0].Path
+		if _, err := Exec(ctx, s, []string{"rpm", "--import", key}, RunOptions{}); err != nil {
+			return Result{}, fmt.Errorf("repository %s: rpm --import %s: %w", spec.Name, key, err)
+		}
+	}
 	if res.Changed {
 		res.Detail = files[len(files)-1].Path
 	}

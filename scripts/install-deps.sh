@@ -21,8 +21,7 @@ pkgs=(
   ansible-core openssh-client openssh-server # tests: the Ansible connection plugin, local and over ssh
   openssl           # tests: check password hashes independently of imgbake
   zsh lintian       # tests: the zsh completion loads; the .deb is lintian clean of errors
-  rpm dnf zypper createrepo-c # tests: RPM test images (rpmbuild, rpm --root, createrepo_c) and their dnf/zypper
-  pacman-package-manager makepkg # tests: the Arch-like test image (makepkg, repo-add, pacman --root)
+  gnupg             # tests: sign the local APT repository the repo step's test adds with its key
   dpkg-dev          # make deb: dpkg-shlibdeps (the libc dependency); tests: dpkg-scanpackages for the chroot's APT repository
 )
 if [[ "${1:-}" == "--bench" ]]; then
