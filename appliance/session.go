@@ -189,15 +189,19 @@ func startWarm(ctx context.Context, q *QEMU, app *Appliance, spec MachineSpec, c
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(path); err != nil {
+	waiting := func() { cfg.verbosef("waiting for another start saving the appliance for warm starts") }
+	if _, err := saveOnce(ctx, path, waiting, func() error {
 		t := time.Now()
 		cfg.verbosef("saving a booted appliance for warm starts (once)")
 		removeLegacySnapshots(app.Dir)
 		if err := q.saveSnapshot(ctx, spec, path); err != nil {
-			return nil, fmt.Errorf("saving the snapshot: %w", err)
+			return fmt.Errorf("saving the snapshot: %w", err)
 		}
 		size, _ := snapshotUsage(path)
 		cfg.verbosef("saved %s (%d MiB) in %s", filepath.Base(path), size>>20, time.Since(t).Round(time.Millisecond))
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	t0 := time.Now()
 	dir, err := PrivateDir("vm")
