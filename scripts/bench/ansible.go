@@ -58,12 +58,20 @@ func (b *bench) playArgv(disk string, extra ...string) []string {
 	return argv
 }
 
-// ansible measures both variants of the play once.
+// ansible measures every variant of the play once: the three through
+// imgbake, then over ssh to the booted image and through the chroot
+// connection.
 func (b *bench) ansible(rep int) {
 	variants := []struct {
-		name  string
-		extra []string
-	}{{variantPlay, nil}, {variantPlayNoHost, []string{"imgbake_module_host=false"}}, {variantPerTask, []string{"imgbake_per_task=true"}}}
+		name string
+		play func(r *run) error
+	}{
+		{variantPlay, b.playImgbake(nil)},
+		{variantPlayNoHost, b.playImgbake([]string{"imgbake_module_host=false"})},
+		{variantPerTask, b.playImgbake([]string{"imgbake_per_task=true"})},
+		{variantSSH, b.playOverSSH},
+		{variantChroot, b.playInChroot},
+	}
 	// Each repetition starts with another variant, so none always runs on
 	// a cold page cache.
 	for i := 0; i < rep%len(variants); i++ {
@@ -74,25 +82,20 @@ func (b *bench) ansible(rep int) {
 			return
 		}
 		r := &run{Workload: 8, Tool: toolIB, Variant: v.name, Rep: rep}
-		var out strings.Builder
+		b.record("", r, v.play(r))
+	}
+}
+
+// playImgbake runs the play through the imgbake.disk connection on a fresh
+// copy of the python3 image; extra are more -e settings.
+func (b *bench) playImgbake(extra []string) func(r *run) error {
+	return func(r *run) error {
 		img, cleanup, err := b.copyOf(b.cfg.PythonImage)
-		if err == nil {
-			o := b.procOpts()
-			o.dir, o.env = b.playDir, b.ansibleEnv()
-			verbose := o.logLines
-			o.logLines = func(l string) {
-				out.WriteString(l + "\n")
-				if verbose != nil {
-					verbose(l)
-				}
-			}
-			err = b.execWith(r, b.playArgv(img, v.extra...), o)
-			cleanup()
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			err = checkPlay(r, "\n"+out.String())
-		}
-		b.record("", r, err)
+		defer cleanup()
+		return b.runPlay(r, b.playArgv(img, extra...))
 	}
 }
 

@@ -35,6 +35,7 @@ type config struct {
 	Tasks       int      `json:"tasks"`
 	Workloads   []int    `json:"workloads"`
 	PythonImage string   `json:"python_image,omitempty"`
+	BootImage   string   `json:"boot_image,omitempty"`
 	Tools       []string `json:"tools"`
 	Image       string   `json:"image"`
 	Imgbake     string   `json:"imgbake"`
@@ -73,8 +74,10 @@ type bench struct {
 	payload     payloadInfo
 	appDir      string
 	memo        map[string]*run
-	playDir     string // workload 8: the playbook's directory
-	collections string // workload 8: ANSIBLE_COLLECTIONS_PATH
+	playDir     string      // workload 8: the playbook's directory
+	collections string      // workload 8: ANSIBLE_COLLECTIONS_PATH
+	booted      *bootedBase // workload 8: the bootable image with python3 and a key, prepared once per run
+	bootedErr   error
 	seq         int
 	ctx         context.Context
 }
@@ -125,6 +128,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&tools, "tools", toolIB+","+toolLG, "tools to measure")
 	flag.StringVar(&c.Image, "image", filepath.Join(imgDir, "debian-gpt.qcow2"), "the test image (copied for every run, never modified)")
 	flag.StringVar(&c.PythonImage, "python-image", filepath.Join(imgDir, "debian-python.raw"), "workload 8: the test image with python3 for the Ansible play")
+	flag.StringVar(&c.BootImage, "boot-image", filepath.Join(imgDir, "debian-boot.qcow2"), "workload 8: the bootable test image, booted under TCG for the play over ssh")
 	flag.StringVar(&c.repo, "repo", ".", "workload 8: the imgbake checkout (Ansible collection and playbook)")
 	flag.StringVar(&c.Imgbake, "imgbake", "bin/imgbake", "the imgbake binary (copied first, so a rebuild during the run changes nothing)")
 	flag.StringVar(&c.outDir, "out", "bench/results", "directory for the JSON results")
