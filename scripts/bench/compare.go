@@ -330,34 +330,45 @@ func (b *bench) playInChroot(r *run) error {
 		return err
 	}
 	defer cleanup()
-	off, size, err := partitionExtent(img, info.RootPartition)
+	return withLoopMount(img, info.RootPartition, info.FSType, b.cfg.work, func(mnt string) error {
+		out := filepath.Join(b.cfg.work, fmt.Sprintf("fetched-chroot-%d", r.Rep))
+		defer os.RemoveAll(out)
+		return b.playOnHost(r, "chroot-image", "community.general.chroot", map[string]string{"ansible_host": mnt}, out)
+	})
+}
+
+// withLoopMount mounts partition n (0: the whole disk) of the raw disk, a
+// filesystem of type fstype (never probed), read-write on a new directory
+// under parent, runs f on it, and unmounts and detaches the loop device
+// whatever happened.
+func withLoopMount(disk string, n int, fstype, parent string, f func(mnt string) error) (err error) {
+	off, size, err := partitionExtent(disk, n)
 	if err != nil {
 		return err
 	}
-	dev, err := exec.Command("losetup", "-f", "--show", "-o", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size), img).Output()
+	dev, err := exec.Command("losetup", "-f", "--show", "-o", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size), disk).Output()
 	if err != nil {
-		return fmt.Errorf("losetup %s: %w", img, err)
+		return fmt.Errorf("losetup %s: %w", disk, err)
 	}
 	loop := strings.TrimSpace(string(dev))
 	defer func() {
-		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
-			logf("w8 chroot: losetup -d %s: %v: %s", loop, err, out)
+		if out, derr := exec.Command("losetup", "-d", loop).CombinedOutput(); derr != nil && err == nil {
+			err = fmt.Errorf("losetup -d %s: %w: %s", loop, derr, out)
 		}
 	}()
-	mnt, err := os.MkdirTemp(b.cfg.work, "chroot-")
+	mnt, err := os.MkdirTemp(parent, "chroot-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(mnt)
-	if out, err := exec.Command("mount", "-t", info.FSType, loop, mnt).CombinedOutput(); err != nil {
+	// nodev: the image's device nodes stay files, not the host's devices.
+	if out, err := exec.Command("mount", "-t", fstype, "-o", "nodev", loop, mnt).CombinedOutput(); err != nil {
 		return fmt.Errorf("mount %s %s: %w: %s", loop, mnt, err, out)
 	}
 	defer func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			logf("w8 chroot: umount %s: %v: %s", mnt, err, out)
+		if out, uerr := exec.Command("umount", mnt).CombinedOutput(); uerr != nil && err == nil {
+			err = fmt.Errorf("umount %s: %w: %s", mnt, uerr, out)
 		}
 	}()
-	out := filepath.Join(b.cfg.work, fmt.Sprintf("fetched-chroot-%d", r.Rep))
-	defer os.RemoveAll(out)
-	return b.playOnHost(r, "chroot-image", "community.general.chroot", map[string]string{"ansible_host": mnt}, out)
+	return f(mnt)
 }
