@@ -198,6 +198,10 @@ func (b *bench) makeBootedBase() (*bootedBase, error) {
 // imgbakeQuiet runs the binary under test for preparation, not measured.
 func (b *bench) imgbakeQuiet(args ...string) error {
 	cmd := exec.CommandContext(b.ctx, b.imgbake, args...)
+	// On Ctrl-C imgbake is interrupted, not killed, so it reaps its own
+	// appliance; SIGKILL only if it has not exited a minute later.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = time.Minute
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("imgbake %s: %w\n%s", strings.Join(args, " "), err, indent(string(out)))
