@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -18,6 +19,9 @@ import (
 // where every task boots its own appliance and commits at its end (the
 // per-task-boot model of a guestfs connection). All run on fresh copies of
 // the python3 test image, rotating which goes first.
+
+// playVariants are workload 8's variants, for -plays.
+var playVariants = []string{variantPlay, variantPlayNoHost, variantPerTask, variantSSH, variantChroot}
 
 const (
 	variantPlay       = "play-session"            // one session, the module host on (the default)
@@ -80,6 +84,9 @@ func (b *bench) ansible(rep int) {
 	for _, v := range variants {
 		if b.ctx.Err() != nil {
 			return
+		}
+		if len(b.cfg.PlayOnly) > 0 && !slices.Contains(b.cfg.PlayOnly, v.name) {
+			continue
 		}
 		r := &run{Workload: 8, Tool: toolIB, Variant: v.name, Rep: rep}
 		b.record("", r, v.play(r))
