@@ -128,7 +128,7 @@ demo: deps build
 bench:
 	bash scripts/install-deps.sh --bench
 	$(MAKE) build
-	bash testimages/build.sh debian-gpt.qcow2 debian-python.raw
+	bash testimages/build.sh debian-gpt.qcow2 debian-python.raw debian-boot.qcow2
 	$(GO) run ./scripts/bench -imgbake $(BIN) $(BENCH_FLAGS)
 
 fuzz: $(AGENT)

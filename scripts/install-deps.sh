@@ -25,7 +25,10 @@ pkgs=(
   dpkg-dev          # make deb: dpkg-shlibdeps (the libc dependency); tests: dpkg-scanpackages for the chroot's APT repository
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(libguestfs-tools)
+  pkgs+=(
+    libguestfs-tools # the virt-customize side of the comparison
+    ansible          # workload 8's chroot variant: community.general.chroot (ansible-core alone lacks it)
+  )
 fi
 
 missing=()

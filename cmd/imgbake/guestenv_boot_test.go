@@ -98,9 +98,9 @@ steps:
 
 	g := bootClone(t, "booted", clone, kernel, initrd, info.RootUUID, dir)
 	g.waitForLogin(t, key, "systemctl is-system-running --wait || true")
-	sshOpts := strings.Join(sshArgs(key, g.port), " ")
+	sshOpts := strings.Join(sshArgs(key, g.Port), " ")
 	booted := play("booted", fmt.Sprintf("booted ansible_host=127.0.0.1 ansible_port=%d ansible_user=root ansible_python_interpreter=/usr/bin/python3 ansible_ssh_private_key_file=%s ansible_ssh_common_args=%q",
-		g.port, key, sshOpts))
+		g.Port, key, sshOpts))
 
 	var missing, extra, tolerated []string
 	for k := range booted {

@@ -7,13 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/imgbake/imgbake/internal/bootvm"
 	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -181,40 +180,16 @@ func TestGuestEnvLikeBooted(t *testing.T) {
 // the APT source line the appliance reaches the archive with.
 func hostArchive(t *testing.T, disk, format string, pkgs ...string) string {
 	t.Helper()
-	scanner := vmtest.LookPath(t, "dpkg-scanpackages", "dpkg-dev")
-	tmp := t.TempDir()
-	// hostdebs reads only the root's dpkg database and os-release.
-	root := filepath.Join(tmp, "root")
-	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
-		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
-	}
+	vmtest.LookPath(t, "dpkg-scanpackages", "dpkg-dev")
 	files, err := testimages.ReadFiles(t, disk, format, 0, "/var/lib/dpkg/status", "/etc/os-release")
 	must(t, err)
-	must(t, os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), files["/var/lib/dpkg/status"], 0o644))
-	must(t, os.WriteFile(filepath.Join(root, "etc/os-release"), files["/etc/os-release"], 0o644))
-	tool := filepath.Join(tmp, "hostdebs")
-	build := exec.Command("go", "build", "-o", tool, "./testimages/hostdebs")
-	build.Dir = repoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build hostdebs: %v\n%s", err, out)
-	}
-	work := filepath.Join(tmp, "work")
-	must(t, os.Mkdir(work, 0o755))
-	if out, err := exec.Command(tool, append([]string{"-root", root, "-work", work}, pkgs...)...).CombinedOutput(); err != nil {
-		t.Fatalf("hostdebs %v: %v\n%s", pkgs, err, out)
-	}
-	repo := filepath.Join(work, "debs")
-	scan := exec.Command(scanner, "-m", ".", "/dev/null")
-	scan.Dir = repo
-	index, err := scan.Output()
-	if err != nil {
-		t.Fatalf("dpkg-scanpackages: %v", err)
-	}
-	must(t, os.WriteFile(filepath.Join(repo, "Packages"), index, 0o644))
-	t.Logf("the archive: %d packages", strings.Count(string(index), "\nPackage: ")+1)
-	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
-	t.Cleanup(srv.Close)
-	return fmt.Sprintf("deb [trusted=yes] http://10.0.2.2:%d/ ./", srv.Listener.Addr().(*net.TCPAddr).Port)
+	repo, err := bootvm.HostArchive(context.Background(), repoRoot(t), t.TempDir(), files["/var/lib/dpkg/status"], files["/etc/os-release"], pkgs...)
+	must(t, err)
+	t.Logf("the archive: %d packages", bootvm.ArchivePackages(repo))
+	source, stop, err := bootvm.ServeArchive(repo)
+	must(t, err)
+	t.Cleanup(stop)
+	return source
 }
 
 // TestAnsibleNetworkTasks: with ansible_imgbake_network=true, a play's

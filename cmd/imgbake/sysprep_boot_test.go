@@ -1,9 +1,8 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imgbake/imgbake/fsops"
+	"github.com/imgbake/imgbake/internal/bootvm"
 	"github.com/imgbake/imgbake/internal/vmtest"
 	"github.com/imgbake/imgbake/testimages"
 )
@@ -23,96 +23,42 @@ import (
 // VM tests share the cores.
 const guestBootTimeout = 6 * time.Minute
 
-// bootedGuest is one clone running under QEMU, sshd forwarded to a
-// localhost port.
-type bootedGuest struct {
-	name   string
-	port   int
-	serial string        // the guest's console log
-	exited chan struct{} // closed when qemu has exited and been reaped
-	err    error         // qemu's exit status, once exited is closed
-	stderr bytes.Buffer
-}
+// bootedGuest is one clone running under QEMU (internal/bootvm), sshd
+// forwarded to a localhost port.
+type bootedGuest struct{ *bootvm.Guest }
 
 // bootClone boots disk (a qcow2) with QEMU's direct kernel boot, TCG
-// only, the root on a virtio disk and a user network forwarding a free
-// localhost port to the guest's port 22. qemu is killed and reaped when the
-// test ends, whatever happened.
+// only; qemu is killed and reaped when the test ends, whatever happened.
 func bootClone(t *testing.T, name, disk, kernel, initrd, rootUUID, dir string) *bootedGuest {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	g := &bootedGuest{name: name, port: l.Addr().(*net.TCPAddr).Port, serial: filepath.Join(dir, name+".serial.log"), exited: make(chan struct{})}
-	l.Close() // qemu binds it; if another process was quicker qemu exits and the wait says so
-	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
-		"-nodefaults", "-display", "none", "-no-reboot", "-serial", "file:"+g.serial,
-		"-kernel", kernel, "-initrd", initrd,
-		// panic=-1 with -no-reboot: a kernel that cannot mount the root ends qemu at once.
-		"-append", "root=UUID="+rootUUID+" console=ttyS0 rw panic=-1",
-		"-drive", "file="+disk+",if=virtio,format=qcow2",
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", g.port),
-		"-device", "virtio-net-pci,netdev=net0")
-	cmd.Stderr = &g.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting qemu for %s: %v", name, err)
+	g, err := bootvm.Start(bootvm.Options{Name: name, Disk: disk, Format: "qcow2", Kernel: kernel, Initrd: initrd, RootUUID: rootUUID, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { g.err = cmd.Wait(); close(g.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-g.exited
-	})
-	return g
+	t.Cleanup(g.Stop)
+	return &bootedGuest{g}
 }
 
-// sshArgs are the ssh options that touch nothing of the host's ssh setup:
-// no config file, no known_hosts, only the test's key.
-func sshArgs(key string, port int) []string {
-	return []string{"-F", "/dev/null", "-i", key, "-p", strconv.Itoa(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
-		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
-}
+// sshArgs are the ssh options that touch nothing of the host's ssh setup.
+func sshArgs(key string, port int) []string { return bootvm.SSHArgs(key, port) }
 
 // waitForLogin runs command over ssh as root until the login works and
-// returns its output; it fails the test, with the end of the guest's
-// console, when qemu exits or guestBootTimeout passes first.
+// returns its output; it fails the test when qemu exits or
+// guestBootTimeout passes first.
 func (g *bootedGuest) waitForLogin(t *testing.T, key, command string) string {
 	t.Helper()
 	start := time.Now()
-	var lastErr string
-	for time.Since(start) < guestBootTimeout {
-		select {
-		case <-g.exited:
-			t.Fatalf("%s: qemu exited before sshd accepted the key: %v\nqemu stderr: %s\nconsole:\n%s", g.name, g.err, g.stderr.String(), g.consoleTail())
-		default:
-		}
-		out, err := g.ssh(key, command)
-		if err == nil {
-			t.Logf("%s: ssh login after %v", g.name, time.Since(start).Round(time.Second))
-			return string(out)
-		}
-		lastErr = fmt.Sprintf("%v: %s", err, bytes.TrimSpace(out))
-		time.Sleep(2 * time.Second)
+	out, err := g.WaitForLogin(context.Background(), key, command, guestBootTimeout)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s: no ssh login within %v (last attempt: %s)\nconsole:\n%s", g.name, guestBootTimeout, lastErr, g.consoleTail())
-	return ""
+	t.Logf("%s: ssh login after %v", g.Name, time.Since(start).Round(time.Second))
+	return out
 }
 
 // ssh runs command in the guest as root.
 func (g *bootedGuest) ssh(key, command string) ([]byte, error) {
-	return exec.Command("ssh", append(sshArgs(key, g.port), "root@127.0.0.1", command)...).CombinedOutput()
-}
-
-// consoleTail is the end of the guest's serial console.
-func (g *bootedGuest) consoleTail() string {
-	b, err := os.ReadFile(g.serial)
-	if err != nil {
-		return fmt.Sprintf("(no console log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
-	}
-	return strings.Join(lines, "\n")
+	return g.SSH(context.Background(), key, command)
 }
 
 var machineIDFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -192,37 +138,37 @@ func TestSysprepClonesBoot(t *testing.T) {
 		out := g.waitForLogin(t, key, "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 2 {
-			t.Fatalf("%s: want the machine-id and the host key, got:\n%s", g.name, out)
+			t.Fatalf("%s: want the machine-id and the host key, got:\n%s", g.Name, out)
 		}
 		id := identity{machineID: strings.TrimSpace(lines[0]), hostKey: strings.TrimSpace(lines[1])}
-		scan, err := exec.Command("ssh-keyscan", "-t", "ed25519", "-p", strconv.Itoa(g.port), "127.0.0.1").Output()
+		scan, err := exec.Command("ssh-keyscan", "-t", "ed25519", "-p", strconv.Itoa(g.Port), "127.0.0.1").Output()
 		if err != nil {
-			t.Fatalf("%s: ssh-keyscan: %v", g.name, err)
+			t.Fatalf("%s: ssh-keyscan: %v", g.Name, err)
 		}
 		// ssh-keyscan prints "[127.0.0.1]:PORT ssh-ed25519 AAAA..."
 		if f := strings.Fields(string(scan)); len(f) >= 3 {
 			id.presented = f[1] + " " + f[2]
 		}
 		if !machineIDFormat.MatchString(id.machineID) {
-			t.Errorf("%s: machine-id %q is not 32 hex digits", g.name, id.machineID)
+			t.Errorf("%s: machine-id %q is not 32 hex digits", g.Name, id.machineID)
 		}
 		if id.machineID == info.MachineID {
-			t.Errorf("%s: machine-id %s is the golden image's", g.name, id.machineID)
+			t.Errorf("%s: machine-id %s is the golden image's", g.Name, id.machineID)
 		}
 		keyFields := strings.Fields(id.hostKey)
 		if len(keyFields) < 2 || keyFields[0] != "ssh-ed25519" {
-			t.Errorf("%s: /etc/ssh/ssh_host_ed25519_key.pub = %q", g.name, id.hostKey)
+			t.Errorf("%s: /etc/ssh/ssh_host_ed25519_key.pub = %q", g.Name, id.hostKey)
 		} else if id.presented != keyFields[0]+" "+keyFields[1] {
-			t.Errorf("%s: sshd presents %q, the key on disk is %q", g.name, id.presented, id.hostKey)
+			t.Errorf("%s: sshd presents %q, the key on disk is %q", g.Name, id.presented, id.hostKey)
 		}
 		// The keys are sysprep's first-boot hook's doing: it ran, succeeded
 		// and sshd runs with its keys.
 		if out, err := g.ssh(key, "test -f "+firstbootScript+" && grep -qx '=== Exit code: 0 ===' /root/imgbake-firstboot.log && systemctl is-active ssh.service"); err != nil {
 			log, _ := g.ssh(key, "ls -l "+fsops.FirstbootDir+"/scripts "+fsops.FirstbootDir+"/scripts-done; cat /root/imgbake-firstboot.log; systemctl status ssh.service")
-			t.Errorf("%s: the first-boot key generation did not run or failed: %v: %s\n%s", g.name, err, out, log)
+			t.Errorf("%s: the first-boot key generation did not run or failed: %v: %s\n%s", g.Name, err, out, log)
 		}
 		if id.hostKey == goldenHostKey {
-			t.Errorf("%s: the host key is the golden image's: %s", g.name, id.hostKey)
+			t.Errorf("%s: the host key is the golden image's: %s", g.Name, id.hostKey)
 		}
 		ids = append(ids, id)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -18,6 +19,9 @@ import (
 // where every task boots its own appliance and commits at its end (the
 // per-task-boot model of a guestfs connection). All run on fresh copies of
 // the python3 test image, rotating which goes first.
+
+// playVariants are workload 8's variants, for -plays.
+var playVariants = []string{variantPlay, variantPlayNoHost, variantPerTask, variantSSH, variantChroot}
 
 const (
 	variantPlay       = "play-session"            // one session, the module host on (the default)
@@ -58,12 +62,20 @@ func (b *bench) playArgv(disk string, extra ...string) []string {
 	return argv
 }
 
-// ansible measures both variants of the play once.
+// ansible measures every variant of the play once: the three through
+// imgbake, then over ssh to the booted image and through the chroot
+// connection.
 func (b *bench) ansible(rep int) {
 	variants := []struct {
-		name  string
-		extra []string
-	}{{variantPlay, nil}, {variantPlayNoHost, []string{"imgbake_module_host=false"}}, {variantPerTask, []string{"imgbake_per_task=true"}}}
+		name string
+		play func(r *run) error
+	}{
+		{variantPlay, b.playImgbake(nil)},
+		{variantPlayNoHost, b.playImgbake([]string{"imgbake_module_host=false"})},
+		{variantPerTask, b.playImgbake([]string{"imgbake_per_task=true"})},
+		{variantSSH, b.playOverSSH},
+		{variantChroot, b.playInChroot},
+	}
 	// Each repetition starts with another variant, so none always runs on
 	// a cold page cache.
 	for i := 0; i < rep%len(variants); i++ {
@@ -73,26 +85,24 @@ func (b *bench) ansible(rep int) {
 		if b.ctx.Err() != nil {
 			return
 		}
+		if len(b.cfg.PlayOnly) > 0 && !slices.Contains(b.cfg.PlayOnly, v.name) {
+			continue
+		}
 		r := &run{Workload: 8, Tool: toolIB, Variant: v.name, Rep: rep}
-		var out strings.Builder
+		b.record("", r, v.play(r))
+	}
+}
+
+// playImgbake runs the play through the imgbake.disk connection on a fresh
+// copy of the python3 image; extra are more -e settings.
+func (b *bench) playImgbake(extra []string) func(r *run) error {
+	return func(r *run) error {
 		img, cleanup, err := b.copyOf(b.cfg.PythonImage)
-		if err == nil {
-			o := b.procOpts()
-			o.dir, o.env = b.playDir, b.ansibleEnv()
-			verbose := o.logLines
-			o.logLines = func(l string) {
-				out.WriteString(l + "\n")
-				if verbose != nil {
-					verbose(l)
-				}
-			}
-			err = b.execWith(r, b.playArgv(img, v.extra...), o)
-			cleanup()
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			err = checkPlay(r, "\n"+out.String())
-		}
-		b.record("", r, err)
+		defer cleanup()
+		return b.runPlay(r, b.playArgv(img, extra...))
 	}
 }
 

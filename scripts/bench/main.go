@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +36,8 @@ type config struct {
 	Tasks       int      `json:"tasks"`
 	Workloads   []int    `json:"workloads"`
 	PythonImage string   `json:"python_image,omitempty"`
+	BootImage   string   `json:"boot_image,omitempty"`
+	PlayOnly    []string `json:"play_variants,omitempty"` // workload 8: only these variants (empty: all)
 	Tools       []string `json:"tools"`
 	Image       string   `json:"image"`
 	Imgbake     string   `json:"imgbake"`
@@ -73,8 +76,10 @@ type bench struct {
 	payload     payloadInfo
 	appDir      string
 	memo        map[string]*run
-	playDir     string // workload 8: the playbook's directory
-	collections string // workload 8: ANSIBLE_COLLECTIONS_PATH
+	playDir     string      // workload 8: the playbook's directory
+	collections string      // workload 8: ANSIBLE_COLLECTIONS_PATH
+	booted      *bootedBase // workload 8: the bootable image with python3 and a key, prepared once per run
+	bootedErr   error
 	seq         int
 	ctx         context.Context
 }
@@ -117,7 +122,7 @@ func parseFlags() (config, error) {
 		imgDir = filepath.Join(cacheBase, "imgbake", "testimages")
 	}
 	var c config
-	var w, tools string
+	var w, tools, plays string
 	flag.IntVar(&c.Reps, "reps", 3, "repetitions of the cheap workloads (1-4; 7 runs once)")
 	flag.IntVar(&c.HeavyReps, "heavy-reps", 1, "repetitions of the expensive workloads 5 (copy-in), 6 (20 launches) and 8 (Ansible plays)")
 	flag.IntVar(&c.Tasks, "tasks", 20, "tasks in workload 6")
@@ -125,6 +130,8 @@ func parseFlags() (config, error) {
 	flag.StringVar(&tools, "tools", toolIB+","+toolLG, "tools to measure")
 	flag.StringVar(&c.Image, "image", filepath.Join(imgDir, "debian-gpt.qcow2"), "the test image (copied for every run, never modified)")
 	flag.StringVar(&c.PythonImage, "python-image", filepath.Join(imgDir, "debian-python.raw"), "workload 8: the test image with python3 for the Ansible play")
+	flag.StringVar(&c.BootImage, "boot-image", filepath.Join(imgDir, "debian-boot.qcow2"), "workload 8: the bootable test image, booted under TCG for the play over ssh")
+	flag.StringVar(&plays, "plays", "", "workload 8: only these variants, comma-separated (default: all; "+strings.Join(playVariants, ", ")+")")
 	flag.StringVar(&c.repo, "repo", ".", "workload 8: the imgbake checkout (Ansible collection and playbook)")
 	flag.StringVar(&c.Imgbake, "imgbake", "bin/imgbake", "the imgbake binary (copied first, so a rebuild during the run changes nothing)")
 	flag.StringVar(&c.outDir, "out", "bench/results", "directory for the JSON results")
@@ -176,6 +183,15 @@ func parseFlags() (config, error) {
 		}
 		c.tools[t] = true
 		c.Tools = append(c.Tools, t)
+	}
+	for _, v := range strings.Split(plays, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		if !slices.Contains(playVariants, v) {
+			return c, fmt.Errorf("-plays: unknown variant %q (%s)", v, strings.Join(playVariants, ", "))
+		}
+		c.PlayOnly = append(c.PlayOnly, v)
 	}
 	c.Sample = c.sample.String()
 	return c, nil
