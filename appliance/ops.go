@@ -37,12 +37,10 @@ func (s *Session) Inspect(ctx context.Context) (*proto.OSInfo, error) {
 	return &r, nil
 }
 
-// Exec runs a command inside the image. stdin may be nil; stdout and stderr
-// receive output as it arrives.
-func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout, stderr io.Writer) (proto.ExecResult, error) {
-	var r proto.ExecResult
-	args.Stdin = stdin != nil
-	out := func(f proto.Frame) error {
+// outputFrames writes a command's stdout and stderr frames to stdout and
+// stderr (either may be nil: that stream is dropped).
+func outputFrames(stdout, stderr io.Writer) func(proto.Frame) error {
+	return func(f proto.Frame) error {
 		var w io.Writer
 		switch f.Type {
 		case proto.TStdout:
@@ -56,6 +54,14 @@ func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader
 		}
 		return nil
 	}
+}
+
+// Exec runs a command inside the image. stdin may be nil; stdout and stderr
+// receive output as it arrives.
+func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout, stderr io.Writer) (proto.ExecResult, error) {
+	var r proto.ExecResult
+	args.Stdin = stdin != nil
+	out := outputFrames(stdout, stderr)
 	err := s.callStream(ctx, proto.OpExec, args, stdin, out, &r, callOptions{inputOptional: true})
 	return r, err
 }
@@ -66,20 +72,7 @@ func (s *Session) Exec(ctx context.Context, args proto.ExecArgs, stdin io.Reader
 func (s *Session) ExecStream(ctx context.Context, args proto.ExecArgs, stdin io.Reader, stdout, stderr io.Writer) (proto.ExecResult, error) {
 	var r proto.ExecResult
 	args.Stdin = stdin != nil
-	out := func(f proto.Frame) error {
-		var w io.Writer
-		switch f.Type {
-		case proto.TStdout:
-			w = stdout
-		case proto.TStderr:
-			w = stderr
-		}
-		if w != nil {
-			_, err := w.Write(f.Payload)
-			return err
-		}
-		return nil
-	}
+	out := outputFrames(stdout, stderr)
 	err := s.callStream(ctx, proto.OpExec, args, stdin, out, &r, callOptions{inputOptional: true, streaming: true})
 	return r, err
 }
