@@ -13,8 +13,8 @@ pkgs=(
   busybox-static    # the appliance's rescue shell (imgbake fsck / shell --rescue); tests use it as an independent shell
   lvm2              # lvm in the appliance's rescue tools; testimages/build.sh makes debian-lvm.raw with it
   btrfs-progs       # btrfs in the appliance (subvolumes, check); test images verified with it on the host
-  cryptsetup-bin    # LUKS in the appliance (cryptsetup open/close); builds the LUKS test image in a VM
-  mdadm             # md RAID assembly in the appliance; builds the RAID test image in a VM
+  cryptsetup-bin    # tests: makes the LUKS test images' headers and checks them (luksDump, --test-passphrase)
+  mdadm             # tests: checks the RAID test image's members (mdadm --examine)
   cpio
   mtools            # test images: files into the ESP without mounting
   tmux              # tests drive `imgbake shell` on a real terminal
