@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,17 +117,13 @@ func TestUnlockerFromMaterial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext, err := h.Material()
+	material, ext, err := h.MaterialReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var data []byte
-	for _, e := range ext {
-		b := make([]byte, e.Size)
-		if _, err := f.ReadAt(b, e.Offset); err != nil {
-			t.Fatal(err)
-		}
-		data = append(data, b...)
+	data, err := io.ReadAll(material)
+	if err != nil {
+		t.Fatal(err)
 	}
 	sp, err := luks.NewSparse(ext, data)
 	if err != nil {

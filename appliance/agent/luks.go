@@ -144,15 +144,12 @@ func (a *Agent) handleLUKSHeader(_ context.Context, st *stream, raw json.RawMess
 	if err != nil {
 		return nil, fmt.Errorf("%s: unreadable LUKS header: %w", args.Device, err)
 	}
-	ext, err := h.Material()
+	material, ext, err := h.MaterialReader(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", args.Device, err)
 	}
-	w := frameWriter{st, proto.TData}
-	for _, e := range ext {
-		if _, err := io.CopyBuffer(w, io.NewSectionReader(f, e.Offset, e.Size), make([]byte, proto.ChunkSize)); err != nil {
-			return nil, fmt.Errorf("%s: reading its header at %d: %w", args.Device, e.Offset, unwrapErrno(err))
-		}
+	if _, err := io.CopyBuffer(frameWriter{st, proto.TData}, material, make([]byte, proto.ChunkSize)); err != nil {
+		return nil, fmt.Errorf("%s: reading its header: %w", args.Device, unwrapErrno(err))
 	}
 	if err := st.closeWrite(); err != nil {
 		return nil, err

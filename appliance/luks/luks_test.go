@@ -247,17 +247,13 @@ func TestDMTable(t *testing.T) {
 // returns it as the host sees it.
 func materialOf(t *testing.T, h *Header, r io.ReaderAt) *Sparse {
 	t.Helper()
-	ext, err := h.Material()
+	material, ext, err := h.MaterialReader(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var data []byte
-	for _, e := range ext {
-		b := make([]byte, e.Size)
-		if _, err := r.ReadAt(b, e.Offset); err != nil {
-			t.Fatalf("reading %+v: %v", e, err)
-		}
-		data = append(data, b...)
+	data, err := io.ReadAll(material)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(data) > 1<<20 {
 		t.Errorf("material of %d bytes for one small volume", len(data))

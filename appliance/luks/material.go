@@ -18,6 +18,20 @@ type Extent struct {
 	Size   int64 `json:"size"`
 }
 
+// MaterialReader reads h's Material from dev (where h was read), in order:
+// what the agent sends the host, and what NewSparse takes.
+func (h *Header) MaterialReader(dev io.ReaderAt) (io.Reader, []Extent, error) {
+	ext, err := h.Material()
+	if err != nil {
+		return nil, nil, err
+	}
+	parts := make([]io.Reader, len(ext))
+	for i, e := range ext {
+		parts[i] = io.NewSectionReader(dev, e.Offset, e.Size)
+	}
+	return io.MultiReader(parts...), ext, nil
+}
+
 // Material lists the byte ranges of the device that Read and Unlock need:
 // the header copies and the areas of the active keyslots, merged and in
 // order. Whoever holds these bytes can recover the volume key from a
