@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -248,4 +249,139 @@ func procsWithArg(t *testing.T, arg string) []string {
 		}
 	}
 	return out
+}
+
+// shell asks the host to do one of Ansible's housekeeping commands; ok is
+// false when it leaves the command to the shell.
+func (h *modHost) shell(t *testing.T, cmd string) (r modResult, ok bool) {
+	t.Helper()
+	hdr, err := json.Marshal(map[string]string{"shell": cmd})
+	must(t, err)
+	body := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)))
+	h.send(t, 'Q', append(body, hdr...))
+	kind, a := h.read(t)
+	if kind != 'A' {
+		t.Fatalf("frame %c, want an answer", kind)
+	}
+	n := binary.BigEndian.Uint32(a)
+	var hd struct {
+		RC, Out, Err int
+		Fallback     bool
+	}
+	must(t, json.Unmarshal(a[4:4+n], &hd))
+	if hd.Fallback {
+		return modResult{}, false
+	}
+	rest := a[4+n:]
+	return modResult{RC: hd.RC, Out: string(rest[:hd.Out]), Err: string(rest[hd.Out : hd.Out+hd.Err])}, true
+}
+
+// modeTree is every entry below dir: its mode and, for files, content.
+func modeTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		d := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			d += " " + string(b)
+		}
+		out[rel] = d
+		return nil
+	})
+	must(t, err)
+	return out
+}
+
+// TestModHostHousekeeping: the commands Ansible's action plugins send
+// around a module (~ expansion, the task's mkdtemp, chmod u+x, rm -f -r),
+// done by the host with Python's calls, print what the shell prints and
+// leave the same files with the same modes; a command of another shape, or
+// one that would fail or that rm refuses, is left to the shell (which then
+// reports the real error).
+func TestModHostHousekeeping(t *testing.T) {
+	h := startModHost(t)
+	tmpName := "ansible-tmp-1796603530.5164285-16483-128488"
+	mkdtemp := func(base string) string {
+		return fmt.Sprintf("/bin/sh -c '( umask 77 && mkdir -p \"` echo %s `\"&& mkdir \"` echo %s/%s `\" && echo %s=\"` echo %s/%s `\" ) && sleep 0'",
+			base, base, tmpName, tmpName, base, tmpName)
+	}
+	setup := func(d string) {
+		must(t, os.MkdirAll(filepath.Join(d, "tree", "sub", "deeper"), 0o755))
+		must(t, os.WriteFile(filepath.Join(d, "tree", "sub", "deeper", "f"), []byte("x"), 0o600))
+		must(t, os.WriteFile(filepath.Join(d, "file"), []byte("data"), 0o640))
+		must(t, os.Mkdir(filepath.Join(d, "exists"), 0o755))
+		must(t, os.Mkdir(filepath.Join(d, "exists", tmpName), 0o700))
+		must(t, os.Symlink("tree", filepath.Join(d, "link")))
+	}
+	for _, c := range []struct {
+		name, cmd string
+		native    bool // done by the host, not left to the shell
+	}{
+		{"echo ~root", "/bin/sh -c 'echo ~root && sleep 0'", true},
+		{"echo ~ of no user", "/bin/sh -c 'echo ~nosuchuser-imgbake && sleep 0'", true},
+		{"echo ~", "/bin/sh -c 'echo ~ && sleep 0'", true},
+		{"mkdtemp, new parents", mkdtemp("{D}/new/.ansible/tmp"), true},
+		{"mkdtemp, parent there", mkdtemp("{D}/tree"), true},
+		{"mkdtemp, trailing slash", mkdtemp("{D}/tree/"), false}, // not the shape: echo DIR/ /NAME
+		{"mkdtemp, the directory exists", mkdtemp("{D}/exists"), false},
+		{"mkdtemp, the parent is a file", mkdtemp("{D}/file"), false},
+		{"chmod u+x", "/bin/sh -c 'chmod u+x {D}/tree/ {D}/file && sleep 0'", true},
+		{"chmod u+x through a symlink", "/bin/sh -c 'chmod u+x {D}/link && sleep 0'", true},
+		{"chmod u+x, missing", "/bin/sh -c 'chmod u+x {D}/missing && sleep 0'", false},
+		{"rm a tree", "/bin/sh -c 'rm -f -r {D}/tree/ > /dev/null 2>&1 && sleep 0'", true},
+		{"rm a file", "/bin/sh -c 'rm -f -r {D}/file > /dev/null 2>&1 && sleep 0'", true},
+		{"rm, missing", "/bin/sh -c 'rm -f -r {D}/missing/ > /dev/null 2>&1 && sleep 0'", true},
+		{"rm a symlink", "/bin/sh -c 'rm -f -r {D}/link > /dev/null 2>&1 && sleep 0'", false},
+		{"rm ..", "/bin/sh -c 'rm -f -r {D}/tree/.. > /dev/null 2>&1 && sleep 0'", false},
+		{"another command", "/bin/sh -c 'echo ~root; id && sleep 0'", false},
+		{"a quoted path", "/bin/sh -c 'rm -f -r '\"'\"'{D}/a b'\"'\"' > /dev/null 2>&1 && sleep 0'", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			viaShell, viaHost := t.TempDir(), t.TempDir()
+			setup(viaShell)
+			setup(viaHost)
+			want := plainShell(t, strings.ReplaceAll(c.cmd, "{D}", viaShell))
+			want.Out = strings.ReplaceAll(want.Out, viaShell, "{D}")
+			got, native := h.shell(t, strings.ReplaceAll(c.cmd, "{D}", viaHost))
+			if native != c.native {
+				t.Fatalf("done by the host: %v, want %v (the shell gave %+v)", native, c.native, want)
+			}
+			if !native {
+				return
+			}
+			got.Out = strings.ReplaceAll(got.Out, viaHost, "{D}")
+			if got != want {
+				t.Errorf("the host gave %+v, the shell %+v", got, want)
+			}
+			if a, b := modeTree(t, viaShell), modeTree(t, viaHost); !reflect.DeepEqual(a, b) {
+				t.Errorf("files after the shell:\n%v\nafter the host:\n%v", a, b)
+			}
+		})
+	}
+	// Never /: rm refuses it, and so does the host (the shell is not asked here).
+	if _, native := h.shell(t, "/bin/sh -c 'rm -f -r / > /dev/null 2>&1 && sleep 0'"); native {
+		t.Error("the host did rm -f -r /")
+	}
+}
+
+// plainShell runs cmd as the plugin's plain path does: /bin/sh -c cmd.
+func plainShell(t *testing.T, cmd string) modResult {
+	t.Helper()
+	c := exec.Command("/bin/sh", "-c", cmd)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	rc := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		rc = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return modResult{RC: rc, Out: out.String(), Err: errb.String()}
 }

@@ -176,6 +176,7 @@ import os
 import re
 import secrets
 import struct
+import time
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native
@@ -191,6 +192,9 @@ display = Display()
 # payload from stdin.
 _PIPELINED_MODULE = re.compile(r"^/bin/sh -c '(/[A-Za-z0-9_./+-]+) && sleep 0'$")
 _ANSIBALLZ = b"\n_ANSIBALLZ_WRAPPER = True"
+# What may be one of the housekeeping commands ActionBase sends (the module
+# host knows their exact shapes): a plain /bin/sh -c '... && sleep 0'.
+_HOUSEKEEPING = re.compile(r"^/bin/sh -c '(echo ~|\( umask 77 && mkdir -p |chmod u\+x |rm -f -r )[^']* && sleep 0'$")
 
 # How the session starts the module host: two shells, as a pipelined module
 # runs, so it sees the same environment; then exec PYTHON -c SOURCE.
@@ -327,13 +331,25 @@ class Connection(ConnectionBase):
         cmd = to_native(cmd)
         python = self._module_python(cmd, in_data)
         if python:
-            res = self._run_in_module_host(python, in_data)
+            res = self._run_in_module_host(python, {}, in_data)
             if res is not None:
                 return res
+        elif not in_data and self.get_option("module_host") and _HOUSEKEEPING.match(cmd):
+            # Ansible's mkdtemp, chmod, rm and ~ expansion around a module,
+            # done by the module host that served the last module (no shell
+            # and no child processes); anything unexpected and the shell
+            # runs it below.
+            python = S.module_host_python(self._target.state_dir, self._name)
+            if python:
+                res = self._run_in_module_host(python, {"shell": cmd}, b"")
+                if res is not None:
+                    return res
         # cmd is what Ansible would hand to a login shell: run it with the image's /bin/sh.
         out, err = bytearray(), bytearray()
+        started = time.time()
         res = self._call({"op": "exec", "argv": ["/bin/sh", "-c", cmd]}, data=in_data, on_stdout=out.extend,
                          on_stderr=err.extend)
+        display.vvvv("IMGBAKE EXEC rc %s in %.3fs" % (res.get("rc"), time.time() - started), host=self._play_context.remote_addr)
         if res.get("error"):
             code = res.get("code") or S.SESSION_FAILED
             if code == S.SESSION_FAILED:
@@ -360,10 +376,12 @@ class Connection(ConnectionBase):
             return None
         return m.group(1)
 
-    def _run_in_module_host(self, python, in_data):
-        """Run the payload in the session's module host for python: (rc,
-        stdout, stderr), or None when there is no module host for it."""
-        header = b"{}"
+    def _run_in_module_host(self, python, header, in_data):
+        """Run the payload (or the housekeeping command header names) in the
+        session's module host for python: (rc, stdout, stderr), or None when
+        there is no module host for it or it leaves the command to the
+        shell."""
+        header = json.dumps(header).encode("utf-8")
         body = struct.pack(">I", len(header)) + header + in_data
         answer = bytearray()
         req = {"op": "service", "service": "modhost-%s:%s" % (_HOST_VERSION, python),
@@ -379,12 +397,20 @@ class Connection(ConnectionBase):
         try:
             n = struct.unpack(">I", bytes(answer[:4]))[0]
             h = json.loads(bytes(answer[4:4 + n]).decode("utf-8"))
+            if h.get("fallback"):
+                return None
             rest = bytes(answer[4 + n:])
             out, err = rest[:h["out"]], rest[h["out"]:h["out"] + h["err"]]
         except (ValueError, KeyError, struct.error) as e:
             raise AnsibleConnectionFailure("imgbake: session %s: a bad answer from the module host: %s" % (self._name, e))
-        display.vvv("IMGBAKE MODULE HOST pid %s (warm %s): rc %d" % (h.get("pid"), h.get("warm"), h["rc"]),
-                    host=self._play_context.remote_addr)
+        if "warm" in h:
+            display.vvv("IMGBAKE MODULE HOST pid %s (warm %s): rc %d in %ss" % (h.get("pid"), h["warm"], h["rc"], h.get("seconds")),
+                        host=self._play_context.remote_addr)
+            # Where the next tasks' housekeeping goes.
+            S.record_module_host(self._target.state_dir, self._name, python)
+        else:
+            display.vvv("IMGBAKE MODULE HOST pid %s did it in %ss" % (h.get("pid"), h.get("seconds")),
+                        host=self._play_context.remote_addr)
         return h["rc"], out, err
 
     def put_file(self, in_path, out_path):

@@ -15,11 +15,20 @@
 #   daemon -> host  'Q' a request; 'C' cancel the request being served
 # EOF on stdin ends the host (its children are killed).
 #
-# A request is 4 bytes big-endian N + N bytes of JSON (reserved, {} today)
+# A request is 4 bytes big-endian N + N bytes of JSON ({} for a module)
 # + the script Python would read from stdin. An answer is 4 bytes N + JSON
-# {"rc", "out", "err", "pid", "warm"} + out bytes of stdout + err bytes of
-# stderr: what `PYTHON` reading the script from stdin would have exited
-# with and written, from the same environment and cwd.
+# {"rc", "out", "err", "pid", "warm", "seconds"} + out bytes of stdout + err
+# bytes of stderr: what `PYTHON` reading the script from stdin would have
+# exited with and written, from the same environment and cwd.
+#
+# A request whose JSON is {"shell": CMD} (and no script) asks the host to
+# do CMD, one of the housekeeping commands Ansible's action plugins send
+# around a module (echo ~user, the task's mkdtemp, chmod u+x, rm -f -r; see
+# housekeeping below), with Python's calls instead of a /bin/sh and its
+# children: the answer is what the shell would have given when all went
+# well, or {"fallback": true} (a command of another shape, or anything not
+# as expected) and the caller runs CMD with the shell, which then gives the
+# real outcome, errors included.
 #
 # Limits (the README has them): a child shares the host's hash seed and
 # whatever the pre-imported modules computed when imported; a process a
@@ -54,6 +63,7 @@ import selectors  # noqa: E402
 import signal  # noqa: E402
 import struct  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 import types  # noqa: E402
 import zipfile  # noqa: E402
 import zipimport  # noqa: E402
@@ -72,6 +82,7 @@ for _fd in (PROTO_IN, PROTO_OUT):
 START_PATH = list(sys.path)
 START_META = list(sys.meta_path)
 START_CWD = os.getcwd()
+ZIPDATA_START = b'\n    ZIPDATA = """'
 ZIPDATA_RE = re.compile(br'\n    ZIPDATA = """([A-Za-z0-9+/=\s]*)"""\n')
 
 
@@ -130,6 +141,8 @@ class Warm(object):
         self.zip = None
         self.names = []  # modules imported from the zip, in sys.modules
         self.crcs = {}  # their files in the zip -> CRC
+        self.payloads = {}  # sha1 of a payload's ZIPDATA -> PayloadInfo
+        self.compiled = {}  # (file in the zip, CRC) -> code, see PayloadInfo
 
     def payload_zip(self, script):
         m = ZIPDATA_RE.search(script)
@@ -204,20 +217,26 @@ class Warm(object):
                 return
             self.crcs[rel] = info[rel]
 
-    def usable_for(self, script):
-        """Whether the payload's zip holds the warm modules byte for byte."""
+    def payload_info(self, script):
+        """What the host knows of script's zip, kept across tasks (a play
+        sends the same module's zip again and again): whether it holds the
+        warm modules byte for byte, and its modules compiled. None when the
+        host is not warm or script has no zip."""
         if not self.names:
-            return False
-        data = self.payload_zip(script)
-        if data is None:
-            return False
-        import io
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                info = {i.filename: i.CRC for i in z.infolist()}
-        except Exception:
-            return False
-        return all(info.get(rel) == crc for rel, crc in self.crcs.items())
+            return None
+        start = script.find(ZIPDATA_START)
+        end = script.find(b'"""', start + len(ZIPDATA_START)) if start >= 0 else -1
+        if end < 0:
+            return None
+        import hashlib
+        key = hashlib.sha1(script[start:end]).digest()
+        info = self.payloads.get(key)
+        if info is None:
+            info = PayloadInfo(self, self.payload_zip(script))
+            if len(self.payloads) >= 64:
+                self.payloads.clear()
+            self.payloads[key] = info
+        return info
 
     def forget(self):
         for n in self.names:
@@ -230,21 +249,117 @@ class Warm(object):
             self.dir = None
 
 
+# Compiled modules are kept only where a code object's file name can be set
+# to the child's own payload path (Python 3.8+) and zipimport compiles the
+# way we can ask it to.
+_COMPILE_SOURCE = getattr(zipimport, "_compile_source", None)
+CODE_CACHE = _COMPILE_SOURCE is not None and hasattr(types.CodeType, "replace")
+_CACHED_NAME = "<imgbake-module-host>"
+
+
+class PayloadInfo(object):
+    """A payload zip as the host saw it: usable (it holds the warm modules
+    byte for byte) and compiled (file in the zip -> code object of the
+    task's module, compiled as zipimport would, under a placeholder name).
+    zipimport compiles a module from source on every import, twice for a
+    spec; a child given the code skips both."""
+
+    def __init__(self, warm, data):
+        self.usable = False
+        self.compiled = {}
+        self.files = frozenset()
+        if data is None:
+            return
+        import io
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                infos = z.infolist()
+                crcs = {i.filename: i.CRC for i in infos}
+                self.files = frozenset(crcs)
+                self.usable = all(crcs.get(rel) == crc for rel, crc in warm.crcs.items())
+                if self.usable and CODE_CACHE:
+                    for i in infos:
+                        if i.filename.startswith("ansible/modules/") and i.filename.endswith(".py") \
+                                and not i.filename.endswith("/__init__.py"):
+                            code = self._compile(warm, z, i)
+                            if code is not None:
+                                self.compiled[i.filename] = code
+        except Exception:
+            self.usable = False
+
+    @staticmethod
+    def _compile(warm, z, info):
+        key = (info.filename, info.CRC)
+        if key in warm.compiled:
+            return warm.compiled[key]
+        import warnings
+        code = None
+        # A source that warns when compiled is left to the child: a cold
+        # run would print the warning.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                code = _COMPILE_SOURCE(_CACHED_NAME, z.read(info))
+            except Exception:
+                code = None
+        if caught:
+            code = None
+        warm.compiled[key] = code
+        return code
+
+
+def refile(code, filename):
+    """code and the code objects in it, with filename as their file."""
+    consts = tuple(refile(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+class CompiledLoader(object):
+    """zi's loader for name, with name's code compiled by the host."""
+
+    def __init__(self, zi, name, filename, code):
+        self.zi, self.name, self.filename, self.code = zi, name, filename, code
+
+    def get_filename(self, fullname):
+        return self.filename if fullname == self.name else self.zi.get_filename(fullname)
+
+    def get_code(self, fullname):
+        if fullname != self.name:
+            return self.zi.get_code(fullname)
+        return refile(self.code, self.filename)
+
+    def is_package(self, fullname):
+        return False if fullname == self.name else self.zi.is_package(fullname)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        exec(self.get_code(module.__name__), module.__dict__)
+
+    def __getattr__(self, attr):  # get_source, get_data, get_resource_reader, ...
+        return getattr(self.zi, attr)
+
+
 class PayloadFinder(object):
     """Finds ansible.* modules that are not warm in the payload's own zip
     (the first .zip on sys.path other than the warm one): the warm
     packages' __path__ names the first payload's zip, which lacks them."""
 
-    def __init__(self, warm_zip):
+    def __init__(self, warm_zip, info):
         self.warm_zip = warm_zip
+        self.compiled = info.compiled  # of the payload's zip: the first below
+        self.files = info.files
         self.importers = {}
 
     def find_spec(self, name, path=None, target=None):
         if name != "ansible" and not name.startswith("ansible."):
             return None
+        first = True
         for entry in sys.path:
             if not entry.endswith(".zip") or entry == self.warm_zip or not os.path.isfile(entry):
                 continue
+            payload, first = first, False
             # A zipimporter finds the last part of a name in its prefix.
             parent = name.rpartition(".")[0]
             where = os.path.join(entry, *parent.split(".")) if parent else entry
@@ -254,6 +369,10 @@ class PayloadFinder(object):
                     zi = self.importers[where] = zipimport.zipimporter(where)
                 except zipimport.ZipImportError:
                     continue
+            if payload:
+                spec = self.compiled_spec(zi, entry, name)
+                if spec is not None:
+                    return spec
             if hasattr(zi, "find_spec"):
                 spec = zi.find_spec(name)
             else:
@@ -263,6 +382,125 @@ class PayloadFinder(object):
             if spec is not None:
                 return spec
         return None
+
+    def compiled_spec(self, zi, entry, name):
+        """name's spec with the host's code, where zipimport would find
+        name as a plain .py in the payload's zip; else None."""
+        path = name.replace(".", "/")
+        code = self.compiled.get(path + ".py")
+        if code is None or self.files & {path + "/__init__.pyc", path + "/__init__.py", path + ".pyc"}:
+            return None
+        # As zipimporter.find_spec makes it, with the compiled code's loader.
+        loader = CompiledLoader(zi, name, entry + os.sep + path + ".py", code)
+        return importlib.util.spec_from_loader(name, loader, is_package=False)
+
+
+# ---- Ansible's housekeeping commands, without a shell
+
+# The commands exactly as ansible.plugins.shell (sh) builds them and
+# ActionBase._low_level_execute_command wraps them, for paths made of
+# characters that neither the shell nor echo changes.
+_SAFE_PATH = r"/[A-Za-z0-9_.+@%,:/-]*"
+_SHELL_WRAP = re.compile(r"^/bin/sh -c '(.*) && sleep 0'$", re.S)
+_ECHO_HOME = re.compile(r"^echo ~([_.A-Za-z0-9][-_.A-Za-z0-9]*)?$")
+_MKDTEMP = re.compile(r'^\( umask 77 && mkdir -p "` echo (%s) `"&& mkdir "` echo (%s) `" && echo ([A-Za-z0-9_.-]+)="` echo (%s) `" \)$'
+                      % (_SAFE_PATH, _SAFE_PATH, _SAFE_PATH))
+_CHMOD_UX = re.compile(r"^chmod u\+x((?: %s)+)$" % _SAFE_PATH)
+_RM_RF = re.compile(r"^rm -f -r (%s) > /dev/null 2>&1$" % _SAFE_PATH)
+
+
+def _echoed(text):
+    """What the image's echo prints for one argument, or None where an
+    echo could print something else (dash's echo reads backslashes)."""
+    if "\\" in text or text.startswith("-") or "\n" in text:
+        return None
+    return (text + "\n").encode("utf-8", "surrogateescape")
+
+
+def _plain(path):
+    """Whether path names something below / without . or .. in it (rm
+    refuses those and /, Python would not)."""
+    parts = [c for c in path.split("/") if c]
+    return bool(parts) and not any(c in (".", "..") for c in parts)
+
+
+def _echo_home(user):
+    if user is None:
+        home = os.environ.get("HOME")
+    else:
+        import pwd
+        try:
+            home = pwd.getpwnam(user).pw_dir
+        except KeyError:
+            home = "~" + user  # the shell leaves an unknown user's ~ as it is
+    if not home:
+        return None
+    return _echoed(home)
+
+
+def _mkdtemp(base, tmp, name, again):
+    if tmp != again or tmp != base.rstrip("/") + "/" + name or not _plain(tmp):
+        return None
+    old = os.umask(0o077)
+    try:
+        os.makedirs(base, 0o700, exist_ok=True)
+        os.mkdir(tmp, 0o700)
+    finally:
+        os.umask(old)
+    return _echoed("%s=%s" % (name, tmp))
+
+
+def _chmod_ux(paths):
+    import stat as st
+    if not all(_plain(p) for p in paths):
+        return None
+    for p in paths:
+        mode = os.stat(p).st_mode  # chmod follows a symlink operand
+        os.chmod(p, st.S_IMODE(mode) | st.S_IXUSR)
+    return b""
+
+
+def _rm_rf(path):
+    import shutil
+    import stat as st
+    if not _plain(path):
+        return None
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return b""
+    if st.S_ISLNK(mode) or path.endswith("/") and not st.S_ISDIR(mode):
+        return None  # rm's own rules for symlinks and slashes
+    if st.S_ISDIR(mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+    return b""
+
+
+def housekeeping(cmd):
+    """Do cmd, one of Ansible's housekeeping commands: its stdout (rc 0,
+    nothing on stderr), or None for the shell to run it."""
+    m = _SHELL_WRAP.match(cmd)
+    if not m:
+        return None
+    inner = m.group(1)
+    try:
+        m = _ECHO_HOME.match(inner)
+        if m:
+            return _echo_home(m.group(1))
+        m = _MKDTEMP.match(inner)
+        if m:
+            return _mkdtemp(*m.groups())
+        m = _CHMOD_UX.match(inner)
+        if m:
+            return _chmod_ux(m.group(1).split())
+        m = _RM_RF.match(inner)
+        if m:
+            return _rm_rf(m.group(1))
+    except (OSError, ValueError):
+        pass  # the shell runs it again and says what went wrong
+    return None
 
 
 # ---- one task, in a forked child
@@ -281,7 +519,7 @@ def exit_code_of(e):
     return 1
 
 
-def run_child(script, warm, stdin_r, out_w, err_w, drop):
+def run_child(script, warm, info, stdin_r, out_w, err_w, drop):
     """In the forked child: become what `PYTHON < script` would be, run
     the script, exit as the interpreter would. Never returns."""
     rc = 1
@@ -300,8 +538,8 @@ def run_child(script, warm, stdin_r, out_w, err_w, drop):
         os.chdir(START_CWD)
         sys.path[:] = START_PATH
         sys.argv[:] = [""]
-        if warm.names and warm.usable_for(script):
-            sys.meta_path.insert(0, PayloadFinder(warm.zip))
+        if info is not None and info.usable:
+            sys.meta_path.insert(0, PayloadFinder(warm.zip, info))
         else:
             warm.forget()
         main = types.ModuleType("__main__")
@@ -421,9 +659,10 @@ def serve_one(script, warm, sel_in):
     err_r, err_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    info = warm.payload_info(script)
     pid = os.fork()
     if pid == 0:
-        run_child(script, warm, stdin_r, out_w, err_w, (PROTO_IN, PROTO_OUT, out_r, err_r))
+        run_child(script, warm, info, stdin_r, out_w, err_w, (PROTO_IN, PROTO_OUT, out_r, err_r))
     for fd in (stdin_r, out_w, err_w):
         os.close(fd)
     bufs = {out_r: bytearray(), err_r: bytearray()}
@@ -516,7 +755,20 @@ def main():
                 return
             if kind != b"Q":
                 continue  # a cancel that arrived after its answer
-            _, script = split_blob(payload)
+            header, script = split_blob(payload)
+            started = time.time()
+            if "shell" in header:
+                out = housekeeping(header["shell"])
+                if out is None:
+                    write_frame(PROTO_OUT, b"A", join_blob({"fallback": True, "pid": os.getpid()}))
+                else:
+                    write_frame(PROTO_OUT, b"A", join_blob({"rc": 0, "out": len(out), "err": 0, "pid": os.getpid(),
+                                                           "seconds": round(time.time() - started, 3)}, out))
+                continue
+            # The first payload brings ansible.module_utils: imported here
+            # before its own child forks, that child already runs warm.
+            if not warm.tried:
+                warm.load(script)
             was_warm = bool(warm.names)
             try:
                 rc, out, err = serve_one(script, warm, None)
@@ -524,9 +776,8 @@ def main():
                 write_frame(PROTO_OUT, b"A", join_blob({"canceled": True, "pid": os.getpid()}))
                 continue
             write_frame(PROTO_OUT, b"A", join_blob({"rc": rc, "out": len(out), "err": len(err),
-                                                   "pid": os.getpid(), "warm": was_warm}, out, err))
-            if not warm.tried:
-                warm.load(script)
+                                                   "pid": os.getpid(), "warm": was_warm,
+                                                   "seconds": round(time.time() - started, 3)}, out, err))
     except Closed:
         return
     finally:

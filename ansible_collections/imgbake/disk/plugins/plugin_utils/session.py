@@ -433,3 +433,18 @@ def mark_no_module_host(state_dir, name, python):
 
 def module_host_unavailable(state_dir, name, python):
     return bool(_update(state_dir, name, lambda rec: rec.get("no_module_host", {}).get(python)))
+
+
+def record_module_host(state_dir, name, python):
+    """Record python as the interpreter whose module host served session
+    name last (the one housekeeping commands go to)."""
+    def put(rec):
+        if rec.get("module_host") != python:
+            rec["module_host"] = python
+    _update(state_dir, name, put)
+
+
+def module_host_python(state_dir, name):
+    """The interpreter recorded by record_module_host, or None."""
+    return _update(state_dir, name, lambda rec: None if rec.get("no_module_host", {}).get(rec.get("module_host"))
+                   else rec.get("module_host"))
