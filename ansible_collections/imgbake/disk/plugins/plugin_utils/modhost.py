@@ -260,7 +260,8 @@ _CACHED_NAME = "<imgbake-module-host>"
 class PayloadInfo(object):
     """A payload zip as the host saw it: usable (it holds the warm modules
     byte for byte) and compiled (file in the zip -> code object of the
-    task's module, compiled as zipimport would, under a placeholder name).
+    task's module or another module that is not warm, compiled as
+    zipimport would, under a placeholder name).
     zipimport compiles a module from source on every import, twice for a
     spec; a child given the code skips both."""
 
@@ -279,8 +280,10 @@ class PayloadInfo(object):
                 self.usable = all(crcs.get(rel) == crc for rel, crc in warm.crcs.items())
                 if self.usable and CODE_CACHE:
                     for i in infos:
-                        if i.filename.startswith("ansible/modules/") and i.filename.endswith(".py") \
-                                and not i.filename.endswith("/__init__.py"):
+                        # The task's module and the module_utils the warm ones
+                        # lack (their packages are left to zipimport).
+                        if i.filename.startswith("ansible/") and i.filename.endswith(".py") \
+                                and not i.filename.endswith("/__init__.py") and i.filename not in warm.crcs:
                             code = self._compile(warm, z, i)
                             if code is not None:
                                 self.compiled[i.filename] = code
