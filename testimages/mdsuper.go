@@ -8,22 +8,47 @@ import (
 	"strings"
 )
 
-// MDMember describes one member of a clean md RAID1 array, for
-// WriteMDMember. Sizes and offsets are in 512-byte sectors.
+// MDMember describes one member of a clean md array, for WriteMDMember.
+// Sizes and offsets are in 512-byte sectors.
 type MDMember struct {
 	Metadata   string // "1.2", "1.0" or "0.90"
+	Level      string // "raid1" (also ""), or with metadata 1.x "raid0", "raid5", "raid10"
+	Layout     uint32 // raid5: MDLeftSymmetric; raid10: MDNear2
+	Chunk      uint32 // chunk size in sectors (raid0, raid5, raid10)
 	UUID       string // the array's
 	Name       string // v1: "host:name"
 	DevUUID    string // v1: this member's
 	Number     int    // slot
 	RaidDisks  int
 	DataOffset int64 // v1.2: where the data starts (1.0 and 0.90: 0)
-	ArraySize  int64 // sectors of data on each member; 0: as much as fits, whole MiB (v1) or 64 KiB (0.90)
+	ArraySize  int64 // sectors of data used on each member; 0: as much as fits, whole MiB (v1) or 64 KiB (0.90)
 	MinorHint  int   // 0.90: the md minor it was made as
 	Time       int64 // creation and update time (Unix seconds)
 }
 
 const mdMagic = 0xa92b4efc
+
+// md layouts (drivers/md/raid5.h ALGORITHM_LEFT_SYMMETRIC; raid10's
+// near_copies | far_copies<<8).
+const (
+	MDLeftSymmetric = 2
+	MDNear2         = 0x102
+)
+
+// mdLevel is the superblock's level number of a level name.
+func mdLevel(name string) (uint32, error) {
+	switch name {
+	case "", "raid1":
+		return 1, nil
+	case "raid0":
+		return 0, nil
+	case "raid5":
+		return 5, nil
+	case "raid10":
+		return 10, nil
+	}
+	return 0, fmt.Errorf("RAID level %q: want raid0, raid1, raid5 or raid10", name)
+}
 
 // WriteMDMember writes the superblock of member m into the partition of
 // disk that starts at start and is size sectors long, where its metadata
@@ -39,6 +64,16 @@ func WriteMDMember(disk string, start, size int64, m MDMember) (dataOffset, data
 	}
 	if m.Number < 0 || m.Number >= m.RaidDisks || m.RaidDisks > 27 {
 		return 0, 0, fmt.Errorf("member %d of %d out of range", m.Number, m.RaidDisks)
+	}
+	level, err := mdLevel(m.Level)
+	if err != nil {
+		return 0, 0, err
+	}
+	if level != 1 && m.Metadata == "0.90" {
+		return 0, 0, fmt.Errorf("%s with metadata 0.90: only raid1 is written", m.Level)
+	}
+	if level != 1 && (m.Chunk == 0 || m.Chunk&(m.Chunk-1) != 0 || m.ArraySize%int64(m.Chunk) != 0) {
+		return 0, 0, fmt.Errorf("%s: chunk %d must be a power of two dividing the array size %d", m.Level, m.Chunk, m.ArraySize)
 	}
 	var sb []byte
 	var sbOff int64 // bytes into the partition
@@ -69,7 +104,7 @@ func WriteMDMember(disk string, start, size int64, m MDMember) (dataOffset, data
 		if arraySize > room {
 			return 0, 0, fmt.Errorf("array size %d larger than the member's data area %d", arraySize, room)
 		}
-		sb = mdSuper1(au, du, m, sbOff, dataOffset, room, arraySize)
+		sb = mdSuper1(au, du, m, level, sbOff, dataOffset, room, arraySize)
 		dataSize = arraySize
 	case "0.90":
 		sbOff = ((size &^ 127) - 128) * 512
@@ -106,7 +141,7 @@ func parseMDUUID(s string) ([]byte, error) {
 
 // mdSuper1 is a struct mdp_superblock_1 with 128 dev_roles (512 bytes, as
 // mdadm writes it) in a 4 KiB block.
-func mdSuper1(au, du []byte, m MDMember, sbOff, dataOffset, dataSize, arraySize int64) []byte {
+func mdSuper1(au, du []byte, m MDMember, level uint32, sbOff, dataOffset, dataSize, arraySize int64) []byte {
 	const maxDev = 128
 	sb := make([]byte, 4096)
 	le := binary.LittleEndian
@@ -115,8 +150,10 @@ func mdSuper1(au, du []byte, m MDMember, sbOff, dataOffset, dataSize, arraySize 
 	copy(sb[16:32], au)
 	copy(sb[32:64], m.Name)
 	le.PutUint64(sb[64:], uint64(m.Time)) // ctime
-	le.PutUint32(sb[72:], 1)              // level
-	le.PutUint64(sb[80:], uint64(arraySize))
+	le.PutUint32(sb[72:], level)
+	le.PutUint32(sb[76:], m.Layout)
+	le.PutUint64(sb[80:], uint64(arraySize)) // size: the sectors used on each member
+	le.PutUint32(sb[88:], m.Chunk)
 	le.PutUint32(sb[92:], uint32(m.RaidDisks))
 	le.PutUint64(sb[128:], uint64(dataOffset))
 	le.PutUint64(sb[136:], uint64(dataSize))
