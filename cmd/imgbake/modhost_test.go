@@ -385,3 +385,64 @@ func plainShell(t *testing.T, cmd string) modResult {
 	}
 	return modResult{RC: rc, Out: out.String(), Err: errb.String()}
 }
+
+// withBundle is the request the connection plugin sends for payload, with
+// the controller-compiled modules of its zip (testdata/modhost/bundle.py).
+func withBundle(t *testing.T, payload []byte, mode string) []byte {
+	t.Helper()
+	cmd := exec.Command(hostPython, filepath.Join(repoRoot(t), "cmd", "imgbake", "testdata", "modhost", "bundle.py"), repoRoot(t), mode)
+	cmd.Stdin = bytes.NewReader(payload)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bundle.py %s: %v", mode, err)
+	}
+	return out
+}
+
+// TestModHostCompiledBundle: modules compiled by the controller's Python
+// (same bytecode magic) give the same results as plain python3, cold and
+// warm, tracebacks included; they are what runs (a bundle with other code
+// for the module's file and CRC changes the output); a bundle tagged with
+// another magic is ignored.
+func TestModHostCompiledBundle(t *testing.T) {
+	h := startModHost(t)
+	ask := func(body []byte) (modResult, bool) {
+		t.Helper()
+		h.send(t, 'Q', body)
+		kind, a := h.read(t)
+		if kind != 'A' {
+			t.Fatalf("frame %c, want an answer", kind)
+		}
+		n := binary.BigEndian.Uint32(a)
+		var hd struct {
+			RC, Out, Err int
+			Used         bool `json:"compiled_used"`
+		}
+		must(t, json.Unmarshal(a[4:4+n], &hd))
+		rest := a[4+n:]
+		r := modResult{RC: hd.RC, Out: string(rest[:hd.Out]), Err: string(rest[hd.Out : hd.Out+hd.Err])}
+		r.Err = payloadDir.ReplaceAllString(r.Err, "PAYLOAD")
+		return r, hd.Used
+	}
+	for _, m := range []struct{ module, args, mode string }{
+		{"ping", `{"data": "pong"}`, "ok"}, // the first: warms the host with the bundle's code
+		{"file", `{"path": "/etc/hostname", "state": "file"}`, "ok"},
+		{"ping", `{"data": "crash"}`, "ok"},
+		{"stat", `{"path": "/nonexistent-imgbake"}`, "badmagic"},
+	} {
+		script := ansiballz(t, m.module, m.args)
+		want := plainRun(t, script)
+		want.Err = payloadDir.ReplaceAllString(want.Err, "PAYLOAD")
+		got, used := ask(withBundle(t, script, m.mode))
+		if used != (m.mode == "ok") {
+			t.Errorf("%s %s (%s): compiled_used %v", m.module, m.args, m.mode, used)
+		}
+		if got != want {
+			t.Errorf("%s %s (%s): the module host gave\n%+v\nplain python3 gave\n%+v", m.module, m.args, m.mode, got, want)
+		}
+	}
+	got, _ := ask(withBundle(t, ansiballz(t, "ping", `{"data": "x"}`), "tamper"))
+	if !strings.HasPrefix(got.Out, "from the bundle\n") {
+		t.Errorf("a bundle's code for ping.py was not run: %+v", got)
+	}
+}

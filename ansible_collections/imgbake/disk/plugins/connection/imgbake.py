@@ -170,13 +170,20 @@ EXAMPLES = r"""
       delegate_to: "{{ disk_path }}"
 """
 
+import base64
 import hashlib
+import importlib.util
+import io
 import json
+import marshal
 import os
 import re
 import secrets
 import struct
+import sys
 import time
+import warnings
+import zipfile
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native
@@ -192,6 +199,42 @@ display = Display()
 # payload from stdin.
 _PIPELINED_MODULE = re.compile(r"^/bin/sh -c '(/[A-Za-z0-9_./+-]+) && sleep 0'$")
 _ANSIBALLZ = b"\n_ANSIBALLZ_WRAPPER = True"
+_ZIPDATA = re.compile(br'\n    ZIPDATA = """([A-Za-z0-9+/=\s]*)"""\n')
+_MAGIC = importlib.util.MAGIC_NUMBER.hex()
+
+
+def _compiled_bundle(payload, sent):
+    """The .py files of the payload's zip that are not in sent ("FILE:CRC"
+    keys), compiled here as zipimport compiles them in the image: a marshal
+    blob {file: (CRC, code)} for the module host, which uses it only if its
+    Python has the same bytecode magic, and the keys it covers. A file
+    whose compilation warns is left out (the image's Python must warn)."""
+    m = _ZIPDATA.search(payload)
+    if not m:
+        return b"", []
+    try:
+        z = zipfile.ZipFile(io.BytesIO(base64.b64decode(m.group(1))))
+    except Exception:
+        return b"", []
+    files, keys = {}, []
+    with z:
+        for info in z.infolist():
+            key = "%s:%d" % (info.filename, info.CRC)
+            if not info.filename.endswith(".py") or key in sent:
+                continue
+            keys.append(key)
+            source = z.read(info).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    code = compile(source, "<imgbake-module-host>", "exec", dont_inherit=True)
+                except Exception:
+                    code = None
+            if code is not None and not caught:
+                files[info.filename] = (info.CRC, code)
+    return (marshal.dumps(files) if files else b""), keys
+
+
 # What may be one of the housekeeping commands ActionBase sends (the module
 # host knows their exact shapes): a plain /bin/sh -c '... && sleep 0'.
 _HOUSEKEEPING = re.compile(r"^/bin/sh -c '(echo ~|\( umask 77 && mkdir -p |chmod u\+x |rm -f -r )[^']* && sleep 0'$")
@@ -381,6 +424,14 @@ class Connection(ConnectionBase):
         session's module host for python: (rc, stdout, stderr), or None when
         there is no module host for it or it leaves the command to the
         shell."""
+        keys = []
+        if "shell" not in header:
+            code = S.module_host_code(self._target.state_dir, self._name, python)
+            if code.get("magic") in (None, _MAGIC):
+                blob, keys = _compiled_bundle(in_data, set(code.get("sent", ())))
+                if blob:
+                    header = dict(header, compiled={"magic": _MAGIC, "optimize": sys.flags.optimize, "size": len(blob)})
+                    in_data = blob + in_data
         header = json.dumps(header).encode("utf-8")
         body = struct.pack(">I", len(header)) + header + in_data
         answer = bytearray()
@@ -406,8 +457,10 @@ class Connection(ConnectionBase):
         if "warm" in h:
             display.vvv("IMGBAKE MODULE HOST pid %s (warm %s): rc %d in %ss" % (h.get("pid"), h["warm"], h["rc"], h.get("seconds")),
                         host=self._play_context.remote_addr)
-            # Where the next tasks' housekeeping goes.
-            S.record_module_host(self._target.state_dir, self._name, python)
+            # Where the next tasks' housekeeping goes, and which compiled
+            # files that host has.
+            S.record_module_host(self._target.state_dir, self._name, python, h.get("pid"), h.get("magic"),
+                                 keys if h.get("compiled_used") else [])
         else:
             display.vvv("IMGBAKE MODULE HOST pid %s did it in %ss" % (h.get("pid"), h.get("seconds")),
                         host=self._play_context.remote_addr)

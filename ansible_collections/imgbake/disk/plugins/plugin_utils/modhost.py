@@ -21,6 +21,13 @@
 # bytes of stderr: what `PYTHON` reading the script from stdin would have
 # exited with and written, from the same environment and cwd.
 #
+# A module request's JSON may be {"compiled": {"magic", "optimize", "size"}}:
+# then the first size bytes after it are a marshal blob {file in the zip:
+# (CRC, code)} of the payload's modules, compiled by the controller's
+# Python; used only when its bytecode magic and optimization level are the
+# host's (what makes a .pyc valid), and only for the very file by name and
+# CRC. The answer says "compiled_used" and the host's "magic".
+#
 # A request whose JSON is {"shell": CMD} (and no script) asks the host to
 # do CMD, one of the housekeeping commands Ansible's action plugins send
 # around a module (echo ~user, the task's mkdtemp, chmod u+x, rm -f -r; see
@@ -177,6 +184,11 @@ class Warm(object):
             # Recorded under the filters a cold run has: what it would show.
             with warnings.catch_warnings(record=True) as caught:
                 sys.path.insert(0, self.zip)
+                finder = None
+                if self.compiled:
+                    with zipfile.ZipFile(self.zip) as z:
+                        finder = WarmFinder(self.zip, {i.filename: i.CRC for i in z.infolist()}, self.compiled)
+                    sys.meta_path.insert(0, finder)
                 try:
                     importlib.import_module("ansible.module_utils.basic")
                     ok = True
@@ -184,6 +196,8 @@ class Warm(object):
                     log("warm import failed: %r" % (e,))
                 finally:
                     sys.path[:] = START_PATH
+                    if finder in sys.meta_path:
+                        sys.meta_path.remove(finder)
             sys.stderr.flush()
             errf.seek(0)
             if caught or errf.read(1):
@@ -255,6 +269,7 @@ class Warm(object):
 _COMPILE_SOURCE = getattr(zipimport, "_compile_source", None)
 CODE_CACHE = _COMPILE_SOURCE is not None and hasattr(types.CodeType, "replace")
 _CACHED_NAME = "<imgbake-module-host>"
+MAGIC = importlib.util.MAGIC_NUMBER.hex()
 
 
 class PayloadInfo(object):
@@ -318,10 +333,11 @@ def refile(code, filename):
 
 
 class CompiledLoader(object):
-    """zi's loader for name, with name's code compiled by the host."""
+    """zi's loader for name, with name's code compiled ahead (by the host,
+    or by the controller's Python of the same bytecode version)."""
 
-    def __init__(self, zi, name, filename, code):
-        self.zi, self.name, self.filename, self.code = zi, name, filename, code
+    def __init__(self, zi, name, filename, code, package=False):
+        self.zi, self.name, self.filename, self.code, self.package = zi, name, filename, code, package
 
     def get_filename(self, fullname):
         return self.filename if fullname == self.name else self.zi.get_filename(fullname)
@@ -332,7 +348,7 @@ class CompiledLoader(object):
         return refile(self.code, self.filename)
 
     def is_package(self, fullname):
-        return False if fullname == self.name else self.zi.is_package(fullname)
+        return self.package if fullname == self.name else self.zi.is_package(fullname)
 
     def create_module(self, spec):
         return None
@@ -342,6 +358,57 @@ class CompiledLoader(object):
 
     def __getattr__(self, attr):  # get_source, get_data, get_resource_reader, ...
         return getattr(self.zi, attr)
+
+
+class WarmFinder(object):
+    """During the warm import: ansible.* from the warm zip, with the code
+    compiled ahead where there is some for the very file (name and CRC),
+    in zipimport's search order; anything else is zipimport's."""
+
+    def __init__(self, zip_path, crcs, compiled):
+        self.zip, self.crcs, self.compiled = zip_path, crcs, compiled
+        self.importers = {}
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "ansible" and not name.startswith("ansible."):
+            return None
+        p = name.replace(".", "/")
+        if p + "/__init__.pyc" in self.crcs:
+            return None
+        for rel, package in ((p + "/__init__.py", True), (p + ".pyc", None), (p + ".py", False)):
+            if rel in self.crcs:
+                break
+        else:
+            return None
+        code = self.compiled.get((rel, self.crcs[rel])) if package is not None else None
+        if code is None:
+            return None
+        where = os.path.join(self.zip, *p.split("/")[:-1])
+        zi = self.importers.get(where)
+        if zi is None:
+            try:
+                zi = self.importers[where] = zipimport.zipimporter(where)
+            except zipimport.ZipImportError:
+                return None
+        loader = CompiledLoader(zi, name, self.zip + os.sep + rel, code, package)
+        return importlib.util.spec_from_loader(name, loader, is_package=package)
+
+
+def load_compiled(blob):
+    """Code objects the controller compiled ((file, CRC) -> code), from
+    the marshal blob of a request, or {}."""
+    import marshal
+    try:
+        files = marshal.loads(blob)
+    except Exception as e:
+        log("ignoring the controller's compiled modules: %r" % (e,))
+        return {}
+    out = {}
+    if isinstance(files, dict):
+        for rel, v in files.items():
+            if isinstance(rel, str) and isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], types.CodeType):
+                out[(rel, v[0])] = v[1]
+    return out
 
 
 class PayloadFinder(object):
@@ -760,6 +827,14 @@ def main():
                 continue  # a cancel that arrived after its answer
             header, script = split_blob(payload)
             started = time.time()
+            used = None
+            bundle = header.get("compiled")
+            if bundle:
+                size = int(bundle.get("size", 0))
+                blob, script = script[:size], script[size:]
+                used = CODE_CACHE and bundle.get("magic") == MAGIC and bundle.get("optimize") == sys.flags.optimize
+                if used:
+                    warm.compiled.update(load_compiled(blob))
             if "shell" in header:
                 out = housekeeping(header["shell"])
                 if out is None:
@@ -778,9 +853,11 @@ def main():
             except Canceled:
                 write_frame(PROTO_OUT, b"A", join_blob({"canceled": True, "pid": os.getpid()}))
                 continue
-            write_frame(PROTO_OUT, b"A", join_blob({"rc": rc, "out": len(out), "err": len(err),
-                                                   "pid": os.getpid(), "warm": was_warm,
-                                                   "seconds": round(time.time() - started, 3)}, out, err))
+            answer = {"rc": rc, "out": len(out), "err": len(err), "pid": os.getpid(), "warm": was_warm,
+                      "magic": MAGIC, "seconds": round(time.time() - started, 3)}
+            if used is not None:
+                answer["compiled_used"] = bool(used)
+            write_frame(PROTO_OUT, b"A", join_blob(answer, out, err))
     except Closed:
         return
     finally:

@@ -435,13 +435,24 @@ def module_host_unavailable(state_dir, name, python):
     return bool(_update(state_dir, name, lambda rec: rec.get("no_module_host", {}).get(python)))
 
 
-def record_module_host(state_dir, name, python):
-    """Record python as the interpreter whose module host served session
-    name last (the one housekeeping commands go to)."""
+def record_module_host(state_dir, name, python, pid, magic, compiled):
+    """Record python as the interpreter whose module host (pid, bytecode
+    magic) served session name last (the one housekeeping commands go
+    to), and the compiled files ("FILE:CRC") it now has."""
     def put(rec):
-        if rec.get("module_host") != python:
-            rec["module_host"] = python
+        rec["module_host"] = python
+        code = rec.setdefault("module_host_code", {}).setdefault(python, {})
+        if code.get("pid") != pid:
+            code["pid"], code["sent"] = pid, []
+        code["magic"] = magic
+        code["sent"] = sorted(set(code["sent"]) | set(compiled))
     _update(state_dir, name, put)
+
+
+def module_host_code(state_dir, name, python):
+    """What record_module_host recorded of python's module host: {"pid",
+    "magic", "sent"}, or {} before its first answer."""
+    return _update(state_dir, name, lambda rec: dict(rec.get("module_host_code", {}).get(python, {}))) or {}
 
 
 def module_host_python(state_dir, name):
