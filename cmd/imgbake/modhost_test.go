@@ -113,12 +113,21 @@ func (h *modHost) answer(t *testing.T) modResult {
 // plainRun is the plain path: a fresh python3 reading the script.
 func plainRun(t *testing.T, script []byte) modResult {
 	t.Helper()
-	cmd := exec.Command("/bin/sh", "-c", "/bin/sh -c '"+hostPython+" && sleep 0'")
-	cmd.Dir = "/"
-	cmd.Stdin = bytes.NewReader(script)
+	return plainShell(t, "/bin/sh -c '"+hostPython+" && sleep 0'", script)
+}
+
+// plainShell runs cmd as the plugin's plain path does, /bin/sh -c cmd in
+// /, with stdin (nil: none).
+func plainShell(t *testing.T, cmd string, stdin []byte) modResult {
+	t.Helper()
+	c := exec.Command("/bin/sh", "-c", cmd)
+	c.Dir = "/"
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
 	rc := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -345,7 +354,7 @@ func TestModHostHousekeeping(t *testing.T) {
 			viaShell, viaHost := t.TempDir(), t.TempDir()
 			setup(viaShell)
 			setup(viaHost)
-			want := plainShell(t, strings.ReplaceAll(c.cmd, "{D}", viaShell))
+			want := plainShell(t, strings.ReplaceAll(c.cmd, "{D}", viaShell), nil)
 			want.Out = strings.ReplaceAll(want.Out, viaShell, "{D}")
 			got, native := h.shell(t, strings.ReplaceAll(c.cmd, "{D}", viaHost))
 			if native != c.native {
@@ -369,23 +378,6 @@ func TestModHostHousekeeping(t *testing.T) {
 	}
 }
 
-// plainShell runs cmd as the plugin's plain path does: /bin/sh -c cmd.
-func plainShell(t *testing.T, cmd string) modResult {
-	t.Helper()
-	c := exec.Command("/bin/sh", "-c", cmd)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	err := c.Run()
-	rc := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		rc = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return modResult{RC: rc, Out: out.String(), Err: errb.String()}
-}
-
 // withBundle is the request the connection plugin sends for payload, with
 // the controller-compiled modules of its zip (testdata/modhost/bundle.py).
 func withBundle(t *testing.T, payload []byte, mode string) []byte {
@@ -399,11 +391,11 @@ func withBundle(t *testing.T, payload []byte, mode string) []byte {
 	return out
 }
 
-// TestModHostCompiledBundle: modules compiled by the controller's Python
-// (same bytecode magic) give the same results as plain python3, cold and
-// warm, tracebacks included; they are what runs (a bundle with other code
-// for the module's file and CRC changes the output); a bundle tagged with
-// another magic is ignored.
+// TestModHostCompiledBundle: the script and its modules compiled by the
+// controller's Python (same bytecode magic) give the same results as plain
+// python3, cold and warm, tracebacks included; they are what runs (a
+// bundle with other code for the module's file and CRC, or for the script,
+// changes the output); a bundle tagged with another magic is ignored.
 func TestModHostCompiledBundle(t *testing.T) {
 	h := startModHost(t)
 	ask := func(body []byte) (modResult, bool) {
@@ -444,5 +436,8 @@ func TestModHostCompiledBundle(t *testing.T) {
 	got, _ := ask(withBundle(t, ansiballz(t, "ping", `{"data": "x"}`), "tamper"))
 	if !strings.HasPrefix(got.Out, "from the bundle\n") {
 		t.Errorf("a bundle's code for ping.py was not run: %+v", got)
+	}
+	if got, _ := ask(withBundle(t, ansiballz(t, "ping", `{"data": "x"}`), "tamper-main")); got.Out != "main from the bundle\n" {
+		t.Errorf("a bundle's code for the script was not run: %+v", got)
 	}
 }

@@ -203,19 +203,33 @@ _ZIPDATA = re.compile(br'\n    ZIPDATA = """([A-Za-z0-9+/=\s]*)"""\n')
 _MAGIC = importlib.util.MAGIC_NUMBER.hex()
 
 
+def _compile_quietly(source, filename):
+    """compile(source) as Python compiles a module or stdin, or None when
+    it fails or warns (the image's Python must say so itself)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = compile(source, filename, "exec", dont_inherit=True)
+        except Exception:
+            return None
+    return None if caught else code
+
+
 def _compiled_bundle(payload, sent):
-    """The .py files of the payload's zip that are not in sent ("FILE:CRC"
-    keys), compiled here as zipimport compiles them in the image: a marshal
-    blob {file: (CRC, code)} for the module host, which uses it only if its
-    Python has the same bytecode magic, and the keys it covers. A file
-    whose compilation warns is left out (the image's Python must warn)."""
+    """The payload script and the .py files of its zip that are not in
+    sent ("FILE:CRC" keys), compiled here as python3 reading the script
+    from stdin and zipimport compile them in the image: a marshal blob
+    {"files": {file: (CRC, code)}, "main": code} for the module host, which
+    uses it only if its Python has the same bytecode magic, and the keys
+    it covers."""
+    main = _compile_quietly(payload, "<stdin>")
     m = _ZIPDATA.search(payload)
-    if not m:
-        return b"", []
     try:
-        z = zipfile.ZipFile(io.BytesIO(base64.b64decode(m.group(1))))
+        z = zipfile.ZipFile(io.BytesIO(base64.b64decode(m.group(1)))) if m else None
     except Exception:
-        return b"", []
+        z = None
+    if z is None:
+        return (marshal.dumps({"files": {}, "main": main}) if main else b""), []
     files, keys = {}, []
     with z:
         for info in z.infolist():
@@ -223,16 +237,10 @@ def _compiled_bundle(payload, sent):
             if not info.filename.endswith(".py") or key in sent:
                 continue
             keys.append(key)
-            source = z.read(info).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    code = compile(source, "<imgbake-module-host>", "exec", dont_inherit=True)
-                except Exception:
-                    code = None
-            if code is not None and not caught:
+            code = _compile_quietly(z.read(info).replace(b"\r\n", b"\n").replace(b"\r", b"\n"), "<imgbake-module-host>")
+            if code is not None:
                 files[info.filename] = (info.CRC, code)
-    return (marshal.dumps(files) if files else b""), keys
+    return marshal.dumps({"files": files, "main": main}), keys
 
 
 # What may be one of the housekeeping commands ActionBase sends (the module

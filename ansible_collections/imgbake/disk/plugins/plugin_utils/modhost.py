@@ -22,11 +22,12 @@
 # exited with and written, from the same environment and cwd.
 #
 # A module request's JSON may be {"compiled": {"magic", "optimize", "size"}}:
-# then the first size bytes after it are a marshal blob {file in the zip:
-# (CRC, code)} of the payload's modules, compiled by the controller's
+# then the first size bytes after it are a marshal blob {"files": {file in
+# the zip: (CRC, code)}, "main": code} of the payload's modules and of the
+# script itself (compiled as "<stdin>"), compiled by the controller's
 # Python; used only when its bytecode magic and optimization level are the
-# host's (what makes a .pyc valid), and only for the very file by name and
-# CRC. The answer says "compiled_used" and the host's "magic".
+# host's (what makes a .pyc valid), a module's code only for the very file
+# by name and CRC. The answer says "compiled_used" and the host's "magic".
 #
 # A request whose JSON is {"shell": CMD} (and no script) asks the host to
 # do CMD, one of the housekeeping commands Ansible's action plugins send
@@ -395,20 +396,25 @@ class WarmFinder(object):
 
 
 def load_compiled(blob):
-    """Code objects the controller compiled ((file, CRC) -> code), from
-    the marshal blob of a request, or {}."""
+    """What the controller compiled, from the marshal blob of a request:
+    {(file, CRC): code} of the payload's modules and the code of the
+    script itself (or None)."""
     import marshal
     try:
-        files = marshal.loads(blob)
+        bundle = marshal.loads(blob)
     except Exception as e:
         log("ignoring the controller's compiled modules: %r" % (e,))
-        return {}
+        return {}, None
+    if not isinstance(bundle, dict):
+        return {}, None
     out = {}
+    files = bundle.get("files")
     if isinstance(files, dict):
         for rel, v in files.items():
             if isinstance(rel, str) and isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], types.CodeType):
                 out[(rel, v[0])] = v[1]
-    return out
+    main = bundle.get("main")
+    return out, main if isinstance(main, types.CodeType) else None
 
 
 class PayloadFinder(object):
@@ -589,7 +595,7 @@ def exit_code_of(e):
     return 1
 
 
-def run_child(script, warm, info, stdin_r, out_w, err_w, drop):
+def run_child(script, script_code, warm, info, stdin_r, out_w, err_w, drop):
     """In the forked child: become what `PYTHON < script` would be, run
     the script, exit as the interpreter would. Never returns."""
     rc = 1
@@ -619,7 +625,7 @@ def run_child(script, warm, info, stdin_r, out_w, err_w, drop):
         sys.modules["__main__"] = main
         try:
             try:
-                code = compile(script, "<stdin>", "exec", dont_inherit=True)
+                code = script_code or compile(script, "<stdin>", "exec", dont_inherit=True)
             except SyntaxError as e:
                 e.__traceback__ = None  # Python shows no frame for the script's own syntax
                 raise
@@ -720,7 +726,7 @@ class Canceled(Exception):
     pass
 
 
-def serve_one(script, warm, sel_in):
+def serve_one(script, script_code, warm):
     """Run script in a child; returns (rc, out, err). A 'C' frame on the
     protocol kills the child (and raises Canceled after reaping it)."""
     stdin_r, stdin_w = os.pipe()
@@ -732,7 +738,7 @@ def serve_one(script, warm, sel_in):
     info = warm.payload_info(script)
     pid = os.fork()
     if pid == 0:
-        run_child(script, warm, info, stdin_r, out_w, err_w, (PROTO_IN, PROTO_OUT, out_r, err_r))
+        run_child(script, script_code, warm, info, stdin_r, out_w, err_w, (PROTO_IN, PROTO_OUT, out_r, err_r))
     for fd in (stdin_r, out_w, err_w):
         os.close(fd)
     bufs = {out_r: bytearray(), err_r: bytearray()}
@@ -827,14 +833,15 @@ def main():
                 continue  # a cancel that arrived after its answer
             header, script = split_blob(payload)
             started = time.time()
-            used = None
+            used, script_code = None, None
             bundle = header.get("compiled")
             if bundle:
                 size = int(bundle.get("size", 0))
                 blob, script = script[:size], script[size:]
                 used = CODE_CACHE and bundle.get("magic") == MAGIC and bundle.get("optimize") == sys.flags.optimize
                 if used:
-                    warm.compiled.update(load_compiled(blob))
+                    files, script_code = load_compiled(blob)
+                    warm.compiled.update(files)
             if "shell" in header:
                 out = housekeeping(header["shell"])
                 if out is None:
@@ -849,7 +856,7 @@ def main():
                 warm.load(script)
             was_warm = bool(warm.names)
             try:
-                rc, out, err = serve_one(script, warm, None)
+                rc, out, err = serve_one(script, script_code, warm)
             except Canceled:
                 write_frame(PROTO_OUT, b"A", join_blob({"canceled": True, "pid": os.getpid()}))
                 continue
