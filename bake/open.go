@@ -344,7 +344,7 @@ func open(ctx context.Context, disks []string, o Options, rec *recipes.Recipe) (
 		}
 	}
 	img.timings.mount = time.Since(t1)
-	img.logf("mounted %d filesystem(s) in %s (root %s)", len(mr.Mounts), time.Since(t1).Round(time.Millisecond), mr.Root)
+	img.logf("mounted %d filesystem(s) in %s (root %s; agent: %s)", len(mr.Mounts), time.Since(t1).Round(time.Millisecond), mr.Root, mr.Phases)
 	for _, w := range mr.Warnings {
 		fmt.Fprintf(img.notices, "imgbake: warning: %s\n", w)
 	}

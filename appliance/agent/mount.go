@@ -33,13 +33,21 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 	}
 	a.readOnly = args.ReadOnly
 	a.noJournal = args.Disposable && !args.ReadOnly
+	var phases []string
+	t := time.Now()
+	phase := func(name string) {
+		phases = append(phases, fmt.Sprintf("%s %s", name, time.Since(t).Round(time.Millisecond)))
+		t = time.Now()
+	}
 	if a.pid1 {
 		if err := waitForDisks(args.Disks, 10*time.Second); err != nil {
 			return nil, err
 		}
+		phase("disks")
 	}
 	fss, vgs, warnings := a.probeStorage(args.VolumeKeys)
 	proto.WipeVolumeKeys(args.VolumeKeys)
+	phase("probe")
 	res := &proto.MountResult{Filesystems: fss, VolumeGroups: vgs, Warnings: warnings, LUKS: a.luksVols}
 	if len(args.Mounts) > 0 {
 		err = a.mountExplicit(res, args.Mounts)
@@ -50,9 +58,13 @@ func (a *Agent) handleMount(_ context.Context, _ *stream, raw json.RawMessage) (
 		a.unmountAll()
 		return nil, err
 	}
+	phase("mount")
 	describeBtrfs(res)
 	a.bindSystemDirs(res)
+	phase("binds")
 	a.prepareGuestEnv(res)
+	phase("guest env")
+	res.Phases = strings.Join(phases, ", ")
 	rootfd, err := unix.Open(proto.Sysroot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		a.unmountAll()

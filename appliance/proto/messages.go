@@ -143,6 +143,8 @@ type MountResult struct {
 	VolumeGroups []VolumeGroup `json:"volume_groups,omitempty"`
 	// LUKS are the encrypted volumes found, opened or not.
 	LUKS []LUKSVolume `json:"luks,omitempty"`
+	// Phases is where the agent's time went, for -v: "probe 80ms, ...".
+	Phases string `json:"phases,omitempty"`
 }
 
 // OSInfo describes the mounted operating system.
