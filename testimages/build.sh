@@ -6,7 +6,7 @@
 #         | debian-lvm.raw | centos6-lvm.raw | debian-split.raw | debian-boot.qcow2
 #         | fedora-btrfs.raw | opensuse-btrfs.raw | ubuntu-btrfs.raw
 #         | debian-luks2.raw | debian-luks1.raw | debian-luks-lvm.raw | alpine.raw | flatcar-usr.raw
-#         | rhel-lvm.raw | debian-raid1.raw
+#         | rhel-lvm.raw | debian-raid1.raw | arch.raw
 #         (the suffix may be omitted: debian-gpt, debian-mbr-xfs, debian-nopart, debian-python,
 #         debian-lvm, centos6-lvm, debian-split, debian-boot, fedora-btrfs, opensuse-btrfs,
 #         ubuntu-btrfs, debian-luks2, debian-luks1, debian-luks-lvm, alpine, flatcar-usr)
@@ -52,6 +52,7 @@ GPT_ESP_VOLID=5EA1E5B0 # blkid shows it as 5EA1-E5B0
 MBR_DISK_ID=0x5ea1b0d1
 XFS_UUID=5ea1b0d0-0000-4000-8000-0000000000b1
 NOPART_UUID=5ea1b0d0-0000-4000-8000-0000000000c1
+ARCH_UUID=5ea1b0d0-0000-4000-8000-0000000004c1
 PYTHON_UUID=5ea1b0d0-0000-4000-8000-0000000000d1
 BOOT_UUID=5ea1b0d0-0000-4000-8000-0000000000f1
 BOOT_MACHINE_ID=5ea1b0d000004000800000000000f1f1 # as a machine that has booted has one
@@ -401,6 +402,73 @@ EOF
   rm -rf --one-file-system "$root"
   write_json "$work/out.json" root_uuid="$NOPART_UUID" root_partition=0 fstype=ext4 label=rootfs \
     format=raw partition_table=none hostname=testhost
+  mv -f "$work/out.json" "$out.json"
+  mv -f "$disk" "$out"
+  log "$name: done in $(($(date +%s) - start))s"
+}
+
+# arch.raw: debian-nopart.raw's layout (a bare ext4 filesystem) as Arch
+# Linux keeps its system: Arch's os-release, an empty /etc/arch-release,
+# pacman's configuration and a local database (ALPM_DB_VERSION 9, one
+# package entry) on the Debian rootfs, with no pacman binary (Debian's
+# pacman-package-manager is not needed to build it).
+ON_DEMAND_IMAGES+=(arch.raw)
+build_arch() {
+  local name=arch.raw out=$CACHE/arch.raw
+  need mkfs.ext4
+  local work start
+  mktmp work
+  start=$(date +%s)
+  log "building $name"
+  local root=$work/root
+  [[ -n "$work" && "$root" == "$CACHE"/.tmp.*/root ]] || die "unexpected work directory $root"
+  extract_rootfs "$root" "$name"
+  set_os_release "$root" arch <<'EOF'
+NAME="Arch Linux"
+PRETTY_NAME="Arch Linux"
+ID=arch
+BUILD_ID=rolling
+ANSI_COLOR="38;2;23;147;209"
+HOME_URL="https://archlinux.org/"
+DOCUMENTATION_URL="https://wiki.archlinux.org/"
+LOGO=archlinux-logo
+EOF
+  : >"$root/etc/arch-release"
+  echo archhost >"$root/etc/hostname"
+  cat >"$root/etc/pacman.conf" <<'EOF'
+#
+# /etc/pacman.conf (as Arch installs it, shortened; imgbake test image)
+#
+[options]
+HoldPkg     = pacman glibc
+Architecture = auto
+CheckSpace
+SigLevel    = Required DatabaseOptional
+LocalFileSigLevel = Optional
+
+[core]
+Include = /etc/pacman.d/mirrorlist
+
+[extra]
+Include = /etc/pacman.d/mirrorlist
+EOF
+  mkdir -p "$root/etc/pacman.d" "$root/var/lib/pacman/local/filesystem-2024.11.21-1" "$root/var/lib/pacman/sync"
+  echo 'Server = https://mirror.example/archlinux/$repo/os/$arch' >"$root/etc/pacman.d/mirrorlist"
+  echo 9 >"$root/var/lib/pacman/local/ALPM_DB_VERSION"
+  printf '%%NAME%%\nfilesystem\n\n%%VERSION%%\n2024.11.21-1\n\n%%ARCH%%\nany\n\n' \
+    >"$root/var/lib/pacman/local/filesystem-2024.11.21-1/desc"
+  cat >"$root/etc/fstab" <<EOF
+# Static information about the filesystems. (imgbake test image $name)
+UUID=$ARCH_UUID	/	ext4	rw,relatime	0	1
+EOF
+  local disk=$work/disk.raw
+  truncate -s "$DISK_SIZE" "$disk"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L archroot -U "$ARCH_UUID" \
+    -E "hash_seed=$ARCH_UUID" -d "$root" "$disk"
+  rm -rf --one-file-system "$root"
+  write_json "$work/out.json" root_uuid="$ARCH_UUID" root_partition=0 fstype=ext4 label=archroot \
+    format=raw partition_table=none hostname=archhost \
+    os_note="the Debian 12 rootfs with Arch's os-release, arch-release, pacman.conf and a pacman database: no pacman"
   mv -f "$work/out.json" "$out.json"
   mv -f "$disk" "$out"
   log "$name: done in $(($(date +%s) - start))s"
@@ -1990,6 +2058,8 @@ main() {
         built rhel-lvm.raw || { build_rootfs && build_rhel; } ;;
       debian-raid1 | debian-raid1.raw)
         built debian-raid1.raw || { build_rootfs && build_raid1; } ;;
+      arch | arch.raw)
+        built arch.raw || { build_rootfs && build_arch; } ;;
       *) die "unknown image $n (known: rootfs ${ALL_IMAGES[*]})" ;;
     esac
   done

@@ -132,11 +132,16 @@ const (
 	// /dev/md/home). Info gives where each filesystem lies on both of its
 	// members. Built on demand.
 	RAID1 = "debian-raid1.raw"
+	// Arch is Arch Linux's system files on debian-nopart.raw's layout (a
+	// bare ext4 filesystem): Arch's os-release, /etc/arch-release,
+	// pacman.conf and a pacman database with one package, no pacman
+	// binary. Built on demand.
+	Arch = "arch.raw"
 )
 
 // onDemand are the images build.sh builds only when asked (not in Names).
 var onDemand = []string{Python, LVM, CentOS6, Split, Boot, FedoraBtrfs, OpenSUSEBtrfs, UbuntuBtrfs, LUKS2, LUKS1, LUKSLVM,
-	Alpine, FlatcarUsr, RHELLVM, RAID1}
+	Alpine, FlatcarUsr, RHELLVM, RAID1, Arch}
 
 // Names lists every image build.sh can make.
 var Names = []string{GPT, MBRXFS, NoPart}

@@ -96,3 +96,75 @@ func signAptRepo(t *testing.T, gpg, dir string) []byte {
 	run("--local-user", uid, "--clearsign", "--output", filepath.Join(dir, "InRelease"), filepath.Join(dir, "Release"))
 	return run("--armor", "--export", uid)
 }
+
+// TestRepoStepFamilies: on the Arch-like image (inspected as Arch, pacman
+// and its database) and the RHEL-like one (dnf), one recipe adds the same
+// repository the way each family keeps it — a [NAME] section of
+// pacman.conf, a .repo in /etc/yum.repos.d with its key in
+// /etc/pki/rpm-gpg — picked with when:, a second run of the step is ok,
+// and a write and a user land too; read back with debugfs and a loop
+// mount of the xfs root.
+func TestRepoStepFamilies(t *testing.T) {
+	vmTests(t)
+	tmp := privateTmp(t)
+	arch := testimages.Fresh(t, testimages.Arch)
+	rep := inspectJSON(t, "-a", arch)
+	if rep.OS.ID != "arch" || rep.OS.Family != "arch" || rep.OS.Name != "Arch Linux" || rep.PackageManager != "pacman" ||
+		rep.PackageFormat != "pacman" || rep.PackageDB != "/var/lib/pacman/local" || rep.Hostname != "archhost" {
+		t.Errorf("arch.raw inspected as %+v, packages %q %q %q, hostname %q", rep.OS, rep.PackageManager, rep.PackageFormat, rep.PackageDB, rep.Hostname)
+	}
+	key := []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZZK0gBYJKwYBBAHaRw8BAQdA\n-----END PGP PUBLIC KEY BLOCK-----\n")
+	recipe := writeRecipe(t, `steps:
+  - repo: {name: imgbake-tests, url: "http://10.0.2.2:8080/$repo/os/$arch", trusted: true}
+    when: os.family == "arch"
+  - repo: {name: imgbake-tests, url: "http://10.0.2.2:8080/el9/", key: ./imgbake-tests.asc}
+    when: os.family == "rhel"
+  - repo: {name: imgbake-tests, url: "http://10.0.2.2:8080/$repo/os/$arch", trusted: true}
+    when: os.family == "arch"
+  - write: {path: /etc/motd, content: "baked\n"}
+  - user: {name: ops, uid: 1600}
+`)
+	must(t, os.WriteFile(filepath.Join(filepath.Dir(recipe), "imgbake-tests.asc"), key, 0o644))
+
+	r := imgbake(t, "run", "-a", arch, recipe)
+	wantCode(t, r, 0, "run on arch.raw")
+	status := stepStatuses(t, r.stdout)
+	for i, want := range []string{"changed", "skipped", "ok", "changed", "changed"} {
+		if status[i+1] != want {
+			t.Errorf("arch.raw step %d: %s, want %s\n%s", i+1, status[i+1], want, r.stdout)
+		}
+	}
+	files, err := testimages.ReadFiles(t, arch, "raw", 0, "/etc/pacman.conf", "/etc/motd", "/etc/passwd")
+	must(t, err)
+	conf := string(files["/etc/pacman.conf"])
+	wantSection := "\n[extra]\nInclude = /etc/pacman.d/mirrorlist\n\n[imgbake-tests]\nSigLevel = Never\nServer = http://10.0.2.2:8080/$repo/os/$arch\n"
+	if !strings.HasSuffix(conf, wantSection) || !strings.HasPrefix(conf, "#\n# /etc/pacman.conf") {
+		t.Errorf("pacman.conf:\n%s\nwant the image's with a section appended:%s", conf, wantSection)
+	}
+	if string(files["/etc/motd"]) != "baked\n" || !strings.Contains(string(files["/etc/passwd"]), "\nops:x:1600:") {
+		t.Errorf("motd %q, passwd lacks ops:\n%s", files["/etc/motd"], files["/etc/passwd"])
+	}
+
+	info := testimages.InfoOf(t, testimages.RHELLVM)
+	rhel := testimages.Fresh(t, testimages.RHELLVM)
+	r = imgbake(t, "run", "-a", rhel, recipe)
+	wantCode(t, r, 0, "run on rhel-lvm.raw")
+	status = stepStatuses(t, r.stdout)
+	for i, want := range []string{"skipped", "changed", "skipped", "changed", "changed"} {
+		if status[i+1] != want {
+			t.Errorf("rhel-lvm.raw step %d: %s, want %s\n%s", i+1, status[i+1], want, r.stdout)
+		}
+	}
+	root := testimages.OpenRange(t, rhel, info.RootOffset, info.RootSize, "xfs")
+	repoFile, err := root.ReadFile("/etc/yum.repos.d/imgbake-tests.repo")
+	must(t, err)
+	wantRepo := "[imgbake-tests]\nname=imgbake-tests\nbaseurl=http://10.0.2.2:8080/el9/\nenabled=1\ngpgcheck=1\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-imgbake-tests\n"
+	if !strings.HasSuffix(string(repoFile), wantRepo) {
+		t.Errorf("imgbake-tests.repo:\n%s\nwant it to end with\n%s", repoFile, wantRepo)
+	}
+	if got, err := root.ReadFile("/etc/pki/rpm-gpg/RPM-GPG-KEY-imgbake-tests"); err != nil || string(got) != string(key) {
+		t.Errorf("the rpm key: %q, %v", got, err)
+	}
+	root.Close()
+	noLeftovers(t, tmp)
+}
