@@ -383,7 +383,7 @@ EOF
 }
 
 build_nopart() {
-  local name=debian-nopart.raw out=$CACHE/debian-nopart.raw
+  local name=debian-nopart.raw
   need mkfs.ext4
   local work start
   mktmp work
@@ -395,13 +395,22 @@ build_nopart() {
 # /etc/fstab: static file system information (imgbake test image $name)
 UUID=$NOPART_UUID	/	ext4	errors=remount-ro	0	1
 EOF
-  local disk=$work/disk.raw
+  bare_ext4_image "$work" "$root" "$name" "$NOPART_UUID" rootfs "$start" hostname=testhost
+}
+
+# bare_ext4_image WORK ROOT NAME UUID LABEL START [KEY=VALUE...]: the
+# image NAME as one ext4 filesystem of ROOT (no partition table, DISK_SIZE),
+# its sidecar JSON with KEY=VALUE added, both moved into the cache; ROOT
+# is removed.
+bare_ext4_image() {
+  local work=$1 root=$2 name=$3 uuid=$4 label=$5 start=$6
+  shift 6
+  local disk=$work/disk.raw out=$CACHE/$name
   truncate -s "$DISK_SIZE" "$disk"
-  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L rootfs -U "$NOPART_UUID" \
-    -E "hash_seed=$NOPART_UUID" -d "$root" "$disk"
+  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L "$label" -U "$uuid" -E "hash_seed=$uuid" -d "$root" "$disk"
   rm -rf --one-file-system "$root"
-  write_json "$work/out.json" root_uuid="$NOPART_UUID" root_partition=0 fstype=ext4 label=rootfs \
-    format=raw partition_table=none hostname=testhost
+  write_json "$work/out.json" root_uuid="$uuid" root_partition=0 fstype=ext4 label="$label" \
+    format=raw partition_table=none "$@"
   mv -f "$work/out.json" "$out.json"
   mv -f "$disk" "$out"
   log "$name: done in $(($(date +%s) - start))s"
@@ -414,7 +423,7 @@ EOF
 # pacman-package-manager is not needed to build it).
 ON_DEMAND_IMAGES+=(arch.raw)
 build_arch() {
-  local name=arch.raw out=$CACHE/arch.raw
+  local name=arch.raw
   need mkfs.ext4
   local work start
   mktmp work
@@ -461,17 +470,8 @@ EOF
 # Static information about the filesystems. (imgbake test image $name)
 UUID=$ARCH_UUID	/	ext4	rw,relatime	0	1
 EOF
-  local disk=$work/disk.raw
-  truncate -s "$DISK_SIZE" "$disk"
-  E2FSPROGS_FAKE_TIME=$FAKE_TIME mkfs.ext4 -q -F -L archroot -U "$ARCH_UUID" \
-    -E "hash_seed=$ARCH_UUID" -d "$root" "$disk"
-  rm -rf --one-file-system "$root"
-  write_json "$work/out.json" root_uuid="$ARCH_UUID" root_partition=0 fstype=ext4 label=archroot \
-    format=raw partition_table=none hostname=archhost \
+  bare_ext4_image "$work" "$root" "$name" "$ARCH_UUID" archroot "$start" hostname=archhost \
     os_note="the Debian 12 rootfs with Arch's os-release, arch-release, pacman.conf and a pacman database: no pacman"
-  mv -f "$work/out.json" "$out.json"
-  mv -f "$disk" "$out"
-  log "$name: done in $(($(date +%s) - start))s"
 }
 
 # in_chroot ROOT COMMAND...: COMMAND chrooted into ROOT with a clean

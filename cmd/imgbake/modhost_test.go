@@ -93,6 +93,18 @@ func (h *modHost) run(t *testing.T, script []byte) modResult {
 
 func (h *modHost) answer(t *testing.T) modResult {
 	t.Helper()
+	r, _ := h.answerWith(t)
+	return r
+}
+
+// answerHeader is what an answer says besides rc, stdout and stderr.
+type answerHeader struct {
+	Fallback     bool // a housekeeping command left to the shell
+	CompiledUsed bool `json:"compiled_used"`
+}
+
+func (h *modHost) answerWith(t *testing.T) (modResult, answerHeader) {
+	t.Helper()
 	kind, a := h.read(t)
 	if kind != 'A' {
 		t.Fatalf("frame %c, want an answer", kind)
@@ -101,13 +113,14 @@ func (h *modHost) answer(t *testing.T) modResult {
 	var hd struct {
 		RC, Out, Err, PID int
 		Canceled          bool
+		answerHeader
 	}
 	must(t, json.Unmarshal(a[4:4+n], &hd))
 	rest := a[4+n:]
-	if hd.Canceled {
-		return modResult{Canceled: true, PID: hd.PID}
+	if hd.Canceled || hd.Fallback {
+		return modResult{Canceled: hd.Canceled, PID: hd.PID}, hd.answerHeader
 	}
-	return modResult{RC: hd.RC, Out: string(rest[:hd.Out]), Err: string(rest[hd.Out : hd.Out+hd.Err]), PID: hd.PID}
+	return modResult{RC: hd.RC, Out: string(rest[:hd.Out]), Err: string(rest[hd.Out : hd.Out+hd.Err]), PID: hd.PID}, hd.answerHeader
 }
 
 // plainRun is the plain path: a fresh python3 reading the script.
@@ -268,21 +281,9 @@ func (h *modHost) shell(t *testing.T, cmd string) (r modResult, ok bool) {
 	must(t, err)
 	body := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)))
 	h.send(t, 'Q', append(body, hdr...))
-	kind, a := h.read(t)
-	if kind != 'A' {
-		t.Fatalf("frame %c, want an answer", kind)
-	}
-	n := binary.BigEndian.Uint32(a)
-	var hd struct {
-		RC, Out, Err int
-		Fallback     bool
-	}
-	must(t, json.Unmarshal(a[4:4+n], &hd))
-	if hd.Fallback {
-		return modResult{}, false
-	}
-	rest := a[4+n:]
-	return modResult{RC: hd.RC, Out: string(rest[:hd.Out]), Err: string(rest[hd.Out : hd.Out+hd.Err])}, true
+	r, hd := h.answerWith(t)
+	r.PID = 0
+	return r, !hd.Fallback
 }
 
 // modeTree is every entry below dir: its mode and, for files, content.
@@ -401,20 +402,10 @@ func TestModHostCompiledBundle(t *testing.T) {
 	ask := func(body []byte) (modResult, bool) {
 		t.Helper()
 		h.send(t, 'Q', body)
-		kind, a := h.read(t)
-		if kind != 'A' {
-			t.Fatalf("frame %c, want an answer", kind)
-		}
-		n := binary.BigEndian.Uint32(a)
-		var hd struct {
-			RC, Out, Err int
-			Used         bool `json:"compiled_used"`
-		}
-		must(t, json.Unmarshal(a[4:4+n], &hd))
-		rest := a[4+n:]
-		r := modResult{RC: hd.RC, Out: string(rest[:hd.Out]), Err: string(rest[hd.Out : hd.Out+hd.Err])}
+		r, hd := h.answerWith(t)
+		r.PID = 0
 		r.Err = payloadDir.ReplaceAllString(r.Err, "PAYLOAD")
-		return r, hd.Used
+		return r, hd.CompiledUsed
 	}
 	for _, m := range []struct{ module, args, mode string }{
 		{"ping", `{"data": "pong"}`, "ok"}, // the first: warms the host with the bundle's code
