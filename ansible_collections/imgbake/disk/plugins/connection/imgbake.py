@@ -215,14 +215,16 @@ def _compile_quietly(source, filename):
     return None if caught else code
 
 
-def _compiled_bundle(payload, sent):
+def _compiled_bundle(payload, sent, with_script=True):
     """The payload script and the .py files of its zip that are not in
     sent ("FILE:CRC" keys), compiled here as python3 reading the script
     from stdin and zipimport compile them in the image: a marshal blob
     {"files": {file: (CRC, code)}, "main": code} for the module host, which
     uses it only if its Python has the same bytecode magic, and the keys
-    it covers."""
-    main = _compile_quietly(payload, "<stdin>")
+    it covers. Without with_script the script is left to the image (its
+    code is as large as the script itself: too much to send twice over a
+    remote link for what it saves)."""
+    main = _compile_quietly(payload, "<stdin>") if with_script else None
     m = _ZIPDATA.search(payload)
     try:
         z = zipfile.ZipFile(io.BytesIO(base64.b64decode(m.group(1)))) if m else None
@@ -240,6 +242,8 @@ def _compiled_bundle(payload, sent):
             code = _compile_quietly(z.read(info).replace(b"\r\n", b"\n").replace(b"\r", b"\n"), "<imgbake-module-host>")
             if code is not None:
                 files[info.filename] = (info.CRC, code)
+    if not files and main is None:
+        return b"", keys
     return marshal.dumps({"files": files, "main": main}), keys
 
 
@@ -436,7 +440,7 @@ class Connection(ConnectionBase):
         if "shell" not in header:
             code = S.module_host_code(self._target.state_dir, self._name, python)
             if code.get("magic") in (None, _MAGIC):
-                blob, keys = _compiled_bundle(in_data, set(code.get("sent", ())))
+                blob, keys = _compiled_bundle(in_data, set(code.get("sent", ())), with_script=not self._target.remote)
                 if blob:
                     header = dict(header, compiled={"magic": _MAGIC, "optimize": sys.flags.optimize, "size": len(blob)})
                     in_data = blob + in_data
