@@ -410,7 +410,8 @@ func TestRAIDMetadataEndVM(t *testing.T) {
 // md reads them), the filesystem on each is inspected and read, and a
 // file copied in through it reads back here from the members with
 // testimages.UnstripeMD, the raid10 copies equal and the raid5 parity of
-// every row right (the kernel updated it as it wrote).
+// every row right (the kernel updated it as it wrote); fsck finds the
+// array's filesystem clean.
 func TestRAIDLevelsVM(t *testing.T) {
 	vmTests(t)
 	tmp := privateTmp(t)
@@ -501,6 +502,9 @@ func TestRAIDLevelsVM(t *testing.T) {
 			host := filepath.Join(dir, "payload.bin")
 			must(t, os.WriteFile(host, payload, 0o644))
 			wantCode(t, imgbake(t, "copy-in", "-a", disk, "-m", node, host, "/"), 0, "copy-in")
+			r := imgbake(t, "fsck", "-a", disk)
+			wantCode(t, r, 0, "fsck")
+			wantMatch(t, r.stdout, `(?m)^-> `+node+`: clean`, "fsck")
 
 			areas = readAreas(t, disk, starts, dataOffset, used*512)
 			if err := testimages.CheckMDRedundancy(tc.level, tc.layout, chunk*512, areas); err != nil {
