@@ -471,7 +471,12 @@ class Connection(ConnectionBase):
                         host=self._play_context.remote_addr)
             # Where the next tasks' housekeeping goes, and which compiled
             # files that host has.
-            S.record_module_host(self._target.state_dir, self._name, python, h.get("pid"), h.get("magic"),
+            # A bundle the host turned down (another optimization level) is
+            # not sent again.
+            magic = h.get("magic")
+            if h.get("compiled_used") is False:
+                magic = "refused"
+            S.record_module_host(self._target.state_dir, self._name, python, h.get("pid"), magic,
                                  keys if h.get("compiled_used") else [])
         else:
             display.vvv("IMGBAKE MODULE HOST pid %s did it in %ss" % (h.get("pid"), h.get("seconds")),

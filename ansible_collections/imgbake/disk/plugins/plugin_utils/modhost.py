@@ -270,7 +270,9 @@ class Warm(object):
 _COMPILE_SOURCE = getattr(zipimport, "_compile_source", None)
 CODE_CACHE = _COMPILE_SOURCE is not None and hasattr(types.CodeType, "replace")
 _CACHED_NAME = "<imgbake-module-host>"
-MAGIC = importlib.util.MAGIC_NUMBER.hex()
+# The bytecode version bundles must have; "none" where this host cannot
+# use compiled code at all (the plugin then stops sending it).
+MAGIC = importlib.util.MAGIC_NUMBER.hex() if CODE_CACHE else "none"
 
 
 class PayloadInfo(object):
@@ -838,7 +840,7 @@ def main():
             if bundle:
                 size = int(bundle.get("size", 0))
                 blob, script = script[:size], script[size:]
-                used = CODE_CACHE and bundle.get("magic") == MAGIC and bundle.get("optimize") == sys.flags.optimize
+                used = bundle.get("magic") == MAGIC and bundle.get("optimize") == sys.flags.optimize
                 if used:
                     files, script_code = load_compiled(blob)
                     warm.compiled.update(files)

@@ -437,14 +437,16 @@ def module_host_unavailable(state_dir, name, python):
 
 def record_module_host(state_dir, name, python, pid, magic, compiled):
     """Record python as the interpreter whose module host (pid, bytecode
-    magic) served session name last (the one housekeeping commands go
-    to), and the compiled files ("FILE:CRC") it now has."""
+    magic, or "refused" once it turned compiled code down) served session
+    name last (the one housekeeping commands go to), and the compiled files
+    ("FILE:CRC") it now has."""
     def put(rec):
         rec["module_host"] = python
         code = rec.setdefault("module_host_code", {}).setdefault(python, {})
         if code.get("pid") != pid:
-            code["pid"], code["sent"] = pid, []
-        code["magic"] = magic
+            code["pid"], code["sent"], code["magic"] = pid, [], None
+        if code.get("magic") != "refused":  # that host keeps refusing
+            code["magic"] = magic
         code["sent"] = sorted(set(code["sent"]) | set(compiled))
     _update(state_dir, name, put)
 
