@@ -5,11 +5,13 @@ import (
 	"fmt"
 )
 
-// The data layouts of md's raid0, raid10 (near=2) and raid5
+// The data layouts of md's raid0, raid10 (near=2), raid5 and raid6
 // (left-symmetric), as the kernel reads them (drivers/md/raid0.c,
-// raid10.c, raid5.c raid5_compute_sector): StripeMD lays an array's data
-// out on its members' data areas, UnstripeMD reads it back from them, and
-// CheckMDRedundancy checks the copies or the parity. The kernel in the
+// raid10.c, raid5.c raid5_compute_sector; raid6's Q syndrome as
+// lib/raid6 computes it, over GF(2^8) with the polynomial 0x11d and
+// generator 2): StripeMD lays an array's data out on its members' data
+// areas, UnstripeMD reads it back from them, and CheckMDRedundancy checks
+// the copies or the parity. The kernel in the
 // appliance is what these are tested against: an array they wrote has to
 // assemble and mount there, and what it wrote has to read back here.
 
@@ -27,7 +29,8 @@ func newMDGeometry(level string, layout uint32, members, chunkBytes int) (mdGeom
 	switch {
 	case level == "raid0" && members >= 2,
 		level == "raid10" && layout == MDNear2 && members >= 2,
-		level == "raid5" && layout == MDLeftSymmetric && members >= 3:
+		level == "raid5" && layout == MDLeftSymmetric && members >= 3,
+		level == "raid6" && layout == MDLeftSymmetric && members >= 4:
 		return g, nil
 	}
 	return g, fmt.Errorf("%s with layout %#x on %d members: not a layout written here", level, layout, members)
@@ -41,8 +44,16 @@ func (g mdGeometry) dataChunks(memberBytes int) int {
 		return rows * g.n / 2
 	case "raid5":
 		return rows * (g.n - 1)
+	case "raid6":
+		return rows * (g.n - 2)
 	}
 	return rows * g.n
+}
+
+// parityDisks are the members holding row's P (and raid6's Q) chunks.
+func (g mdGeometry) parityDisks(row int) (p, q int) {
+	p = g.n - 1 - row%g.n
+	return p, (p + 1) % g.n
 }
 
 // places are the (member, byte offset in its data area) of chunk k's
@@ -58,8 +69,13 @@ func (g mdGeometry) places(k int) [][2]int {
 		return out
 	case "raid5":
 		row, i := k/(g.n-1), k%(g.n-1)
-		parity := g.n - 1 - row%g.n
+		parity, _ := g.parityDisks(row)
 		return [][2]int{{(parity + 1 + i) % g.n, row * g.chunk}}
+	case "raid6":
+		// Data follows Q; data chunk i of a row is the syndrome's i-th.
+		row, i := k/(g.n-2), k%(g.n-2)
+		_, q := g.parityDisks(row)
+		return [][2]int{{(q + 1 + i) % g.n, row * g.chunk}}
 	}
 	return [][2]int{{k % g.n, k / g.n * g.chunk}}
 }
@@ -93,19 +109,63 @@ func StripeMD(level string, layout uint32, members, chunkBytes, memberBytes int,
 			copy(out[p[0]][p[1]:p[1]+g.chunk], data[k*g.chunk:])
 		}
 	}
-	if level == "raid5" {
+	if level == "raid5" || level == "raid6" {
 		for row := 0; (row+1)*g.chunk <= memberBytes; row++ {
-			parity := out[g.n-1-row%g.n][row*g.chunk : (row+1)*g.chunk]
-			for m := range out {
-				if p := out[m][row*g.chunk : (row+1)*g.chunk]; &p[0] != &parity[0] {
-					for i := range parity {
-						parity[i] ^= p[i]
-					}
-				}
+			p, q := g.syndromes(out, row)
+			pd, qd := g.parityDisks(row)
+			copy(out[pd][row*g.chunk:], p)
+			if level == "raid6" {
+				copy(out[qd][row*g.chunk:], q)
 			}
 		}
 	}
 	return out, nil
+}
+
+// syndromes are row's P (the XOR of its data chunks) and raid6's Q (the
+// sum of g^i times data chunk i, in GF(2^8)), from the data chunks in
+// members.
+func (g mdGeometry) syndromes(members [][]byte, row int) (p, q []byte) {
+	p, q = make([]byte, g.chunk), make([]byte, g.chunk)
+	data := g.n - 1
+	if g.level == "raid6" {
+		data = g.n - 2
+	}
+	for i := 0; i < data; i++ {
+		place := g.places(row*data + i)[0]
+		d := members[place[0]][place[1] : place[1]+g.chunk]
+		coef := gfPow2(i)
+		for j, b := range d {
+			p[j] ^= b
+			q[j] ^= gfMul(coef, b)
+		}
+	}
+	return p, q
+}
+
+// gfMul multiplies in GF(2^8) with the polynomial x^8+x^4+x^3+x^2+1.
+func gfMul(a, b byte) byte {
+	var r byte
+	for b != 0 {
+		if b&1 != 0 {
+			r ^= a
+		}
+		hi := a & 0x80
+		a <<= 1
+		if hi != 0 {
+			a ^= 0x1d
+		}
+		b >>= 1
+	}
+	return r
+}
+
+func gfPow2(i int) byte {
+	r := byte(1)
+	for ; i > 0; i-- {
+		r = gfMul(r, 2)
+	}
+	return r
 }
 
 // UnstripeMD is the array's content read from its members' data areas
@@ -130,7 +190,7 @@ func UnstripeMD(level string, layout uint32, chunkBytes int, members [][]byte) (
 }
 
 // CheckMDRedundancy checks that every raid10 chunk's two copies are equal
-// and that every raid5 row's chunks XOR to zero.
+// and that every raid5 and raid6 row's P (and Q) chunks are its data's.
 func CheckMDRedundancy(level string, layout uint32, chunkBytes int, members [][]byte) error {
 	g, err := newMDGeometry(level, layout, len(members), chunkBytes)
 	if err != nil {
@@ -146,16 +206,15 @@ func CheckMDRedundancy(level string, layout uint32, chunkBytes int, members [][]
 				return fmt.Errorf("raid10 chunk %d: the copies on members %d and %d differ", k, p[0][0], p[1][0])
 			}
 		}
-	case "raid5":
+	case "raid5", "raid6":
 		for row := 0; (row+1)*g.chunk <= size; row++ {
-			x := make([]byte, g.chunk)
-			for _, m := range members {
-				for i, b := range m[row*g.chunk : (row+1)*g.chunk] {
-					x[i] ^= b
-				}
+			p, q := g.syndromes(members, row)
+			pd, qd := g.parityDisks(row)
+			if !bytes.Equal(p, members[pd][row*g.chunk:(row+1)*g.chunk]) {
+				return fmt.Errorf("%s row %d: P (member %d) does not match the data", level, row, pd)
 			}
-			if !bytes.Equal(x, make([]byte, g.chunk)) {
-				return fmt.Errorf("raid5 row %d: the parity does not match the data", row)
+			if level == "raid6" && !bytes.Equal(q, members[qd][row*g.chunk:(row+1)*g.chunk]) {
+				return fmt.Errorf("raid6 row %d: Q (member %d) does not match the data", row, qd)
 			}
 		}
 	}

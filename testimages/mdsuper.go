@@ -12,8 +12,8 @@ import (
 // Sizes and offsets are in 512-byte sectors.
 type MDMember struct {
 	Metadata   string // "1.2", "1.0" or "0.90"
-	Level      string // "raid1" (also ""), or with metadata 1.x "raid0", "raid5", "raid10"
-	Layout     uint32 // raid5: MDLeftSymmetric; raid10: MDNear2
+	Level      string // "raid1" (also ""), or with metadata 1.x "raid0", "raid5", "raid6", "raid10"
+	Layout     uint32 // raid5, raid6: MDLeftSymmetric; raid10: MDNear2
 	Chunk      uint32 // chunk size in sectors (raid0, raid5, raid10)
 	UUID       string // the array's
 	Name       string // v1: "host:name"
@@ -44,10 +44,12 @@ func mdLevel(name string) (uint32, error) {
 		return 0, nil
 	case "raid5":
 		return 5, nil
+	case "raid6":
+		return 6, nil
 	case "raid10":
 		return 10, nil
 	}
-	return 0, fmt.Errorf("RAID level %q: want raid0, raid1, raid5 or raid10", name)
+	return 0, fmt.Errorf("RAID level %q: want raid0, raid1, raid5, raid6 or raid10", name)
 }
 
 // WriteMDMember writes the superblock of member m into the partition of

@@ -404,14 +404,14 @@ func TestRAIDMetadataEndVM(t *testing.T) {
 }
 
 // TestRAIDLevelsVM: arrays of the other common levels — raid0 on two
-// members, raid5 (left-symmetric) on three, raid10 (near=2) on four, 64
-// KiB chunks, metadata 1.2 — laid out by testimages.StripeMD and checked
+// members, raid5 (left-symmetric) on three, raid10 (near=2) and raid6
+// (left-symmetric) on four, 64 KiB chunks, metadata 1.2 — laid out by testimages.StripeMD and checked
 // with the host's mdadm --examine, assemble in the appliance (the kernel's
 // md reads them), the filesystem on each is inspected and read, and a
 // file copied in through it reads back here from the members with
-// testimages.UnstripeMD, the raid10 copies equal and the raid5 parity of
-// every row right (the kernel updated it as it wrote); fsck finds the
-// array's filesystem clean.
+// testimages.UnstripeMD, the raid10 copies equal and the raid5 and raid6
+// parity (P and Q) of every row right (the kernel updated it as it
+// wrote); fsck finds the array's filesystem clean.
 func TestRAIDLevelsVM(t *testing.T) {
 	vmTests(t)
 	tmp := privateTmp(t)
@@ -425,7 +425,7 @@ func TestRAIDLevelsVM(t *testing.T) {
 	)
 	payload := make([]byte, 700<<10) // spans chunks, rows and members
 	rand.New(rand.NewSource(7)).Read(payload)
-	for _, tc := range []struct {
+	for idx, tc := range []struct {
 		level   string
 		layout  uint32
 		members int
@@ -434,9 +434,10 @@ func TestRAIDLevelsVM(t *testing.T) {
 		{"raid0", 0, 2, []string{"Raid Level : raid0", "Chunk Size : 64K"}},
 		{"raid5", testimages.MDLeftSymmetric, 3, []string{"Raid Level : raid5", "Layout : left-symmetric", "Chunk Size : 64K"}},
 		{"raid10", testimages.MDNear2, 4, []string{"Raid Level : raid10", "Layout : near=2", "Chunk Size : 64K"}},
+		{"raid6", testimages.MDLeftSymmetric, 4, []string{"Raid Level : raid6", "Layout : left-symmetric", "Chunk Size : 64K"}},
 	} {
 		t.Run(tc.level, func(t *testing.T) {
-			minor := 20 + tc.members
+			minor := 20 + idx
 			node := fmt.Sprintf("/dev/md%d", minor)
 			dir := t.TempDir()
 			disk := filepath.Join(dir, "disk.raw")
@@ -455,8 +456,8 @@ func TestRAIDLevelsVM(t *testing.T) {
 			}
 			for i, start := range starts {
 				m := testimages.MDMember{Metadata: "1.2", Level: tc.level, Layout: tc.layout, Chunk: chunk,
-					UUID: fmt.Sprintf("5ea1b0d0-0000-4000-8000-0000000009c%d", tc.members), Name: fmt.Sprintf("test:%d", minor),
-					DevUUID: fmt.Sprintf("5ea1b0d0-0000-4000-8000-000000009c%d%d", tc.members, i), Number: i, RaidDisks: tc.members,
+					UUID: fmt.Sprintf("5ea1b0d0-0000-4000-8000-0000000009c%d", idx), Name: fmt.Sprintf("test:%d", minor),
+					DevUUID: fmt.Sprintf("5ea1b0d0-0000-4000-8000-000000009c%d%d", idx, i), Number: i, RaidDisks: tc.members,
 					DataOffset: dataOffset, ArraySize: used, Time: 1700000000}
 				if off, n, err := testimages.WriteMDMember(disk, start, partSectors, m); err != nil || off != dataOffset || n != used {
 					t.Fatalf("member %d: data at %d, %d sectors, %v", i, off, n, err)
