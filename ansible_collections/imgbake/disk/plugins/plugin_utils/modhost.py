@@ -91,7 +91,6 @@ START_PATH = list(sys.path)
 START_META = list(sys.meta_path)
 START_CWD = os.getcwd()
 ZIPDATA_START = b'\n    ZIPDATA = """'
-ZIPDATA_RE = re.compile(br'\n    ZIPDATA = """([A-Za-z0-9+/=\s]*)"""\n')
 
 
 def log(msg):
@@ -152,14 +151,25 @@ class Warm(object):
         self.payloads = {}  # sha1 of a payload's ZIPDATA -> PayloadInfo
         self.compiled = {}  # (file in the zip, CRC) -> code, see PayloadInfo
 
-    def payload_zip(self, script):
-        m = ZIPDATA_RE.search(script)
-        if not m:
+    @staticmethod
+    def zipdata(script):
+        """The base64 text of the AnsiballZ wrapper's ZIPDATA literal, or
+        None."""
+        start = script.find(ZIPDATA_START)
+        if start < 0:
             return None
-        import base64
+        start += len(ZIPDATA_START)
+        end = script.find(b'"""', start)
+        return script[start:end] if end >= 0 else None
+
+    def payload_zip(self, script):
+        text = self.zipdata(script)
+        if text is None:
+            return None
+        import binascii
         try:
-            return base64.b64decode(m.group(1))
-        except Exception:
+            return binascii.a2b_base64(text)
+        except (binascii.Error, ValueError):
             return None
 
     def load(self, script):
@@ -239,12 +249,11 @@ class Warm(object):
         host is not warm or script has no zip."""
         if not self.names:
             return None
-        start = script.find(ZIPDATA_START)
-        end = script.find(b'"""', start + len(ZIPDATA_START)) if start >= 0 else -1
-        if end < 0:
+        text = self.zipdata(script)
+        if text is None:
             return None
         import hashlib
-        key = hashlib.sha1(script[start:end]).digest()
+        key = hashlib.sha1(text).digest()
         info = self.payloads.get(key)
         if info is None:
             info = PayloadInfo(self, self.payload_zip(script))
@@ -270,9 +279,7 @@ class Warm(object):
 _COMPILE_SOURCE = getattr(zipimport, "_compile_source", None)
 CODE_CACHE = _COMPILE_SOURCE is not None and hasattr(types.CodeType, "replace")
 _CACHED_NAME = "<imgbake-module-host>"
-# The bytecode version bundles must have; "none" where this host cannot
-# use compiled code at all (the plugin then stops sending it).
-MAGIC = importlib.util.MAGIC_NUMBER.hex() if CODE_CACHE else "none"
+MAGIC = importlib.util.MAGIC_NUMBER.hex()
 
 
 class PayloadInfo(object):
@@ -840,7 +847,9 @@ def main():
             if bundle:
                 size = int(bundle.get("size", 0))
                 blob, script = script[:size], script[size:]
-                used = bundle.get("magic") == MAGIC and bundle.get("optimize") == sys.flags.optimize
+                # Turned down (and then never sent again to this host) where
+                # the bytecode differs or this Python cannot refile code.
+                used = CODE_CACHE and bundle.get("magic") == MAGIC and bundle.get("optimize") == sys.flags.optimize
                 if used:
                     files, script_code = load_compiled(blob)
                     warm.compiled.update(files)
