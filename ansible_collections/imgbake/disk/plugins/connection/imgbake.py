@@ -230,18 +230,15 @@ def _compiled_bundle(payload, sent, with_script=True):
         z = zipfile.ZipFile(io.BytesIO(base64.b64decode(m.group(1)))) if m else None
     except Exception:
         z = None
-    if z is None:
-        return (marshal.dumps({"files": {}, "main": main}) if main else b""), []
     files, keys = {}, []
-    with z:
-        for info in z.infolist():
-            key = "%s:%d" % (info.filename, info.CRC)
-            if not info.filename.endswith(".py") or key in sent:
-                continue
-            keys.append(key)
-            code = _compile_quietly(z.read(info).replace(b"\r\n", b"\n").replace(b"\r", b"\n"), "<imgbake-module-host>")
-            if code is not None:
-                files[info.filename] = (info.CRC, code)
+    for info in z.infolist() if z else ():
+        key = "%s:%d" % (info.filename, info.CRC)
+        if not info.filename.endswith(".py") or key in sent:
+            continue
+        keys.append(key)
+        code = _compile_quietly(z.read(info).replace(b"\r\n", b"\n").replace(b"\r", b"\n"), "<imgbake-module-host>")
+        if code is not None:
+            files[info.filename] = (info.CRC, code)
     if not files and main is None:
         return b"", keys
     return marshal.dumps({"files": files, "main": main}), keys
@@ -470,9 +467,7 @@ class Connection(ConnectionBase):
             display.vvv("IMGBAKE MODULE HOST pid %s (warm %s): rc %d in %ss" % (h.get("pid"), h["warm"], h["rc"], h.get("seconds")),
                         host=self._play_context.remote_addr)
             # Where the next tasks' housekeeping goes, and which compiled
-            # files that host has.
-            # A bundle the host turned down (another optimization level) is
-            # not sent again.
+            # files that host has; a bundle it turned down is not sent again.
             magic = h.get("magic")
             if h.get("compiled_used") is False:
                 magic = "refused"
