@@ -45,7 +45,12 @@ func (b *bench) ansibleSetup() error {
 			return fmt.Errorf("workload 8: %w (-repo must be the imgbake checkout)", err)
 		}
 	}
+	// The caller's collections come after ours, so a collection installed
+	// by hand (community.general for the chroot variant) is found too.
 	b.collections = root
+	if extra := os.Getenv("ANSIBLE_COLLECTIONS_PATH"); extra != "" {
+		b.collections += string(os.PathListSeparator) + extra
+	}
 	if _, err := os.Stat(b.cfg.PythonImage); err != nil {
 		return fmt.Errorf("workload 8: python test image: %w (build it: bash testimages/build.sh debian-python.raw)", err)
 	}

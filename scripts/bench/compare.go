@@ -320,7 +320,7 @@ func partitionExtent(disk string, n int) (offset, size int64, err error) {
 // The mount and the loop device are undone on every path.
 func (b *bench) playInChroot(r *run) error {
 	if out, err := exec.Command("ansible-doc", "-t", "connection", "-l", "community.general").Output(); err != nil || !strings.Contains(string(out), "community.general.chroot") {
-		return errors.New("community.general.chroot not found (bash scripts/install-deps.sh --bench installs Debian's ansible, which ships it)")
+		return errors.New("community.general.chroot not found (bash scripts/install-deps.sh --bench installs Debian's ansible, which ships it; or put the collection on ANSIBLE_COLLECTIONS_PATH)")
 	}
 	info, err := readImageInfo(b.cfg.PythonImage)
 	if err != nil {
